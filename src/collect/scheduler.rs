@@ -1,0 +1,424 @@
+//! Reads the Seldon scheduler's status API (SPEC 3.2): the five calls run concurrently, each
+//! within its own deadline, retried with backoff while the scheduler is unavailable, and each
+//! status stream folded item by item into a tally.
+
+use std::error::Error as _;
+use std::future::Future;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use super::aggregate::{ExperimentTally, ModelTally, PipelineTally, ServerTally, Tally};
+use crate::proto::scheduler_client::SchedulerClient;
+use crate::proto::{
+    ExperimentStatusRequest, ModelStatusRequest, PipelineStatusRequest, SchedulerStatusRequest,
+    ServerStatusRequest,
+};
+
+/// The name hodometer subscribes under, visible in the scheduler's logs.
+pub const SUBSCRIBER_NAME: &str = "hodometer";
+
+/// Model statuses carry whole model definitions; gRPC's 4 MiB default is too tight for some.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct SchedulerTarget {
+    pub host: String,
+    pub port: u16,
+    /// Deadline for each call, retries included.
+    pub rpc_timeout: Duration,
+}
+
+impl SchedulerTarget {
+    /// `host:port`, bracketing IPv6 literals.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Why a scheduler call produced no value. Its text is the "unknown, because …" shown to people.
+#[derive(Clone, Debug, Error, PartialEq)]
+pub enum CallError {
+    #[error("{rpc}: no complete answer within {timeout:?} ({attempts} attempts){}", last_error_suffix(.last_error))]
+    DeadlineExceeded {
+        rpc: &'static str,
+        timeout: Duration,
+        attempts: u32,
+        last_error: Option<String>,
+    },
+    #[error("{rpc}: {detail}")]
+    Failed { rpc: &'static str, detail: String },
+    #[error("scheduler address {address} is not usable: {detail}")]
+    BadAddress { address: String, detail: String },
+}
+
+fn last_error_suffix(last: &Option<String>) -> String {
+    last.as_ref()
+        .map(|e| format!("; last error: {e}"))
+        .unwrap_or_default()
+}
+
+/// Everything learnt from the scheduler in one collection.
+#[derive(Clone, Debug)]
+pub struct SchedulerFacts {
+    pub version: Result<String, CallError>,
+    pub models: Result<ModelTally, CallError>,
+    pub servers: Result<ServerTally, CallError>,
+    pub pipelines: Result<PipelineTally, CallError>,
+    pub experiments: Result<ExperimentTally, CallError>,
+}
+
+impl SchedulerFacts {
+    fn all_failed(error: CallError) -> SchedulerFacts {
+        SchedulerFacts {
+            version: Err(error.clone()),
+            models: Err(error.clone()),
+            servers: Err(error.clone()),
+            pipelines: Err(error.clone()),
+            experiments: Err(error),
+        }
+    }
+
+    /// Whether the scheduler answered at least one call completely.
+    pub fn answered(&self) -> bool {
+        self.version.is_ok()
+            || self.models.is_ok()
+            || self.servers.is_ok()
+            || self.pipelines.is_ok()
+            || self.experiments.is_ok()
+    }
+}
+
+/// Runs the five calls concurrently over one HTTP/2 connection. Never fails as a whole: each
+/// part that could not be read is an error inside the facts.
+pub async fn collect(target: &SchedulerTarget) -> SchedulerFacts {
+    let client = match connect(target) {
+        Ok(client) => client,
+        Err(error) => return SchedulerFacts::all_failed(error),
+    };
+    let timeout = target.rpc_timeout;
+    let (version, models, servers, pipelines, experiments) = tokio::join!(
+        application_version(client.clone(), timeout),
+        tally_stream::<ModelTally, _, _>(
+            "ModelStatus",
+            timeout,
+            |mut c, req_timeout| async move {
+                let request = ModelStatusRequest {
+                    subscriber_name: SUBSCRIBER_NAME.into(),
+                    ..Default::default()
+                };
+                c.model_status(with_timeout(request, req_timeout)).await
+            },
+            &client
+        ),
+        tally_stream::<ServerTally, _, _>(
+            "ServerStatus",
+            timeout,
+            |mut c, req_timeout| async move {
+                let request = ServerStatusRequest {
+                    subscriber_name: SUBSCRIBER_NAME.into(),
+                    name: None,
+                };
+                c.server_status(with_timeout(request, req_timeout)).await
+            },
+            &client
+        ),
+        tally_stream::<PipelineTally, _, _>(
+            "PipelineStatus",
+            timeout,
+            |mut c, req_timeout| async move {
+                let request = PipelineStatusRequest {
+                    subscriber_name: SUBSCRIBER_NAME.into(),
+                    ..Default::default()
+                };
+                c.pipeline_status(with_timeout(request, req_timeout)).await
+            },
+            &client
+        ),
+        tally_stream::<ExperimentTally, _, _>(
+            "ExperimentStatus",
+            timeout,
+            |mut c, req_timeout| async move {
+                let request = ExperimentStatusRequest {
+                    subscriber_name: SUBSCRIBER_NAME.into(),
+                    name: None,
+                };
+                c.experiment_status(with_timeout(request, req_timeout))
+                    .await
+            },
+            &client
+        ),
+    );
+    SchedulerFacts {
+        version,
+        models,
+        servers,
+        pipelines,
+        experiments,
+    }
+}
+
+fn connect(target: &SchedulerTarget) -> Result<SchedulerClient<Channel>, CallError> {
+    let address = target.address();
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| CallError::BadAddress {
+            address: address.clone(),
+            detail: e.to_string(),
+        })?
+        .connect_timeout(target.rpc_timeout.min(Duration::from_secs(10)))
+        .tcp_nodelay(true);
+    // No HTTP/2 keep-alive pings: the scheduler rejects frequent ones and each collection is short.
+    // A lazy channel connects on first use and reconnects after a failure, which is what retries need.
+    Ok(SchedulerClient::new(endpoint.connect_lazy()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+async fn application_version(
+    client: SchedulerClient<Channel>,
+    timeout: Duration,
+) -> Result<String, CallError> {
+    with_retry("SchedulerStatus", timeout, |remaining| {
+        let mut client = client.clone();
+        async move {
+            let request = SchedulerStatusRequest {
+                subscriber_name: SUBSCRIBER_NAME.into(),
+            };
+            client
+                .scheduler_status(with_timeout(request, remaining))
+                .await
+                .map(|response| response.into_inner().application_version)
+                .map_err(|status| Failure { status, items: 0 })
+        }
+    })
+    .await
+}
+
+/// Folds a whole server stream into `T`. A stream that breaks part-way is retried from the start
+/// (while the deadline allows); a partial tally is never returned.
+async fn tally_stream<T, F, Fut>(
+    rpc: &'static str,
+    timeout: Duration,
+    call: F,
+    client: &SchedulerClient<Channel>,
+) -> Result<T, CallError>
+where
+    T: Tally,
+    F: Fn(SchedulerClient<Channel>, Duration) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<tonic::Streaming<T::Item>>, Status>>,
+{
+    with_retry(rpc, timeout, |remaining| {
+        let opened = call(client.clone(), remaining);
+        async move {
+            let mut stream = opened
+                .await
+                .map_err(|status| Failure { status, items: 0 })?
+                .into_inner();
+            let mut tally = T::default();
+            let mut items = 0u64;
+            loop {
+                match stream.message().await {
+                    Ok(Some(item)) => {
+                        tally.add(&item);
+                        items += 1;
+                    }
+                    Ok(None) => return Ok(tally),
+                    Err(status) => return Err(Failure { status, items }),
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// One failed attempt: the gRPC status and how many stream items had arrived before it.
+struct Failure {
+    status: Status,
+    items: u64,
+}
+
+impl Failure {
+    fn describe(&self) -> String {
+        let status = describe_status(&self.status);
+        if self.items > 0 {
+            format!("stream broke after {} items: {status}", self.items)
+        } else {
+            status
+        }
+    }
+}
+
+/// Retries `attempt` with exponential backoff while the scheduler is unavailable, all within
+/// `timeout`. Any other error is final at once.
+async fn with_retry<R, F, Fut>(
+    rpc: &'static str,
+    timeout: Duration,
+    mut attempt: F,
+) -> Result<R, CallError>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<R, Failure>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempts = 0;
+    let mut last_error = None;
+    let exceeded = |attempts, last_error| CallError::DeadlineExceeded {
+        rpc,
+        timeout,
+        attempts,
+        last_error,
+    };
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(exceeded(attempts, last_error));
+        }
+        attempts += 1;
+        let failure = match tokio::time::timeout(remaining, attempt(remaining)).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(failure)) => failure,
+            Err(_elapsed) => return Err(exceeded(attempts, last_error)),
+        };
+        let detail = failure.describe();
+        if !is_retryable(&failure.status) {
+            return Err(CallError::Failed { rpc, detail });
+        }
+        tracing::debug!(rpc, attempts, error = %detail, "scheduler call failed; retrying");
+        last_error = Some(detail);
+        let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(pause).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Connection refused, a reset connection, a restarting scheduler: all arrive as `Unavailable`.
+fn is_retryable(status: &Status) -> bool {
+    status.code() == Code::Unavailable
+}
+
+/// "unavailable: tcp connect error: Connection refused (os error 111)": the status and the
+/// chain of causes beneath it, which is where transport errors keep the useful part.
+fn describe_status(status: &Status) -> String {
+    let mut text = format!("{}", status.code()).to_lowercase();
+    if !status.message().is_empty() {
+        text.push_str(": ");
+        text.push_str(status.message());
+    }
+    let mut source = status.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        let target = |host: &str| SchedulerTarget {
+            host: host.into(),
+            port: 9004,
+            rpc_timeout: Duration::from_secs(1),
+        };
+        assert_eq!(target("::1").address(), "[::1]:9004");
+        assert_eq!(target("[::1]").address(), "[::1]:9004");
+        assert_eq!(
+            target("seldon-scheduler").address(),
+            "seldon-scheduler:9004"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unavailable_is_retried_with_growing_backoff_until_success() {
+        let started = Instant::now();
+        let mut calls = 0;
+        let result = with_retry("Test", Duration::from_secs(10), |_| {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n < 4 {
+                    Err(Failure {
+                        status: Status::unavailable("down"),
+                        items: 0,
+                    })
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(result, Ok(4));
+        // 100 + 200 + 400 ms of backoff before the fourth attempt.
+        assert_eq!(started.elapsed(), Duration::from_millis(700));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_errors_are_final_at_once() {
+        let mut calls = 0;
+        let result: Result<(), _> = with_retry("Test", Duration::from_secs(10), |_| {
+            calls += 1;
+            async {
+                Err(Failure {
+                    status: Status::permission_denied("no"),
+                    items: 0,
+                })
+            }
+        })
+        .await;
+        assert_eq!(calls, 1);
+        assert!(matches!(result, Err(CallError::Failed { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_at_the_deadline_and_keep_the_last_error() {
+        let started = Instant::now();
+        let result: Result<(), _> = with_retry("ModelStatus", Duration::from_secs(2), |_| async {
+            Err(Failure {
+                status: Status::unavailable("restarting"),
+                items: 3,
+            })
+        })
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        let error = result.expect_err("never succeeds");
+        let text = error.to_string();
+        assert!(text.contains("ModelStatus"), "{text}");
+        assert!(text.contains("stream broke after 3 items"), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_call_is_cut_at_the_deadline() {
+        let started = Instant::now();
+        let result: Result<(), _> = with_retry("ServerStatus", Duration::from_secs(3), |_| {
+            std::future::pending::<Result<(), Failure>>()
+        })
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert!(matches!(
+            result,
+            Err(CallError::DeadlineExceeded { attempts: 1, .. })
+        ));
+    }
+}

@@ -1,0 +1,126 @@
+//! A snapshot: every metric either known or unknown-with-a-reason, and the per-level view of it.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use super::{Level, METRIC_COUNT, METRICS, MetricDef, MetricId};
+
+/// A metric's value, already in the JSON type its table row names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Text(String),
+    Bool(bool),
+    Integer(u64),
+    Float(f64),
+}
+
+impl Value {
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Text(s) => serde_json::Value::from(s.as_str()),
+            Value::Bool(b) => serde_json::Value::from(*b),
+            Value::Integer(n) => serde_json::Value::from(*n),
+            // A non-finite float cannot be JSON; it never arises from sums of byte counts.
+            Value::Float(x) => serde_json::Number::from_f64(*x)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Text(s) => f.write_str(s),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Integer(n) => write!(f, "{n}"),
+            Value::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+/// What is known about one metric. Unknown metrics are omitted from events, never sent as zero.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reading {
+    Known(Value),
+    /// Why it could not be determined, for people: "scheduler unreachable: …".
+    Unknown(String),
+}
+
+impl Reading {
+    pub fn unknown(reason: impl Into<String>) -> Reading {
+        Reading::Unknown(reason.into())
+    }
+
+    pub fn known(&self) -> Option<&Value> {
+        match self {
+            Reading::Known(value) => Some(value),
+            Reading::Unknown(_) => None,
+        }
+    }
+}
+
+/// All metrics as collected at one moment. `metrics_level` is not stored: it is the level a
+/// view is taken at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    readings: Vec<Reading>,
+    pub collected_at: SystemTime,
+}
+
+/// One metric as seen at a chosen level.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub def: &'static MetricDef,
+    pub reading: Reading,
+    /// Whether the chosen level shares it (unknown readings are still omitted from the event).
+    pub shared: bool,
+}
+
+impl Snapshot {
+    /// A snapshot where nothing is known yet, each metric carrying `reason`.
+    pub fn unknown(reason: &str) -> Snapshot {
+        Snapshot {
+            readings: vec![Reading::unknown(reason); METRIC_COUNT],
+            collected_at: SystemTime::now(),
+        }
+    }
+
+    pub fn set(&mut self, id: MetricId, reading: Reading) {
+        self.readings[id as usize] = reading;
+    }
+
+    pub fn get(&self, id: MetricId) -> &Reading {
+        &self.readings[id as usize]
+    }
+
+    /// Every metric in table order as it stands at `level`.
+    pub fn rows(&self, level: Level) -> Vec<Row> {
+        METRICS
+            .iter()
+            .map(|def| {
+                let reading = match def.id {
+                    MetricId::MetricsLevel => Reading::Known(Value::Text(level.as_str().into())),
+                    id => self.get(id).clone(),
+                };
+                Row {
+                    def,
+                    reading,
+                    shared: level.shares(def.level),
+                }
+            })
+            .collect()
+    }
+
+    /// The metrics that leave the cluster at `level`: shared and known, in table order.
+    pub fn shared_values(&self, level: Level) -> Vec<(&'static str, Value)> {
+        self.rows(level)
+            .into_iter()
+            .filter(|row| row.shared)
+            .filter_map(|row| match row.reading {
+                Reading::Known(value) => Some((row.def.name, value)),
+                Reading::Unknown(_) => None,
+            })
+            .collect()
+    }
+}

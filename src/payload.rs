@@ -1,0 +1,190 @@
+//! Snapshot + level → the event that is published (SPEC 5). The preview, `collect` and the
+//! publishers all take their bytes from [`Event::json`], so what is shown is what is sent.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value as Json};
+use uuid::Uuid;
+
+use crate::metrics::{Level, MetricId, Reading, Snapshot, Value};
+
+pub const EVENT_NAME: &str = "collect metrics";
+
+/// The Mixpanel project token the original Hodometer publishes with.
+pub const DEFAULT_TOKEN: &str = "e943e8a2ebd1352338ecac1f9fde8c7c";
+
+/// One event, frozen: its bytes never change, so every retry carries the same `$insert_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub level: Level,
+    pub insert_id: Uuid,
+    /// Names of the metrics it carries, in order.
+    pub fields: Vec<&'static str>,
+    /// The event JSON, pure ASCII (see [`ascii_json`]).
+    pub json: String,
+}
+
+/// Builds the event for `snapshot` at `level`; `None` at level `off`, where nothing is shared.
+///
+/// `time` is the snapshot's collection time, so the same inputs always give the same bytes.
+pub fn build_event(
+    snapshot: &Snapshot,
+    level: Level,
+    token: &str,
+    insert_id: Uuid,
+) -> Option<Event> {
+    if level == Level::Off {
+        return None;
+    }
+    let distinct_id = match snapshot.get(MetricId::ClusterId) {
+        Reading::Known(Value::Text(id)) => id.clone(),
+        // The cluster id comes from configuration and is always known; keep the event well-formed anyway.
+        _ => String::new(),
+    };
+    let time = snapshot
+        .collected_at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+
+    let mut properties = Map::new();
+    properties.insert("token".into(), token.into());
+    properties.insert("distinct_id".into(), distinct_id.into());
+    properties.insert("time".into(), time.into());
+    properties.insert("ip".into(), "0".into());
+    properties.insert("$insert_id".into(), insert_id.to_string().into());
+    let mut fields = Vec::new();
+    for (name, value) in snapshot.shared_values(level) {
+        properties.insert(name.into(), value.to_json());
+        fields.push(name);
+    }
+    let mut event = Map::new();
+    event.insert("event".into(), EVENT_NAME.into());
+    event.insert("properties".into(), Json::Object(properties));
+
+    Some(Event {
+        level,
+        insert_id,
+        fields,
+        json: ascii_json(&Json::Object(event).to_string()),
+    })
+}
+
+/// Unix seconds now, for callers that stamp things themselves.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// Rewrites compact JSON so that it is pure ASCII with `>`, `?`, `~` and DEL `\u`-escaped.
+///
+/// Those are exactly the bytes whose position can put `+` or `/` into standard base64, so the
+/// event's base64 reads the same under the standard and the URL-safe alphabet, and survives a
+/// `+`-to-space form decoder. Outside strings JSON never contains these characters, so escaping
+/// them wherever they occur is safe; the result is still valid JSON with the same meaning.
+pub fn ascii_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '>' | '?' | '~' | '\u{7f}' => push_escape(&mut out, c as u16),
+            c if c.is_ascii() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    push_escape(&mut out, *unit);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn push_escape(out: &mut String, unit: u16) {
+    out.push_str(&format!("\\u{unit:04x}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{METRICS, MetricId};
+
+    fn snapshot_with_everything_known() -> Snapshot {
+        let mut s = Snapshot::unknown("unused");
+        for m in METRICS {
+            let value = match m.value_type {
+                crate::metrics::ValueType::Uuid => {
+                    Value::Text("6f1c7b9e-2d0a-4c55-9a43-1f0e6f1d2a11".into())
+                }
+                crate::metrics::ValueType::Text => Value::Text(format!("{}-value", m.name)),
+                crate::metrics::ValueType::Bool => Value::Bool(true),
+                crate::metrics::ValueType::Integer => Value::Integer(7),
+                crate::metrics::ValueType::Float => Value::Float(1.5),
+            };
+            s.set(m.id, Reading::Known(value));
+        }
+        s
+    }
+
+    #[test]
+    fn event_has_the_mixpanel_envelope() {
+        let s = snapshot_with_everything_known();
+        let id = Uuid::new_v4();
+        let event = build_event(&s, Level::Cluster, "tok", id).expect("cluster shares");
+        let v: Json = serde_json::from_str(&event.json).expect("valid JSON");
+        assert_eq!(v["event"], "collect metrics");
+        let p = &v["properties"];
+        assert_eq!(p["token"], "tok");
+        assert_eq!(p["distinct_id"], "6f1c7b9e-2d0a-4c55-9a43-1f0e6f1d2a11");
+        assert_eq!(p["ip"], "0");
+        assert_eq!(p["$insert_id"], id.to_string());
+        assert!(p["time"].is_u64());
+        assert_eq!(p["metrics_level"], "cluster");
+        assert!(
+            p.get("model_count").is_none(),
+            "resource metric leaked at cluster level"
+        );
+    }
+
+    #[test]
+    fn unknown_metrics_are_omitted_not_zero() {
+        let mut s = snapshot_with_everything_known();
+        s.set(MetricId::ModelCount, Reading::unknown("stream cut"));
+        let event = build_event(&s, Level::Feature, "tok", Uuid::new_v4()).expect("event");
+        let v: Json = serde_json::from_str(&event.json).expect("valid JSON");
+        assert!(v["properties"].get("model_count").is_none());
+        assert_eq!(v["properties"]["pipeline_count"], 7);
+        assert!(!event.fields.contains(&"model_count"));
+    }
+
+    #[test]
+    fn off_builds_no_event() {
+        let s = snapshot_with_everything_known();
+        assert!(build_event(&s, Level::Off, "tok", Uuid::new_v4()).is_none());
+    }
+
+    #[test]
+    fn same_inputs_give_the_same_bytes() {
+        let s = snapshot_with_everything_known();
+        let id = Uuid::new_v4();
+        let a = build_event(&s, Level::Feature, "tok", id).expect("event");
+        let b = build_event(&s, Level::Feature, "tok", id).expect("event");
+        assert_eq!(a.json, b.json);
+    }
+
+    #[test]
+    fn ascii_json_escapes_base64_hazards_and_non_ascii() {
+        let raw = serde_json::json!({"k": "a>b?c~d\u{7f}é😀"}).to_string();
+        let escaped = ascii_json(&raw);
+        assert!(escaped.is_ascii());
+        for hazard in ['>', '?', '~', '\u{7f}'] {
+            assert!(
+                !escaped.contains(hazard),
+                "{hazard:?} left unescaped in {escaped}"
+            );
+        }
+        let back: Json = serde_json::from_str(&escaped).expect("still JSON");
+        assert_eq!(back["k"], "a>b?c~d\u{7f}é😀");
+    }
+}

@@ -1,0 +1,323 @@
+//! What the simulated scheduler knows about: a scenario file, or a population generated from a
+//! seed. Items are small specs; the full status messages (model definitions included) are built
+//! one at a time as they are streamed, so even 10^5 models never sit in one huge message.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::collect::SCHEDULER_PLACEHOLDER_VERSION;
+use crate::proto::pipeline_version_state::PipelineStatus;
+
+/// The scenario file format (JSON). Every list may be omitted.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// What `SchedulerStatus` answers; a real scheduler always says "0.0.1".
+    #[serde(default = "placeholder_version")]
+    pub version: String,
+    #[serde(default)]
+    pub models: Vec<ModelSpec>,
+    #[serde(default)]
+    pub servers: Vec<ServerSpec>,
+    #[serde(default)]
+    pub pipelines: Vec<PipelineSpec>,
+    #[serde(default)]
+    pub experiments: Vec<ExperimentSpec>,
+}
+
+fn placeholder_version() -> String {
+    SCHEDULER_PLACEHOLDER_VERSION.into()
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: String,
+    #[serde(default)]
+    pub deleted: bool,
+    /// The server it is scheduled on.
+    #[serde(default)]
+    pub server: String,
+    #[serde(default = "one")]
+    pub replicas: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    pub name: String,
+    #[serde(default)]
+    pub expected_replicas: i32,
+    #[serde(default)]
+    pub available_replicas: i32,
+    /// One entry per running replica, as the scheduler reports its resources.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaSpec>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaSpec {
+    #[serde(default)]
+    pub memory_bytes: u64,
+    #[serde(default)]
+    pub loaded_models: i32,
+    #[serde(default)]
+    pub overcommit_percentage: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    pub name: String,
+    /// One status per version, by its proto name, e.g. `["PipelineTerminated", "PipelineReady"]`.
+    #[serde(default)]
+    pub versions: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    pub name: String,
+    #[serde(default)]
+    pub active: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("scenario {path} is not valid: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("scenario {path}: pipeline {pipeline:?} has unknown status {status:?}")]
+    Status {
+        path: String,
+        pipeline: String,
+        status: String,
+    },
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let scenario: Scenario =
+            serde_json::from_str(&text).map_err(|source| ScenarioError::Parse {
+                path: shown.clone(),
+                source,
+            })?;
+        for pipeline in &scenario.pipelines {
+            for status in &pipeline.versions {
+                if PipelineStatus::from_str_name(status).is_none() {
+                    return Err(ScenarioError::Status {
+                        path: shown,
+                        pipeline: pipeline.name.clone(),
+                        status: status.clone(),
+                    });
+                }
+            }
+        }
+        Ok(scenario)
+    }
+
+    /// A deterministic population: the same counts and seed always give the same scenario.
+    pub fn generate(counts: Counts, seed: u64) -> Scenario {
+        let mut rng = SplitMix64(seed);
+        let servers: Vec<ServerSpec> = (0..counts.servers)
+            .map(|i| {
+                let expected = if rng.chance(10) {
+                    0
+                } else {
+                    1 + rng.below(3) as i32
+                };
+                let available = if expected > 0 && rng.chance(10) {
+                    expected - 1
+                } else {
+                    expected
+                };
+                let overcommit = if rng.chance(30) {
+                    10 * (1 + rng.below(5) as u32)
+                } else {
+                    0
+                };
+                let replicas = (0..available)
+                    .map(|_| ReplicaSpec {
+                        memory_bytes: (2 + rng.below(15)) * 1_073_741_824,
+                        loaded_models: rng.below(4) as i32,
+                        overcommit_percentage: overcommit,
+                    })
+                    .collect();
+                ServerSpec {
+                    name: format!("{}-{i:05}", ["mlserver", "triton"][(i % 2) as usize]),
+                    expected_replicas: expected,
+                    available_replicas: available,
+                    replicas,
+                }
+            })
+            .collect();
+        let models = (0..counts.models)
+            .map(|i| ModelSpec {
+                name: format!("model-{i:06}"),
+                deleted: rng.chance(5),
+                server: servers
+                    .get((i % counts.servers.max(1)) as usize)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                replicas: 1 + rng.below(2) as u32,
+            })
+            .collect();
+        let pipelines = (0..counts.pipelines)
+            .map(|i| {
+                use PipelineStatus::*;
+                const MIX: [PipelineStatus; 10] = [
+                    PipelineReady,
+                    PipelineReady,
+                    PipelineReady,
+                    PipelineReady,
+                    PipelineReady,
+                    PipelineCreating,
+                    PipelineCreate,
+                    PipelineFailed,
+                    PipelineTerminated,
+                    PipelineRebalancing,
+                ];
+                let mut versions = Vec::new();
+                if rng.chance(20) {
+                    versions.push(PipelineTerminated.as_str_name().to_string());
+                }
+                versions.push(
+                    MIX[rng.below(MIX.len() as u64) as usize]
+                        .as_str_name()
+                        .to_string(),
+                );
+                PipelineSpec {
+                    name: format!("pipeline-{i:05}"),
+                    versions,
+                }
+            })
+            .collect();
+        let experiments = (0..counts.experiments)
+            .map(|i| ExperimentSpec {
+                name: format!("experiment-{i:04}"),
+                active: !rng.chance(30),
+            })
+            .collect();
+        Scenario {
+            version: placeholder_version(),
+            models,
+            servers,
+            pipelines,
+            experiments,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub models: u64,
+    pub servers: u64,
+    pub pipelines: u64,
+    pub experiments: u64,
+}
+
+/// A tiny, stable PRNG: generated populations must not change when a dependency does.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COUNTS: Counts = Counts {
+        models: 500,
+        servers: 20,
+        pipelines: 50,
+        experiments: 10,
+    };
+
+    #[test]
+    fn generation_is_deterministic_per_seed() {
+        assert_eq!(Scenario::generate(COUNTS, 7), Scenario::generate(COUNTS, 7));
+        assert_ne!(Scenario::generate(COUNTS, 7), Scenario::generate(COUNTS, 8));
+    }
+
+    #[test]
+    fn generated_population_has_the_asked_sizes_and_a_mix_of_states() {
+        let s = Scenario::generate(COUNTS, 1);
+        assert_eq!(s.models.len(), 500);
+        assert_eq!(s.servers.len(), 20);
+        assert_eq!(s.pipelines.len(), 50);
+        assert_eq!(s.experiments.len(), 10);
+        assert!(s.models.iter().any(|m| m.deleted) && s.models.iter().any(|m| !m.deleted));
+        assert!(
+            s.servers
+                .iter()
+                .any(|m| m.replicas.iter().any(|r| r.overcommit_percentage > 0))
+        );
+        assert_eq!(s.version, "0.0.1");
+    }
+
+    #[test]
+    fn scenario_file_parses_and_rejects_unknown_statuses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = dir.path().join("good.json");
+        std::fs::write(
+            &good,
+            r#"{"version": "2.9.0", "pipelines": [{"name": "p", "versions": ["PipelineReady"]}],
+                "servers": [{"name": "s", "expected_replicas": 1, "replicas": [{"memory_bytes": 5}]}]}"#,
+        )
+        .expect("write");
+        let s = Scenario::load(&good).expect("valid scenario");
+        assert_eq!(s.version, "2.9.0");
+        assert_eq!(s.servers[0].replicas[0].memory_bytes, 5);
+
+        let bad = dir.path().join("bad.json");
+        std::fs::write(
+            &bad,
+            r#"{"pipelines": [{"name": "p", "versions": ["Ready"]}]}"#,
+        )
+        .expect("write");
+        let error = Scenario::load(&bad)
+            .expect_err("unknown status")
+            .to_string();
+        assert!(error.contains("\"Ready\""), "{error}");
+
+        let typo = dir.path().join("typo.json");
+        std::fs::write(&typo, r#"{"modles": []}"#).expect("write");
+        assert!(
+            Scenario::load(&typo).is_err(),
+            "unknown fields are rejected"
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! The simulated scheduler's gRPC service: the status RPCs with a real scheduler's stream
+//! semantics (one message per item, then the end), items built lazily as they are sent.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::faults::{CallPlan, Faults, Rpc};
+use super::population::{self, PipelineSpec, Scenario, ServerSpec};
+use crate::proto::model_status::ModelState;
+use crate::proto::pipeline_version_state::PipelineStatus;
+use crate::proto::scheduler_server::Scheduler;
+use crate::proto::storage_config::Config as StorageKind;
+use crate::proto::*;
+
+/// The namespace the simulated resources claim to live in.
+pub const SIM_NAMESPACE: &str = "seldon-mesh";
+
+/// A credential-looking string inside every simulated model definition, so tests can prove that
+/// nothing from a model definition ever reaches a payload or a log.
+pub const FAKE_STORAGE_SECRET: &str = "hodometer-sim-FAKE-secret-7d3c91b2";
+
+type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+pub struct SimScheduler {
+    pub scenario: Arc<Scenario>,
+    pub faults: Arc<Faults>,
+}
+
+impl SimScheduler {
+    /// Applies the call's faults that happen before any answer.
+    async fn begin(&self, rpc: Rpc) -> Result<CallPlan, Status> {
+        let plan = self.faults.on_call(rpc);
+        if !plan.delay.is_zero() {
+            tokio::time::sleep(plan.delay).await;
+        }
+        if plan.unavailable {
+            return Err(Status::unavailable(
+                "simulated scheduler: unavailable (fault injection)",
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// Streams `count` items built by `item(scenario, index)`, skipping those `keep` rejects.
+    fn stream<T, B, K>(&self, plan: CallPlan, count: usize, keep: K, build: B) -> ItemStream<T>
+    where
+        T: Send + 'static,
+        K: Fn(&Scenario, usize) -> bool + Send + 'static,
+        B: Fn(&Scenario, usize) -> T + Send + 'static,
+    {
+        let scenario = Arc::clone(&self.scenario);
+        // A small buffer: the producer runs only as fast as the client reads.
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            for index in 0..count {
+                if !keep(&scenario, index) {
+                    continue;
+                }
+                if plan.cut_after == Some(sent) {
+                    let cut = Status::unavailable(format!(
+                        "simulated scheduler: stream cut after {sent} items (fault injection)"
+                    ));
+                    let _ = tx.send(Err(cut)).await;
+                    return;
+                }
+                if tx.send(Ok(build(&scenario, index))).await.is_err() {
+                    return; // the client went away
+                }
+                sent += 1;
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+fn matches_name(wanted: &Option<String>, name: &str) -> bool {
+    wanted.as_deref().is_none_or(|w| w.is_empty() || w == name)
+}
+
+#[tonic::async_trait]
+impl Scheduler for SimScheduler {
+    async fn scheduler_status(
+        &self,
+        _request: Request<SchedulerStatusRequest>,
+    ) -> Result<Response<SchedulerStatusResponse>, Status> {
+        self.begin(Rpc::Status).await?;
+        Ok(Response::new(SchedulerStatusResponse {
+            application_version: self.scenario.version.clone(),
+        }))
+    }
+
+    type ModelStatusStream = ItemStream<ModelStatusResponse>;
+    async fn model_status(
+        &self,
+        request: Request<ModelStatusRequest>,
+    ) -> Result<Response<Self::ModelStatusStream>, Status> {
+        let plan = self.begin(Rpc::Models).await?;
+        let wanted = request.into_inner().model.map(|m| m.name);
+        Ok(Response::new(self.stream(
+            plan,
+            self.scenario.models.len(),
+            move |s, i| matches_name(&wanted, &s.models[i].name),
+            |s, i| model_status(&s.models[i]),
+        )))
+    }
+
+    type ServerStatusStream = ItemStream<ServerStatusResponse>;
+    async fn server_status(
+        &self,
+        request: Request<ServerStatusRequest>,
+    ) -> Result<Response<Self::ServerStatusStream>, Status> {
+        let plan = self.begin(Rpc::Servers).await?;
+        let wanted = request.into_inner().name;
+        Ok(Response::new(self.stream(
+            plan,
+            self.scenario.servers.len(),
+            move |s, i| matches_name(&wanted, &s.servers[i].name),
+            |s, i| server_status(&s.servers[i]),
+        )))
+    }
+
+    type PipelineStatusStream = ItemStream<PipelineStatusResponse>;
+    async fn pipeline_status(
+        &self,
+        request: Request<PipelineStatusRequest>,
+    ) -> Result<Response<Self::PipelineStatusStream>, Status> {
+        let plan = self.begin(Rpc::Pipelines).await?;
+        let wanted = request.into_inner().name;
+        Ok(Response::new(self.stream(
+            plan,
+            self.scenario.pipelines.len(),
+            move |s, i| matches_name(&wanted, &s.pipelines[i].name),
+            |s, i| pipeline_status(&s.pipelines[i]),
+        )))
+    }
+
+    type ExperimentStatusStream = ItemStream<ExperimentStatusResponse>;
+    async fn experiment_status(
+        &self,
+        request: Request<ExperimentStatusRequest>,
+    ) -> Result<Response<Self::ExperimentStatusStream>, Status> {
+        let plan = self.begin(Rpc::Experiments).await?;
+        let wanted = request.into_inner().name;
+        Ok(Response::new(self.stream(
+            plan,
+            self.scenario.experiments.len(),
+            move |s, i| matches_name(&wanted, &s.experiments[i].name),
+            |s, i| {
+                let e = &s.experiments[i];
+                ExperimentStatusResponse {
+                    experiment_name: e.name.clone(),
+                    active: e.active,
+                    status_description: if e.active {
+                        "experiment active"
+                    } else {
+                        "experiment stopped"
+                    }
+                    .into(),
+                    kubernetes_meta: Some(kube_meta()),
+                }
+            },
+        )))
+    }
+}
+
+fn kube_meta() -> KubernetesMeta {
+    KubernetesMeta {
+        namespace: SIM_NAMESPACE.into(),
+        generation: 1,
+    }
+}
+
+/// A model status as a real scheduler sends it: the latest version with its whole definition,
+/// storage credentials included (about a kilobyte each).
+fn model_status(model: &population::ModelSpec) -> ModelStatusResponse {
+    let rclone = format!(
+        r#"{{"name":"{name}-storage","type":"s3","parameters":{{"provider":"minio","env_auth":"false","access_key_id":"hodometer-sim-access-key","secret_access_key":"{FAKE_STORAGE_SECRET}","endpoint":"http://minio.minio-system.svc.cluster.local:9000"}}}}"#,
+        name = model.name
+    );
+    let definition = Model {
+        meta: Some(MetaData {
+            name: model.name.clone(),
+            kind: Some("Model".into()),
+            version: None,
+            kubernetes_meta: Some(kube_meta()),
+        }),
+        model_spec: Some(ModelSpec {
+            uri: format!(
+                "gs://seldon-models/scv2/samples/mlserver_1.6.0/{}",
+                model.name
+            ),
+            artifact_version: None,
+            storage_config: Some(StorageConfig {
+                config: Some(StorageKind::StorageRcloneConfig(rclone)),
+            }),
+            requirements: vec!["sklearn".into(), "mlserver".into(), "python".into()],
+            memory_bytes: Some(50 * 1024 * 1024),
+            server: (!model.server.is_empty()).then(|| model.server.clone()),
+        }),
+        deployment_spec: Some(DeploymentSpec {
+            replicas: model.replicas,
+            min_replicas: 0,
+            max_replicas: 0,
+            log_payloads: false,
+        }),
+    };
+    let (state, available) = if model.deleted {
+        (ModelState::ModelTerminated, 0)
+    } else {
+        (ModelState::ModelAvailable, model.replicas)
+    };
+    ModelStatusResponse {
+        model_name: model.name.clone(),
+        versions: vec![ModelVersionStatus {
+            version: 1,
+            server_name: model.server.clone(),
+            kubernetes_meta: Some(kube_meta()),
+            state: Some(crate::proto::ModelStatus {
+                state: state as i32,
+                reason: String::new(),
+                available_replicas: available,
+                unavailable_replicas: 0,
+            }),
+            model_defn: Some(definition),
+        }],
+        deleted: model.deleted,
+    }
+}
+
+fn server_status(server: &ServerSpec) -> ServerStatusResponse {
+    let resources: Vec<ServerReplicaResources> = server
+        .replicas
+        .iter()
+        .enumerate()
+        .map(|(idx, r)| ServerReplicaResources {
+            replica_idx: idx as u32,
+            total_memory_bytes: r.memory_bytes,
+            available_memory_bytes: r.memory_bytes / 2,
+            num_loaded_models: r.loaded_models,
+            over_commit_percentage: r.overcommit_percentage,
+        })
+        .collect();
+    ServerStatusResponse {
+        server_name: server.name.clone(),
+        num_loaded_model_replicas: resources.iter().map(|r| r.num_loaded_models).sum(),
+        resources,
+        expected_replicas: server.expected_replicas,
+        available_replicas: server.available_replicas,
+        kubernetes_meta: Some(kube_meta()),
+    }
+}
+
+fn pipeline_status(pipeline: &PipelineSpec) -> PipelineStatusResponse {
+    PipelineStatusResponse {
+        pipeline_name: pipeline.name.clone(),
+        versions: pipeline
+            .versions
+            .iter()
+            .enumerate()
+            .map(|(i, status)| PipelineWithState {
+                pipeline: Some(Pipeline {
+                    name: pipeline.name.clone(),
+                    kubernetes_meta: Some(kube_meta()),
+                }),
+                state: Some(PipelineVersionState {
+                    pipeline_version: i as u32 + 1,
+                    // Statuses were checked when the scenario was loaded or generated.
+                    status: PipelineStatus::from_str_name(status).map_or(0, |s| s as i32),
+                    reason: String::new(),
+                }),
+            })
+            .collect(),
+    }
+}
