@@ -154,6 +154,90 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
+/// Raw scheduler-and-collection options as they arrive from flags and the environment.
+pub struct RawCommon<'a> {
+    pub scheduler_host: &'a str,
+    pub scheduler_port: &'a str,
+    pub level: &'a str,
+    pub cluster_id: Option<&'a str>,
+    pub token: &'a str,
+    pub no_kube: bool,
+    pub rpc_timeout: &'a str,
+    pub log_level: &'a str,
+    pub log_format: Option<&'a str>,
+    pub do_not_track: Option<&'a str>,
+}
+
+impl RawCommon<'_> {
+    /// Validates every setting, reporting all problems together.
+    pub fn validate(&self) -> Result<Settings, ConfigErrors> {
+        let mut c = Checker::default();
+        let host = c.check(
+            "--scheduler-host (SCHEDULER_HOST)",
+            self.scheduler_host,
+            parse_host,
+        );
+        let port = c.check(
+            "--scheduler-port (SCHEDULER_PLAINTXT_PORT)",
+            self.scheduler_port,
+            parse_port,
+        );
+        let level = c.check("--level (METRICS_LEVEL)", self.level, parse_level);
+        let cluster_id = match self.cluster_id {
+            Some(text) => c.check("--cluster-id (CLUSTER_ID)", text, parse_uuid),
+            None => Some(Uuid::new_v4()),
+        };
+        let token = c.check("--token (HODOMETER_TOKEN)", self.token, |t| {
+            let t = t.trim();
+            if t.is_empty() || !t.chars().all(|ch| ch.is_ascii_graphic()) {
+                Err("expected a non-empty token of printable ASCII".into())
+            } else {
+                Ok(t.to_string())
+            }
+        });
+        let rpc_timeout = c.check("--rpc-timeout", self.rpc_timeout, parse_duration);
+        let log_level = c.check("--log-level (LOG_LEVEL)", self.log_level, parse_log_level);
+        let log_format = match self.log_format {
+            Some(text) => c
+                .check("--log-format (LOG_FORMAT)", text, parse_log_format)
+                .map(Some),
+            None => Some(None),
+        };
+        let do_not_track = match self.do_not_track {
+            Some(text) => c.check("DO_NOT_TRACK", text, parse_do_not_track),
+            None => Some(false),
+        };
+        let do_not_track = do_not_track.unwrap_or(true);
+        let settings = (|| {
+            Some(Settings {
+                plan: CollectPlan {
+                    cluster_id: cluster_id?,
+                    scheduler: SchedulerTarget {
+                        host: host?,
+                        port: port?,
+                        rpc_timeout: rpc_timeout?,
+                    },
+                    kube: if self.no_kube {
+                        KubeMode::Disabled
+                    } else {
+                        KubeMode::NotAvailable
+                    },
+                },
+                level: if do_not_track { Level::Off } else { level? },
+                do_not_track,
+                token: token?,
+                log: LogSettings {
+                    level: log_level?,
+                    format: log_format?,
+                },
+            })
+        })();
+        c.finish()?;
+        // With no problems recorded, every setting parsed.
+        settings.ok_or_else(ConfigErrors::default)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,96 +297,5 @@ mod tests {
         assert!(parse_do_not_track("maybe").is_err());
         assert_eq!(parse_log_level("debug"), Ok(tracing::Level::DEBUG));
         assert_eq!(parse_log_format("JSON"), Ok(LogFormat::Json));
-    }
-}
-
-/// Raw scheduler-and-collection options as they arrive from flags and the environment.
-pub struct RawCommon<'a> {
-    pub scheduler_host: &'a str,
-    pub scheduler_port: &'a str,
-    pub level: &'a str,
-    pub cluster_id: Option<&'a str>,
-    pub token: &'a str,
-    pub no_kube: bool,
-    pub rpc_timeout: &'a str,
-    pub log_level: &'a str,
-    pub log_format: Option<&'a str>,
-    pub do_not_track: Option<&'a str>,
-}
-
-impl RawCommon<'_> {
-    /// Validates every setting, reporting all problems together.
-    pub fn validate(&self) -> Result<Settings, ConfigErrors> {
-        let mut c = Checker::default();
-        let host = c.check(
-            "--scheduler-host (SCHEDULER_HOST)",
-            self.scheduler_host,
-            parse_host,
-        );
-        let port = c.check(
-            "--scheduler-port (SCHEDULER_PLAINTXT_PORT)",
-            self.scheduler_port,
-            parse_port,
-        );
-        let level = c.check("--level (METRICS_LEVEL)", self.level, parse_level);
-        let cluster_id = match self.cluster_id {
-            Some(text) => c.check("--cluster-id (CLUSTER_ID)", text, parse_uuid),
-            None => Some(Uuid::new_v4()),
-        };
-        let token = c.check("--token (HODOMETER_TOKEN)", self.token, |t| {
-            let t = t.trim();
-            if t.is_empty() || !t.chars().all(|ch| ch.is_ascii_graphic()) {
-                Err("expected a non-empty token of printable ASCII".into())
-            } else {
-                Ok(t.to_string())
-            }
-        });
-        let rpc_timeout = c.check("--rpc-timeout", self.rpc_timeout, parse_duration);
-        let log_level = c.check("--log-level (LOG_LEVEL)", self.log_level, parse_log_level);
-        let log_format = match self.log_format {
-            Some(text) => c
-                .check("--log-format (LOG_FORMAT)", text, parse_log_format)
-                .map(Some),
-            None => Some(None),
-        };
-        let do_not_track = match self.do_not_track {
-            Some(text) => c.check("DO_NOT_TRACK", text, parse_do_not_track),
-            None => Some(false),
-        };
-        c.finish()?;
-
-        // finish() returned Ok, so every check above produced a value.
-        let (Some(host), Some(port), Some(level), Some(cluster_id), Some(token), Some(rpc_timeout)) =
-            (host, port, level, cluster_id, token, rpc_timeout)
-        else {
-            return Err(ConfigErrors::default());
-        };
-        let (Some(log_level), Some(log_format), Some(do_not_track)) =
-            (log_level, log_format, do_not_track)
-        else {
-            return Err(ConfigErrors::default());
-        };
-        Ok(Settings {
-            plan: CollectPlan {
-                cluster_id,
-                scheduler: SchedulerTarget {
-                    host,
-                    port,
-                    rpc_timeout,
-                },
-                kube: if self.no_kube {
-                    KubeMode::Disabled
-                } else {
-                    KubeMode::NotAvailable
-                },
-            },
-            level: if do_not_track { Level::Off } else { level },
-            do_not_track,
-            token,
-            log: LogSettings {
-                level: log_level,
-                format: log_format,
-            },
-        })
     }
 }

@@ -306,9 +306,16 @@ where
     }
 }
 
-/// Connection refused, a reset connection, a restarting scheduler: all arrive as `Unavailable`.
+/// Worth another attempt: the scheduler said `Unavailable` (refused, restarting), or the
+/// connection itself failed. A `kubectl port-forward` to a pod that is not ready accepts the
+/// connection and then drops it, which tonic reports as `Unknown`/`Cancelled` carrying the
+/// transport error as its source; statuses the scheduler itself sends carry no source.
 fn is_retryable(status: &Status) -> bool {
-    status.code() == Code::Unavailable
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Unknown | Code::Cancelled => status.source().is_some(),
+        _ => false,
+    }
 }
 
 /// "unavailable: tcp connect error: Connection refused (os error 111)": the status and the
@@ -372,6 +379,16 @@ mod tests {
         assert_eq!(result, Ok(4));
         // 100 + 200 + 400 ms of backoff before the fourth attempt.
         assert_eq!(started.elapsed(), Duration::from_millis(700));
+    }
+
+    #[test]
+    fn transport_failures_are_retryable_but_scheduler_answers_are_not() {
+        assert!(is_retryable(&Status::unavailable("restarting")));
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection closed");
+        assert!(is_retryable(&Status::from_error(Box::new(io))));
+        assert!(!is_retryable(&Status::unknown("the scheduler said so")));
+        assert!(!is_retryable(&Status::permission_denied("no")));
+        assert!(!is_retryable(&Status::unimplemented("old scheduler")));
     }
 
     #[tokio::test(start_paused = true)]
