@@ -24,6 +24,15 @@ pub const SIM_NAMESPACE: &str = "seldon-mesh";
 /// nothing from a model definition ever reaches a payload or a log.
 pub const FAKE_STORAGE_SECRET: &str = "hodometer-sim-FAKE-secret-7d3c91b2";
 
+/// A long, credential-shaped filler (temporary cloud credentials run to hundreds of characters).
+const FAKE_SESSION_TOKEN: &str = concat!(
+    "FwoGZXIvYXdzEHodometerSimFakeSessionToken0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP",
+    "QRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghij",
+    "klmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN",
+    "OPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefgh",
+    "ijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL",
+);
+
 type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 pub struct SimScheduler {
@@ -179,9 +188,11 @@ fn kube_meta() -> KubernetesMeta {
 /// A model status as a real scheduler sends it: the latest version with its whole definition,
 /// storage credentials included (about a kilobyte each).
 fn model_status(model: &population::ModelSpec) -> ModelStatusResponse {
+    // Shaped like a real rclone S3 secret; temporary credentials make them most of a kilobyte.
     let rclone = format!(
-        r#"{{"name":"{name}-storage","type":"s3","parameters":{{"provider":"minio","env_auth":"false","access_key_id":"hodometer-sim-access-key","secret_access_key":"{FAKE_STORAGE_SECRET}","endpoint":"http://minio.minio-system.svc.cluster.local:9000"}}}}"#,
-        name = model.name
+        r#"{{"name":"{name}-storage","type":"s3","parameters":{{"provider":"AWS","env_auth":"false","access_key_id":"hodometer-sim-access-key","secret_access_key":"{FAKE_STORAGE_SECRET}","session_token":"{token}","region":"eu-west-1","endpoint":"http://minio.minio-system.svc.cluster.local:9000","acl":"private","server_side_encryption":"aws:kms","no_check_bucket":"true"}}}}"#,
+        name = model.name,
+        token = FAKE_SESSION_TOKEN,
     );
     let definition = Model {
         meta: Some(MetaData {
@@ -276,5 +287,27 @@ fn pipeline_status(pipeline: &PipelineSpec) -> PipelineStatusResponse {
                 }),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn model_statuses_carry_a_definition_of_about_a_kilobyte_with_the_fake_secret() {
+        let spec = population::ModelSpec {
+            name: "model-000001".into(),
+            deleted: false,
+            server: "mlserver-00001".into(),
+            replicas: 1,
+        };
+        let status = model_status(&spec);
+        let bytes = status.encode_to_vec();
+        assert!(bytes.len() >= 1024, "only {} bytes", bytes.len());
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains(FAKE_STORAGE_SECRET));
+        assert!(text.contains(SIM_NAMESPACE));
     }
 }

@@ -1,0 +1,77 @@
+//! README.md must agree with the code: its metrics table is the code's table, and every option
+//! and environment variable `--help` shows is documented.
+
+use clap::CommandFactory;
+use hodometer::cli::Cli;
+use hodometer::metrics::markdown_table;
+
+const START: &str = "<!-- metrics-table:start (generated from src/metrics/table.rs; tests/readme.rs checks it) -->\n";
+const END: &str = "<!-- metrics-table:end -->";
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md")
+}
+
+#[test]
+fn readme_metrics_table_is_the_code_table() {
+    let text = readme();
+    let start = text.find(START).expect("metrics table start marker") + START.len();
+    let end = text[start..].find(END).expect("metrics table end marker") + start;
+    let documented = &text[start..end];
+    let expected = markdown_table();
+    if documented != expected {
+        if std::env::var_os("UPDATE_README").is_some() {
+            let updated = format!("{}{}{}", &text[..start], expected, &text[end..]);
+            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"), updated)
+                .expect("write README");
+        }
+        panic!(
+            "README's metrics table differs from src/metrics/table.rs; run `UPDATE_README=1 cargo test --test readme` to regenerate it.\n--- README\n{documented}\n--- code\n{expected}"
+        );
+    }
+}
+
+#[test]
+fn every_option_and_environment_variable_is_documented() {
+    let text = readme();
+    let cli = Cli::command();
+    for sub in cli.get_subcommands() {
+        for arg in sub.get_arguments() {
+            if arg.is_hide_set() {
+                continue;
+            }
+            if let Some(long) = arg.get_long() {
+                if long == "help" {
+                    continue;
+                }
+                let flag = format!("`--{long}");
+                assert!(
+                    text.contains(&flag),
+                    "README does not document {flag}` of `{}`",
+                    sub.get_name()
+                );
+            }
+            if let Some(env) = arg.get_env() {
+                let env = format!("`{}`", env.to_string_lossy());
+                assert!(text.contains(&env), "README does not document {env}");
+            }
+        }
+    }
+    assert!(
+        text.contains("`DO_NOT_TRACK"),
+        "README does not document DO_NOT_TRACK"
+    );
+}
+
+#[test]
+fn readme_names_the_test_command_ci_runs() {
+    let ci =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).expect(".ci/run");
+    let text = readme();
+    let command = "cargo test --locked";
+    assert!(text.contains(command), "README must give the test command");
+    assert!(
+        ci.contains(command),
+        ".ci/run must run README's test command"
+    );
+}
