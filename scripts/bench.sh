@@ -17,24 +17,30 @@ command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install t
 cargo build --release --locked --quiet
 bin=target/release/hodometer
 
-out=$(mktemp)
+work=$(mktemp -d)
+out="$work/sim.out"
 start=$(date +%s.%N)
 "$bin" sim --listen 127.0.0.1:0 --models "$models" --pipelines "$pipelines" \
-  --experiments "$experiments" --servers "$servers" --seed 7 >"$out" 2>/dev/null &
+  --experiments "$experiments" --servers "$servers" --seed 7 \
+  --kube-listen 127.0.0.1:0 --kubeconfig-out "$work/kubeconfig" >"$out" 2>/dev/null &
 sim=$!
-trap 'kill $sim 2>/dev/null; rm -f "$out"' EXIT
-until grep -q listening "$out"; do sleep 0.01; done
+trap 'kill $sim 2>/dev/null; rm -rf "$work"' EXIT
+until [ "$(grep -c listening "$out")" = 2 ]; do sleep 0.01; done
 ready=$(date +%s.%N)
-port=$(grep -o '[0-9]*$' "$out")
+port=$(head -n 1 "$out" | grep -o '[0-9]*$')
 printf 'sim: %s models, %s pipelines, %s experiments, %s servers ready in %.2f s\n' \
   "$models" "$pipelines" "$experiments" "$servers" "$(echo "$ready - $start" | bc)"
 
-printf '%-4s %10s %12s %12s %14s\n' run wall_s user_s sys_s peak_rss_MiB
-for i in $(seq "$runs"); do
-  stats=$(mktemp)
-  /usr/bin/time -f '%e %U %S %M' -o "$stats" \
-    "$bin" collect --scheduler-port "$port" --no-kube --level feature --log-level warn >/dev/null
-  read -r wall user sys rss_kib <"$stats"
-  rm -f "$stats"
-  printf '%-4s %10s %12s %12s %14.1f\n' "$i" "$wall" "$user" "$sys" "$(echo "$rss_kib / 1024" | bc -l)"
+# Scheduler only, then scheduler and the Kubernetes stand-in (paged lists of every Server's
+# StatefulSet or Deployment, and the nodes), read concurrently.
+for mode in no-kube kube; do
+  echo "collect --$mode"
+  printf '%-4s %10s %12s %12s %14s\n' run wall_s user_s sys_s peak_rss_MiB
+  for i in $(seq "$runs"); do
+    stats="$work/stats"
+    KUBECONFIG="$work/kubeconfig" /usr/bin/time -f '%e %U %S %M' -o "$stats" \
+      "$bin" collect --scheduler-port "$port" "--$mode" --level feature --log-level warn >/dev/null
+    read -r wall user sys rss_kib <"$stats"
+    printf '%-4s %10s %12s %12s %14.1f\n' "$i" "$wall" "$user" "$sys" "$(echo "$rss_kib / 1024" | bc -l)"
+  done
 done

@@ -6,18 +6,23 @@ cd "$(dirname "$0")/.."
 
 cargo build --release --locked --quiet
 bin=target/release/hodometer
-out=$(mktemp)
-"$bin" sim --listen 127.0.0.1:0 --scenario assets/scenarios/example.json >"$out" 2>/dev/null &
+work=$(mktemp -d)
+"$bin" sim --listen 127.0.0.1:0 --scenario assets/scenarios/example.json \
+  --kube-listen 127.0.0.1:0 --kubeconfig-out "$work/kubeconfig" >"$work/sim.out" 2>/dev/null &
 sim=$!
-trap 'kill $sim 2>/dev/null; rm -f "$out"' EXIT
-for _ in $(seq 50); do grep -q listening "$out" && break; sleep 0.1; done
-port=$(grep -o '[0-9]*$' "$out")
+trap 'kill $sim 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 50); do [ "$(grep -c listening "$work/sim.out")" = 2 ] && break; sleep 0.1; done
+port=$(head -n 1 "$work/sim.out" | grep -o '[0-9]*$')
+# The simulator's Kubernetes stand-in, not your cluster.
+export KUBECONFIG="$work/kubeconfig"
+# One cluster id for every example below, as one installation would have.
+export CLUSTER_ID=$(cat /proc/sys/kernel/random/uuid)
 
 echo "== Every metric at level feature (hodometer collect --output table --level feature)"
-"$bin" collect --scheduler-port "$port" --no-kube --level feature --output table --log-level warn
+"$bin" collect --scheduler-port "$port" --level feature --output table --log-level warn
 echo
 for level in cluster resource feature; do
   echo "== The event that would be sent at level $level (hodometer collect --level $level)"
-  "$bin" collect --scheduler-port "$port" --no-kube --level "$level" --log-level warn
+  "$bin" collect --scheduler-port "$port" --level "$level" --log-level warn
   echo
 done

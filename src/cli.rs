@@ -3,8 +3,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{ConfigErrors, RawCommon, Settings};
-use crate::payload::DEFAULT_TOKEN;
+pub use crate::config::{CommonArgs, PublishArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,61 +21,12 @@ pub struct Cli {
 pub enum Command {
     /// Collect once and print the event that would be sent at --level.
     Collect(CollectArgs),
+    /// Collect and publish at start and every --interval: the headless, in-cluster mode.
+    Daemon(crate::daemon::DaemonArgs),
     /// Run a simulated Seldon scheduler for demos, tests and benchmarks.
     Sim(crate::sim::SimArgs),
-}
-
-/// Where to collect from and what to share; common to every command that collects.
-#[derive(Debug, Args)]
-pub struct CommonArgs {
-    /// Scheduler host name or address.
-    #[arg(long, env = "SCHEDULER_HOST", default_value = "localhost")]
-    pub scheduler_host: String,
-    /// Scheduler plaintext gRPC port.
-    #[arg(long, env = "SCHEDULER_PLAINTXT_PORT", default_value = "9004")]
-    pub scheduler_port: String,
-    /// Level of metrics to share: off, cluster, resource or feature (DO_NOT_TRACK=1 forces off).
-    #[arg(long, env = "METRICS_LEVEL", default_value = "cluster")]
-    pub level: String,
-    /// Cluster id (a UUID) sent as the event's distinct_id; random for each start when unset.
-    #[arg(long, env = "CLUSTER_ID")]
-    pub cluster_id: Option<String>,
-    /// Event token.
-    #[arg(long, env = "HODOMETER_TOKEN", default_value = DEFAULT_TOKEN)]
-    pub token: String,
-    /// Do not read the Kubernetes API (Kubernetes metrics unknown, is_kubernetes false).
-    #[arg(long)]
-    pub no_kube: bool,
-    /// Deadline for each scheduler call, retries included (e.g. 30s, 2m).
-    #[arg(long, default_value = "30s")]
-    pub rpc_timeout: String,
-    /// Log level: error, warn, info, debug or trace. Logs go to stderr.
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
-    /// Log format: text or json [default: text on a terminal, json otherwise].
-    #[arg(long, env = "LOG_FORMAT")]
-    pub log_format: Option<String>,
-    /// Set DO_NOT_TRACK=1 to share nothing, whatever the level.
-    #[arg(long, env = "DO_NOT_TRACK", hide = true)]
-    pub do_not_track: Option<String>,
-}
-
-impl CommonArgs {
-    pub fn validate(&self) -> Result<Settings, ConfigErrors> {
-        RawCommon {
-            scheduler_host: &self.scheduler_host,
-            scheduler_port: &self.scheduler_port,
-            level: &self.level,
-            cluster_id: self.cluster_id.as_deref(),
-            token: &self.token,
-            no_kube: self.no_kube,
-            rpc_timeout: &self.rpc_timeout,
-            log_level: &self.log_level,
-            log_format: self.log_format.as_deref(),
-            do_not_track: self.do_not_track.as_deref(),
-        }
-        .validate()
-    }
+    /// Receive published events: validate, deduplicate, record, and serve /events and /metrics.
+    Receive(crate::receive::ReceiveArgs),
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +37,12 @@ pub struct CollectArgs {
     /// unknown reasons.
     #[arg(long, value_enum, default_value_t = Output::Json)]
     pub output: Output,
+    /// Also send the printed event to every endpoint and report each one's outcome on stderr
+    /// (exit status 1 if any did not accept it).
+    #[arg(long)]
+    pub publish: bool,
+    #[command(flatten)]
+    pub publish_to: PublishArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -6,9 +6,14 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::collect::scheduler::SchedulerTarget;
-use crate::collect::{CollectPlan, KubeMode};
+use crate::collect::CollectPlan;
+use crate::collect::kube::KubeTarget;
+use clap::Args;
+
+use crate::collect::scheduler::{ClientTls, SchedulerTarget};
 use crate::metrics::Level;
+use crate::payload::DEFAULT_TOKEN;
+use crate::publish::{Endpoint, PublishPolicy, parse_endpoint, parse_endpoint_list};
 
 /// One invalid setting.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +71,19 @@ impl Checker {
         }
     }
 
+    /// As [`Checker::check`] for a setting that may be absent: `Some(None)` when it is.
+    pub fn check_opt<T>(
+        &mut self,
+        setting: &'static str,
+        value: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
+        match value {
+            Some(text) => self.check(setting, text, parse).map(Some),
+            None => Some(None),
+        }
+    }
+
     pub fn finish(self) -> Result<(), ConfigErrors> {
         if self.errors.is_empty() {
             Ok(())
@@ -92,6 +110,23 @@ pub fn parse_host(text: &str) -> Result<String, String> {
         Err("expected a host name or IP address, without scheme or port".into())
     } else {
         Ok(host.to_string())
+    }
+}
+
+/// A Kubernetes namespace name (an RFC 1123 label).
+pub fn parse_namespace(text: &str) -> Result<String, String> {
+    let ns = text.trim();
+    let valid = !ns.is_empty()
+        && ns.len() <= 63
+        && ns
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !ns.starts_with('-')
+        && !ns.ends_with('-');
+    if valid {
+        Ok(ns.to_string())
+    } else {
+        Err("expected a namespace name: lower-case letters, digits and '-', at most 63".into())
     }
 }
 
@@ -154,40 +189,216 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
-/// Raw scheduler-and-collection options as they arrive from flags and the environment.
-pub struct RawCommon<'a> {
-    pub scheduler_host: &'a str,
-    pub scheduler_port: &'a str,
-    pub level: &'a str,
-    pub cluster_id: Option<&'a str>,
-    pub token: &'a str,
+/// Where to collect from and what to share: the options of every command that collects, as
+/// text, so that all of them are validated together.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Scheduler host name or address [default: localhost; seldon-scheduler for daemon].
+    #[arg(long, env = "SCHEDULER_HOST")]
+    pub scheduler_host: Option<String>,
+    /// Scheduler plaintext gRPC port.
+    #[arg(long, env = "SCHEDULER_PLAINTXT_PORT", default_value = "9004")]
+    pub scheduler_port: String,
+    /// Scheduler TLS gRPC port, used when TLS is on.
+    #[arg(long, env = "SCHEDULER_TLS_PORT", default_value = "9044")]
+    pub scheduler_tls_port: String,
+    /// Mutual TLS to the scheduler (also on with CONTROL_PLANE_SECURITY_PROTOCOL=SSL).
+    #[arg(long)]
+    pub tls: bool,
+    /// SSL turns on mutual TLS to the scheduler; PLAINTEXT (the default) leaves it off.
+    #[arg(long, env = "CONTROL_PLANE_SECURITY_PROTOCOL")]
+    pub security_protocol: Option<String>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_CLIENT_TLS_KEY_LOCATION",
+        value_name = "FILE"
+    )]
+    pub tls_client_key: Option<String>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_CLIENT_TLS_CRT_LOCATION",
+        value_name = "FILE"
+    )]
+    pub tls_client_cert: Option<String>,
+    /// CA of the client certificate (PEM); also verifies the scheduler unless --tls-server-ca is set.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_CLIENT_TLS_CA_LOCATION",
+        value_name = "FILE"
+    )]
+    pub tls_client_ca: Option<String>,
+    /// CA that verifies the scheduler's certificate (PEM).
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_SERVER_TLS_CA_LOCATION",
+        value_name = "FILE"
+    )]
+    pub tls_server_ca: Option<String>,
+    /// Level of metrics to share: off, cluster, resource or feature (DO_NOT_TRACK=1 forces off).
+    #[arg(long, env = "METRICS_LEVEL", default_value = "cluster")]
+    pub level: String,
+    /// Cluster id (a UUID) sent as the event's distinct_id; random for each start when unset.
+    #[arg(long, env = "CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// Event token.
+    #[arg(long, env = "HODOMETER_TOKEN", default_value = DEFAULT_TOKEN)]
+    pub token: String,
+    /// Read the Kubernetes API: in-cluster service account, else kubeconfig [default].
+    #[arg(long, overrides_with = "no_kube")]
+    pub kube: bool,
+    /// Do not read the Kubernetes API (Kubernetes metrics unknown, is_kubernetes false).
+    #[arg(long, overrides_with = "kube")]
     pub no_kube: bool,
-    pub rpc_timeout: &'a str,
-    pub log_level: &'a str,
-    pub log_format: Option<&'a str>,
-    pub do_not_track: Option<&'a str>,
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long)]
+    pub kube_context: Option<String>,
+    /// Seldon namespace [default: the in-cluster namespace, else the kubeconfig context's, else
+    /// seldon-mesh].
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Deadline for each scheduler call (retries included) and each Kubernetes read (e.g. 30s).
+    #[arg(long, default_value = "30s")]
+    pub rpc_timeout: String,
+    /// Log level: error, warn, info, debug or trace. Logs go to stderr.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log format: text or json [default: text on a terminal, json otherwise].
+    #[arg(long, env = "LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Set DO_NOT_TRACK=1 to share nothing, whatever the level.
+    #[arg(long, env = "DO_NOT_TRACK", hide = true)]
+    pub do_not_track: Option<String>,
 }
 
-impl RawCommon<'_> {
-    /// Validates every setting, reporting all problems together.
-    pub fn validate(&self) -> Result<Settings, ConfigErrors> {
+/// Where events are published.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Main endpoint events are published to.
+    #[arg(long, env = "PUBLISH_URL", default_value = DEFAULT_PUBLISH_URL)]
+    pub publish_url: String,
+    /// Extra endpoints, comma-separated (e.g. your own `hodometer receive`).
+    #[arg(long, env = "EXTRA_PUBLISH_URLS", value_name = "URLS")]
+    pub extra_publish_urls: Option<String>,
+    /// Deadline for publishing one event to one endpoint, retries included (e.g. 10m).
+    #[arg(long, default_value = "10m")]
+    pub publish_deadline: String,
+}
+
+/// The original Hodometer's endpoint.
+pub const DEFAULT_PUBLISH_URL: &str = "http://hodometer.seldon.io";
+
+/// Validated publishing settings.
+#[derive(Clone, Debug)]
+pub struct PublishSettings {
+    /// The main endpoint first, then the extra ones, without duplicates.
+    pub endpoints: Vec<Endpoint>,
+    pub policy: PublishPolicy,
+}
+
+impl PublishArgs {
+    pub fn check(&self, c: &mut Checker) -> Option<PublishSettings> {
+        let main = c.check(
+            "--publish-url (PUBLISH_URL)",
+            &self.publish_url,
+            parse_endpoint,
+        );
+        let extra = c.check_opt(
+            "--extra-publish-urls (EXTRA_PUBLISH_URLS)",
+            self.extra_publish_urls.as_deref(),
+            parse_endpoint_list,
+        );
+        let deadline = c.check("--publish-deadline", &self.publish_deadline, parse_duration);
+        let mut endpoints = vec![main?];
+        for endpoint in extra?.unwrap_or_default() {
+            if !endpoints.contains(&endpoint) {
+                endpoints.push(endpoint);
+            }
+        }
+        Some(PublishSettings {
+            endpoints,
+            policy: PublishPolicy {
+                deadline: deadline?,
+                ..PublishPolicy::default()
+            },
+        })
+    }
+}
+
+const KEY_SETTING: &str = "--tls-client-key (CONTROL_PLANE_CLIENT_TLS_KEY_LOCATION)";
+const CERT_SETTING: &str = "--tls-client-cert (CONTROL_PLANE_CLIENT_TLS_CRT_LOCATION)";
+const CLIENT_CA_SETTING: &str = "--tls-client-ca (CONTROL_PLANE_CLIENT_TLS_CA_LOCATION)";
+const SERVER_CA_SETTING: &str = "--tls-server-ca (CONTROL_PLANE_SERVER_TLS_CA_LOCATION)";
+
+fn non_empty(what: &'static str) -> impl Fn(&str) -> Result<String, String> {
+    move |text| {
+        let text = text.trim();
+        if text.is_empty() {
+            Err(format!("expected {what}"))
+        } else {
+            Ok(text.to_string())
+        }
+    }
+}
+
+/// Reads a PEM file named by a setting; a missing or unreadable one is a configuration error.
+fn read_pem(path: &str) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    if String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
+        Ok(bytes)
+    } else {
+        Err("the file holds no PEM block".into())
+    }
+}
+
+impl CommonArgs {
+    /// Validates every setting on its own, reporting all problems together.
+    pub fn validate(&self, default_host: &str) -> Result<Settings, ConfigErrors> {
         let mut c = Checker::default();
+        let settings = self.check(&mut c, default_host);
+        c.finish()?;
+        // With no problems recorded, every setting parsed.
+        settings.ok_or_else(ConfigErrors::default)
+    }
+
+    /// Validates every setting into `c`, alongside other option groups; `None` if any failed.
+    pub fn check(&self, c: &mut Checker, default_host: &str) -> Option<Settings> {
         let host = c.check(
             "--scheduler-host (SCHEDULER_HOST)",
-            self.scheduler_host,
+            self.scheduler_host.as_deref().unwrap_or(default_host),
             parse_host,
         );
         let port = c.check(
             "--scheduler-port (SCHEDULER_PLAINTXT_PORT)",
-            self.scheduler_port,
+            &self.scheduler_port,
             parse_port,
         );
-        let level = c.check("--level (METRICS_LEVEL)", self.level, parse_level);
-        let cluster_id = match self.cluster_id {
+        let tls_port = c.check(
+            "--scheduler-tls-port (SCHEDULER_TLS_PORT)",
+            &self.scheduler_tls_port,
+            parse_port,
+        );
+        let ssl = c.check_opt(
+            "--security-protocol (CONTROL_PLANE_SECURITY_PROTOCOL)",
+            self.security_protocol.as_deref(),
+            |t| match t.trim().to_ascii_uppercase().as_str() {
+                "SSL" => Ok(true),
+                "PLAINTEXT" => Ok(false),
+                _ => Err("expected SSL or PLAINTEXT".into()),
+            },
+        );
+        let tls = if self.tls || matches!(ssl, Some(Some(true))) {
+            self.client_tls(c).map(Some)
+        } else {
+            Some(None)
+        };
+        let level = c.check("--level (METRICS_LEVEL)", &self.level, parse_level);
+        let cluster_id = match &self.cluster_id {
             Some(text) => c.check("--cluster-id (CLUSTER_ID)", text, parse_uuid),
             None => Some(Uuid::new_v4()),
         };
-        let token = c.check("--token (HODOMETER_TOKEN)", self.token, |t| {
+        let token = c.check("--token (HODOMETER_TOKEN)", &self.token, |t| {
             let t = t.trim();
             if t.is_empty() || !t.chars().all(|ch| ch.is_ascii_graphic()) {
                 Err("expected a non-empty token of printable ASCII".into())
@@ -195,46 +406,82 @@ impl RawCommon<'_> {
                 Ok(t.to_string())
             }
         });
-        let rpc_timeout = c.check("--rpc-timeout", self.rpc_timeout, parse_duration);
-        let log_level = c.check("--log-level (LOG_LEVEL)", self.log_level, parse_log_level);
-        let log_format = match self.log_format {
-            Some(text) => c
-                .check("--log-format (LOG_FORMAT)", text, parse_log_format)
-                .map(Some),
-            None => Some(None),
-        };
-        let do_not_track = match self.do_not_track {
-            Some(text) => c.check("DO_NOT_TRACK", text, parse_do_not_track),
-            None => Some(false),
-        };
-        let do_not_track = do_not_track.unwrap_or(true);
-        let settings = (|| {
-            Some(Settings {
-                plan: CollectPlan {
-                    cluster_id: cluster_id?,
-                    scheduler: SchedulerTarget {
-                        host: host?,
-                        port: port?,
-                        rpc_timeout: rpc_timeout?,
-                    },
-                    kube: if self.no_kube {
-                        KubeMode::Disabled
-                    } else {
-                        KubeMode::NotAvailable
-                    },
+        let rpc_timeout = c.check("--rpc-timeout", &self.rpc_timeout, parse_duration);
+        let namespace = c.check_opt(
+            "--namespace (POD_NAMESPACE)",
+            self.namespace.as_deref(),
+            parse_namespace,
+        );
+        let kube_context = c.check_opt(
+            "--kube-context",
+            self.kube_context.as_deref(),
+            non_empty("a kubeconfig context name"),
+        );
+        let log_level = c.check("--log-level (LOG_LEVEL)", &self.log_level, parse_log_level);
+        let log_format = c.check_opt(
+            "--log-format (LOG_FORMAT)",
+            self.log_format.as_deref(),
+            parse_log_format,
+        );
+        let do_not_track = c.check_opt(
+            "DO_NOT_TRACK",
+            self.do_not_track.as_deref(),
+            parse_do_not_track,
+        );
+        // An unreadable DO_NOT_TRACK is an error; until it is fixed, err on the side of sharing nothing.
+        let do_not_track = do_not_track.is_none_or(|d| d.unwrap_or(false));
+        let kube = !self.no_kube || self.kube;
+        let tls = tls?;
+        Some(Settings {
+            plan: CollectPlan {
+                cluster_id: cluster_id?,
+                scheduler: SchedulerTarget {
+                    host: host?,
+                    port: if tls.is_some() { tls_port? } else { port? },
+                    rpc_timeout: rpc_timeout?,
+                    tls,
                 },
-                level: if do_not_track { Level::Off } else { level? },
-                do_not_track,
-                token: token?,
-                log: LogSettings {
-                    level: log_level?,
-                    format: log_format?,
+                kube: if kube {
+                    Some(KubeTarget {
+                        context: kube_context?,
+                        namespace: namespace?,
+                        timeout: rpc_timeout?,
+                    })
+                } else {
+                    None
                 },
-            })
-        })();
-        c.finish()?;
-        // With no problems recorded, every setting parsed.
-        settings.ok_or_else(ConfigErrors::default)
+            },
+            level: if do_not_track { Level::Off } else { level? },
+            do_not_track,
+            token: token?,
+            log: LogSettings {
+                level: log_level?,
+                format: log_format?,
+            },
+        })
+    }
+
+    /// The mutual-TLS files: key, certificate and CA are required; the server CA defaults to the
+    /// client CA.
+    fn client_tls(&self, c: &mut Checker) -> Option<ClientTls> {
+        let mut required = |setting: &'static str, value: &Option<String>| match value {
+            Some(path) => c.check(setting, path, read_pem),
+            None => c.check(setting, "", |_| {
+                Err::<Vec<u8>, _>("required when TLS is on".into())
+            }),
+        };
+        let key = required(KEY_SETTING, &self.tls_client_key);
+        let cert = required(CERT_SETTING, &self.tls_client_cert);
+        let client_ca = required(CLIENT_CA_SETTING, &self.tls_client_ca);
+        let server_ca = match &self.tls_server_ca {
+            Some(path) => c.check(SERVER_CA_SETTING, path, read_pem),
+            None => client_ca,
+        };
+        Some(ClientTls {
+            server_ca: server_ca?,
+            client_cert: cert?,
+            client_key: key?,
+        })
     }
 }
 

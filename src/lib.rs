@@ -6,9 +6,13 @@
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod daemon;
 pub mod logging;
 pub mod metrics;
 pub mod payload;
 pub mod proto;
+pub mod publish;
+pub mod receive;
 pub mod report;
 pub mod sim;
+pub mod tls;

@@ -7,10 +7,14 @@ use clap::Parser;
 use uuid::Uuid;
 
 use hodometer::cli::{Cli, CollectArgs, Command, Output};
+use hodometer::config::Checker;
 use hodometer::config::ConfigErrors;
-use hodometer::metrics::{Level, Reading};
+use hodometer::daemon::{DaemonArgs, DaemonExit};
+use hodometer::metrics::Level;
+use hodometer::publish::Publisher;
+use hodometer::receive::{ReceiveArgs, Receiver};
 use hodometer::sim::{Sim, SimArgs};
-use hodometer::{collect, logging, payload, report};
+use hodometer::{collect, daemon, logging, payload, report};
 
 /// Exit code for invalid configuration, as for a command-line usage error.
 const EXIT_CONFIG: u8 = 2;
@@ -30,7 +34,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Collect(args) => run_collect(args).await,
+            Command::Daemon(args) => run_daemon(args).await,
             Command::Sim(args) => run_sim(args).await,
+            Command::Receive(args) => run_receive(args).await,
         }
     });
     match result {
@@ -47,7 +53,15 @@ fn main() -> ExitCode {
 }
 
 async fn run_collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.common.validate()?;
+    let mut checker = Checker::default();
+    let settings = args.common.check(&mut checker, "localhost");
+    let publish = if args.publish {
+        args.publish_to.check(&mut checker)
+    } else {
+        None
+    };
+    checker.finish()?;
+    let settings = settings.ok_or_else(ConfigErrors::default)?;
     logging::init(&settings.log);
     if settings.do_not_track {
         tracing::info!("DO_NOT_TRACK is set: level forced to off");
@@ -58,12 +72,7 @@ async fn run_collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
     }
 
     let snapshot = collect::collect(&settings.plan).await;
-    let unknown: Vec<&str> = snapshot
-        .rows(settings.level)
-        .into_iter()
-        .filter(|row| row.shared && matches!(row.reading, Reading::Unknown(_)))
-        .map(|row| row.def.name)
-        .collect();
+    let unknown = daemon::unknown_shared(&snapshot, settings.level);
     tracing::info!(
         metrics_level = %settings.level,
         scheduler = %settings.plan.scheduler.address(),
@@ -71,19 +80,54 @@ async fn run_collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
         "collected"
     );
 
-    let text = match args.output {
-        Output::Table => report::table(&snapshot, settings.level),
-        Output::Json => {
-            match payload::build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4()) {
-                Some(event) => event.json + "\n",
-                None => String::new(),
-            }
-        }
+    // One event: what is printed is exactly what is published.
+    let event = payload::build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4());
+    let text = match (args.output, &event) {
+        (Output::Table, _) => report::table(&snapshot, settings.level),
+        (Output::Json, Some(event)) => format!("{}\n", event.json),
+        (Output::Json, None) => String::new(),
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
-    Ok(ExitCode::SUCCESS)
+    drop(stdout);
+
+    let (Some(publish), Some(event)) = (publish, event) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let outcomes = Publisher::new(publish.policy)?
+        .publish(&event, &publish.endpoints)
+        .await;
+    for outcome in &outcomes {
+        eprintln!(
+            "published: {}",
+            daemon::describe_outcomes(std::slice::from_ref(outcome))
+        );
+    }
+    Ok(if outcomes.iter().all(|o| o.is_ok()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn run_daemon(args: DaemonArgs) -> anyhow::Result<ExitCode> {
+    let config = args.validate()?;
+    logging::init(&config.settings.log);
+    if config.settings.do_not_track {
+        tracing::info!("DO_NOT_TRACK is set: level forced to off");
+    }
+    tracing::info!(
+        metrics_level = %config.settings.level,
+        scheduler = %config.settings.plan.scheduler.address(),
+        endpoints = config.publish.endpoints.len(),
+        interval = ?config.interval,
+        "hodometer daemon starting"
+    );
+    Ok(match daemon::run(config, shutdown_signal()).await? {
+        DaemonExit::Clean => ExitCode::SUCCESS,
+        DaemonExit::PublishFailed => ExitCode::FAILURE,
+    })
 }
 
 async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
@@ -100,8 +144,14 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     );
     let sim = Sim::bind(config).await?;
     let addr = sim.local_addr()?;
-    // Tests and scripts read this line to learn the port when --listen asked for port 0.
+    // Tests and scripts read these lines to learn the ports when port 0 was asked for.
     println!("hodometer sim: scheduler listening on {addr}");
+    if let Some(tls) = sim.tls_addr() {
+        println!("hodometer sim: scheduler (mutual TLS) listening on {tls}");
+    }
+    if let Some(kube) = sim.kube_addr() {
+        println!("hodometer sim: kubernetes listening on {kube}");
+    }
     std::io::stdout().flush()?;
     tracing::info!(
         models = counts.0,
@@ -111,6 +161,28 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         "simulated scheduler ready"
     );
     sim.serve(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
+    let config = args.validate()?;
+    logging::init(&hodometer::config::LogSettings {
+        level: tracing::Level::INFO,
+        format: None,
+    });
+    let (record, store) = (config.record, config.store.clone());
+    let receiver = Receiver::bind(config).await?;
+    let addr = receiver.local_addr()?;
+    // Tests and scripts read this line to learn the port when --listen asked for port 0.
+    println!("hodometer receive: listening on {addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(
+        %record,
+        store = %store.map_or_else(|| "memory".into(), |path| path.display().to_string()),
+        "receiver ready"
+    );
+    receiver.serve(shutdown_signal()).await?;
+    tracing::info!("receiver stopped");
     Ok(ExitCode::SUCCESS)
 }
 

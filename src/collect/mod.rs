@@ -2,45 +2,48 @@
 //! that turns what the sources said into a [`Snapshot`].
 
 pub mod aggregate;
+pub mod kube;
 pub mod scheduler;
+pub mod workload;
 
 use std::time::SystemTime;
 
 use uuid::Uuid;
 
 use crate::metrics::{MetricId, Reading, Snapshot, Value};
+use kube::{KubeFacts, KubeTarget, ReadError};
 use scheduler::{CallError, SchedulerFacts, SchedulerTarget};
 
 /// The version the scheduler reports whatever release it is: it says nothing about Seldon Core.
 pub const SCHEDULER_PLACEHOLDER_VERSION: &str = "0.0.1";
-
-/// How (and whether) to read the Kubernetes API.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KubeMode {
-    /// `--no-kube`: not a Kubernetes installation as far as hodometer is concerned.
-    Disabled,
-    /// Kubernetes was not turned off, but this build cannot read it yet.
-    NotAvailable,
-}
 
 /// What one collection needs to know.
 #[derive(Clone, Debug)]
 pub struct CollectPlan {
     pub cluster_id: Uuid,
     pub scheduler: SchedulerTarget,
-    pub kube: KubeMode,
+    /// `None` with `--no-kube`.
+    pub kube: Option<KubeTarget>,
 }
 
-/// Reads every source and returns the snapshot. Never fails: what could not be read is unknown.
+/// Reads every source concurrently and returns the snapshot. Never fails: what could not be
+/// read is unknown, with the reason.
 pub async fn collect(plan: &CollectPlan) -> Snapshot {
-    let scheduler = scheduler::collect(&plan.scheduler).await;
-    assemble(plan, &scheduler, SystemTime::now())
+    let kube_read = async {
+        match &plan.kube {
+            Some(target) => kube::collect(target).await,
+            None => KubeFacts::Disabled,
+        }
+    };
+    let (scheduler, kube) = tokio::join!(scheduler::collect(&plan.scheduler), kube_read);
+    assemble(plan, &scheduler, &kube, SystemTime::now())
 }
 
 /// The pure step: facts from the sources → one reading per metric.
 pub fn assemble(
     plan: &CollectPlan,
     scheduler: &SchedulerFacts,
+    kube: &KubeFacts,
     collected_at: SystemTime,
 ) -> Snapshot {
     let mut s = Snapshot::unknown("not collected");
@@ -56,18 +59,7 @@ pub fn assemble(
     );
     // metrics_level is filled in by each view of the snapshot: it is the level being shared.
 
-    s.set(
-        MetricId::SeldonCoreVersion,
-        match &scheduler.version {
-            Ok(version) if version == SCHEDULER_PLACEHOLDER_VERSION || version.trim().is_empty() => {
-                Reading::unknown(format!(
-                    "the scheduler reports only its placeholder version {version:?}; the real one is the seldon-scheduler image tag, read from Kubernetes"
-                ))
-            }
-            Ok(version) => text(version.clone()),
-            Err(error) => from_error(error),
-        },
-    );
+    s.set(MetricId::SeldonCoreVersion, seldon_version(scheduler, kube));
 
     let count = |result: Result<u64, &CallError>| match result {
         Ok(n) => Reading::Known(Value::Integer(n)),
@@ -106,30 +98,128 @@ pub fn assemble(
             Err(error) => from_error(error),
         },
     );
+    set_kube_metrics(&mut s, kube);
+    s
+}
 
-    let kube_reason = match plan.kube {
-        KubeMode::Disabled => "Kubernetes is turned off (--no-kube)",
-        KubeMode::NotAvailable => "this build of hodometer does not read the Kubernetes API yet",
+const KUBE_METRICS: [MetricId; 7] = [
+    MetricId::KubernetesVersion,
+    MetricId::KubernetesPlatform,
+    MetricId::NodeCount,
+    MetricId::IsGlobalInstallation,
+    MetricId::ServerCpuCoresSum,
+    MetricId::GpuEnabledCount,
+    MetricId::InferenceServerName,
+];
+
+fn set_kube_metrics(s: &mut Snapshot, kube: &KubeFacts) {
+    let readings = match kube {
+        KubeFacts::Read(readings) => readings,
+        KubeFacts::Disabled | KubeFacts::NotConfigured | KubeFacts::Unusable(_) => {
+            let (is_kubernetes, reason) = match kube {
+                KubeFacts::Disabled => (
+                    Reading::Known(Value::Bool(false)),
+                    "Kubernetes is turned off (--no-kube)".to_string(),
+                ),
+                KubeFacts::Unusable(reason) => (Reading::unknown(reason.clone()), reason.clone()),
+                _ => (
+                    Reading::Known(Value::Bool(false)),
+                    "there is no Kubernetes configuration (no in-cluster service account, no kubeconfig)".to_string(),
+                ),
+            };
+            s.set(MetricId::IsKubernetes, is_kubernetes);
+            for id in KUBE_METRICS {
+                s.set(id, Reading::unknown(reason.clone()));
+            }
+            return;
+        }
     };
-    for id in [
-        MetricId::KubernetesVersion,
-        MetricId::KubernetesPlatform,
-        MetricId::NodeCount,
-        MetricId::IsGlobalInstallation,
-        MetricId::ServerCpuCoresSum,
-        MetricId::GpuEnabledCount,
-        MetricId::InferenceServerName,
-    ] {
-        s.set(id, Reading::unknown(kube_reason));
-    }
     s.set(
         MetricId::IsKubernetes,
-        match plan.kube {
-            KubeMode::Disabled => Reading::Known(Value::Bool(false)),
-            KubeMode::NotAvailable => Reading::unknown(kube_reason),
+        if readings.answered() {
+            Reading::Known(Value::Bool(true))
+        } else {
+            let reason = readings
+                .version
+                .as_ref()
+                .err()
+                .map(|e| e.reason.as_str())
+                .unwrap_or("no answer");
+            Reading::unknown(format!(
+                "Kubernetes is configured but did not answer: {reason}"
+            ))
         },
     );
-    s
+    let reading = |result: Result<Value, &ReadError>| match result {
+        Ok(value) => Reading::Known(value),
+        Err(error) => Reading::unknown(error.reason.clone()),
+    };
+    let version = readings.version.as_ref();
+    s.set(
+        MetricId::KubernetesVersion,
+        reading(version.map(|(v, _)| Value::Text(v.clone()))),
+    );
+    s.set(
+        MetricId::KubernetesPlatform,
+        reading(version.map(|(_, p)| Value::Text(p.clone()))),
+    );
+    s.set(
+        MetricId::NodeCount,
+        reading(readings.nodes.as_ref().map(|n| Value::Integer(*n))),
+    );
+    s.set(
+        MetricId::IsGlobalInstallation,
+        reading(
+            readings
+                .global_installation
+                .as_ref()
+                .map(|g| Value::Bool(*g)),
+        ),
+    );
+    let servers = readings.servers.as_ref();
+    s.set(
+        MetricId::ServerCpuCoresSum,
+        reading(servers.map(|t| Value::Float(round_millicores(t.cpu_cores)))),
+    );
+    s.set(
+        MetricId::GpuEnabledCount,
+        reading(servers.map(|t| Value::Integer(t.gpu_servers))),
+    );
+    s.set(
+        MetricId::InferenceServerName,
+        reading(servers.map(|t| Value::Text(t.kinds_joined()))),
+    );
+}
+
+/// CPU quantities are whole millicores; summing floats must not print 3.3000000000000003.
+fn round_millicores(cores: f64) -> f64 {
+    (cores * 1000.0).round() / 1000.0
+}
+
+/// The scheduler's own version when it reports a real one; its placeholder says nothing, so then
+/// (or when the scheduler is down) the `seldon-scheduler` image tag stands in.
+fn seldon_version(scheduler: &SchedulerFacts, kube: &KubeFacts) -> Reading {
+    let from_scheduler = match &scheduler.version {
+        Ok(v) if v != SCHEDULER_PLACEHOLDER_VERSION && !v.trim().is_empty() => {
+            return text(v.clone());
+        }
+        Ok(v) => format!("the scheduler reports only its placeholder version {v:?}"),
+        Err(error) => format!("scheduler {error}"),
+    };
+    let from_kube = match kube {
+        KubeFacts::Read(readings) => match &readings.scheduler_image_tag {
+            Ok(tag) => return text(tag.clone()),
+            Err(error) => error.reason.clone(),
+        },
+        KubeFacts::Disabled => {
+            "Kubernetes is turned off, so the scheduler image tag cannot be read".into()
+        }
+        KubeFacts::NotConfigured => {
+            "there is no Kubernetes to read the scheduler image tag from".into()
+        }
+        KubeFacts::Unusable(reason) => reason.clone(),
+    };
+    Reading::unknown(format!("{from_scheduler}; {from_kube}"))
 }
 
 fn text(value: impl Into<String>) -> Reading {
@@ -143,18 +233,21 @@ fn from_error(error: &CallError) -> Reading {
 #[cfg(test)]
 mod tests {
     use super::aggregate::{ExperimentTally, ModelTally, PipelineTally, ServerTally};
+    use super::kube::KubeReadings;
+    use super::workload::ServerSummary;
     use super::*;
     use std::time::Duration;
 
-    fn plan(kube: KubeMode) -> CollectPlan {
+    fn plan() -> CollectPlan {
         CollectPlan {
             cluster_id: Uuid::nil(),
             scheduler: SchedulerTarget {
                 host: "localhost".into(),
                 port: 9004,
                 rpc_timeout: Duration::from_secs(1),
+                tls: None,
             },
-            kube,
+            kube: None,
         }
     }
 
@@ -174,13 +267,42 @@ mod tests {
         }
     }
 
+    fn forbidden(what: &str) -> ReadError {
+        ReadError {
+            reason: format!("forbidden: {what}"),
+            answered: true,
+        }
+    }
+
+    fn readings() -> KubeReadings {
+        KubeReadings {
+            namespace: "seldon-mesh".into(),
+            version: Ok(("v1.31.2".into(), "linux/amd64".into())),
+            nodes: Ok(3),
+            global_installation: Ok(true),
+            scheduler_image_tag: Ok("2.9.1".into()),
+            servers: Ok(ServerSummary {
+                cpu_cores: 0.1 + 0.2,
+                gpu_servers: 1,
+                kinds: ["triton".to_string(), "mlserver".to_string()].into(),
+            }),
+        }
+    }
+
+    fn assembled(scheduler: &SchedulerFacts, kube: KubeFacts) -> Snapshot {
+        assemble(&plan(), scheduler, &kube, SystemTime::now())
+    }
+
+    fn unknown_reason(s: &Snapshot, id: MetricId) -> String {
+        match s.get(id) {
+            Reading::Unknown(reason) => reason.clone(),
+            other => panic!("{id:?} is {other:?}"),
+        }
+    }
+
     #[test]
     fn scheduler_tallies_become_readings() {
-        let s = assemble(
-            &plan(KubeMode::Disabled),
-            &facts("2.9.1"),
-            SystemTime::now(),
-        );
+        let s = assembled(&facts("2.9.1"), KubeFacts::Disabled);
         assert_eq!(
             s.get(MetricId::ModelCount),
             &Reading::Known(Value::Integer(4))
@@ -193,31 +315,32 @@ mod tests {
             s.get(MetricId::ServerMemoryGbSum),
             &Reading::Known(Value::Float(1.5))
         );
-        assert_eq!(
-            s.get(MetricId::SeldonCoreVersion),
-            &Reading::Known(Value::Text("2.9.1".into()))
-        );
+        assert_eq!(s.get(MetricId::SeldonCoreVersion), &text("2.9.1"));
         assert_eq!(
             s.get(MetricId::IsKubernetes),
             &Reading::Known(Value::Bool(false))
         );
-        assert_eq!(
-            s.get(MetricId::ClusterId),
-            &Reading::Known(Value::Text(Uuid::nil().to_string()))
-        );
+        assert_eq!(s.get(MetricId::ClusterId), &text(Uuid::nil().to_string()));
     }
 
     #[test]
-    fn placeholder_version_is_unknown_not_reported() {
-        let s = assemble(
-            &plan(KubeMode::Disabled),
-            &facts("0.0.1"),
-            SystemTime::now(),
+    fn placeholder_version_without_kubernetes_is_unknown_not_reported() {
+        let s = assembled(&facts("0.0.1"), KubeFacts::Disabled);
+        assert!(unknown_reason(&s, MetricId::SeldonCoreVersion).contains("placeholder"));
+    }
+
+    #[test]
+    fn placeholder_version_is_replaced_by_the_scheduler_image_tag() {
+        let s = assembled(&facts("0.0.1"), KubeFacts::Read(Box::new(readings())));
+        assert_eq!(s.get(MetricId::SeldonCoreVersion), &text("2.9.1"));
+        let mut forbidden_sts = readings();
+        forbidden_sts.scheduler_image_tag = Err(forbidden("get statefulsets"));
+        let s = assembled(&facts("0.0.1"), KubeFacts::Read(Box::new(forbidden_sts)));
+        let reason = unknown_reason(&s, MetricId::SeldonCoreVersion);
+        assert!(
+            reason.contains("placeholder") && reason.contains("forbidden"),
+            "{reason}"
         );
-        match s.get(MetricId::SeldonCoreVersion) {
-            Reading::Unknown(reason) => assert!(reason.contains("placeholder"), "{reason}"),
-            other => panic!("placeholder reported as {other:?}"),
-        }
     }
 
     #[test]
@@ -227,7 +350,7 @@ mod tests {
             rpc: "ServerStatus",
             detail: "stream broke after 3 items: unavailable".into(),
         });
-        let s = assemble(&plan(KubeMode::Disabled), &f, SystemTime::now());
+        let s = assembled(&f, KubeFacts::Disabled);
         for id in [
             MetricId::ServerCount,
             MetricId::ServerReplicaCount,
@@ -235,10 +358,7 @@ mod tests {
             MetricId::OvercommitEnabledCount,
             MetricId::ServerMemoryGbSum,
         ] {
-            match s.get(id) {
-                Reading::Unknown(reason) => assert!(reason.contains("ServerStatus"), "{reason}"),
-                other => panic!("{id:?} is {other:?}"),
-            }
+            assert!(unknown_reason(&s, id).contains("ServerStatus"));
         }
         assert_eq!(
             s.get(MetricId::ModelCount),
@@ -247,12 +367,82 @@ mod tests {
     }
 
     #[test]
-    fn kubernetes_not_turned_off_is_unknown_rather_than_false() {
-        let s = assemble(
-            &plan(KubeMode::NotAvailable),
-            &facts("2.9.1"),
-            SystemTime::now(),
+    fn kubernetes_readings_become_metrics() {
+        let s = assembled(&facts("2.9.1"), KubeFacts::Read(Box::new(readings())));
+        assert_eq!(
+            s.get(MetricId::IsKubernetes),
+            &Reading::Known(Value::Bool(true))
         );
-        assert!(matches!(s.get(MetricId::IsKubernetes), Reading::Unknown(_)));
+        assert_eq!(s.get(MetricId::KubernetesVersion), &text("v1.31.2"));
+        assert_eq!(s.get(MetricId::KubernetesPlatform), &text("linux/amd64"));
+        assert_eq!(
+            s.get(MetricId::NodeCount),
+            &Reading::Known(Value::Integer(3))
+        );
+        assert_eq!(
+            s.get(MetricId::IsGlobalInstallation),
+            &Reading::Known(Value::Bool(true))
+        );
+        assert_eq!(
+            s.get(MetricId::ServerCpuCoresSum),
+            &Reading::Known(Value::Float(0.3))
+        );
+        assert_eq!(
+            s.get(MetricId::GpuEnabledCount),
+            &Reading::Known(Value::Integer(1))
+        );
+        assert_eq!(
+            s.get(MetricId::InferenceServerName),
+            &text("mlserver,triton")
+        );
+    }
+
+    #[test]
+    fn forbidden_nodes_make_only_node_count_unknown_and_kubernetes_still_answered() {
+        let mut r = readings();
+        r.nodes = Err(forbidden("list nodes needs a ClusterRole"));
+        let s = assembled(&facts("2.9.1"), KubeFacts::Read(Box::new(r)));
+        assert!(unknown_reason(&s, MetricId::NodeCount).contains("ClusterRole"));
+        assert_eq!(
+            s.get(MetricId::IsKubernetes),
+            &Reading::Known(Value::Bool(true))
+        );
+        assert_eq!(s.get(MetricId::KubernetesVersion), &text("v1.31.2"));
+    }
+
+    #[test]
+    fn an_unreachable_api_makes_is_kubernetes_unknown() {
+        let down = ReadError {
+            reason: "Kubernetes API unreachable: connection refused".into(),
+            answered: false,
+        };
+        let r = KubeReadings {
+            namespace: "seldon-mesh".into(),
+            version: Err(down.clone()),
+            nodes: Err(down.clone()),
+            global_installation: Err(down.clone()),
+            scheduler_image_tag: Err(down.clone()),
+            servers: Err(down),
+        };
+        let s = assembled(&facts("2.9.1"), KubeFacts::Read(Box::new(r)));
+        assert!(unknown_reason(&s, MetricId::IsKubernetes).contains("did not answer"));
+        for id in KUBE_METRICS {
+            assert!(unknown_reason(&s, id).contains("unreachable"));
+        }
+    }
+
+    #[test]
+    fn no_configuration_means_not_kubernetes() {
+        let s = assembled(&facts("2.9.1"), KubeFacts::NotConfigured);
+        assert_eq!(
+            s.get(MetricId::IsKubernetes),
+            &Reading::Known(Value::Bool(false))
+        );
+        assert!(unknown_reason(&s, MetricId::NodeCount).contains("no Kubernetes configuration"));
+        let s = assembled(
+            &facts("2.9.1"),
+            KubeFacts::Unusable("kubeconfig unusable: bad yaml".into()),
+        );
+        assert!(unknown_reason(&s, MetricId::IsKubernetes).contains("bad yaml"));
     }
 }

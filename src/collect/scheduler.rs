@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 use super::aggregate::{ExperimentTally, ModelTally, PipelineTally, ServerTally, Tally};
@@ -33,6 +33,24 @@ pub struct SchedulerTarget {
     pub port: u16,
     /// Deadline for each call, retries included.
     pub rpc_timeout: Duration,
+    /// Mutual TLS (`CONTROL_PLANE_SECURITY_PROTOCOL=SSL`); `port` is then the TLS port.
+    pub tls: Option<ClientTls>,
+}
+
+/// PEM contents of the files named by the `CONTROL_PLANE_*_TLS_*_LOCATION` variables.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// The CA that verifies the scheduler's certificate.
+    pub server_ca: Vec<u8>,
+    pub client_cert: Vec<u8>,
+    pub client_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    // Never print the private key, not even in debug logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientTls { .. }")
+    }
 }
 
 impl SchedulerTarget {
@@ -170,13 +188,28 @@ pub async fn collect(target: &SchedulerTarget) -> SchedulerFacts {
 
 fn connect(target: &SchedulerTarget) -> Result<SchedulerClient<Channel>, CallError> {
     let address = target.address();
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| CallError::BadAddress {
-            address: address.clone(),
-            detail: e.to_string(),
-        })?
+    let bad = |detail: String| CallError::BadAddress {
+        address: address.clone(),
+        detail,
+    };
+    let scheme = if target.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+        .map_err(|e| bad(e.to_string()))?
         .connect_timeout(target.rpc_timeout.min(Duration::from_secs(10)))
         .tcp_nodelay(true);
+    if let Some(tls) = &target.tls {
+        crate::tls::install_crypto_provider();
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&tls.server_ca))
+            .identity(Identity::from_pem(&tls.client_cert, &tls.client_key));
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| bad(format!("TLS configuration rejected: {e}")))?;
+    }
     // No HTTP/2 keep-alive pings: the scheduler rejects frequent ones and each collection is short.
     // A lazy channel connects on first use and reconnects after a failure, which is what retries need.
     Ok(SchedulerClient::new(endpoint.connect_lazy()).max_decoding_message_size(MAX_MESSAGE_BYTES))
@@ -311,11 +344,31 @@ where
 /// connection and then drops it, which tonic reports as `Unknown`/`Cancelled` carrying the
 /// transport error as its source; statuses the scheduler itself sends carry no source.
 fn is_retryable(status: &Status) -> bool {
+    // A certificate the other side rejects will be rejected again: say so at once.
+    if is_tls_failure(status) {
+        return false;
+    }
     match status.code() {
         Code::Unavailable => true,
         Code::Unknown | Code::Cancelled => status.source().is_some(),
         _ => false,
     }
+}
+
+fn is_tls_failure(status: &Status) -> bool {
+    let mut source = status.source();
+    while let Some(cause) = source {
+        let is_rustls = cause.downcast_ref::<rustls::Error>().is_some()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        if is_rustls {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// "unavailable: tcp connect error: Connection refused (os error 111)": the status and the
@@ -348,6 +401,7 @@ mod tests {
             host: host.into(),
             port: 9004,
             rpc_timeout: Duration::from_secs(1),
+            tls: None,
         };
         assert_eq!(target("::1").address(), "[::1]:9004");
         assert_eq!(target("[::1]").address(), "[::1]:9004");

@@ -1,8 +1,10 @@
 //! `hodometer sim`: a simulated Seldon scheduler for demos, tests and benchmarks (SPEC 9).
 
 pub mod faults;
+pub mod kube;
 pub mod population;
 pub mod service;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,9 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
+use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{Checker, ConfigErrors};
 use crate::proto::scheduler_server::SchedulerServer;
@@ -50,7 +54,29 @@ pub struct SimArgs {
     /// refuse:N. RPC is status, models, servers, pipelines, experiments or all.
     #[arg(long = "fault", value_name = "SPEC")]
     pub faults: Vec<String>,
+    /// Also serve a read-only Kubernetes API stand-in (plain HTTP) on this address.
+    #[arg(long)]
+    pub kube_listen: Option<String>,
+    /// Write a kubeconfig pointing at the Kubernetes stand-in to this file.
+    #[arg(long, requires = "kube_listen")]
+    pub kubeconfig_out: Option<PathBuf>,
+    /// Make the Kubernetes stand-in answer 403 for a resource (repeatable): nodes, servers,
+    /// statefulsets, deployments or version.
+    #[arg(long, value_name = "RESOURCE", requires = "kube_listen")]
+    pub kube_forbid: Vec<String>,
+    /// Enforce RBAC on the Kubernetes stand-in: allow only what these Role/ClusterRole manifests
+    /// grant (repeatable), e.g. assets/k8s/role.yaml and assets/k8s/clusterrole.yaml.
+    #[arg(long, value_name = "FILE", requires = "kube_listen")]
+    pub kube_rbac: Vec<PathBuf>,
+    /// Also serve the scheduler over mutual TLS on this address (needs --tls-dir).
+    #[arg(long, requires = "tls_dir")]
+    pub tls_listen: Option<String>,
+    /// Generate a CA, a server and a client certificate into this directory for --tls-listen.
+    #[arg(long, requires = "tls_listen")]
+    pub tls_dir: Option<PathBuf>,
 }
+
+const FORBIDDABLE: [&str; 5] = ["nodes", "servers", "statefulsets", "deployments", "version"];
 
 /// The population `hodometer sim` serves when given neither a scenario nor counts.
 pub const DEFAULT_COUNTS: Counts = Counts {
@@ -65,6 +91,13 @@ pub struct SimConfig {
     pub listen: SocketAddr,
     pub scenario: Scenario,
     pub faults: Vec<Fault>,
+    pub kube_listen: Option<SocketAddr>,
+    pub kubeconfig_out: Option<PathBuf>,
+    pub kube_forbid: Vec<String>,
+    /// `None`: every read allowed (unless forbidden).
+    pub kube_grants: Option<Vec<kube::Grant>>,
+    /// Mutual-TLS address and the directory its certificates are generated into.
+    pub tls: Option<(SocketAddr, PathBuf)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +109,15 @@ pub enum SimError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot write the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("Kubernetes stand-in failed: {0}")]
+    KubeServe(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("simulated scheduler failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -83,10 +125,36 @@ pub enum SimError {
 impl SimArgs {
     pub fn validate(&self) -> Result<SimConfig, ConfigErrors> {
         let mut c = Checker::default();
-        let listen = c.check("--listen", &self.listen, |t| {
+        let socket = |t: &str| {
             t.parse::<SocketAddr>()
-                .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:9004".into())
-        });
+                .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:9004".to_string())
+        };
+        let listen = c.check("--listen", &self.listen, socket);
+        let kube_listen = match &self.kube_listen {
+            Some(text) => c.check("--kube-listen", text, socket).map(Some),
+            None => Some(None),
+        };
+        let tls_listen = match &self.tls_listen {
+            Some(text) => c.check("--tls-listen", text, socket),
+            None => None,
+        };
+        for resource in &self.kube_forbid {
+            c.check("--kube-forbid", resource, |r| {
+                if FORBIDDABLE.contains(&r) {
+                    Ok(())
+                } else {
+                    Err(format!("expected one of {}", FORBIDDABLE.join(", ")))
+                }
+            });
+        }
+        let mut grants = Vec::new();
+        for path in &self.kube_rbac {
+            if let Some(more) = c.check("--kube-rbac", &path.display().to_string(), |_| {
+                kube::load_grants(path)
+            }) {
+                grants.extend(more);
+            }
+        }
         let faults: Vec<Fault> = self
             .faults
             .iter()
@@ -107,11 +175,16 @@ impl SimArgs {
             }
         };
         c.finish()?;
-        match (listen, scenario) {
-            (Some(listen), Some(scenario)) => Ok(SimConfig {
+        match (listen, scenario, kube_listen) {
+            (Some(listen), Some(scenario), Some(kube_listen)) => Ok(SimConfig {
                 listen,
                 scenario,
                 faults,
+                kube_listen,
+                kubeconfig_out: self.kubeconfig_out.clone(),
+                kube_forbid: self.kube_forbid.clone(),
+                kube_grants: (!self.kube_rbac.is_empty()).then_some(grants),
+                tls: tls_listen.zip(self.tls_dir.clone()),
             }),
             _ => Err(ConfigErrors::default()),
         }
@@ -121,23 +194,51 @@ impl SimArgs {
 /// A bound, not yet serving simulator: binding first lets callers learn the port before serving.
 pub struct Sim {
     listener: TcpListener,
+    kube_listener: Option<TcpListener>,
     scenario: Scenario,
     faults: Vec<Fault>,
+    kube_forbid: Vec<String>,
+    kube_grants: Option<Vec<kube::Grant>>,
+    /// The mutual-TLS listener and the certificates it serves with.
+    tls: Option<(TcpListener, tls::TlsFiles)>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| SimError::Listen { addr, source })
 }
 
 impl Sim {
+    /// Binds the scheduler (and Kubernetes stand-in) ports and writes the kubeconfig, so it
+    /// names the real port even when port 0 was asked for.
     pub async fn bind(config: SimConfig) -> Result<Sim, SimError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| SimError::Listen {
-                    addr: config.listen,
+        let listener = bind(config.listen).await?;
+        let kube_listener = match config.kube_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        if let (Some(path), Some(kube)) = (&config.kubeconfig_out, &kube_listener) {
+            let addr = kube.local_addr().map_err(SimError::KubeServe)?;
+            std::fs::write(path, kube::kubeconfig(addr)).map_err(|source| {
+                SimError::Kubeconfig {
+                    path: path.display().to_string(),
                     source,
-                })?;
+                }
+            })?;
+        }
+        let tls = match config.tls {
+            Some((addr, dir)) => Some((bind(addr).await?, tls::generate(&dir)?)),
+            None => None,
+        };
         Ok(Sim {
             listener,
+            tls,
+            kube_listener,
             scenario: config.scenario,
             faults: config.faults,
+            kube_forbid: config.kube_forbid,
+            kube_grants: config.kube_grants,
         })
     }
 
@@ -145,29 +246,99 @@ impl Sim {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), SimError> {
-        let faults = Arc::new(Faults::new(self.faults));
-        let service = SimScheduler {
-            scenario: Arc::new(self.scenario),
-            faults: Arc::clone(&faults),
-        };
-        // Connections that a `refuse` fault drops are closed as soon as they are accepted.
-        let incoming = TcpListenerStream::new(self.listener).filter(move |conn| match conn {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                !faults.refuse_connection()
-            }
-            Err(_) => true,
-        });
-        tonic::transport::Server::builder()
-            .add_service(
-                SchedulerServer::new(service)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
-        Ok(())
+    /// The mutual-TLS scheduler address, when it was asked for.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
+
+    /// The Kubernetes stand-in's address, when it was asked for.
+    pub fn kube_addr(&self) -> Option<SocketAddr> {
+        self.kube_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), SimError> {
+        let shutdown = shutdown.shared();
+        let kube = self.kube_listener.map(|listener| {
+            (
+                listener,
+                kube::router(&self.scenario, &self.kube_forbid, self.kube_grants),
+            )
+        });
+        let kube = async {
+            match kube {
+                Some((listener, router)) => axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.clone())
+                    .await
+                    .map_err(SimError::KubeServe),
+                None => Ok(()),
+            }
+        };
+        let scenario = Arc::new(self.scenario);
+        let faults = Arc::new(Faults::new(self.faults));
+        let plain = serve_scheduler(self.listener, None, &scenario, &faults, shutdown.clone());
+        let tls = async {
+            match self.tls {
+                Some((listener, files)) => {
+                    serve_scheduler(listener, Some(files), &scenario, &faults, shutdown.clone())
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let (kube, plain, tls) = tokio::join!(kube, plain, tls);
+        kube.and(plain).and(tls)
+    }
+}
+
+/// Serves the scheduler API on `listener`, over mutual TLS when `tls` is given. Both listeners
+/// share one population and one set of fault counters, like one scheduler with two ports.
+async fn serve_scheduler(
+    listener: TcpListener,
+    tls: Option<tls::TlsFiles>,
+    scenario: &Arc<Scenario>,
+    faults: &Arc<Faults>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), SimError> {
+    let service = SimScheduler {
+        scenario: Arc::clone(scenario),
+        faults: Arc::clone(faults),
+    };
+    let refuse = Arc::clone(faults);
+    // Connections that a `refuse` fault drops are closed as soon as they are accepted.
+    let incoming = TcpListenerStream::new(listener).filter(move |conn| match conn {
+        Ok(stream) => {
+            let _ = stream.set_nodelay(true);
+            !refuse.refuse_connection()
+        }
+        Err(_) => true,
+    });
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(files) = tls {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|source| tls::TlsError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let identity = Identity::from_pem(read(&files.server_cert)?, read(&files.server_key)?);
+        let config = ServerTlsConfig::new()
+            .identity(identity)
+            .client_ca_root(Certificate::from_pem(read(&files.ca)?));
+        builder = builder.tls_config(config)?;
+    }
+    builder
+        .add_service(
+            SchedulerServer::new(service)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
 }

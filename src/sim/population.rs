@@ -24,6 +24,8 @@ pub struct Scenario {
     pub pipelines: Vec<PipelineSpec>,
     #[serde(default)]
     pub experiments: Vec<ExperimentSpec>,
+    #[serde(default)]
+    pub kubernetes: KubeSpec,
 }
 
 fn placeholder_version() -> String {
@@ -54,6 +56,75 @@ pub struct ServerSpec {
     /// One entry per running replica, as the scheduler reports its resources.
     #[serde(default)]
     pub replicas: Vec<ReplicaSpec>,
+    /// Kubernetes: the server kind (`spec.serverConfig`, the agent's `SELDON_SERVER_TYPE` and the
+    /// inference container's name).
+    #[serde(default = "mlserver")]
+    pub kind: String,
+    /// Kubernetes: the inference container's CPU request, as a quantity.
+    #[serde(default = "one_cpu")]
+    pub cpu: String,
+    /// Kubernetes: `nvidia.com/gpu` limit of the inference container.
+    #[serde(default)]
+    pub gpus: u32,
+    /// Kubernetes: the workload the operator made for it.
+    #[serde(default)]
+    pub workload: Workload,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum Workload {
+    #[default]
+    StatefulSet,
+    Deployment,
+    /// The Server resource exists but its workload does not (yet).
+    None,
+}
+
+/// What the Kubernetes stand-in shows besides the Servers.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeSpec {
+    pub git_version: String,
+    pub platform: String,
+    pub nodes: u64,
+    /// The tag of the `seldon-scheduler` image.
+    pub seldon_version: String,
+    /// The operator Deployment in the namespace; `null` when it runs elsewhere.
+    pub operator: Option<OperatorSpec>,
+    /// Resources the service account may not read: `nodes`, `servers`, `statefulsets`,
+    /// `deployments` or `version`.
+    pub forbid: Vec<String>,
+}
+
+impl Default for KubeSpec {
+    fn default() -> Self {
+        KubeSpec {
+            git_version: "v1.31.2".into(),
+            platform: "linux/amd64".into(),
+            nodes: 3,
+            seldon_version: "2.9.1".into(),
+            operator: Some(OperatorSpec::default()),
+            forbid: Vec::new(),
+        }
+    }
+}
+
+/// The operator's manager container settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorSpec {
+    /// The `CLUSTERWIDE` env value, if set.
+    pub clusterwide_env: Option<String>,
+    pub args: Vec<String>,
+}
+
+impl Default for OperatorSpec {
+    fn default() -> Self {
+        OperatorSpec {
+            clusterwide_env: Some("false".into()),
+            args: vec!["--leader-elect".into()],
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -86,6 +157,14 @@ pub struct ExperimentSpec {
 
 fn one() -> u32 {
     1
+}
+
+fn mlserver() -> String {
+    "mlserver".into()
+}
+
+fn one_cpu() -> String {
+    "1".into()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,11 +240,20 @@ impl Scenario {
                         overcommit_percentage: overcommit,
                     })
                     .collect();
+                let kind = ["mlserver", "triton"][(i % 2) as usize];
                 ServerSpec {
-                    name: format!("{}-{i:05}", ["mlserver", "triton"][(i % 2) as usize]),
+                    name: format!("{kind}-{i:05}"),
                     expected_replicas: expected,
                     available_replicas: available,
                     replicas,
+                    kind: kind.into(),
+                    cpu: ["500m", "1", "2"][rng.below(3) as usize].into(),
+                    gpus: u32::from(kind == "triton" && rng.chance(40)),
+                    workload: if i % 5 == 4 {
+                        Workload::Deployment
+                    } else {
+                        Workload::StatefulSet
+                    },
                 }
             })
             .collect();
@@ -218,6 +306,10 @@ impl Scenario {
             .collect();
         Scenario {
             version: placeholder_version(),
+            kubernetes: KubeSpec {
+                nodes: (counts.servers / 8).max(3),
+                ..KubeSpec::default()
+            },
             models,
             servers,
             pipelines,

@@ -21,30 +21,72 @@ pub fn hodometer(args: &[&str]) -> Command {
 /// `hodometer sim` on a free loopback port, killed when dropped.
 pub struct SimProcess {
     pub port: u16,
+    /// The kubeconfig of its Kubernetes stand-in, when started with one.
+    pub kubeconfig: Option<PathBuf>,
+    /// The mutual-TLS port, when started with `start_with_tls`.
+    pub tls_port: Option<u16>,
     child: Child,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl SimProcess {
     pub fn start(extra: &[&str]) -> SimProcess {
-        let mut args = vec!["sim", "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(extra);
+        Self::spawn(extra, false, None)
+    }
+
+    /// Also starts the Kubernetes stand-in and writes a kubeconfig for it.
+    pub fn start_with_kube(extra: &[&str]) -> SimProcess {
+        Self::spawn(extra, true, None)
+    }
+
+    /// Also serves mutual TLS, with certificates generated into `tls_dir`.
+    pub fn start_with_tls(extra: &[&str], tls_dir: &std::path::Path) -> SimProcess {
+        Self::spawn(extra, false, Some(tls_dir))
+    }
+
+    fn spawn(extra: &[&str], kube: bool, tls_dir: Option<&std::path::Path>) -> SimProcess {
+        let dir = kube.then(|| tempfile::tempdir().expect("tempdir"));
+        let kubeconfig = dir.as_ref().map(|d| d.path().join("kubeconfig"));
+        let mut args = vec!["sim".to_string(), "--listen".into(), "127.0.0.1:0".into()];
+        if let Some(path) = &kubeconfig {
+            args.extend([
+                "--kube-listen".into(),
+                "127.0.0.1:0".into(),
+                "--kubeconfig-out".into(),
+            ]);
+            args.push(path.to_str().expect("utf-8 path").into());
+        }
+        if let Some(dir) = tls_dir {
+            args.extend([
+                "--tls-listen".into(),
+                "127.0.0.1:0".into(),
+                "--tls-dir".into(),
+            ]);
+            args.push(dir.to_str().expect("utf-8 path").into());
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut child = hodometer(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start hodometer sim");
         let stdout = child.stdout.take().expect("sim stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read sim address");
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("sim did not print its address: {line:?}"));
-        SimProcess { port, child }
+        let mut lines = BufReader::new(stdout);
+        let mut read_port = || listening_port(&mut lines, "hodometer sim: ");
+        // The sim prints the scheduler, then the TLS, then the Kubernetes address.
+        let port = read_port();
+        let tls_port = tls_dir.map(|_| read_port());
+        if kube {
+            read_port();
+        }
+        SimProcess {
+            port,
+            tls_port,
+            kubeconfig,
+            child,
+            _dir: dir,
+        }
     }
 
     pub fn port_arg(&self) -> String {
@@ -92,4 +134,81 @@ pub fn dead_port() -> String {
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
     port.to_string()
+}
+
+/// `hodometer receive` on a free loopback port, killed when dropped.
+pub struct ReceiverProcess {
+    pub port: u16,
+    child: Child,
+}
+
+impl ReceiverProcess {
+    pub fn start(extra: &[&str]) -> ReceiverProcess {
+        let mut args = vec!["receive", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = hodometer(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hodometer receive");
+        let mut lines = BufReader::new(child.stdout.take().expect("receive stdout"));
+        let port = listening_port(&mut lines, "hodometer receive: listening on ");
+        ReceiverProcess { port, child }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        sigterm(&self.child);
+        self.child.wait().expect("wait for receive")
+    }
+}
+
+impl Drop for ReceiverProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the next stdout line, `PREFIX… ADDR:PORT`, that a command prints when it listens.
+pub fn listening_port(lines: &mut impl BufRead, prefix: &str) -> u16 {
+    let mut line = String::new();
+    lines.read_line(&mut line).expect("read the listening line");
+    line.trim()
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.rsplit(':').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("expected {prefix:?}… ADDR:PORT, got {line:?}"))
+}
+
+/// Sends SIGTERM, as Kubernetes does to stop a pod.
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM failed");
+}
+
+/// A GET over a fresh connection: the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

@@ -1,0 +1,418 @@
+//! Reads the Kubernetes API (SPEC 4): the cluster's version and size, the operator's scope, the
+//! scheduler's image tag, and the Servers' workloads. Only reads; every request has a timeout;
+//! a missing permission makes only the metrics it feeds unknown, with the permission named.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{ApiResource, DynamicObject, ListParams, ObjectList};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde::de::DeserializeOwned;
+
+use super::workload::{ServerSummary, image_tag, operator_is_clusterwide, server_facts};
+
+/// The namespace Seldon Core v2 installs into by default.
+pub const DEFAULT_NAMESPACE: &str = "seldon-mesh";
+pub const OPERATOR_DEPLOYMENT: &str = "seldon-v2-controller-manager";
+pub const SCHEDULER_STATEFULSET: &str = "seldon-scheduler";
+pub const SCHEDULER_CONTAINER: &str = "scheduler";
+/// Items per page when listing: bounds memory whatever the cluster's size.
+const PAGE_SIZE: u32 = 250;
+
+/// Where and how to read Kubernetes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubeTarget {
+    /// `--kube-context`: a kubeconfig context instead of the current one.
+    pub context: Option<String>,
+    /// `--namespace` / `POD_NAMESPACE`; otherwise the in-cluster or context namespace.
+    pub namespace: Option<String>,
+    /// Deadline for each read (a paged list counts as one read).
+    pub timeout: Duration,
+}
+
+/// Why a read produced no value, and whether the API server answered at all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadError {
+    pub reason: String,
+    /// True when an HTTP answer came back (e.g. 403): the API is there, the read was refused.
+    pub answered: bool,
+}
+
+/// Everything learnt from Kubernetes in one collection.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KubeFacts {
+    /// `--no-kube`.
+    Disabled,
+    /// No in-cluster service account and no kubeconfig: not a Kubernetes installation.
+    NotConfigured,
+    /// A configuration exists but cannot be used (unreadable kubeconfig, unknown context, …).
+    Unusable(String),
+    Read(Box<KubeReadings>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct KubeReadings {
+    pub namespace: String,
+    /// `gitVersion` and `platform` from `/version`.
+    pub version: Result<(String, String), ReadError>,
+    pub nodes: Result<u64, ReadError>,
+    pub global_installation: Result<bool, ReadError>,
+    pub scheduler_image_tag: Result<String, ReadError>,
+    pub servers: Result<ServerSummary, ReadError>,
+}
+
+impl KubeReadings {
+    /// Whether any read got an answer from the API server.
+    pub fn answered(&self) -> bool {
+        fn ok_or_answered<T>(r: &Result<T, ReadError>) -> bool {
+            r.as_ref().map_or_else(|e| e.answered, |_| true)
+        }
+        ok_or_answered(&self.version)
+            || ok_or_answered(&self.nodes)
+            || ok_or_answered(&self.global_installation)
+            || ok_or_answered(&self.scheduler_image_tag)
+            || ok_or_answered(&self.servers)
+    }
+}
+
+/// Connects (in-cluster service account, else kubeconfig) and runs every read concurrently.
+pub async fn collect(target: &KubeTarget) -> KubeFacts {
+    crate::tls::install_crypto_provider();
+    let (config, namespace) = match load_config(target).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return KubeFacts::NotConfigured,
+        Err(reason) => return KubeFacts::Unusable(reason),
+    };
+    let client = match Client::try_from(config) {
+        Ok(client) => client,
+        Err(error) => {
+            return KubeFacts::Unusable(format!("cannot build a Kubernetes client: {error}"));
+        }
+    };
+    let t = target.timeout;
+    let (version, nodes, global_installation, scheduler_image_tag, servers) = tokio::join!(
+        bounded(t, "read /version", async {
+            let info = client
+                .apiserver_version()
+                .await
+                .map_err(|e| describe(&e, "read /version", None))?;
+            Ok((info.git_version, info.platform))
+        }),
+        bounded(t, "list nodes", count_nodes(client.clone())),
+        bounded(
+            t,
+            "get the operator Deployment",
+            global_installation(client.clone(), &namespace)
+        ),
+        bounded(
+            t,
+            "get the scheduler StatefulSet",
+            scheduler_image(client.clone(), &namespace)
+        ),
+        bounded(
+            t,
+            "list Servers and their workloads",
+            server_summary(client.clone(), &namespace)
+        ),
+    );
+    KubeFacts::Read(Box::new(KubeReadings {
+        namespace,
+        version,
+        nodes,
+        global_installation,
+        scheduler_image_tag,
+        servers,
+    }))
+}
+
+/// In-cluster first (unless a context was asked for), then kubeconfig. `Ok(None)` when there is
+/// no configuration of either kind.
+async fn load_config(target: &KubeTarget) -> Result<Option<(Config, String)>, String> {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    if target.context.is_none() && in_cluster {
+        match Config::incluster() {
+            Ok(mut config) => {
+                apply_timeouts(&mut config, target.timeout);
+                let namespace = target
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| config.default_namespace.clone());
+                return Ok(Some((config, namespace)));
+            }
+            Err(error) => {
+                tracing::debug!(%error, "in-cluster configuration unusable; trying kubeconfig")
+            }
+        }
+    }
+    if !kubeconfig_exists() {
+        return match &target.context {
+            Some(context) => Err(format!(
+                "--kube-context {context:?} given, but there is no kubeconfig"
+            )),
+            None if in_cluster => {
+                Err("in-cluster configuration is incomplete and there is no kubeconfig".into())
+            }
+            None => Ok(None),
+        };
+    }
+    let options = KubeConfigOptions {
+        context: target.context.clone(),
+        ..Default::default()
+    };
+    let mut config = Config::from_kubeconfig(&options)
+        .await
+        .map_err(|e| format!("kubeconfig unusable: {e}"))?;
+    apply_timeouts(&mut config, target.timeout);
+    let namespace = match &target.namespace {
+        Some(namespace) => namespace.clone(),
+        None => {
+            context_namespace(target.context.as_deref()).unwrap_or_else(|| DEFAULT_NAMESPACE.into())
+        }
+    };
+    Ok(Some((config, namespace)))
+}
+
+fn apply_timeouts(config: &mut Config, timeout: Duration) {
+    config.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+}
+
+fn kubeconfig_exists() -> bool {
+    if let Some(paths) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        return std::env::split_paths(&paths).any(|p| p.is_file());
+    }
+    std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".kube").join("config"))
+        .is_some_and(|p| p.is_file())
+}
+
+/// The namespace the kubeconfig context names, if it names one (kube-rs would say "default").
+fn context_namespace(context: Option<&str>) -> Option<String> {
+    let kubeconfig = Kubeconfig::read().ok()?;
+    let name = context
+        .map(str::to_string)
+        .or(kubeconfig.current_context.clone())?;
+    kubeconfig
+        .contexts
+        .into_iter()
+        .find(|c| c.name == name)?
+        .context?
+        .namespace
+        .filter(|n| !n.is_empty())
+}
+
+async fn bounded<T>(
+    timeout: Duration,
+    what: &str,
+    read: impl Future<Output = Result<T, ReadError>>,
+) -> Result<T, ReadError> {
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ReadError {
+                reason: format!("Kubernetes did not answer ({what}) within {timeout:?}"),
+                answered: false,
+            })
+        })
+}
+
+/// Turns a kube error into a reason an operator can act on. `permission` names what a 403 lacks.
+fn describe(error: &kube::Error, what: &str, permission: Option<&str>) -> ReadError {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => ReadError {
+            reason: match permission {
+                Some(permission) => format!("forbidden: {what} needs {permission}"),
+                None => format!("forbidden: {what}: {}", status.message),
+            },
+            answered: true,
+        },
+        kube::Error::Api(status) => ReadError {
+            reason: format!(
+                "Kubernetes refused to {what}: {} {}: {}",
+                status.code, status.reason, status.message
+            ),
+            answered: true,
+        },
+        other => ReadError {
+            reason: format!("Kubernetes API unreachable ({what}): {other}"),
+            answered: false,
+        },
+    }
+}
+
+const NODES_PERMISSION: &str = "a ClusterRole allowing list on nodes (assets/k8s/clusterrole.yaml)";
+const ROLE_PERMISSION: &str = "the namespaced Role in assets/k8s/role.yaml";
+
+/// Lists every page of `api`, handing each item to `visit`; memory holds one page at a time.
+async fn for_each_page<K, F>(api: &Api<K>, what: &str, mut visit: F) -> Result<(), ReadError>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+    F: FnMut(K),
+{
+    let mut params = ListParams::default().limit(PAGE_SIZE);
+    loop {
+        let page: ObjectList<K> = api
+            .list(&params)
+            .await
+            .map_err(|e| describe(&e, what, Some(ROLE_PERMISSION)))?;
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        page.items.into_iter().for_each(&mut visit);
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// `node_count`: a paged metadata-only list, so no node specs or statuses are transferred.
+async fn count_nodes(client: Client) -> Result<u64, ReadError> {
+    let api: Api<Node> = Api::all(client);
+    let mut params = ListParams::default().limit(PAGE_SIZE);
+    let mut count = 0u64;
+    loop {
+        let page = api
+            .list_metadata(&params)
+            .await
+            .map_err(|e| describe(&e, "list nodes", Some(NODES_PERMISSION)))?;
+        count += page.items.len() as u64;
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(count),
+        }
+    }
+}
+
+/// `is_global_installation`: no operator Deployment in this namespace means it runs elsewhere,
+/// cluster-wide; otherwise its own setting says.
+async fn global_installation(client: Client, namespace: &str) -> Result<bool, ReadError> {
+    let api: Api<Deployment> = Api::namespaced(client, namespace);
+    let what = format!("get Deployment {OPERATOR_DEPLOYMENT} in namespace {namespace}");
+    match api.get_opt(OPERATOR_DEPLOYMENT).await {
+        Ok(None) => Ok(true),
+        Ok(Some(deployment)) => operator_is_clusterwide(&deployment).map_err(|reason| ReadError {
+            reason,
+            answered: true,
+        }),
+        Err(error) => Err(describe(&error, &what, Some(ROLE_PERMISSION))),
+    }
+}
+
+/// The `scheduler` container's image tag of StatefulSet `seldon-scheduler`.
+async fn scheduler_image(client: Client, namespace: &str) -> Result<String, ReadError> {
+    let api: Api<StatefulSet> = Api::namespaced(client, namespace);
+    let what = format!("get StatefulSet {SCHEDULER_STATEFULSET} in namespace {namespace}");
+    let answered = |reason: String| ReadError {
+        reason,
+        answered: true,
+    };
+    let statefulset = api
+        .get_opt(SCHEDULER_STATEFULSET)
+        .await
+        .map_err(|e| describe(&e, &what, Some(ROLE_PERMISSION)))?
+        .ok_or_else(|| {
+            answered(format!(
+                "StatefulSet {SCHEDULER_STATEFULSET} not found in namespace {namespace}"
+            ))
+        })?;
+    let image = statefulset
+        .spec
+        .template
+        .spec
+        .iter()
+        .flat_map(|pod| pod.containers.iter())
+        .find(|c| c.name == SCHEDULER_CONTAINER)
+        .and_then(|c| c.image.clone())
+        .ok_or_else(|| {
+            answered(format!(
+                "StatefulSet {SCHEDULER_STATEFULSET} has no {SCHEDULER_CONTAINER} container image"
+            ))
+        })?;
+    image_tag(&image)
+        .map(str::to_string)
+        .ok_or_else(|| answered("the scheduler image has no tag".into()))
+}
+
+/// The Seldon `Server` custom resource.
+pub fn server_resource() -> ApiResource {
+    ApiResource {
+        group: "mlops.seldon.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "mlops.seldon.io/v1alpha1".into(),
+        kind: "Server".into(),
+        plural: "servers".into(),
+    }
+}
+
+/// The feature metrics over every Server: each one's workload is its StatefulSet, else its
+/// Deployment, of the same name. Workloads are listed (two paged lists) rather than fetched one
+/// by one, so a thousand Servers cost a handful of requests.
+async fn server_summary(client: Client, namespace: &str) -> Result<ServerSummary, ReadError> {
+    let servers: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &server_resource());
+    // Server name → its spec.serverConfig; small, whatever the workloads weigh.
+    let mut pending: HashMap<String, Option<String>> = HashMap::new();
+    for_each_page(
+        &servers,
+        "list servers.mlops.seldon.io",
+        |server: DynamicObject| {
+            let config = server
+                .data
+                .pointer("/spec/serverConfig")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            if let Some(name) = server.metadata.name {
+                pending.insert(name, config);
+            }
+        },
+    )
+    .await
+    .map_err(|mut e| {
+        if e.reason.contains(" 404 ") {
+            e.reason =
+                "the Server resource (servers.mlops.seldon.io/v1alpha1) is not installed".into();
+        }
+        e
+    })?;
+
+    let mut summary = ServerSummary::default();
+    if pending.is_empty() {
+        return Ok(summary);
+    }
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    for_each_page(&statefulsets, "list statefulsets", |sts: StatefulSet| {
+        if let Some(config) = sts.metadata.name.as_ref().and_then(|n| pending.remove(n)) {
+            let replicas = sts.spec.replicas.unwrap_or(1);
+            summary.add(server_facts(
+                config.as_deref(),
+                sts.spec.template.spec.as_ref(),
+                replicas,
+            ));
+        }
+    })
+    .await?;
+    if !pending.is_empty() {
+        let deployments: Api<Deployment> = Api::namespaced(client, namespace);
+        for_each_page(&deployments, "list deployments", |d: Deployment| {
+            if let Some(config) = d.metadata.name.as_ref().and_then(|n| pending.remove(n)) {
+                let replicas = d.spec.replicas.unwrap_or(1);
+                summary.add(server_facts(
+                    config.as_deref(),
+                    d.spec.template.spec.as_ref(),
+                    replicas,
+                ));
+            }
+        })
+        .await?;
+    }
+    // Servers whose workload does not exist (yet) still tell their kind.
+    for (_, config) in pending {
+        summary.add(server_facts(config.as_deref(), None, 0));
+    }
+    Ok(summary)
+}

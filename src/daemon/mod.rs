@@ -1,0 +1,282 @@
+//! `hodometer daemon`: collect and publish at start and then every interval, headless, as a
+//! drop-in for the original in-cluster component (SPEC 7).
+
+pub mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use clap::Args;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::collect;
+use crate::config::{
+    Checker, CommonArgs, ConfigErrors, PublishArgs, PublishSettings, Settings, parse_duration,
+};
+use crate::metrics::{Level, Reading, Snapshot};
+use crate::payload::build_event;
+use crate::publish::{EndpointOutcome, Publisher};
+use metrics::{CollectionOutcome, DaemonMetrics};
+
+/// The scheduler's Service name in a Seldon installation, the daemon's default host.
+pub const IN_CLUSTER_SCHEDULER_HOST: &str = "seldon-scheduler";
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub publish: PublishArgs,
+    /// Time between collections (e.g. 30m, 8h); a little random jitter is added.
+    #[arg(long, env = "HODOMETER_INTERVAL", default_value = "8h")]
+    pub interval: String,
+    /// Collect and publish once, then exit: 0 if every endpoint accepted the event, else 1.
+    #[arg(long)]
+    pub once: bool,
+    /// Serve /healthz, /readyz and /metrics (Prometheus text) on this address, e.g. 0.0.0.0:8080.
+    #[arg(long, env = "HODOMETER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+/// A validated daemon configuration.
+pub struct DaemonConfig {
+    pub settings: Settings,
+    pub publish: PublishSettings,
+    pub interval: Duration,
+    pub once: bool,
+    pub listen: Option<SocketAddr>,
+}
+
+impl DaemonArgs {
+    pub fn validate(&self) -> Result<DaemonConfig, ConfigErrors> {
+        let mut c = Checker::default();
+        let settings = self.common.check(&mut c, IN_CLUSTER_SCHEDULER_HOST);
+        let publish = self.publish.check(&mut c);
+        let interval = c.check(
+            "--interval (HODOMETER_INTERVAL)",
+            &self.interval,
+            parse_duration,
+        );
+        let listen = c.check_opt("--listen (HODOMETER_LISTEN)", self.listen.as_deref(), |t| {
+            t.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| "expected IP:PORT, e.g. 0.0.0.0:8080".to_string())
+        });
+        c.finish()?;
+        match (settings, publish, interval, listen) {
+            (Some(settings), Some(publish), Some(interval), Some(listen)) => Ok(DaemonConfig {
+                settings,
+                publish,
+                interval,
+                once: self.once,
+                listen,
+            }),
+            _ => Err(ConfigErrors::default()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Publisher(#[from] crate::publish::SetupError),
+}
+
+/// How a daemon run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DaemonExit {
+    /// Stopped by a signal, or `--once` with every endpoint accepting.
+    Clean,
+    /// `--once` and at least one endpoint did not accept the event (or it was interrupted).
+    PublishFailed,
+}
+
+type Shared = Arc<Mutex<DaemonMetrics>>;
+
+fn lock(metrics: &Shared) -> std::sync::MutexGuard<'_, DaemonMetrics> {
+    // A panic elsewhere must not take /metrics down with it.
+    metrics.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Binds the health/metrics listener (if any) and runs until `shutdown` completes (or after one
+/// cycle with `--once`). In-flight work is dropped, and so cancelled, on shutdown.
+pub async fn run(
+    config: DaemonConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<DaemonExit, DaemonError> {
+    let metrics: Shared = Arc::default();
+    let server = match config.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Listen { addr, source })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            tracing::info!(listen = %bound, "serving /healthz, /readyz and /metrics");
+            Some((listener, router(Arc::clone(&metrics))))
+        }
+        None => None,
+    };
+    let publisher = Publisher::new(config.publish.policy.clone())?;
+    let health = async {
+        match server {
+            // Errors of an accepted connection are per connection; serve itself only ends with the task.
+            Some((listener, router)) => {
+                let _ = axum::serve(listener, router).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        exit = work(&config, &publisher, &metrics) => Ok(exit),
+        _ = health => Ok(DaemonExit::Clean),
+        _ = shutdown => {
+            tracing::info!("stopping: signal received");
+            Ok(if config.once { DaemonExit::PublishFailed } else { DaemonExit::Clean })
+        }
+    }
+}
+
+async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) -> DaemonExit {
+    let level = config.settings.level;
+    if level == Level::Off {
+        let why = if config.settings.do_not_track {
+            "DO_NOT_TRACK is set"
+        } else {
+            "the level is off"
+        };
+        tracing::info!("{why}: nothing is collected and nothing is published");
+        lock(metrics).ready = true;
+        if config.once {
+            return DaemonExit::Clean;
+        }
+        return std::future::pending().await;
+    }
+    loop {
+        let all_ok = cycle(config, publisher, metrics).await;
+        if config.once {
+            return if all_ok {
+                DaemonExit::Clean
+            } else {
+                DaemonExit::PublishFailed
+            };
+        }
+        let pause = config.interval + jitter(config.interval);
+        tracing::debug!(next_in = ?pause, "waiting for the next collection");
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Up to 5% of the interval (at most 10 minutes), so a fleet restarted together spreads out.
+fn jitter(interval: Duration) -> Duration {
+    let span = (interval / 20).min(Duration::from_secs(600));
+    span.mul_f64(fastrand::f64())
+}
+
+/// One collection and publish; true when every endpoint accepted the event.
+async fn cycle(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) -> bool {
+    let settings = &config.settings;
+    let snapshot = collect::collect(&settings.plan).await;
+    let unknown = unknown_shared(&snapshot, settings.level);
+    let outcome = if unknown.is_empty() {
+        CollectionOutcome::Complete
+    } else {
+        CollectionOutcome::Partial
+    };
+    lock(metrics).record_collection(outcome);
+
+    let Some(event) = build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4())
+    else {
+        return true;
+    };
+    let outcomes = publisher.publish(&event, &config.publish.endpoints).await;
+    let all_ok = outcomes.iter().all(EndpointOutcome::is_ok);
+    {
+        let mut m = lock(metrics);
+        m.record_publish(&outcomes, SystemTime::now());
+        m.ready = true;
+    }
+    // One line per cycle: what was sent (by name, never values from model definitions) and how
+    // each endpoint answered.
+    tracing::info!(
+        metrics_level = %settings.level,
+        sent = %event.fields.join(","),
+        unknown = %unknown.join(","),
+        endpoints = %describe_outcomes(&outcomes),
+        ok = all_ok,
+        "collected and published"
+    );
+    all_ok
+}
+
+/// Names of the metrics the level shares that could not be determined.
+pub fn unknown_shared(snapshot: &Snapshot, level: Level) -> Vec<&'static str> {
+    snapshot
+        .rows(level)
+        .into_iter()
+        .filter(|row| row.shared && matches!(row.reading, Reading::Unknown(_)))
+        .map(|row| row.def.name)
+        .collect()
+}
+
+/// `http://a/ ok (HTTP 200, 1 attempt, 12 ms); http://b/ failed: …` for logs and terminals.
+pub fn describe_outcomes(outcomes: &[EndpointOutcome]) -> String {
+    outcomes
+        .iter()
+        .map(|o| {
+            let status = o
+                .last_status
+                .map(|s| format!("HTTP {s}, "))
+                .unwrap_or_default();
+            let detail = format!(
+                "{status}{} attempt{}, {} ms",
+                o.attempts,
+                if o.attempts == 1 { "" } else { "s" },
+                o.latency.as_millis()
+            );
+            match o.error() {
+                None => format!("{} {} ({detail})", o.endpoint, o.outcome_label()),
+                Some(error) => format!("{} {} ({detail}): {error}", o.endpoint, o.outcome_label()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn router(metrics: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(m): State<Shared>| async move {
+                if lock(&m).ready {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "first collection not finished\n",
+                    )
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(m): State<Shared>| async move {
+                let text = lock(&m).render();
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+            }),
+        )
+        .with_state(metrics)
+}

@@ -1,0 +1,210 @@
+//! The receiver's HTTP routes: `/track`, `/events`, `/metrics` and `/healthz`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use serde_json::json;
+
+use super::Record;
+use super::decode::{self, TrackRequest};
+use super::exposition::{self, Counts};
+use super::store::StoreHandle;
+
+/// Largest `/track` body accepted (SPEC 8); a larger one is refused before it is read whole.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub(super) struct AppState {
+    pub record: Record,
+    /// `None` with `--record none`.
+    pub store: Option<StoreHandle>,
+    pub counters: Counters,
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    received: AtomicU64,
+    duplicates: AtomicU64,
+    rejected_invalid: AtomicU64,
+    rejected_too_large: AtomicU64,
+    rejected_store: AtomicU64,
+}
+
+impl Counters {
+    fn counts(&self) -> Counts {
+        Counts {
+            received: self.received.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            rejected_invalid: self.rejected_invalid.load(Ordering::Relaxed),
+            rejected_too_large: self.rejected_too_large.load(Ordering::Relaxed),
+            rejected_store: self.rejected_store.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub(super) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        // JavaScript senders post to `/track/`, the others to `/track`.
+        .route("/track", get(track).post(track))
+        .route("/track/", get(track).post(track))
+        .route("/events", get(events))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+async fn track(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let counters = &state.counters;
+    let body = match read_capped(&headers, body).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            counters.rejected_too_large.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("refused a /track body over {MAX_BODY_BYTES} bytes");
+            let reason = format!("the body is larger than {MAX_BODY_BYTES} bytes");
+            return answer(
+                decode::query_asks_verbose(query.as_deref()),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some(&reason),
+            );
+        }
+        Err(BodyError::Read(error)) => {
+            counters.rejected_invalid.fetch_add(1, Ordering::Relaxed);
+            let reason = format!("cannot read the body: {error}");
+            return answer(
+                decode::query_asks_verbose(query.as_deref()),
+                StatusCode::BAD_REQUEST,
+                Some(&reason),
+            );
+        }
+    };
+
+    let TrackRequest { verbose, events } = decode::read_track(query.as_deref(), &body);
+    let events = match events {
+        Ok(events) => events,
+        Err(invalid) => {
+            counters.rejected_invalid.fetch_add(1, Ordering::Relaxed);
+            // The reason names fields and JSON types, never values, so it is safe to log.
+            tracing::debug!(reason = %invalid, "refused a /track request");
+            return answer(verbose, StatusCode::BAD_REQUEST, Some(&invalid.0));
+        }
+    };
+    let count = events.len() as u64;
+    let duplicates = match &state.store {
+        None => 0,
+        Some(store) => match store.record(events).await {
+            Ok(outcome) => outcome.duplicates,
+            Err(error) => {
+                counters.rejected_store.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "could not record events; the sender may retry");
+                return answer(
+                    verbose,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Some("the events could not be recorded; try again"),
+                );
+            }
+        },
+    };
+    counters.received.fetch_add(count, Ordering::Relaxed);
+    counters.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+    tracing::debug!(events = count, duplicates, "accepted a /track request");
+    answer(verbose, StatusCode::OK, None)
+}
+
+/// The answer Mixpanel senders understand: `{"status":1,"error":null}` (or `status` 0 with the
+/// reason) when they asked for `verbose=1`, else a bare `1` or `0`.
+fn answer(verbose: bool, status: StatusCode, error: Option<&str>) -> Response {
+    let ok = u8::from(error.is_none());
+    if verbose {
+        let body = json!({ "status": ok, "error": error });
+        (status, json_headers(), body.to_string()).into_response()
+    } else {
+        (status, ok.to_string()).into_response()
+    }
+}
+
+fn json_headers() -> [(header::HeaderName, &'static str); 1] {
+    [(header::CONTENT_TYPE, "application/json")]
+}
+
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// Reads the body, refusing it as soon as it is known to exceed [`MAX_BODY_BYTES`]: at once
+/// from `Content-Length`, else as soon as the streamed bytes pass the limit.
+async fn read_capped(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |length| length as usize));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(BodyError::Read)?;
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// `--record all`: every recorded event as a JSON array; `summary`: the counts.
+async fn events(State(state): State<Arc<AppState>>) -> Response {
+    let Some(store) = &state.store else {
+        let body = json!({ "error": "nothing is recorded: the receiver runs with --record none" });
+        return (StatusCode::NOT_FOUND, json_headers(), body.to_string()).into_response();
+    };
+    let text = match state.record {
+        Record::All => store.events_json().await,
+        Record::Summary | Record::None => store
+            .summary()
+            .await
+            .map(|summary| json!(summary).to_string()),
+    };
+    match text {
+        Ok(text) => (StatusCode::OK, json_headers(), text).into_response(),
+        Err(error) => store_failure(error),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let clusters = match &state.store {
+        Some(store) => match store.summary().await {
+            Ok(summary) => summary.clusters,
+            Err(error) => return store_failure(error),
+        },
+        None => Vec::new(),
+    };
+    let text = exposition::render(&state.counters.counts(), &clusters);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, exposition::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
+}
+
+fn store_failure(error: super::store::StoreError) -> Response {
+    tracing::warn!(%error, "cannot read the store");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("cannot read the store: {error}\n"),
+    )
+        .into_response()
+}

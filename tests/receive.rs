@@ -1,0 +1,1079 @@
+//! `hodometer receive`, run as the real binary and spoken to over loopback TCP. Every request is
+//! written by hand, byte for byte as the sender it imitates produces it.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+
+use common::{ReceiverProcess, hodometer};
+use hodometer::metrics::{
+    Level, METRICS, MetricId, Reading, Snapshot, Value as SnapshotValue, ValueType,
+};
+use hodometer::payload::build_event;
+use hodometer::publish::{PublishPolicy, Publisher, parse_endpoint};
+use hodometer::receive::{ReceiveConfig, Receiver, Record};
+
+const CLUSTER: &str = "6f1c7b9e-2d0a-4c55-9a43-1f0e6f1d2a11";
+const TOKEN: &str = "e943e8a2ebd1352338ecac1f9fde8c7c";
+const ONE_MIB: usize = 1024 * 1024;
+
+/// What the original Go publisher marshals: map keys sorted, non-ASCII left as UTF-8. The
+/// `ÿ`, `~` and `?` put both `+` and `/` into its standard base64, and it ends in `==`.
+const GO_EVENT: &str = r#"{"event":"collect metrics","properties":{"$insert_id":"1700000000123456789","distinct_id":"6f1c7b9e-2d0a-4c55-9a43-1f0e6f1d2a11","ip":"0","kubernetes_version":"ÿÿÿ~~~???","model_count":12,"time":1700000000,"token":"e943e8a2ebd1352338ecac1f9fde8c7c"}}"#;
+
+// ---------------------------------------------------------------------------------------------
+// HTTP by hand
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Sends `request` exactly as given and reads one response.
+fn exchange(port: u16, request: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.write_all(request).expect("send request");
+    read_reply(&mut stream)
+}
+
+fn read_reply(stream: &mut TcpStream) -> Reply {
+    let mut bytes = Vec::new();
+    let head_end = loop {
+        if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        assert!(
+            read_more(stream, &mut bytes),
+            "connection closed before a response: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    };
+    let head = String::from_utf8(bytes[..head_end].to_vec()).expect("ASCII response head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+        .collect();
+    let length = headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("content-length"))
+        .map(|(_, value)| value.parse::<usize>().expect("numeric Content-Length"));
+    let mut body = bytes.split_off(head_end);
+    match length {
+        Some(length) => {
+            while body.len() < length {
+                assert!(read_more(stream, &mut body), "body cut short");
+            }
+            body.truncate(length);
+        }
+        None => while read_more(stream, &mut body) {},
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Reads what is available; false at the end of the stream.
+fn read_more(stream: &mut TcpStream, into: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    match stream.read(&mut chunk) {
+        Ok(0) => false,
+        Ok(n) => {
+            into.extend_from_slice(&chunk[..n]);
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+        Err(e) => panic!("read: {e}"),
+    }
+}
+
+fn get(port: u16, target: &str) -> Reply {
+    let request =
+        format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    exchange(port, request.as_bytes())
+}
+
+/// A JSON body as curl or a Mixpanel HTTP API client sends it.
+fn post_json(port: u16, target: &str, body: &[u8]) -> Reply {
+    let mut request = format!(
+        "POST {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    exchange(port, &request)
+}
+
+/// The original Go publisher (dukex/mixpanel v1.0 over net/http): the URL is concatenated, so
+/// the standard base64 goes out unescaped.
+fn go_get(port: u16, target: &str) -> Vec<u8> {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: Go-http-client/1.1\r\n\
+         Accept-Encoding: gzip\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The official Python SDK (mixpanel-python over requests): a form body.
+fn python_post(port: u16, form: &str) -> Vec<u8> {
+    format!(
+        "POST /track HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: python-requests/2.32.3\r\n\
+         Accept-Encoding: gzip, deflate\r\nAccept: */*\r\nConnection: keep-alive\r\n\
+         Content-Length: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n{form}",
+        form.len()
+    )
+    .into_bytes()
+}
+
+/// Python's `urllib.parse.quote_plus`, which `requests` uses for form bodies.
+fn quote_plus(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => {
+                out.push(byte as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Percent-encodes every byte that is not unreserved, as a URL query builder does.
+fn percent_encode(text: &str) -> String {
+    quote_plus(text).replace('+', "%20")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events and what the receiver answers
+
+/// An event with hodometer's envelope; `extra` properties are merged in.
+fn event(insert_id: &str, time: i64, extra: Value) -> Value {
+    let mut event = json!({
+        "event": "collect metrics",
+        "properties": {
+            "token": TOKEN, "distinct_id": CLUSTER, "time": time, "ip": "0",
+            "$insert_id": insert_id,
+        }
+    });
+    if let (Some(properties), Value::Object(extra)) = (event["properties"].as_object_mut(), extra) {
+        properties.extend(extra);
+    }
+    event
+}
+
+fn assert_verbose_success(reply: &Reply) {
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body, json!({"status": 1, "error": null}));
+    assert_eq!(body["status"], 1, "what a sender checks");
+}
+
+/// The reason a verbose rejection gives, after checking its form.
+fn verbose_rejection(reply: &Reply, status: u16) -> String {
+    assert_eq!(reply.status, status, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["status"], 0, "{body}");
+    body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error text in {body}"))
+        .to_string()
+}
+
+/// `/events` with `--record all`.
+fn recorded(port: u16) -> Vec<Value> {
+    let reply = get(port, "/events");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    match reply.json() {
+        Value::Array(events) => events,
+        other => panic!("/events is not an array: {other}"),
+    }
+}
+
+fn recorded_ids(port: u16) -> Vec<String> {
+    recorded(port)
+        .iter()
+        .map(|e| {
+            e["properties"]["$insert_id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each sender's encoding
+
+#[test]
+fn original_go_publisher_get_with_unescaped_standard_base64() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let data = STANDARD.encode(GO_EVENT);
+    assert!(
+        data.contains('+') && data.contains('/') && data.ends_with("=="),
+        "the test event must exercise the repair: {data}"
+    );
+    let request = go_get(receiver.port, &format!("/track?data={data}&verbose=1"));
+    assert!(request.contains(&b'+'), "sent unescaped");
+    assert_verbose_success(&exchange(receiver.port, &request));
+
+    let stored = recorded(receiver.port);
+    let sent: Value = serde_json::from_str(GO_EVENT).expect("JSON");
+    assert_eq!(stored, [sent], "recorded exactly as sent");
+}
+
+#[test]
+fn newer_go_client_posts_unescaped_base64_in_a_body_without_content_type() {
+    // dukex/mixpanel after v1.0: POST ?verbose=1 with body `data=<standard base64>`, no
+    // Content-Type, so form decoding turns each `+` into a space here too.
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let body = format!("data={}", STANDARD.encode(GO_EVENT));
+    assert!(body.contains('+'));
+    let request = format!(
+        "POST /track?verbose=1 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUser-Agent: Go-http-client/1.1\r\n\
+         Content-Length: {}\r\nAccept-Encoding: gzip\r\n\r\n{body}",
+        receiver.port,
+        body.len()
+    );
+    assert_verbose_success(&exchange(receiver.port, request.as_bytes()));
+    assert_eq!(
+        recorded(receiver.port)[0]["properties"]["kubernetes_version"],
+        "ÿÿÿ~~~???"
+    );
+}
+
+#[test]
+fn hodometer_style_percent_encoded_base64_get() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let json = hodometer::payload::ascii_json(
+        &event(
+            "hodometer-1",
+            1700000000,
+            json!({"kubernetes_version": "ÿ~?"}),
+        )
+        .to_string(),
+    );
+    let data = percent_encode(&STANDARD.encode(&json));
+    let request = format!(
+        "GET /track?data={data}&verbose=1&ip=0 HTTP/1.1\r\naccept: */*\r\nhost: 127.0.0.1:{}\r\n\r\n",
+        receiver.port
+    );
+    assert_verbose_success(&exchange(receiver.port, request.as_bytes()));
+    assert_eq!(
+        recorded(receiver.port)[0]["properties"]["kubernetes_version"],
+        "ÿ~?"
+    );
+}
+
+#[test]
+fn url_safe_unpadded_base64_without_verbose_gets_a_bare_1() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let data = URL_SAFE_NO_PAD.encode(GO_EVENT);
+    assert!(data.contains('-') && data.contains('_') && !data.ends_with('='));
+    let reply = get(receiver.port, &format!("/track?data={data}"));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "1");
+    assert_eq!(recorded_ids(receiver.port), ["1700000000123456789"]);
+}
+
+/// An event as the Python SDK builds it: float time, 32-hex `$insert_id`, library properties.
+fn python_event(n: usize) -> String {
+    format!(
+        r#"{{"event":"collect metrics","properties":{{"token":"{TOKEN}","distinct_id":"{CLUSTER}","time":1700000000.{n:03},"$insert_id":"{n:032x}","mp_lib":"python","$lib_version":"4.10.1","model_count":{n}}}}}"#
+    )
+}
+
+#[test]
+fn python_sdk_form_post_of_one_event() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let form = format!("data={}&verbose=1&ip=0", quote_plus(&python_event(7)));
+    assert!(form.contains("collect+metrics"), "spaces as +: {form}");
+    assert_verbose_success(&exchange(receiver.port, &python_post(receiver.port, &form)));
+    let stored = recorded(receiver.port);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0]["properties"]["time"],
+        json!(1700000000),
+        "whole seconds"
+    );
+    assert_eq!(stored[0]["properties"]["mp_lib"], "python");
+}
+
+#[test]
+fn python_sdk_form_post_of_a_batch_of_50() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    // The buffered consumer joins its messages into a JSON array.
+    let batch = format!(
+        "[{}]",
+        (0..50).map(python_event).collect::<Vec<_>>().join(",")
+    );
+    let form = format!("data={}&verbose=1&ip=0", quote_plus(&batch));
+    assert_verbose_success(&exchange(receiver.port, &python_post(receiver.port, &form)));
+    let ids = recorded_ids(receiver.port);
+    let expected: Vec<String> = (0..50).map(|n| format!("{n:032x}")).collect();
+    assert_eq!(ids, expected, "all 50, in order");
+}
+
+#[test]
+fn plain_json_body_with_one_event_and_with_an_array() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let one = event("json-1", 1700000000, json!({}));
+    assert_verbose_success(&post_json(
+        receiver.port,
+        "/track?verbose=1",
+        one.to_string().as_bytes(),
+    ));
+    let many = json!([
+        event("json-2", 1700000001, json!({})),
+        event("json-3", 1700000002, json!({}))
+    ]);
+    let reply = post_json(receiver.port, "/track", many.to_string().as_bytes());
+    assert_eq!((reply.status, reply.text()), (200, "1".to_string()));
+    assert_eq!(recorded_ids(receiver.port), ["json-1", "json-2", "json-3"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation, limits, garbage
+
+#[test]
+fn every_validation_error_names_its_field() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let good = event("v", 1700000000, json!({}));
+    let mut cases: Vec<(Value, &str)> = Vec::new();
+    let mut without = |path: &[&str], expected: &'static str| {
+        let mut e = good.clone();
+        let (last, parents) = path.split_last().expect("path");
+        let mut at = &mut e;
+        for key in parents {
+            at = &mut at[*key];
+        }
+        at.as_object_mut().expect("object").remove(*last);
+        cases.push((e, expected));
+    };
+    without(&["event"], "event is missing");
+    without(&["properties"], "properties is missing");
+    without(&["properties", "token"], "properties.token is missing");
+    without(
+        &["properties", "distinct_id"],
+        "properties.distinct_id is missing",
+    );
+    without(&["properties", "time"], "properties.time is missing");
+    without(
+        &["properties", "$insert_id"],
+        "properties.$insert_id is missing",
+    );
+    for (field, value, expected) in [
+        ("event", json!(""), "event must not be empty"),
+        ("token", json!(""), "properties.token must not be empty"),
+        (
+            "distinct_id",
+            json!(""),
+            "properties.distinct_id must not be empty",
+        ),
+        (
+            "distinct_id",
+            json!(42),
+            "properties.distinct_id must be a string",
+        ),
+        (
+            "$insert_id",
+            json!(""),
+            "properties.$insert_id must not be empty",
+        ),
+        (
+            "time",
+            json!("1700000000"),
+            "properties.time must be a non-negative number",
+        ),
+        (
+            "time",
+            json!(-5),
+            "properties.time must be a non-negative number",
+        ),
+    ] {
+        let mut e = good.clone();
+        if field == "event" {
+            e[field] = value;
+        } else {
+            e["properties"][field] = value;
+        }
+        cases.push((e, expected));
+    }
+    let mut bad_batch = json!([good.clone(), good.clone(), good.clone()]);
+    bad_batch[1]["properties"]["time"] = json!("soon");
+    cases.push((bad_batch, "events[1].properties.time must be"));
+
+    for (body, expected) in cases {
+        let body = body.to_string();
+        let reason = verbose_rejection(
+            &post_json(receiver.port, "/track?verbose=1", body.as_bytes()),
+            400,
+        );
+        assert!(reason.starts_with(expected), "{reason:?} for {body}");
+        let plain = post_json(receiver.port, "/track", body.as_bytes());
+        assert_eq!((plain.status, plain.text()), (400, "0".to_string()));
+    }
+    assert!(
+        recorded(receiver.port).is_empty(),
+        "a rejected batch records nothing"
+    );
+}
+
+#[test]
+fn float_time_from_the_python_sdk_is_valid() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let body = event("float", 0, json!({"time": 1700000000.123})).to_string();
+    assert_verbose_success(&post_json(
+        receiver.port,
+        "/track?verbose=1",
+        body.as_bytes(),
+    ));
+    assert_eq!(recorded(receiver.port)[0]["properties"]["time"], 1700000000);
+}
+
+#[test]
+fn a_body_over_one_mib_is_refused_with_413_before_it_is_read() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let port = receiver.port;
+
+    // Declared too large: refused from the headers alone, though no body byte was sent.
+    let request = format!(
+        "POST /track?verbose=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        2 * ONE_MIB
+    );
+    let reason = verbose_rejection(&exchange(port, request.as_bytes()), 413);
+    assert!(reason.contains("larger than 1048576 bytes"), "{reason}");
+
+    // Streamed without a length: refused as soon as the bytes pass the limit. The last chunk
+    // is left open, so the receiver has read everything sent when it answers.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let head = format!(
+        "POST /track HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..ONE_MIB / chunk.len() {
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .expect("chunk size");
+        stream.write_all(&chunk).expect("chunk");
+        stream.write_all(b"\r\n").expect("chunk end");
+    }
+    stream.write_all(b"1\r\n ").expect("one byte too many");
+    let reply = read_reply(&mut stream);
+    assert_eq!((reply.status, reply.text()), (413, "0".to_string()));
+
+    // Exactly the limit is fine (a batch padded with whitespace is still JSON).
+    let body = event("at-limit", 1700000000, json!({})).to_string();
+    let mut padded = body.into_bytes();
+    padded.resize(ONE_MIB, b' ');
+    assert_verbose_success(&post_json(port, "/track?verbose=1", &padded));
+
+    let metrics = get(port, "/metrics").text();
+    assert!(
+        metrics.contains("hodometer_receiver_requests_rejected_total{reason=\"too_large\"} 2\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn garbage_gets_400_and_never_stops_the_receiver() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let port = receiver.port;
+    let mut rng = fastrand::Rng::with_seed(5);
+    for size in [1, 7, 100, 4096, 65536] {
+        let junk: Vec<u8> = (0..size).map(|_| rng.u8(..)).collect();
+        for content_type in [
+            "application/json",
+            "application/x-www-form-urlencoded",
+            "application/octet-stream",
+        ] {
+            let mut request = format!(
+                "POST /track?verbose=1 HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n\
+                 Content-Length: {size}\r\nConnection: close\r\n\r\n"
+            )
+            .into_bytes();
+            request.extend_from_slice(&junk);
+            verbose_rejection(&exchange(port, &request), 400);
+        }
+    }
+    for (target, expected) in [
+        (
+            "/track?data=%%%%&verbose=1",
+            "data is neither JSON nor base64",
+        ),
+        (
+            "/track?data=!!!!&verbose=1",
+            "data is neither JSON nor base64",
+        ),
+        ("/track?verbose=1", "no events"),
+        (
+            "/track?data=NDI&verbose=1",
+            "expected an event (a JSON object)",
+        ),
+        ("/track?data=%7B%22event%22&verbose=1", "not valid JSON"),
+        (
+            "/track?data=%5B%5D&verbose=1",
+            "the array of events is empty",
+        ),
+        (
+            "/track?data=%5B%22x%22%5D&verbose=1",
+            "events[0] must be an event",
+        ),
+    ] {
+        let reason = verbose_rejection(&get(port, target), 400);
+        assert!(reason.starts_with(expected), "{target}: {reason}");
+    }
+    // Not HTTP at all.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let junk: Vec<u8> = (0..512).map(|_| rng.u8(..)).collect();
+    stream.write_all(&junk).expect("send junk");
+    let mut answer = Vec::new();
+    while read_more(&mut stream, &mut answer) {}
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    assert_eq!(get(port, "/healthz").status, 200, "still serving");
+    assert!(recorded(port).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording
+
+#[test]
+fn a_duplicate_is_accepted_but_recorded_once() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let port = receiver.port;
+    let retry = event("retried", 1700000000, json!({})).to_string();
+    for _ in 0..3 {
+        assert_verbose_success(&post_json(port, "/track?verbose=1", retry.as_bytes()));
+    }
+    // The same event in another encoding is still the same event.
+    let data = STANDARD.encode(&retry);
+    assert_verbose_success(&exchange(
+        port,
+        &go_get(port, &format!("/track?data={data}&verbose=1")),
+    ));
+    assert_eq!(recorded_ids(port), ["retried"]);
+    let samples = prometheus_samples(&get(port, "/metrics").text());
+    assert_eq!(
+        sample(&samples, "hodometer_receiver_events_received_total", &[]),
+        4.0
+    );
+    assert_eq!(
+        sample(&samples, "hodometer_receiver_events_duplicate_total", &[]),
+        3.0
+    );
+}
+
+#[test]
+fn a_store_keeps_events_and_dedup_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("events.db");
+    let store = store.to_str().expect("utf-8 path");
+
+    let first = ReceiverProcess::start(&["--record", "all", "--store", store]);
+    for id in ["p1", "p2"] {
+        let body = event(id, 1700000000, json!({"model_count": 3})).to_string();
+        assert_verbose_success(&post_json(first.port, "/track?verbose=1", body.as_bytes()));
+    }
+    let status = first.terminate();
+    assert!(status.success(), "SIGTERM ends it cleanly: {status}");
+
+    let second = ReceiverProcess::start(&["--record", "all", "--store", store]);
+    assert_eq!(recorded_ids(second.port), ["p1", "p2"]);
+    let again = event("p2", 1700000000, json!({})).to_string();
+    assert_verbose_success(&post_json(
+        second.port,
+        "/track?verbose=1",
+        again.as_bytes(),
+    ));
+    assert_eq!(
+        recorded_ids(second.port),
+        ["p1", "p2"],
+        "still deduplicated"
+    );
+    let samples = prometheus_samples(&get(second.port, "/metrics").text());
+    assert_eq!(
+        sample(
+            &samples,
+            "hodometer_receiver_metric",
+            &[("cluster_id", CLUSTER), ("metric", "model_count")]
+        ),
+        3.0,
+        "gauges come back from the store"
+    );
+    drop(second);
+
+    // The same file in summary mode reads the same counts.
+    let summary = ReceiverProcess::start(&["--store", store]);
+    let counts = get(summary.port, "/events").json();
+    assert_eq!(counts["events"], 2);
+}
+
+#[test]
+fn sigterm_stops_the_receiver_even_with_a_client_stalled_mid_request() {
+    let receiver = ReceiverProcess::start(&[]);
+    let mut stalled = TcpStream::connect(("127.0.0.1", receiver.port)).expect("connect");
+    stalled
+        .write_all(b"POST /track HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .expect("send a partial request");
+    // Connections are accepted in order: once a later one is answered, the stalled one is open.
+    assert_eq!(get(receiver.port, "/healthz").status, 200);
+    let status = receiver.terminate();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn summary_mode_keeps_counts_and_latest_metrics_not_events() {
+    let receiver = ReceiverProcess::start(&[]);
+    let port = receiver.port;
+    for (id, time, models) in [
+        ("s1", 1700000100, 5),
+        ("s2", 1700000300, 9),
+        ("s3", 1700000200, 7),
+    ] {
+        let body = event(id, time, json!({"model_count": models})).to_string();
+        assert_verbose_success(&post_json(port, "/track?verbose=1", body.as_bytes()));
+    }
+    let other = json!({
+        "event": "collect metrics",
+        "properties": {"token": TOKEN, "distinct_id": "other", "time": 5, "$insert_id": "o1"}
+    });
+    assert_verbose_success(&post_json(
+        port,
+        "/track?verbose=1",
+        other.to_string().as_bytes(),
+    ));
+
+    let summary = get(port, "/events").json();
+    assert_eq!(
+        summary,
+        json!({
+            "events": 4,
+            "clusters": [
+                {"cluster_id": CLUSTER, "events": 3, "first_time": 1700000100,
+                 "last_time": 1700000300, "metrics": {"model_count": 9}},
+                {"cluster_id": "other", "events": 1, "first_time": 5, "last_time": 5,
+                 "metrics": {}},
+            ]
+        }),
+        "metrics from the latest event time, not the last to arrive"
+    );
+}
+
+#[test]
+fn record_none_validates_and_answers_but_keeps_nothing() {
+    let receiver = ReceiverProcess::start(&["--record", "none"]);
+    let port = receiver.port;
+    let body = event("n1", 1700000000, json!({"model_count": 1})).to_string();
+    assert_verbose_success(&post_json(port, "/track?verbose=1", body.as_bytes()));
+    verbose_rejection(&post_json(port, "/track?verbose=1", b"{}"), 400);
+    assert_eq!(get(port, "/events").status, 404);
+    let samples = prometheus_samples(&get(port, "/metrics").text());
+    assert_eq!(received_and_invalid(&samples), (1.0, 1.0));
+    assert!(
+        !samples
+            .iter()
+            .any(|s| s.name == "hodometer_receiver_metric")
+    );
+}
+
+#[test]
+fn concurrent_senders_are_all_recorded() {
+    let receiver = ReceiverProcess::start(&[]);
+    let port = receiver.port;
+    let senders: Vec<_> = (0..8)
+        .map(|sender| {
+            std::thread::spawn(move || {
+                for n in 0..25 {
+                    let body = event(&format!("c{sender}-{n}"), 1700000000 + n, json!({}));
+                    let reply = post_json(port, "/track?verbose=1", body.to_string().as_bytes());
+                    assert_verbose_success(&reply);
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().expect("sender thread");
+    }
+    assert_eq!(get(port, "/events").json()["events"], 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// /metrics
+
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A strict reader of the Prometheus text format: every sample line is `name{labels} value`
+/// with a float value and correctly escaped labels, and follows a `# TYPE` for its name; a
+/// metric's lines form one group.
+fn prometheus_samples(text: &str) -> Vec<Sample> {
+    assert!(text.ends_with('\n'), "must end with a line feed");
+    let mut typed = BTreeSet::new();
+    let mut finished = BTreeSet::new();
+    let mut current = String::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            assert!(typed.insert(name.to_string()), "second TYPE for {name}");
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let sample = parse_sample(line);
+        assert!(typed.contains(&sample.name), "no # TYPE before {line}");
+        if sample.name != current {
+            assert!(!finished.contains(&sample.name), "{} is split", sample.name);
+            finished.insert(std::mem::replace(&mut current, sample.name.clone()));
+        }
+        samples.push(sample);
+    }
+    samples
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let name_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or_else(|| panic!("no value in {line:?}"));
+    let name = &line[..name_end];
+    assert!(
+        !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()),
+        "bad name in {line:?}"
+    );
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices();
+        loop {
+            let start = chars.clone().next().map(|(i, _)| i).expect("label");
+            let (eq, _) = chars.find(|(_, c)| *c == '=').expect("label=");
+            let label = &inner[start..eq];
+            assert!(
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "bad label name {label:?} in {line:?}"
+            );
+            assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line:?}");
+            let mut value = String::new();
+            loop {
+                match chars.next().map(|(_, c)| c) {
+                    Some('\\') => match chars.next().map(|(_, c)| c) {
+                        Some('\\') => value.push('\\'),
+                        Some('"') => value.push('"'),
+                        Some('n') => value.push('\n'),
+                        other => panic!("bad escape {other:?} in {line:?}"),
+                    },
+                    Some('"') => break,
+                    Some(c) => value.push(c),
+                    None => panic!("unterminated label value in {line:?}"),
+                }
+            }
+            labels.insert(label.to_string(), value);
+            match chars.next() {
+                Some((_, ',')) => continue,
+                Some((i, '}')) => {
+                    rest = &inner[i + 1..];
+                    break;
+                }
+                other => panic!("expected , or }} after a label, got {other:?} in {line:?}"),
+            }
+        }
+    }
+    let value = rest
+        .strip_prefix(' ')
+        .unwrap_or_else(|| panic!("no space before the value in {line:?}"));
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        number => number
+            .parse()
+            .unwrap_or_else(|_| panic!("value is not a float in {line:?}")),
+    };
+    Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    }
+}
+
+fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let wanted: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels == wanted)
+        .unwrap_or_else(|| panic!("no {name}{labels:?} in {samples:?}"))
+        .value
+}
+
+/// The events-received counter and the count of requests rejected as invalid.
+fn received_and_invalid(samples: &[Sample]) -> (f64, f64) {
+    (
+        sample(samples, "hodometer_receiver_events_received_total", &[]),
+        sample(
+            samples,
+            "hodometer_receiver_requests_rejected_total",
+            &[("reason", "invalid")],
+        ),
+    )
+}
+
+#[test]
+fn metrics_are_prometheus_text_with_a_gauge_per_numeric_metric() {
+    let receiver = ReceiverProcess::start(&[]);
+    let port = receiver.port;
+    // Every metric of the table, with a value of its type.
+    let mut all = serde_json::Map::new();
+    for def in METRICS {
+        let value = match def.value_type {
+            ValueType::Integer => json!(def.name.len()),
+            ValueType::Float => json!(def.name.len() as f64 + 0.5),
+            ValueType::Bool => json!(true),
+            ValueType::Uuid | ValueType::Text => json!("text"),
+        };
+        all.insert(def.name.to_string(), value);
+    }
+    let awkward = "quote\" backslash\\ newline\n end";
+    let mut body = event("m1", 1700000000, Value::Object(all));
+    body["properties"]["distinct_id"] = json!(awkward);
+    assert_verbose_success(&post_json(
+        port,
+        "/track?verbose=1",
+        body.to_string().as_bytes(),
+    ));
+    verbose_rejection(&post_json(port, "/track?verbose=1", b"[1]"), 400);
+
+    let reply = get(port, "/metrics");
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        reply.headers
+    );
+    let samples = prometheus_samples(&reply.text());
+    assert_eq!(received_and_invalid(&samples), (1.0, 1.0));
+
+    let numeric: BTreeSet<&str> = METRICS
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.value_type,
+                ValueType::Integer | ValueType::Float | ValueType::Bool
+            )
+        })
+        .map(|d| d.name)
+        .collect();
+    let gauges: BTreeMap<&str, f64> = samples
+        .iter()
+        .filter(|s| s.name == "hodometer_receiver_metric")
+        .map(|s| {
+            assert_eq!(
+                s.labels["cluster_id"], awkward,
+                "label escaped and read back"
+            );
+            (s.labels["metric"].as_str(), s.value)
+        })
+        .collect();
+    assert_eq!(gauges.keys().copied().collect::<BTreeSet<_>>(), numeric);
+    assert_eq!(gauges["model_count"], "model_count".len() as f64);
+    assert_eq!(
+        gauges["server_memory_gb_sum"],
+        "server_memory_gb_sum".len() as f64 + 0.5
+    );
+    assert_eq!(gauges["is_kubernetes"], 1.0);
+    assert_eq!(
+        sample(
+            &samples,
+            "hodometer_receiver_cluster_last_event_timestamp_seconds",
+            &[("cluster_id", awkward)]
+        ),
+        1700000000.0
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// hodometer's own publisher, end to end
+
+fn published_event() -> hodometer::payload::Event {
+    let mut snapshot = Snapshot::unknown("not collected in this test");
+    snapshot.set(
+        MetricId::ClusterId,
+        Reading::Known(SnapshotValue::Text(CLUSTER.into())),
+    );
+    snapshot.set(
+        MetricId::ModelCount,
+        Reading::Known(SnapshotValue::Integer(24)),
+    );
+    // Characters that must survive JSON escaping, base64 and percent-encoding.
+    snapshot.set(
+        MetricId::CollectorVersion,
+        Reading::Known(SnapshotValue::Text("1.0 ~ é > ? + /".into())),
+    );
+    build_event(&snapshot, Level::Resource, TOKEN, uuid::Uuid::new_v4()).expect("shared")
+}
+
+fn loopback_publisher() -> Publisher {
+    Publisher::new(PublishPolicy {
+        max_attempts: 1,
+        env_proxy: false,
+        ..PublishPolicy::default()
+    })
+    .expect("publisher")
+}
+
+#[tokio::test]
+async fn hodometer_publisher_delivers_to_the_receiver_binary() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let endpoint = parse_endpoint(&format!("http://127.0.0.1:{}", receiver.port)).expect("url");
+    let event = published_event();
+    let outcomes = loopback_publisher()
+        .publish(&event, std::slice::from_ref(&endpoint))
+        .await;
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+
+    let port = receiver.port;
+    let stored = tokio::task::spawn_blocking(move || recorded(port))
+        .await
+        .expect("read /events");
+    let sent: Value = serde_json::from_str(&event.json).expect("JSON");
+    assert_eq!(stored, [sent], "recorded exactly as published");
+}
+
+#[tokio::test]
+async fn the_receiver_runs_in_process_and_stops_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receiver = Receiver::bind(ReceiveConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        record: Record::Summary,
+        store: Some(dir.path().join("events.db")),
+    })
+    .await
+    .expect("bind");
+    let addr = receiver.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(receiver.serve(async {
+        let _ = stopped.await;
+    }));
+
+    let endpoint = parse_endpoint(&format!("http://{addr}")).expect("url");
+    let outcomes = loopback_publisher()
+        .publish(&published_event(), &[endpoint])
+        .await;
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    let summary = tokio::task::spawn_blocking(move || get(addr.port(), "/events").json())
+        .await
+        .expect("read /events");
+    assert_eq!(
+        summary["clusters"][0]["metrics"],
+        json!({"model_count": 24})
+    );
+
+    stop.send(()).expect("still serving");
+    serving.await.expect("join").expect("served without error");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+#[test]
+fn invalid_configuration_exits_2_naming_every_bad_flag() {
+    let output = hodometer(&[
+        "receive",
+        "--listen",
+        "localhost",
+        "--record",
+        "everything",
+        "--store",
+        "/no/such/directory/events.db",
+    ])
+    .output()
+    .expect("run receive");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty(), "nothing listens");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in [
+        "--listen",
+        "\"localhost\"",
+        "--record",
+        "\"everything\"",
+        "--store",
+        "/no/such/directory",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing from {stderr}");
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_store_stops_the_receiver_with_its_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("not-sqlite.db");
+    std::fs::write(&path, vec![b'#'; 8192]).expect("write");
+    let output = hodometer(&[
+        "receive",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        path.to_str().expect("utf-8"),
+    ])
+    .output()
+    .expect("run receive");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "nothing listens");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not-sqlite.db"), "{stderr}");
+}
