@@ -1,18 +1,49 @@
-//! Compiles `proto/scheduler.proto` with the pure-Rust `protox` (no system `protoc`) and records the
+//! Compiles the scheduler API with the pure-Rust `protox` (no system `protoc`) and records the
 //! git commit the binary is built from, when there is one.
+//!
+//! Two contracts, two generated modules in the same protobuf package (so the RPC paths match):
+//! `proto/scheduler.proto` is what the client reads (client code only, `$OUT_DIR/client`), and
+//! `proto/sim/scheduler.proto` is the real layout the simulator sends (server code only,
+//! `$OUT_DIR/sim`). Keeping them apart is what lets tests catch a client that misreads a real
+//! scheduler.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "proto/scheduler.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let descriptors = protox::compile([proto], ["proto"])?;
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds(descriptors)?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    compile(
+        "proto/scheduler.proto",
+        "proto",
+        &out_dir.join("client"),
+        true,
+    )?;
+    compile(
+        "proto/sim/scheduler.proto",
+        "proto/sim",
+        &out_dir.join("sim"),
+        false,
+    )?;
 
     record_git_commit();
+    Ok(())
+}
+
+/// Generates `out/seldon.mlops.scheduler.rs`: client stubs for the client, server stubs otherwise.
+fn compile(
+    proto: &str,
+    include: &str,
+    out: &Path,
+    client: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed={proto}");
+    std::fs::create_dir_all(out)?;
+    let descriptors = protox::compile([proto], [include])?;
+    tonic_prost_build::configure()
+        .build_client(client)
+        .build_server(!client)
+        .out_dir(out)
+        .compile_fds(descriptors)?;
     Ok(())
 }
 

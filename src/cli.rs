@@ -10,15 +10,19 @@ pub use crate::config::{CommonArgs, PublishArgs};
     name = "hodometer",
     version,
     about = "Anonymous usage metrics for Seldon Core v2: see exactly what would leave the cluster, then share it",
-    arg_required_else_help = true
+    after_help = "With no command on a terminal, hodometer runs `inspect`."
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Interactive inspector: live metrics, what each level shares, the exact payload, and send.
+    Inspect(crate::tui::InspectArgs),
+    /// Try it with no cluster: a simulated installation and receiver, and the inspector on them.
+    Demo(crate::demo::DemoArgs),
     /// Collect once and print the event that would be sent at --level.
     Collect(CollectArgs),
     /// Collect and publish at start and every --interval: the headless, in-cluster mode.

@@ -2,6 +2,7 @@
 //! every bad setting can be reported at once, each with its name and value, before anything runs.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -71,6 +72,40 @@ impl Checker {
         }
     }
 
+    /// As [`Checker::check`] for a setting that may carry credentials (URLs): a problem records
+    /// the value with every `user:password@` replaced by `REDACTED@` (see [`redact_userinfo`]).
+    pub fn check_redacted<T>(
+        &mut self,
+        setting: &'static str,
+        value: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match parse(value) {
+            Ok(parsed) => Some(parsed),
+            Err(problem) => {
+                self.errors.push(Invalid {
+                    setting,
+                    value: redact_userinfo(value),
+                    problem,
+                });
+                None
+            }
+        }
+    }
+
+    /// As [`Checker::check_redacted`] for a setting that may be absent.
+    pub fn check_opt_redacted<T>(
+        &mut self,
+        setting: &'static str,
+        value: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
+        match value {
+            Some(text) => self.check_redacted(setting, text, parse).map(Some),
+            None => Some(None),
+        }
+    }
+
     /// As [`Checker::check`] for a setting that may be absent: `Some(None)` when it is.
     pub fn check_opt<T>(
         &mut self,
@@ -91,6 +126,21 @@ impl Checker {
             Err(ConfigErrors(self.errors))
         }
     }
+}
+
+/// `text` with the userinfo of anything URL-like hidden, for error messages: in the text before
+/// the first `://` and in each part after one, everything up to the part's last `@` becomes
+/// `REDACTED`. So `http://user:pw@h/x` reads `http://REDACTED@h/x`, `user:pw@h` reads
+/// `REDACTED@h`, and every item of a comma-separated list is redacted. A password holding `,`,
+/// `/`, `?` or `#` stays hidden too, at the price of hiding more when a path or query holds `@`.
+pub fn redact_userinfo(text: &str) -> String {
+    text.split("://")
+        .map(|part| match part.rfind('@') {
+            Some(at) => format!("REDACTED{}", &part[at..]),
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("://")
 }
 
 pub fn parse_level(text: &str) -> Result<Level, String> {
@@ -134,9 +184,14 @@ pub fn parse_uuid(text: &str) -> Result<Uuid, String> {
     Uuid::parse_str(text.trim()).map_err(|e| format!("expected a UUID ({e})"))
 }
 
+/// The longest duration any setting accepts: far beyond any sensible interval or deadline, and
+/// far below what would overflow the clock arithmetic that uses it.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text.trim()) {
         Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) if d > MAX_DURATION => Err("must be at most 365 days".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(format!("expected a duration such as 30s, 5m or 8h ({e})")),
     }
@@ -151,10 +206,16 @@ pub fn parse_do_not_track(text: &str) -> Result<bool, String> {
     }
 }
 
+/// `error`, `warn`, `info`, `debug` or `trace`, in any case; also the original's logrus names
+/// (`warning`, and `fatal` and `panic`, which mean `error` here).
 pub fn parse_log_level(text: &str) -> Result<tracing::Level, String> {
-    text.trim()
-        .parse::<tracing::Level>()
-        .map_err(|_| "expected one of error, warn, info, debug, trace".into())
+    match text.trim().to_ascii_lowercase().as_str() {
+        "warning" => Ok(tracing::Level::WARN),
+        "fatal" | "panic" => Ok(tracing::Level::ERROR),
+        other => other
+            .parse::<tracing::Level>()
+            .map_err(|_| "expected one of error, warn, info, debug, trace".into()),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,6 +312,9 @@ pub struct CommonArgs {
     /// Do not read the Kubernetes API (Kubernetes metrics unknown, is_kubernetes false).
     #[arg(long, overrides_with = "kube")]
     pub no_kube: bool,
+    /// Kubeconfig file [default: KUBECONFIG, else ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use instead of the current one.
     #[arg(long)]
     pub kube_context: Option<String>,
@@ -299,12 +363,12 @@ pub struct PublishSettings {
 
 impl PublishArgs {
     pub fn check(&self, c: &mut Checker) -> Option<PublishSettings> {
-        let main = c.check(
+        let main = c.check_redacted(
             "--publish-url (PUBLISH_URL)",
             &self.publish_url,
             parse_endpoint,
         );
-        let extra = c.check_opt(
+        let extra = c.check_opt_redacted(
             "--extra-publish-urls (EXTRA_PUBLISH_URLS)",
             self.extra_publish_urls.as_deref(),
             parse_endpoint_list,
@@ -443,6 +507,7 @@ impl CommonArgs {
                 },
                 kube: if kube {
                     Some(KubeTarget {
+                        kubeconfig: self.kubeconfig.clone(),
                         context: kube_context?,
                         namespace: namespace?,
                         timeout: rpc_timeout?,
@@ -544,5 +609,76 @@ mod tests {
         assert!(parse_do_not_track("maybe").is_err());
         assert_eq!(parse_log_level("debug"), Ok(tracing::Level::DEBUG));
         assert_eq!(parse_log_format("JSON"), Ok(LogFormat::Json));
+    }
+
+    #[test]
+    fn url_settings_never_echo_credentials() {
+        let mut checker = Checker::default();
+        let main = "http://user:s3cret@h/x?a=1";
+        assert!(
+            checker
+                .check_redacted(
+                    "--publish-url (PUBLISH_URL)",
+                    main,
+                    crate::publish::parse_endpoint
+                )
+                .is_none()
+        );
+        let extra = "http://h1/,https://bob:hunter2@h2/p?q=1,ftp://carol:pa,ss@h3";
+        assert_eq!(
+            checker.check_opt_redacted(
+                "--extra-publish-urls (EXTRA_PUBLISH_URLS)",
+                Some(extra),
+                crate::publish::parse_endpoint_list,
+            ),
+            None
+        );
+        let errors = checker.finish().expect_err("two problems");
+        assert_eq!(errors.0[0].value, "http://REDACTED@h/x?a=1");
+        assert_eq!(
+            errors.0[1].value,
+            "http://h1/,https://REDACTED@h2/p?q=1,ftp://REDACTED@h3"
+        );
+        let text = errors.to_string();
+        for secret in ["s3cret", "user", "bob", "hunter2", "carol", "pa,ss"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("PUBLISH_URL") && text.contains("EXTRA_PUBLISH_URLS"));
+    }
+
+    #[test]
+    fn redaction_hides_userinfo_only() {
+        assert_eq!(redact_userinfo("https://h:8080/p"), "https://h:8080/p");
+        assert_eq!(redact_userinfo("https://tok@h/p"), "https://REDACTED@h/p");
+        assert_eq!(redact_userinfo("u:p@h/p"), "REDACTED@h/p");
+        assert_eq!(redact_userinfo("http://u:p#/?@h"), "http://REDACTED@h");
+        assert_eq!(redact_userinfo("not a url"), "not a url");
+        assert_eq!(redact_userinfo(""), "");
+    }
+
+    #[test]
+    fn durations_are_capped_at_a_year() {
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+        let problem = parse_duration("366d").expect_err("over a year");
+        assert!(problem.contains("365 days"), "{problem}");
+        assert!(parse_duration("500000000000y").is_err());
+        let mut checker = Checker::default();
+        assert_eq!(
+            checker.check("--rpc-timeout", "500000000000y", parse_duration),
+            None
+        );
+        let text = checker.finish().expect_err("too long").to_string();
+        assert!(text.contains("--rpc-timeout"), "{text}");
+    }
+
+    #[test]
+    fn log_levels_accept_the_originals_logrus_names() {
+        assert_eq!(parse_log_level("warning"), Ok(tracing::Level::WARN));
+        assert_eq!(parse_log_level(" Warning "), Ok(tracing::Level::WARN));
+        assert_eq!(parse_log_level("fatal"), Ok(tracing::Level::ERROR));
+        assert_eq!(parse_log_level("PANIC"), Ok(tracing::Level::ERROR));
+        assert_eq!(parse_log_level("WARN"), Ok(tracing::Level::WARN));
+        assert_eq!(parse_log_level("Trace"), Ok(tracing::Level::TRACE));
+        assert!(parse_log_level("loud").is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! The `hodometer` binary: parses the command line and hands over to the library.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -10,17 +10,27 @@ use hodometer::cli::{Cli, CollectArgs, Command, Output};
 use hodometer::config::Checker;
 use hodometer::config::ConfigErrors;
 use hodometer::daemon::{DaemonArgs, DaemonExit};
+use hodometer::demo::DemoArgs;
 use hodometer::metrics::Level;
-use hodometer::publish::Publisher;
+use hodometer::publish::{Publisher, describe_outcomes};
 use hodometer::receive::{ReceiveArgs, Receiver};
 use hodometer::sim::{Sim, SimArgs};
-use hodometer::{collect, daemon, logging, payload, report};
+use hodometer::tui::InspectArgs;
+use hodometer::{collect, daemon, demo, logging, payload, report, tui};
 
 /// Exit code for invalid configuration, as for a command-line usage error.
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = match Cli::parse().command {
+        Some(command) => command,
+        // Bare `hodometer` is the inspector, configured from the environment as `inspect` would be.
+        None => match Cli::try_parse_from(["hodometer", "inspect"]).map(|cli| cli.command) {
+            Ok(Some(command)) => command,
+            Ok(None) => return ExitCode::from(EXIT_CONFIG),
+            Err(error) => error.exit(),
+        },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,7 +42,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
+            Command::Inspect(args) => run_inspect(args).await,
+            Command::Demo(args) => run_demo(args).await,
             Command::Collect(args) => run_collect(args).await,
             Command::Daemon(args) => run_daemon(args).await,
             Command::Sim(args) => run_sim(args).await,
@@ -50,6 +62,36 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The inspector needs a terminal; without one, say so and point at `collect`.
+fn require_terminal() -> Option<ExitCode> {
+    if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprintln!(
+        "hodometer: the inspector needs a terminal. Without one, `hodometer collect --output table` \
+         shows every metric and `hodometer collect` prints the exact event."
+    );
+    Some(ExitCode::from(EXIT_CONFIG))
+}
+
+async fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let config = args.validate()?;
+    if let Some(code) = require_terminal() {
+        return Ok(code);
+    }
+    logging::init_to_file(&config.settings.log, &config.log_file)?;
+    tui::run(config).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if let Some(code) = require_terminal() {
+        return Ok(code);
+    }
+    demo::run(args).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
@@ -72,7 +114,7 @@ async fn run_collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
     }
 
     let snapshot = collect::collect(&settings.plan).await;
-    let unknown = daemon::unknown_shared(&snapshot, settings.level);
+    let unknown = snapshot.unknown_shared(settings.level);
     tracing::info!(
         metrics_level = %settings.level,
         scheduler = %settings.plan.scheduler.address(),
@@ -101,7 +143,7 @@ async fn run_collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
     for outcome in &outcomes {
         eprintln!(
             "published: {}",
-            daemon::describe_outcomes(std::slice::from_ref(outcome))
+            describe_outcomes(std::slice::from_ref(outcome))
         );
     }
     Ok(if outcomes.iter().all(|o| o.is_ok()) {

@@ -159,6 +159,24 @@ mod tests {
     }
 
     #[test]
+    fn a_non_finite_float_is_omitted_never_null() {
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut s = snapshot_with_everything_known();
+            s.set(MetricId::ServerMemoryGbSum, Reading::Known(Value::Float(x)));
+            let event = build_event(&s, Level::Feature, "tok", Uuid::new_v4()).expect("event");
+            let v: Json = serde_json::from_str(&event.json).expect("valid JSON");
+            assert!(
+                v["properties"].get("server_memory_gb_sum").is_none(),
+                "{x} sent as {}",
+                event.json
+            );
+            assert!(!event.json.contains("null"), "{}", event.json);
+            assert!(!event.fields.contains(&"server_memory_gb_sum"));
+            assert_eq!(v["properties"]["server_cpu_cores_sum"], 1.5);
+        }
+    }
+
+    #[test]
     fn off_builds_no_event() {
         let s = snapshot_with_everything_known();
         assert!(build_event(&s, Level::Off, "tok", Uuid::new_v4()).is_none());

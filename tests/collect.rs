@@ -273,6 +273,46 @@ fn invalid_configuration_names_every_bad_setting_and_exits_2() {
 }
 
 #[test]
+fn a_bad_publish_url_is_reported_without_its_credentials() {
+    let out = hodometer(&["collect", "--no-kube", "--publish"])
+        .env("PUBLISH_URL", "http://user:s3cret@h/x?a=1")
+        .env(
+            "EXTRA_PUBLISH_URLS",
+            "http://ok.example/,https://bob:hunter2@h2/p?q=1",
+        )
+        .output()
+        .expect("run collect");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PUBLISH_URL"),
+        "PUBLISH_URL not named in:\n{err}"
+    );
+    assert!(
+        err.contains("EXTRA_PUBLISH_URLS"),
+        "EXTRA_PUBLISH_URLS not named in:\n{err}"
+    );
+    assert!(err.contains("REDACTED@h/x"), "{err}");
+    for secret in ["s3cret", "hunter2"] {
+        assert!(!err.contains(secret), "{secret} echoed in:\n{err}");
+    }
+}
+
+#[test]
+fn an_absurdly_long_duration_is_a_configuration_error() {
+    let out = hodometer(&["collect", "--no-kube", "--rpc-timeout", "500000000000y"])
+        .output()
+        .expect("run collect");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--rpc-timeout"),
+        "--rpc-timeout not named in:\n{err}"
+    );
+}
+
+#[test]
 fn do_not_track_sends_nothing_and_says_so() {
     let sim = scenario_sim(&[]);
     let out = collect(

@@ -343,6 +343,20 @@ fn the_payload_names_no_server_node_or_namespace() {
     ] {
         assert!(!payload.contains(forbidden), "{forbidden} in {payload}");
     }
+    // Trace-level logs stay on the machine, so they may name the namespace; they still never
+    // name a Server or a node, nor carry the API token.
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("collected"), "no logs on stderr: {logs}");
+    for server in &scenario.servers {
+        assert!(
+            !logs.contains(&server.name),
+            "{} in logs:\n{logs}",
+            server.name
+        );
+    }
+    for forbidden in ["sim-node-", "hodometer-sim-token"] {
+        assert!(!logs.contains(forbidden), "{forbidden} in logs:\n{logs}");
+    }
 }
 
 fn manifest(name: &str) -> String {

@@ -31,6 +31,33 @@ fn readme_metrics_table_is_the_code_table() {
     }
 }
 
+/// Whether `text` names `--long` in code: `` `--long` ``, `` `--long N` `` or
+/// `` `--long` / `--other` ``; a longer flag that merely starts with it (`--kube-context` for
+/// `--kube`) does not count.
+fn documents_flag(text: &str, long: &str) -> bool {
+    let flag = format!("`--{long}");
+    text.match_indices(&flag).any(|(at, _)| {
+        matches!(
+            text[at + flag.len()..].chars().next(),
+            Some('`' | ' ' | '/')
+        )
+    })
+}
+
+#[test]
+fn a_flag_is_documented_only_by_its_own_name() {
+    let table = "| `--kube-context` | `--tls` / `--security-protocol` | `--models N` | `--once/` |";
+    assert!(!documents_flag(table, "kube"));
+    assert!(documents_flag(table, "kube-context"));
+    assert!(documents_flag(table, "tls"));
+    assert!(documents_flag(table, "security-protocol"));
+    assert!(documents_flag(table, "models"));
+    assert!(documents_flag(table, "once"));
+    assert!(!documents_flag(table, "model"));
+    assert!(!documents_flag(table, "tls-client-key"));
+    assert!(!documents_flag("`--kube", "kube"));
+}
+
 #[test]
 fn every_option_and_environment_variable_is_documented() {
     let text = readme();
@@ -44,10 +71,9 @@ fn every_option_and_environment_variable_is_documented() {
                 if long == "help" {
                     continue;
                 }
-                let flag = format!("`--{long}");
                 assert!(
-                    text.contains(&flag),
-                    "README does not document {flag}` of `{}`",
+                    documents_flag(&text, long),
+                    "README does not document `--{long}` of `{}`",
                     sub.get_name()
                 );
             }

@@ -158,7 +158,6 @@ mod tests {
             versions: statuses
                 .iter()
                 .map(|status| PipelineWithState {
-                    pipeline: None,
                     state: Some(PipelineVersionState {
                         status: *status as i32,
                         ..Default::default()
@@ -225,10 +224,7 @@ mod tests {
     #[test]
     fn pipeline_version_without_state_is_not_live() {
         let p = PipelineStatusResponse {
-            versions: vec![PipelineWithState {
-                pipeline: None,
-                state: None,
-            }],
+            versions: vec![PipelineWithState { state: None }],
             ..Default::default()
         };
         assert_eq!(fold::<PipelineTally>(&[p]).pipelines, 0);

@@ -27,6 +27,8 @@ const PAGE_SIZE: u32 = 250;
 /// Where and how to read Kubernetes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KubeTarget {
+    /// `--kubeconfig`: this file instead of `KUBECONFIG` / `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
     /// `--kube-context`: a kubeconfig context instead of the current one.
     pub context: Option<String>,
     /// `--namespace` / `POD_NAMESPACE`; otherwise the in-cluster or context namespace.
@@ -41,6 +43,8 @@ pub struct ReadError {
     pub reason: String,
     /// True when an HTTP answer came back (e.g. 403): the API is there, the read was refused.
     pub answered: bool,
+    /// The HTTP status of the refusal, when the API server refused the read.
+    pub status: Option<u16>,
 }
 
 /// Everything learnt from Kubernetes in one collection.
@@ -149,31 +153,34 @@ async fn load_config(target: &KubeTarget) -> Result<Option<(Config, String)>, St
             }
         }
     }
-    if !kubeconfig_exists() {
-        return match &target.context {
-            Some(context) => Err(format!(
-                "--kube-context {context:?} given, but there is no kubeconfig"
-            )),
-            None if in_cluster => {
-                Err("in-cluster configuration is incomplete and there is no kubeconfig".into())
-            }
-            None => Ok(None),
-        };
-    }
+    let kubeconfig = match read_kubeconfig(target) {
+        Some(Ok(kubeconfig)) => kubeconfig,
+        Some(Err(reason)) => return Err(reason),
+        None => {
+            return match &target.context {
+                Some(context) => Err(format!(
+                    "--kube-context {context:?} given, but there is no kubeconfig"
+                )),
+                None if in_cluster => {
+                    Err("in-cluster configuration is incomplete and there is no kubeconfig".into())
+                }
+                None => Ok(None),
+            };
+        }
+    };
+    let namespace = match &target.namespace {
+        Some(namespace) => namespace.clone(),
+        None => context_namespace(&kubeconfig, target.context.as_deref())
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+    };
     let options = KubeConfigOptions {
         context: target.context.clone(),
         ..Default::default()
     };
-    let mut config = Config::from_kubeconfig(&options)
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| format!("kubeconfig unusable: {e}"))?;
     apply_timeouts(&mut config, target.timeout);
-    let namespace = match &target.namespace {
-        Some(namespace) => namespace.clone(),
-        None => {
-            context_namespace(target.context.as_deref()).unwrap_or_else(|| DEFAULT_NAMESPACE.into())
-        }
-    };
     Ok(Some((config, namespace)))
 }
 
@@ -183,27 +190,54 @@ fn apply_timeouts(config: &mut Config, timeout: Duration) {
     config.write_timeout = Some(timeout);
 }
 
-fn kubeconfig_exists() -> bool {
-    if let Some(paths) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
-        return std::env::split_paths(&paths).any(|p| p.is_file());
+/// The kubeconfig to use: `--kubeconfig`, else `KUBECONFIG`, else `~/.kube/config`; `None` when
+/// there is none at all (which means: not a Kubernetes installation).
+fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
+    let unusable = |e: kube::config::KubeconfigError| format!("kubeconfig unusable: {e}");
+    if let Some(path) = &target.kubeconfig {
+        return Some(Kubeconfig::read_from(path).map_err(unusable));
     }
-    std::env::var_os("HOME")
-        .map(|home| PathBuf::from(home).join(".kube").join("config"))
-        .is_some_and(|p| p.is_file())
+    let exists = match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        Some(paths) => std::env::split_paths(&paths).any(|p| p.is_file()),
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".kube").join("config"))
+            .is_some_and(|p| p.is_file()),
+    };
+    exists.then(|| Kubeconfig::read().map_err(unusable))
+}
+
+/// How the inspector names where Kubernetes facts come from: the kubeconfig context, in-cluster,
+/// or that there is no configuration. Reads only local files.
+pub fn describe_target(target: &KubeTarget) -> String {
+    if target.context.is_none()
+        && target.kubeconfig.is_none()
+        && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+    {
+        return "in-cluster".into();
+    }
+    match read_kubeconfig(target) {
+        None => "(no kubeconfig)".into(),
+        Some(Err(reason)) => reason,
+        Some(Ok(kubeconfig)) => match target.context.clone().or(kubeconfig.current_context) {
+            Some(context) => format!("context {context}"),
+            None => "(no current context)".into(),
+        },
+    }
 }
 
 /// The namespace the kubeconfig context names, if it names one (kube-rs would say "default").
-fn context_namespace(context: Option<&str>) -> Option<String> {
-    let kubeconfig = Kubeconfig::read().ok()?;
+fn context_namespace(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<String> {
     let name = context
         .map(str::to_string)
         .or(kubeconfig.current_context.clone())?;
     kubeconfig
         .contexts
-        .into_iter()
+        .iter()
         .find(|c| c.name == name)?
-        .context?
+        .context
+        .as_ref()?
         .namespace
+        .clone()
         .filter(|n| !n.is_empty())
 }
 
@@ -218,6 +252,7 @@ async fn bounded<T>(
             Err(ReadError {
                 reason: format!("Kubernetes did not answer ({what}) within {timeout:?}"),
                 answered: false,
+                status: None,
             })
         })
 }
@@ -231,6 +266,7 @@ fn describe(error: &kube::Error, what: &str, permission: Option<&str>) -> ReadEr
                 None => format!("forbidden: {what}: {}", status.message),
             },
             answered: true,
+            status: Some(status.code),
         },
         kube::Error::Api(status) => ReadError {
             reason: format!(
@@ -238,10 +274,13 @@ fn describe(error: &kube::Error, what: &str, permission: Option<&str>) -> ReadEr
                 status.code, status.reason, status.message
             ),
             answered: true,
+            // A JSON `Status` without a code (0) says nothing about the HTTP status.
+            status: (status.code != 0).then_some(status.code),
         },
         other => ReadError {
             reason: format!("Kubernetes API unreachable ({what}): {other}"),
             answered: false,
+            status: None,
         },
     }
 }
@@ -298,6 +337,7 @@ async fn global_installation(client: Client, namespace: &str) -> Result<bool, Re
         Ok(Some(deployment)) => operator_is_clusterwide(&deployment).map_err(|reason| ReadError {
             reason,
             answered: true,
+            status: None,
         }),
         Err(error) => Err(describe(&error, &what, Some(ROLE_PERMISSION))),
     }
@@ -310,6 +350,7 @@ async fn scheduler_image(client: Client, namespace: &str) -> Result<String, Read
     let answered = |reason: String| ReadError {
         reason,
         answered: true,
+        status: None,
     };
     let statefulset = api
         .get_opt(SCHEDULER_STATEFULSET)
@@ -349,6 +390,14 @@ pub fn server_resource() -> ApiResource {
     }
 }
 
+/// A 404 on listing Servers means the Server custom resource is not installed: say so.
+fn server_crd_missing(mut e: ReadError) -> ReadError {
+    if e.status == Some(404) {
+        e.reason = "the Server resource (servers.mlops.seldon.io/v1alpha1) is not installed".into();
+    }
+    e
+}
+
 /// The feature metrics over every Server: each one's workload is its StatefulSet, else its
 /// Deployment, of the same name. Workloads are listed (two paged lists) rather than fetched one
 /// by one, so a thousand Servers cost a handful of requests.
@@ -372,13 +421,7 @@ async fn server_summary(client: Client, namespace: &str) -> Result<ServerSummary
         },
     )
     .await
-    .map_err(|mut e| {
-        if e.reason.contains(" 404 ") {
-            e.reason =
-                "the Server resource (servers.mlops.seldon.io/v1alpha1) is not installed".into();
-        }
-        e
-    })?;
+    .map_err(server_crd_missing)?;
 
     let mut summary = ServerSummary::default();
     if pending.is_empty() {
@@ -415,4 +458,62 @@ async fn server_summary(client: Client, namespace: &str) -> Result<ServerSummary
         summary.add(server_facts(config.as_deref(), None, 0));
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("the server could not find the requested resource", reason)
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn refusals_carry_their_http_status() {
+        let refused = describe(&api_error(404, "NotFound"), "list servers", None);
+        assert_eq!(refused.status, Some(404));
+        assert!(refused.answered);
+        assert!(
+            refused.reason.contains("404 NotFound"),
+            "{}",
+            refused.reason
+        );
+        let forbidden = describe(&api_error(403, "Forbidden"), "list nodes", Some("a role"));
+        assert_eq!(forbidden.status, Some(403));
+        assert_eq!(forbidden.reason, "forbidden: list nodes needs a role");
+        let no_code = describe(&api_error(0, "Unknown"), "list servers", None);
+        assert_eq!(no_code.status, None);
+    }
+
+    #[test]
+    fn a_missing_server_crd_is_recognised_by_status_not_text() {
+        let missing = server_crd_missing(describe(
+            &api_error(404, "Failed to parse error data"),
+            "list servers.mlops.seldon.io",
+            None,
+        ));
+        assert!(
+            missing.reason.contains("is not installed"),
+            "{}",
+            missing.reason
+        );
+        // A 404 whose text does not read " 404 " is still a missing resource…
+        let bare = server_crd_missing(ReadError {
+            reason: "404 page not found".into(),
+            answered: true,
+            status: Some(404),
+        });
+        assert!(bare.reason.contains("is not installed"), "{}", bare.reason);
+        // …and other refusals that merely mention 404 keep their message.
+        let other = ReadError {
+            reason: "Kubernetes refused to list servers: 500 Internal: error 404 upstream".into(),
+            answered: true,
+            status: Some(500),
+        };
+        assert_eq!(server_crd_missing(other.clone()), other);
+    }
 }

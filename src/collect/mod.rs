@@ -271,6 +271,7 @@ mod tests {
         ReadError {
             reason: format!("forbidden: {what}"),
             answered: true,
+            status: Some(403),
         }
     }
 
@@ -415,6 +416,7 @@ mod tests {
         let down = ReadError {
             reason: "Kubernetes API unreachable: connection refused".into(),
             answered: false,
+            status: None,
         };
         let r = KubeReadings {
             namespace: "seldon-mesh".into(),

@@ -21,9 +21,9 @@ use crate::collect;
 use crate::config::{
     Checker, CommonArgs, ConfigErrors, PublishArgs, PublishSettings, Settings, parse_duration,
 };
-use crate::metrics::{Level, Reading, Snapshot};
+use crate::metrics::Level;
 use crate::payload::build_event;
-use crate::publish::{EndpointOutcome, Publisher};
+use crate::publish::{EndpointOutcome, Publisher, describe_outcomes};
 use metrics::{CollectionOutcome, DaemonMetrics};
 
 /// The scheduler's Service name in a Seldon installation, the daemon's default host.
@@ -91,6 +91,12 @@ pub enum DaemonError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The health/metrics listener stopped serving.
+    #[error("the /healthz, /readyz and /metrics listener on {addr} failed: {source}")]
+    Serve {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Publisher(#[from] crate::publish::SetupError),
 }
@@ -125,7 +131,7 @@ pub async fn run(
                 .map_err(|source| DaemonError::Listen { addr, source })?;
             let bound = listener.local_addr().unwrap_or(addr);
             tracing::info!(listen = %bound, "serving /healthz, /readyz and /metrics");
-            Some((listener, router(Arc::clone(&metrics))))
+            Some((listener, bound, router(Arc::clone(&metrics))))
         }
         None => None,
     };
@@ -133,18 +139,46 @@ pub async fn run(
     let health = async {
         match server {
             // Errors of an accepted connection are per connection; serve itself only ends with the task.
-            Some((listener, router)) => {
-                let _ = axum::serve(listener, router).await;
+            Some((listener, bound, router)) => {
+                axum::serve(listener, router)
+                    .await
+                    .map_err(|source| DaemonError::Serve {
+                        addr: bound,
+                        source,
+                    })
             }
-            None => std::future::pending::<()>().await,
+            None => std::future::pending().await,
         }
     };
+    supervise(
+        work(&config, &publisher, &metrics),
+        health,
+        shutdown,
+        config.once,
+    )
+    .await
+}
+
+/// Runs `work` until it ends, the health listener stops (an error when it failed) or `shutdown`
+/// completes, whichever comes first.
+async fn supervise(
+    work: impl Future<Output = DaemonExit>,
+    health: impl Future<Output = Result<(), DaemonError>>,
+    shutdown: impl Future<Output = ()>,
+    once: bool,
+) -> Result<DaemonExit, DaemonError> {
     tokio::select! {
-        exit = work(&config, &publisher, &metrics) => Ok(exit),
-        _ = health => Ok(DaemonExit::Clean),
+        exit = work => Ok(exit),
+        served = health => match served {
+            Ok(()) => Ok(DaemonExit::Clean),
+            Err(error) => {
+                tracing::error!(%error, "stopping: the health listener failed");
+                Err(error)
+            }
+        },
         _ = shutdown => {
             tracing::info!("stopping: signal received");
-            Ok(if config.once { DaemonExit::PublishFailed } else { DaemonExit::Clean })
+            Ok(if once { DaemonExit::PublishFailed } else { DaemonExit::Clean })
         }
     }
 }
@@ -189,7 +223,7 @@ fn jitter(interval: Duration) -> Duration {
 async fn cycle(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) -> bool {
     let settings = &config.settings;
     let snapshot = collect::collect(&settings.plan).await;
-    let unknown = unknown_shared(&snapshot, settings.level);
+    let unknown = snapshot.unknown_shared(settings.level);
     let outcome = if unknown.is_empty() {
         CollectionOutcome::Complete
     } else {
@@ -221,40 +255,6 @@ async fn cycle(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) -
     all_ok
 }
 
-/// Names of the metrics the level shares that could not be determined.
-pub fn unknown_shared(snapshot: &Snapshot, level: Level) -> Vec<&'static str> {
-    snapshot
-        .rows(level)
-        .into_iter()
-        .filter(|row| row.shared && matches!(row.reading, Reading::Unknown(_)))
-        .map(|row| row.def.name)
-        .collect()
-}
-
-/// `http://a/ ok (HTTP 200, 1 attempt, 12 ms); http://b/ failed: …` for logs and terminals.
-pub fn describe_outcomes(outcomes: &[EndpointOutcome]) -> String {
-    outcomes
-        .iter()
-        .map(|o| {
-            let status = o
-                .last_status
-                .map(|s| format!("HTTP {s}, "))
-                .unwrap_or_default();
-            let detail = format!(
-                "{status}{} attempt{}, {} ms",
-                o.attempts,
-                if o.attempts == 1 { "" } else { "s" },
-                o.latency.as_millis()
-            );
-            match o.error() {
-                None => format!("{} {} ({detail})", o.endpoint, o.outcome_label()),
-                Some(error) => format!("{} {} ({detail}): {error}", o.endpoint, o.outcome_label()),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 fn router(metrics: Shared) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -279,4 +279,63 @@ fn router(metrics: Shared) -> Router {
             }),
         )
         .with_state(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+
+    #[tokio::test]
+    async fn a_failed_health_listener_ends_the_daemon_with_an_error() {
+        let failed = async {
+            Err(DaemonError::Serve {
+                addr: addr(),
+                source: std::io::Error::other("accept failed"),
+            })
+        };
+        let result = supervise(
+            std::future::pending(),
+            failed,
+            std::future::pending(),
+            false,
+        )
+        .await;
+        match result {
+            Err(error @ DaemonError::Serve { .. }) => {
+                let text = error.to_string();
+                assert!(
+                    text.contains("127.0.0.1:8080") && text.contains("accept failed"),
+                    "{text}"
+                );
+            }
+            other => panic!("expected a Serve error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn work_and_shutdown_end_the_daemon_as_before() {
+        let pending_health = std::future::pending::<Result<(), DaemonError>>;
+        let done = supervise(
+            async { DaemonExit::PublishFailed },
+            pending_health(),
+            std::future::pending(),
+            true,
+        );
+        assert_eq!(done.await.ok(), Some(DaemonExit::PublishFailed));
+        let stopped = supervise(std::future::pending(), pending_health(), async {}, true);
+        assert_eq!(stopped.await.ok(), Some(DaemonExit::PublishFailed));
+        let stopped = supervise(std::future::pending(), pending_health(), async {}, false);
+        assert_eq!(stopped.await.ok(), Some(DaemonExit::Clean));
+        let served = supervise(
+            std::future::pending(),
+            async { Ok(()) },
+            std::future::pending(),
+            false,
+        );
+        assert_eq!(served.await.ok(), Some(DaemonExit::Clean));
+    }
 }

@@ -20,7 +20,7 @@ impl Value {
             Value::Text(s) => serde_json::Value::from(s.as_str()),
             Value::Bool(b) => serde_json::Value::from(*b),
             Value::Integer(n) => serde_json::Value::from(*n),
-            // A non-finite float cannot be JSON; it never arises from sums of byte counts.
+            // A non-finite float cannot be JSON; `Snapshot::set` keeps it out of every snapshot.
             Value::Float(x) => serde_json::Number::from_f64(*x)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
@@ -86,7 +86,15 @@ impl Snapshot {
         }
     }
 
+    /// Records `reading`. A float that is not finite (NaN, infinite) cannot be JSON and means a
+    /// broken computation, so it is stored as unknown and never reaches an event.
     pub fn set(&mut self, id: MetricId, reading: Reading) {
+        let reading = match reading {
+            Reading::Known(Value::Float(x)) if !x.is_finite() => {
+                Reading::unknown("not a finite number")
+            }
+            reading => reading,
+        };
         self.readings[id as usize] = reading;
     }
 
@@ -112,6 +120,15 @@ impl Snapshot {
             .collect()
     }
 
+    /// Names of the metrics `level` shares that could not be determined, in table order.
+    pub fn unknown_shared(&self, level: Level) -> Vec<&'static str> {
+        self.rows(level)
+            .into_iter()
+            .filter(|row| row.shared && matches!(row.reading, Reading::Unknown(_)))
+            .map(|row| row.def.name)
+            .collect()
+    }
+
     /// The metrics that leave the cluster at `level`: shared and known, in table order.
     pub fn shared_values(&self, level: Level) -> Vec<(&'static str, Value)> {
         self.rows(level)
@@ -122,5 +139,46 @@ impl Snapshot {
                 Reading::Unknown(_) => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_finite_float_is_stored_as_unknown() {
+        let mut s = Snapshot::unknown("unused");
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            s.set(MetricId::ServerMemoryGbSum, Reading::Known(Value::Float(x)));
+            assert_eq!(
+                s.get(MetricId::ServerMemoryGbSum),
+                &Reading::unknown("not a finite number")
+            );
+        }
+        s.set(
+            MetricId::ServerMemoryGbSum,
+            Reading::Known(Value::Float(1.5)),
+        );
+        assert_eq!(
+            s.get(MetricId::ServerMemoryGbSum),
+            &Reading::Known(Value::Float(1.5))
+        );
+    }
+
+    #[test]
+    fn unknown_shared_names_only_what_the_level_shares() {
+        let mut s = Snapshot::unknown("nothing read");
+        s.set(
+            MetricId::ClusterId,
+            Reading::Known(Value::Text("id".into())),
+        );
+        let cluster = s.unknown_shared(Level::Cluster);
+        assert!(!cluster.contains(&"cluster_id"));
+        assert!(!cluster.contains(&"metrics_level"));
+        assert!(cluster.contains(&"node_count"));
+        assert!(!cluster.contains(&"model_count"));
+        assert!(s.unknown_shared(Level::Resource).contains(&"model_count"));
+        assert!(s.unknown_shared(Level::Off).is_empty());
     }
 }

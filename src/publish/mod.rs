@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::payload::Event;
 
-pub use outcome::{EndpointOutcome, OutcomeKind, PublishError};
+pub use outcome::{EndpointOutcome, OutcomeKind, PublishError, describe_outcomes};
 pub use request::{Endpoint, parse_endpoint, parse_endpoint_list};
 use retry::{Next, Stop, next_step, parse_retry_after};
 

@@ -145,6 +145,30 @@ impl EndpointOutcome {
     }
 }
 
+/// `http://a/ ok (HTTP 200, 1 attempt, 12 ms); http://b/ failed: …` for logs and terminals.
+pub fn describe_outcomes(outcomes: &[EndpointOutcome]) -> String {
+    outcomes
+        .iter()
+        .map(|o| {
+            let status = o
+                .last_status
+                .map(|s| format!("HTTP {s}, "))
+                .unwrap_or_default();
+            let detail = format!(
+                "{status}{} attempt{}, {} ms",
+                o.attempts,
+                if o.attempts == 1 { "" } else { "s" },
+                o.latency.as_millis()
+            );
+            match o.error() {
+                None => format!("{} {} ({detail})", o.endpoint, o.outcome_label()),
+                Some(error) => format!("{} {} ({detail}): {error}", o.endpoint, o.outcome_label()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The longest body excerpt kept in an error, in characters.
 const EXCERPT_CHARS: usize = 200;
 
@@ -217,6 +241,33 @@ fn show(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_are_described_one_per_endpoint() {
+        let ok = EndpointOutcome {
+            index: 0,
+            endpoint: "http://a/".into(),
+            result: Ok(()),
+            attempts: 1,
+            latency: Duration::from_millis(12),
+            last_status: Some(200),
+        };
+        let failed = EndpointOutcome {
+            index: 1,
+            endpoint: "http://REDACTED@b/".into(),
+            result: Err(PublishError::Connect {
+                reason: "refused".into(),
+            }),
+            attempts: 3,
+            latency: Duration::from_millis(40),
+            last_status: None,
+        };
+        assert_eq!(
+            describe_outcomes(&[ok, failed]),
+            "http://a/ ok (HTTP 200, 1 attempt, 12 ms); \
+             http://REDACTED@b/ failed (3 attempts, 40 ms): connection failed: refused"
+        );
+    }
 
     #[test]
     fn success_is_a_2xx_with_status_1_or_plain_1() {

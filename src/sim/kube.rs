@@ -16,7 +16,12 @@ use serde_json::{Value, json};
 
 use super::population::{KubeSpec, Scenario, ServerSpec, Workload};
 use super::service::SIM_NAMESPACE;
-use crate::collect::kube::{OPERATOR_DEPLOYMENT, SCHEDULER_CONTAINER, SCHEDULER_STATEFULSET};
+
+// Seldon's own names for its control-plane workloads, spelt out here rather than imported from the
+// collector: a fake that borrows the names it is testing cannot catch them being wrong.
+const OPERATOR_DEPLOYMENT: &str = "seldon-v2-controller-manager";
+const SCHEDULER_STATEFULSET: &str = "seldon-scheduler";
+const SCHEDULER_CONTAINER: &str = "scheduler";
 
 /// The bearer token the generated kubeconfig carries; anything else gets 401, as a real API would.
 pub const SIM_TOKEN: &str = "hodometer-sim-token";

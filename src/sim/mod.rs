@@ -5,6 +5,7 @@ pub mod kube;
 pub mod population;
 pub mod service;
 pub mod tls;
+pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,10 +20,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{Checker, ConfigErrors};
-use crate::proto::scheduler_server::SchedulerServer;
 use faults::{Fault, Faults};
 use population::{Counts, Scenario};
 use service::SimScheduler;
+use wire::scheduler_server::SchedulerServer;
 
 /// Messages can be large (model definitions); match the client's raised limit.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

@@ -6,8 +6,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::collect::SCHEDULER_PLACEHOLDER_VERSION;
-use crate::proto::pipeline_version_state::PipelineStatus;
+use super::wire::pipeline_version_state::PipelineStatus;
+
+/// What a real scheduler's `SchedulerStatus` answers (a placeholder, not its version). Spelt out
+/// here rather than imported from the collector: a fake that borrows the values it is testing
+/// cannot catch them being wrong.
+const SCHEDULER_PLACEHOLDER_VERSION: &str = "0.0.1";
 
 /// The scenario file format (JSON). Every list may be omitted.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

@@ -10,12 +10,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::faults::{CallPlan, Faults, Rpc};
-use super::population::{self, PipelineSpec, Scenario, ServerSpec};
-use crate::proto::model_status::ModelState;
-use crate::proto::pipeline_version_state::PipelineStatus;
-use crate::proto::scheduler_server::Scheduler;
-use crate::proto::storage_config::Config as StorageKind;
-use crate::proto::*;
+use super::population::{self, ExperimentSpec, PipelineSpec, Scenario, ServerSpec};
+use super::wire::model_replica_status::ModelReplicaState;
+use super::wire::model_status::ModelState;
+use super::wire::pipeline_version_state::PipelineStatus;
+use super::wire::scheduler_server::Scheduler;
+use super::wire::storage_config::Config as StorageKind;
+use super::wire::*;
 
 /// The namespace the simulated resources claim to live in.
 pub const SIM_NAMESPACE: &str = "seldon-mesh";
@@ -32,6 +33,9 @@ const FAKE_SESSION_TOKEN: &str = concat!(
     "OPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefgh",
     "ijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL",
 );
+
+/// At most this many per-replica states in one model status.
+const MAX_REPLICA_STATES: u32 = 64;
 
 type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -160,20 +164,7 @@ impl Scheduler for SimScheduler {
             plan,
             self.scenario.experiments.len(),
             move |s, i| matches_name(&wanted, &s.experiments[i].name),
-            |s, i| {
-                let e = &s.experiments[i];
-                ExperimentStatusResponse {
-                    experiment_name: e.name.clone(),
-                    active: e.active,
-                    status_description: if e.active {
-                        "experiment active"
-                    } else {
-                        "experiment stopped"
-                    }
-                    .into(),
-                    kubernetes_meta: Some(kube_meta()),
-                }
-            },
+            |s, i| experiment_status(&s.experiments[i]),
         )))
     }
 }
@@ -182,6 +173,32 @@ fn kube_meta() -> KubernetesMeta {
     KubernetesMeta {
         namespace: SIM_NAMESPACE.into(),
         generation: 1,
+    }
+}
+
+/// A fixed "last changed" time (2024-06-01T00:00:00Z): statuses carry one, its value is irrelevant.
+fn changed_at() -> Timestamp {
+    Timestamp {
+        seconds: 1_717_200_000,
+        nanos: 0,
+    }
+}
+
+/// An experiment status as a real scheduler sends it. Its readiness flags (fields 3 and 4) sit
+/// where older layouts had a string: an active experiment has its candidates (and mirror) ready.
+fn experiment_status(experiment: &ExperimentSpec) -> ExperimentStatusResponse {
+    ExperimentStatusResponse {
+        experiment_name: experiment.name.clone(),
+        active: experiment.active,
+        candidates_ready: experiment.active,
+        mirror_ready: experiment.active,
+        status_description: if experiment.active {
+            "experiment active"
+        } else {
+            "experiment stopped"
+        }
+        .into(),
+        kubernetes_meta: Some(kube_meta()),
     }
 }
 
@@ -213,6 +230,10 @@ fn model_status(model: &population::ModelSpec) -> ModelStatusResponse {
             requirements: vec!["sklearn".into(), "mlserver".into(), "python".into()],
             memory_bytes: Some(50 * 1024 * 1024),
             server: (!model.server.is_empty()).then(|| model.server.clone()),
+            parameters: vec![ParameterSpec {
+                name: "inference_pool_gid".into(),
+                value: format!("{}-pool", model.name),
+            }],
         }),
         deployment_spec: Some(DeploymentSpec {
             replicas: model.replicas,
@@ -220,23 +241,44 @@ fn model_status(model: &population::ModelSpec) -> ModelStatusResponse {
             max_replicas: 0,
             log_payloads: false,
         }),
+        stream_spec: Some(StreamSpec {
+            input_topic: format!("seldon.{SIM_NAMESPACE}.model.{}.inputs", model.name),
+            output_topic: format!("seldon.{SIM_NAMESPACE}.model.{}.outputs", model.name),
+        }),
     };
-    let (state, available) = if model.deleted {
-        (ModelState::ModelTerminated, 0)
+    let (state, replica_state, available) = if model.deleted {
+        (ModelState::ModelTerminated, ModelReplicaState::Unloaded, 0)
     } else {
-        (ModelState::ModelAvailable, model.replicas)
+        (
+            ModelState::ModelAvailable,
+            ModelReplicaState::Available,
+            model.replicas,
+        )
     };
+    // One entry per replica, as the scheduler tracks them (bounded: a scenario may ask for many).
+    let replica_states = (0..model.replicas.min(MAX_REPLICA_STATES))
+        .map(|idx| {
+            let replica = ModelReplicaStatus {
+                state: replica_state as i32,
+                reason: String::new(),
+                last_change_timestamp: Some(changed_at()),
+            };
+            (idx as i32, replica)
+        })
+        .collect();
     ModelStatusResponse {
         model_name: model.name.clone(),
         versions: vec![ModelVersionStatus {
             version: 1,
             server_name: model.server.clone(),
             kubernetes_meta: Some(kube_meta()),
-            state: Some(crate::proto::ModelStatus {
+            model_replica_state: replica_states,
+            state: Some(super::wire::ModelStatus {
                 state: state as i32,
                 reason: String::new(),
                 available_replicas: available,
                 unavailable_replicas: 0,
+                last_change_timestamp: Some(changed_at()),
             }),
             model_defn: Some(definition),
         }],
@@ -274,19 +316,43 @@ fn pipeline_status(pipeline: &PipelineSpec) -> PipelineStatusResponse {
             .versions
             .iter()
             .enumerate()
-            .map(|(i, status)| PipelineWithState {
-                pipeline: Some(Pipeline {
-                    name: pipeline.name.clone(),
-                    kubernetes_meta: Some(kube_meta()),
-                }),
-                state: Some(PipelineVersionState {
-                    pipeline_version: i as u32 + 1,
-                    // Statuses were checked when the scenario was loaded or generated.
-                    status: PipelineStatus::from_str_name(status).map_or(0, |s| s as i32),
-                    reason: String::new(),
-                }),
+            .map(|(i, status)| {
+                let version = i as u32 + 1;
+                // Statuses were checked when the scenario was loaded or generated.
+                let status = PipelineStatus::from_str_name(status).unwrap_or_default();
+                let step = format!("{}-step", pipeline.name);
+                PipelineWithState {
+                    pipeline: Some(Pipeline {
+                        name: pipeline.name.clone(),
+                        uid: format!("{}-uid-{version}", pipeline.name),
+                        version,
+                        steps: vec![PipelineStep {
+                            name: step.clone(),
+                            inputs: vec![format!("{}.inputs", pipeline.name)],
+                        }],
+                        output: Some(PipelineOutput { steps: vec![step] }),
+                        kubernetes_meta: Some(kube_meta()),
+                    }),
+                    state: Some(PipelineVersionState {
+                        pipeline_version: version,
+                        status: status as i32,
+                        reason: pipeline_reason(status).into(),
+                        last_change_timestamp: Some(changed_at()),
+                        models_ready: status == PipelineStatus::PipelineReady,
+                    }),
+                }
             })
             .collect(),
+    }
+}
+
+/// The free-text reason a real scheduler gives with a pipeline status.
+fn pipeline_reason(status: PipelineStatus) -> &'static str {
+    match status {
+        PipelineStatus::PipelineReady => "created pipeline",
+        PipelineStatus::PipelineFailed => "failed to create pipeline: models not available",
+        PipelineStatus::PipelineTerminated => "pipeline terminated",
+        _ => "",
     }
 }
 
@@ -309,5 +375,53 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains(FAKE_STORAGE_SECRET));
         assert!(text.contains(SIM_NAMESPACE));
+    }
+
+    /// The simulator's messages (real layout) through the client's contract (`crate::proto`),
+    /// as `tests/wire.rs` does with hand-built ones.
+    #[test]
+    fn every_status_sent_decodes_with_the_client_contract() {
+        use crate::proto as client;
+        let counts = population::Counts {
+            models: 12,
+            servers: 4,
+            pipelines: 12,
+            experiments: 6,
+        };
+        let scenario = Scenario::generate(counts, 3);
+        for model in &scenario.models {
+            let bytes = model_status(model).encode_to_vec();
+            let item = client::ModelStatusResponse::decode(bytes.as_slice()).expect("model");
+            assert_eq!(
+                (item.model_name.as_str(), item.deleted),
+                (model.name.as_str(), model.deleted)
+            );
+        }
+        for server in &scenario.servers {
+            let bytes = server_status(server).encode_to_vec();
+            let item = client::ServerStatusResponse::decode(bytes.as_slice()).expect("server");
+            assert_eq!(item.expected_replicas, server.expected_replicas);
+            assert_eq!(item.resources.len(), server.replicas.len());
+        }
+        for pipeline in &scenario.pipelines {
+            let bytes = pipeline_status(pipeline).encode_to_vec();
+            let item = client::PipelineStatusResponse::decode(bytes.as_slice()).expect("pipeline");
+            let read: Vec<&str> = item
+                .versions
+                .iter()
+                .map(|v| v.state.as_ref().map_or("", |s| s.status().as_str_name()))
+                .collect();
+            assert_eq!(read, pipeline.versions);
+        }
+        assert!(scenario.experiments.iter().any(|e| e.active));
+        for experiment in &scenario.experiments {
+            let sent = experiment_status(experiment);
+            // What broke the shared proto: a real scheduler sets field 3 (a bool) when active.
+            assert_eq!(sent.candidates_ready, experiment.active);
+            let bytes = sent.encode_to_vec();
+            let item =
+                client::ExperimentStatusResponse::decode(bytes.as_slice()).expect("experiment");
+            assert_eq!(item.active, experiment.active);
+        }
     }
 }

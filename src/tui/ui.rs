@@ -1,0 +1,450 @@
+//! Drawing: a pure function of `&App` onto a frame. Nothing here waits on anything.
+
+use std::time::Duration;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
+
+use super::app::{App, Dialog, RowView, Shown, SourceState, View, age};
+use super::keys::{BINDINGS, Context, Shown as Listed, hints};
+use crate::metrics::Level;
+
+const SHARED: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
+const WITHHELD: Style = Style::new().fg(Color::DarkGray);
+const WARN: Style = Style::new().fg(Color::Yellow);
+const BAD: Style = Style::new().fg(Color::Red);
+
+pub fn render(app: &App, frame: &mut Frame) {
+    let [header, levels, body, footer] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    render_header(app, frame, header);
+    render_levels(app, frame, levels);
+    match app.view {
+        View::Metrics => render_metrics(app, frame, body),
+        View::Payload => render_payload(app, frame, body),
+    }
+    render_footer(app, frame, footer);
+    if let Some(dialog) = &app.dialog {
+        render_dialog(app, dialog, frame);
+    } else if app.help {
+        render_help(app, frame);
+    }
+}
+
+fn render_header(app: &App, frame: &mut Frame, area: Rect) {
+    let scheduler = source_spans(
+        "scheduler",
+        &app.info.scheduler,
+        &app.scheduler_state(),
+        "Seldon ",
+    );
+    let kube = source_spans("Kubernetes", &app.info.kube, &app.kube_state(), "");
+    let refreshed = match (app.refreshing, app.last_refresh) {
+        (true, None) => "collecting…".to_string(),
+        (true, Some(_)) => "refreshing…".to_string(),
+        (false, Some(at)) => format!("refreshed {} ago", short_age(age(app.now, at))),
+        (false, None) => "not collected yet".to_string(),
+    };
+    let next = format!(", every {} (r: now)", short_age(app.info.refresh_every));
+    let lines = vec![
+        Line::from(vec![
+            Span::styled("hodometer inspect", Style::new().bold()),
+            Span::raw(format!("  cluster id {}  ", app.info.cluster_id)),
+            Span::styled(refreshed + &next, WITHHELD),
+        ]),
+        Line::from(scheduler),
+        Line::from(kube),
+    ];
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+fn source_spans(
+    name: &str,
+    target: &str,
+    state: &SourceState,
+    version_prefix: &str,
+) -> Vec<Span<'static>> {
+    let (text, style) = match state {
+        SourceState::Connecting => ("connecting…".to_string(), WARN),
+        SourceState::Connected(Some(version)) => {
+            (format!("connected, {version_prefix}{version}"), SHARED)
+        }
+        SourceState::Connected(None) => ("connected".to_string(), SHARED),
+        SourceState::NotUsed(why) => (format!("not used: {why}"), WITHHELD),
+        SourceState::Down(why) => (format!("down: {why}"), BAD),
+    };
+    vec![
+        Span::raw(format!("{name} {target}: ")),
+        Span::styled(text, style),
+    ]
+}
+
+fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
+    let mut spans = vec![Span::raw("share: ")];
+    for (i, level) in Level::ALL.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" | ", WITHHELD));
+        }
+        let label = format!("{i} {level}");
+        spans.push(if *level == app.level {
+            Span::styled(
+                format!("[{label}]"),
+                Style::new().fg(Color::Black).bg(Color::Green).bold(),
+            )
+        } else {
+            Span::raw(format!(" {label} "))
+        });
+    }
+    let shared = app.preview().map_or(0, |e| e.fields.len());
+    spans.push(Span::styled(format!("   {shared} fields shared"), WITHHELD));
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn render_metrics(app: &App, frame: &mut Frame, area: Rect) {
+    let mut rows = Vec::new();
+    let mut group = None;
+    for row in app.rows() {
+        if group != Some(row.def.level) {
+            group = Some(row.def.level);
+            let state = if app.level.shares(row.def.level) {
+                "shared at this level"
+            } else {
+                "withheld"
+            };
+            rows.push(Row::new(vec![
+                Cell::from(format!("── {} ──", row.def.level)).style(Style::new().bold()),
+                Cell::from(""),
+                Cell::from(state).style(WITHHELD),
+            ]));
+        }
+        rows.push(metric_row(&row));
+    }
+    let offset = usize::from(app.scroll).min(rows.len().saturating_sub(1));
+    let table = Table::new(
+        rows.into_iter().skip(offset),
+        [
+            Constraint::Length(26),
+            Constraint::Length(9),
+            Constraint::Fill(1),
+        ],
+    )
+    .header(Row::new(vec!["metric", "sharing", "value"]).style(Style::new().underlined()));
+    frame.render_widget(table, area);
+}
+
+fn metric_row(row: &RowView) -> Row<'static> {
+    let (sharing, sharing_style) = match (&row.shown, row.shared) {
+        (Shown::Known(_), true) => ("shared", SHARED),
+        (_, true) => ("omitted", WARN),
+        (_, false) => ("withheld", WITHHELD),
+    };
+    let value = match &row.shown {
+        Shown::Known(value) => Span::raw(value.clone()),
+        Shown::Stale { value, age, reason } => Span::styled(
+            format!("{value} (stale {} ago: {reason})", short_age(*age)),
+            WARN,
+        ),
+        Shown::Unknown(reason) => Span::styled(format!("unknown, because {reason}"), WARN),
+    };
+    let name_style = if row.shared { Style::new() } else { WITHHELD };
+    Row::new(vec![
+        Cell::from(row.def.name).style(name_style),
+        Cell::from(sharing).style(sharing_style),
+        Cell::from(Line::from(value)),
+    ])
+}
+
+fn render_payload(app: &App, frame: &mut Frame, area: Rect) {
+    let (title, body) = match app.preview() {
+        Some(event) => (
+            format!(
+                " payload at level {}: {} bytes, exactly as sent ",
+                event.level,
+                event.json.len()
+            ),
+            Text::from(event.json.clone()),
+        ),
+        None if app.level == Level::Off => (
+            " payload ".into(),
+            Text::from("Level off: nothing is sent."),
+        ),
+        None => (
+            " payload ".into(),
+            Text::from("Waiting for the first collection…"),
+        ),
+    };
+    let paragraph = Paragraph::new(body)
+        .block(Block::bordered().title(title))
+        .wrap(Wrap { trim: false })
+        .scroll((app.scroll, 0));
+    frame.render_widget(paragraph, area);
+}
+
+fn render_footer(app: &App, frame: &mut Frame, area: Rect) {
+    let context = if app.dialog.is_some() {
+        Context::Dialog
+    } else {
+        Context::Main
+    };
+    let mut spans = Vec::new();
+    for (label, text) in hints(context) {
+        spans.push(Span::styled(label, Style::new().bold()));
+        spans.push(Span::styled(format!(" {text}  "), WITHHELD));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn popup(frame: &mut Frame, width: u16, height: u16) -> Rect {
+    let area = frame.area();
+    let [area] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [area] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    frame.render_widget(Clear, area);
+    area
+}
+
+fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame) {
+    let mut lines = Vec::new();
+    let event = match dialog {
+        Dialog::Confirm(event) | Dialog::Sending { event, .. } => event,
+    };
+    lines.push(Line::from(vec![
+        Span::raw("level "),
+        Span::styled(event.level.to_string(), Style::new().bold()),
+        Span::raw(format!(
+            ", {} bytes, {} fields:",
+            event.json.len(),
+            event.fields.len()
+        )),
+    ]));
+    lines.push(Line::styled(event.fields.join(", "), WITHHELD));
+    lines.push(Line::raw(""));
+    match dialog {
+        Dialog::Confirm(_) => {
+            lines.push(Line::raw("to every endpoint:"));
+            for endpoint in &app.info.endpoints {
+                lines.push(Line::raw(format!("  {endpoint}")));
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                "y: send exactly the payload shown    n/Esc: cancel",
+                Style::new().bold(),
+            ));
+        }
+        Dialog::Sending { outcomes, .. } => {
+            for (endpoint, outcome) in app.info.endpoints.iter().zip(outcomes) {
+                let (text, style) = match outcome {
+                    None => ("sending…".to_string(), WARN),
+                    Some(o) => {
+                        let status = o
+                            .last_status
+                            .map(|s| format!("HTTP {s}, "))
+                            .unwrap_or_default();
+                        let detail = format!(
+                            "{status}{} attempt(s), {} ms",
+                            o.attempts,
+                            o.latency.as_millis()
+                        );
+                        match o.error() {
+                            None => (format!("ok ({detail})"), SHARED),
+                            Some(e) => (format!("{} ({detail}): {e}", o.outcome_label()), BAD),
+                        }
+                    }
+                };
+                lines.push(Line::from(vec![
+                    Span::raw(format!("  {endpoint} ")),
+                    Span::styled(text, style),
+                ]));
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::styled("Esc: close", Style::new().bold()));
+        }
+    }
+    let title = match dialog {
+        Dialog::Confirm(_) => " send this payload? ",
+        Dialog::Sending { .. } => " sent ",
+    };
+    let width = frame.area().width.saturating_sub(4).min(100);
+    let area = popup(frame, width, lines.len() as u16 + 4);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(Block::bordered().title(title))
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+fn render_help(app: &App, frame: &mut Frame) {
+    let mut lines: Vec<Line> = BINDINGS
+        .iter()
+        .filter(|b| b.shown != Listed::Covered)
+        .map(|b| {
+            let context = if b.context == Context::Dialog {
+                " (send dialog)"
+            } else {
+                ""
+            };
+            Line::from(vec![
+                Span::styled(format!("{:>6}  ", b.label), Style::new().bold()),
+                Span::raw(format!("{}{context}", b.help)),
+            ])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::raw(format!("logs: {}", app.info.log_file)));
+    let width = frame.area().width.saturating_sub(4).min(72);
+    let area = popup(frame, width, lines.len() as u16 + 2);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" keys ")),
+        area,
+    );
+}
+
+/// `4s`, `3m`, `2h` — ages at a glance.
+fn short_age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::publish::{EndpointOutcome, PublishError};
+    use crate::tui::app::tests::{at, healthy, info, scheduler_down};
+    use crate::tui::keys::Action;
+
+    fn app(level: Level) -> App {
+        let mut app = App::new(info(), level, "tok".into(), at(0))
+            .with_insert_ids(|| Uuid::from_u128(0x0123_4567_89ab_4def_8123_4567_89ab_cdef));
+        app.on_snapshot(healthy(at(0)));
+        app.on_tick(at(4));
+        app
+    }
+
+    /// The screen as text, one line per row, trailing blanks trimmed.
+    fn screen(app: &App, width: u16, height: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+        terminal.draw(|frame| render(app, frame)).expect("draw");
+        let buffer = terminal.backend().buffer();
+        (0..height)
+            .map(|y| {
+                let line: String = (0..width).map(|x| buffer[(x, y)].symbol()).collect();
+                line.trim_end().to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn cluster_level_80x24() {
+        insta::assert_snapshot!(screen(&app(Level::Cluster), 80, 24));
+    }
+
+    #[test]
+    fn feature_level_80x24() {
+        insta::assert_snapshot!(screen(&app(Level::Feature), 80, 24));
+    }
+
+    #[test]
+    fn off_level_80x24() {
+        insta::assert_snapshot!(screen(&app(Level::Off), 80, 24));
+    }
+
+    #[test]
+    fn feature_level_160x48() {
+        insta::assert_snapshot!(screen(&app(Level::Feature), 160, 48));
+    }
+
+    #[test]
+    fn scheduler_down_shows_stale_values_80x24() {
+        let mut app = app(Level::Resource);
+        app.on_snapshot(scheduler_down(at(60)));
+        app.on_tick(at(125));
+        insta::assert_snapshot!(screen(&app, 80, 24));
+    }
+
+    #[test]
+    fn unknown_before_anything_was_read_80x24() {
+        let mut app = App::new(info(), Level::Resource, "tok".into(), at(0));
+        app.on_refresh_started();
+        insta::assert_snapshot!(screen(&app, 80, 24));
+    }
+
+    #[test]
+    fn payload_pane_80x24() {
+        let mut app = app(Level::Resource);
+        app.on_action(Action::TogglePayload);
+        insta::assert_snapshot!(screen(&app, 80, 24));
+    }
+
+    #[test]
+    fn send_dialog_80x24() {
+        let mut app = app(Level::Resource);
+        app.on_action(Action::Send);
+        insta::assert_snapshot!(screen(&app, 80, 24));
+    }
+
+    #[test]
+    fn send_outcomes_as_they_arrive_80x24() {
+        let mut app = app(Level::Resource);
+        app.on_action(Action::Send);
+        app.on_action(Action::Confirm);
+        app.on_outcome(EndpointOutcome {
+            index: 1,
+            endpoint: "http://127.0.0.1:8001/".into(),
+            result: Ok(()),
+            attempts: 1,
+            latency: Duration::from_millis(7),
+            last_status: Some(200),
+        });
+        insta::assert_snapshot!(screen(&app, 80, 24));
+        app.on_outcome(EndpointOutcome {
+            index: 0,
+            endpoint: "http://hodometer.seldon.io/".into(),
+            result: Err(PublishError::Rejected {
+                error: "bad token".into(),
+            }),
+            attempts: 1,
+            latency: Duration::from_millis(80),
+            last_status: Some(200),
+        });
+        insta::assert_snapshot!(screen(&app, 80, 24));
+    }
+
+    #[test]
+    fn help_lists_the_key_table_and_the_log_file_80x24() {
+        let mut app = app(Level::Cluster);
+        app.on_action(Action::ToggleHelp);
+        let text = screen(&app, 80, 24);
+        for binding in BINDINGS.iter().filter(|b| b.shown != Listed::Covered) {
+            assert!(
+                text.contains(binding.help),
+                "help lacks {:?}:\n{text}",
+                binding.help
+            );
+        }
+        assert!(text.contains("/tmp/hodometer-inspect.log"));
+        insta::assert_snapshot!(text);
+    }
+}

@@ -1,0 +1,186 @@
+//! The inspector in a real terminal: tmux runs the real binary against the simulated scheduler
+//! and Kubernetes stand-in, keys are typed with send-keys and the screen read with capture-pane.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{BIN, ReceiverProcess, SimProcess, example_scenario, http_get};
+
+/// A tmux server of its own, killed when the test ends however it ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// `name` keeps tests that run at once on servers of their own.
+    fn start(name: &str, command: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("hodometer-test-{}-{name}", std::process::id()),
+        };
+        let status = tmux
+            .cmd(&[
+                "new-session",
+                "-d",
+                "-s",
+                "inspect",
+                "-x",
+                "120",
+                "-y",
+                "40",
+                command,
+            ])
+            .status()
+            .expect("tmux is installed (.ci/run installs it)");
+        assert!(status.success(), "tmux new-session failed");
+        tmux
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("tmux");
+        command.args(["-L", &self.socket]).args(args);
+        command
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "inspect"];
+        args.extend_from_slice(keys);
+        assert!(self.cmd(&args).status().expect("send-keys").success());
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .cmd(&["capture-pane", "-p", "-t", "inspect"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen satisfies `check`; fails with the last screen if it never does.
+    fn wait_for(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "never saw {what}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]).status();
+    }
+}
+
+fn row<'a>(screen: &'a str, metric: &str) -> &'a str {
+    screen
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{metric} ")))
+        .unwrap_or_else(|| panic!("no {metric} row in\n{screen}"))
+}
+
+#[test]
+fn inspect_flips_sharing_with_the_level_sends_after_confirmation_and_quits_cleanly() {
+    let scenario = example_scenario();
+    let sim = SimProcess::start_with_kube(&["--scenario", scenario.to_str().expect("utf-8")]);
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "{BIN} inspect --scheduler-port {} --kubeconfig {} --publish-url http://127.0.0.1:{} \
+         --refresh 2s --log-file {}; echo EXITED $?; sleep 60",
+        sim.port,
+        sim.kubeconfig.as_ref().expect("kubeconfig").display(),
+        receiver.port,
+        dir.path().join("inspect.log").display(),
+    );
+    let tmux = Tmux::start("send", &command);
+
+    let screen = tmux.wait_for("both sources connected", |s| {
+        s.contains("connected, Seldon 2.9.1") && s.contains("connected, v1.31.2")
+    });
+    assert!(row(&screen, "node_count").contains("shared"), "{screen}");
+    assert!(row(&screen, "model_count").contains("withheld"), "{screen}");
+
+    tmux.keys(&["3"]);
+    let screen = tmux.wait_for("level feature", |s| s.contains("[3 feature]"));
+    assert!(row(&screen, "model_count").contains("shared"), "{screen}");
+    assert!(
+        row(&screen, "gpu_enabled_count").contains("shared"),
+        "{screen}"
+    );
+
+    tmux.keys(&["Left", "Left"]);
+    let screen = tmux.wait_for("level cluster", |s| s.contains("[1 cluster]"));
+    assert!(row(&screen, "model_count").contains("withheld"), "{screen}");
+
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for("the confirmation dialog", |s| {
+        s.contains("send this payload?")
+    });
+    assert!(
+        screen.contains(&format!("http://127.0.0.1:{}/", receiver.port)),
+        "{screen}"
+    );
+    let (_, before) = http_get(&format!("127.0.0.1:{}", receiver.port), "/events");
+    assert_eq!(before.trim(), "[]", "nothing is sent before confirmation");
+
+    tmux.keys(&["y"]);
+    tmux.wait_for("the endpoint's outcome", |s| s.contains("ok (HTTP 200"));
+    let (_, events) = http_get(&format!("127.0.0.1:{}", receiver.port), "/events");
+    let events: Vec<serde_json::Value> = serde_json::from_str(&events).expect("events JSON");
+    assert_eq!(events.len(), 1);
+    let sent = events[0].to_string();
+    assert!(sent.contains("\"metrics_level\":\"cluster\""), "{sent}");
+    assert!(
+        !sent.contains("model_count"),
+        "a withheld metric was sent: {sent}"
+    );
+
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the dialog closed", |s| !s.contains("Esc: close"));
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("a clean exit", |s| s.contains("EXITED"));
+    assert!(screen.contains("EXITED 0"), "{screen}");
+    assert!(
+        !screen.contains("hodometer inspect  cluster id"),
+        "the screen was not restored:\n{screen}"
+    );
+}
+
+#[test]
+fn ctrl_c_quits_even_from_the_send_dialog() {
+    let scenario = example_scenario();
+    let sim = SimProcess::start(&["--scenario", scenario.to_str().expect("utf-8")]);
+    let command = format!(
+        "{BIN} inspect --no-kube --scheduler-port {} --publish-url http://127.0.0.1:9 --log-file /dev/null; \
+         echo EXITED $?; sleep 60",
+        sim.port
+    );
+    let tmux = Tmux::start("ctrl-c", &command);
+    tmux.wait_for("the scheduler", |s| s.contains("connected"));
+    tmux.keys(&["s"]);
+    tmux.wait_for("the dialog", |s| s.contains("send this payload?"));
+    tmux.keys(&["C-c"]);
+    let screen = tmux.wait_for("an exit", |s| s.contains("EXITED"));
+    assert!(screen.contains("EXITED 0"), "{screen}");
+}
+
+#[test]
+fn without_a_terminal_it_says_so_and_suggests_collect() {
+    let out = common::hodometer(&["inspect"])
+        .output()
+        .expect("run inspect");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hodometer collect"));
+    let bare = common::hodometer(&[]).output().expect("run hodometer");
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("needs a terminal"));
+}
