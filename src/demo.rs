@@ -20,7 +20,7 @@ use crate::payload::DEFAULT_TOKEN;
 use crate::publish::{PublishPolicy, parse_endpoint};
 use crate::receive::{ReceiveConfig, Receiver, Record};
 use crate::sim::population::Scenario;
-use crate::sim::{DEFAULT_COUNTS, Sim, SimConfig};
+use crate::sim::{DEFAULT_COUNTS, LIVE_EVERY, Sim, SimConfig};
 use crate::tui::{self, InspectConfig};
 
 #[derive(Debug, Args)]
@@ -61,6 +61,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         kube_forbid: Vec::new(),
         kube_grants: None,
         tls: None,
+        live: Some(LIVE_EVERY),
     })
     .await?;
     let scheduler = sim.local_addr()?;

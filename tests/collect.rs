@@ -344,3 +344,21 @@ fn stdout_is_exactly_one_ascii_event_and_logs_go_to_stderr() {
     assert!(!out.stderr.is_empty(), "logs expected on stderr");
     let _ = event(&out);
 }
+
+#[test]
+fn live_mode_changes_the_population_over_time() {
+    let sim = SimProcess::start(&["--live", "--models", "400", "--experiments", "5"]);
+    let count = || {
+        event(&collect(&sim.port_arg(), &["--level", "resource"], &[]))["properties"]["model_count"]
+            .clone()
+    };
+    let first = count();
+    let start = std::time::Instant::now();
+    while count() == first {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the population never changed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}

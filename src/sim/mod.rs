@@ -11,6 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use futures::FutureExt;
@@ -22,7 +23,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use crate::config::{Checker, ConfigErrors};
 use faults::{Fault, Faults};
 use population::{Counts, Scenario};
-use service::SimScheduler;
+use service::{Population, SimScheduler};
 use wire::scheduler_server::SchedulerServer;
 
 /// Messages can be large (model definitions); match the client's raised limit.
@@ -69,6 +70,10 @@ pub struct SimArgs {
     /// grant (repeatable), e.g. assets/k8s/role.yaml and assets/k8s/clusterrole.yaml.
     #[arg(long, value_name = "FILE", requires = "kube_listen")]
     pub kube_rbac: Vec<PathBuf>,
+    /// Change the population every few seconds (models deleted and restored, experiments
+    /// started and stopped), so the inspector has something to show.
+    #[arg(long)]
+    pub live: bool,
     /// Also serve the scheduler over mutual TLS on this address (needs --tls-dir).
     #[arg(long, requires = "tls_dir")]
     pub tls_listen: Option<String>,
@@ -99,7 +104,12 @@ pub struct SimConfig {
     pub kube_grants: Option<Vec<kube::Grant>>,
     /// Mutual-TLS address and the directory its certificates are generated into.
     pub tls: Option<(SocketAddr, PathBuf)>,
+    /// `--live`: how often the population changes.
+    pub live: Option<Duration>,
 }
+
+/// How often `--live` changes the population.
+pub const LIVE_EVERY: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -186,6 +196,7 @@ impl SimArgs {
                 kube_forbid: self.kube_forbid.clone(),
                 kube_grants: (!self.kube_rbac.is_empty()).then_some(grants),
                 tls: tls_listen.zip(self.tls_dir.clone()),
+                live: self.live.then_some(LIVE_EVERY),
             }),
             _ => Err(ConfigErrors::default()),
         }
@@ -202,6 +213,7 @@ pub struct Sim {
     kube_grants: Option<Vec<kube::Grant>>,
     /// The mutual-TLS listener and the certificates it serves with.
     tls: Option<(TcpListener, tls::TlsFiles)>,
+    live: Option<Duration>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
@@ -234,6 +246,7 @@ impl Sim {
         };
         Ok(Sim {
             listener,
+            live: config.live,
             tls,
             kube_listener,
             scenario: config.scenario,
@@ -280,19 +293,39 @@ impl Sim {
                 None => Ok(()),
             }
         };
-        let scenario = Arc::new(self.scenario);
+        let base = self.scenario.clone();
+        let population = Arc::new(Population::new(self.scenario));
+        // Stopped below, once the servers have shut down.
+        let live = self.live.map(|every| {
+            let population = Arc::clone(&population);
+            tokio::spawn(async move {
+                for step in 1.. {
+                    tokio::time::sleep(every).await;
+                    population.replace(base.evolve(step));
+                }
+            })
+        });
         let faults = Arc::new(Faults::new(self.faults));
-        let plain = serve_scheduler(self.listener, None, &scenario, &faults, shutdown.clone());
+        let plain = serve_scheduler(self.listener, None, &population, &faults, shutdown.clone());
         let tls = async {
             match self.tls {
                 Some((listener, files)) => {
-                    serve_scheduler(listener, Some(files), &scenario, &faults, shutdown.clone())
-                        .await
+                    serve_scheduler(
+                        listener,
+                        Some(files),
+                        &population,
+                        &faults,
+                        shutdown.clone(),
+                    )
+                    .await
                 }
                 None => Ok(()),
             }
         };
         let (kube, plain, tls) = tokio::join!(kube, plain, tls);
+        if let Some(live) = live {
+            live.abort();
+        }
         kube.and(plain).and(tls)
     }
 }
@@ -302,12 +335,12 @@ impl Sim {
 async fn serve_scheduler(
     listener: TcpListener,
     tls: Option<tls::TlsFiles>,
-    scenario: &Arc<Scenario>,
+    population: &Arc<Population>,
     faults: &Arc<Faults>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), SimError> {
     let service = SimScheduler {
-        scenario: Arc::clone(scenario),
+        population: Arc::clone(population),
         faults: Arc::clone(faults),
     };
     let refuse = Arc::clone(faults);

@@ -322,6 +322,35 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// The population `step` changes later, for `--live`: some models deleted or restored, one
+    /// experiment started or stopped, one pipeline terminated or ready again. Servers stay as they
+    /// are, so the Kubernetes stand-in keeps agreeing with the scheduler. Deterministic per step.
+    pub fn evolve(&self, step: u64) -> Scenario {
+        let mut next = self.clone();
+        let mut rng = SplitMix64(step);
+        for model in &mut next.models {
+            if rng.chance(5) {
+                model.deleted = !model.deleted;
+            }
+        }
+        if !next.experiments.is_empty() {
+            let i = (step % next.experiments.len() as u64) as usize;
+            next.experiments[i].active = !next.experiments[i].active;
+        }
+        if !next.pipelines.is_empty() {
+            let i = (step.wrapping_mul(7) % next.pipelines.len() as u64) as usize;
+            let status = if step % 2 == 0 {
+                PipelineStatus::PipelineTerminated
+            } else {
+                PipelineStatus::PipelineReady
+            };
+            next.pipelines[i].versions = vec![status.as_str_name().to_string()];
+        }
+        next
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counts {
     pub models: u64,
@@ -361,6 +390,20 @@ mod tests {
         pipelines: 50,
         experiments: 10,
     };
+
+    #[test]
+    fn live_steps_change_models_experiments_and_pipelines_but_not_servers() {
+        let base = Scenario::generate(COUNTS, 3);
+        let next = base.evolve(1);
+        assert_eq!(next, base.evolve(1), "deterministic per step");
+        assert_ne!(
+            next.models.iter().filter(|m| m.deleted).count(),
+            base.models.iter().filter(|m| m.deleted).count()
+        );
+        assert_ne!(next.experiments, base.experiments);
+        assert_eq!(next.servers, base.servers);
+        assert_eq!(next.models.len(), base.models.len());
+    }
 
     #[test]
     fn generation_is_deterministic_per_seed() {

@@ -40,8 +40,35 @@ const MAX_REPLICA_STATES: u32 = 64;
 type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 pub struct SimScheduler {
-    pub scenario: Arc<Scenario>,
+    pub population: Arc<Population>,
     pub faults: Arc<Faults>,
+}
+
+/// The scenario being served; `--live` swaps in a changed one from time to time. Each call
+/// streams from the one that was current when it began.
+#[derive(Debug)]
+pub struct Population(std::sync::RwLock<Arc<Scenario>>);
+
+impl Population {
+    pub fn new(scenario: Scenario) -> Population {
+        Population(std::sync::RwLock::new(Arc::new(scenario)))
+    }
+
+    pub fn current(&self) -> Arc<Scenario> {
+        let guard = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&guard)
+    }
+
+    pub fn replace(&self, scenario: Scenario) {
+        let mut guard = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = Arc::new(scenario);
+    }
 }
 
 impl SimScheduler {
@@ -59,14 +86,22 @@ impl SimScheduler {
         Ok(plan)
     }
 
-    /// Streams `count` items built by `item(scenario, index)`, skipping those `keep` rejects.
-    fn stream<T, B, K>(&self, plan: CallPlan, count: usize, keep: K, build: B) -> ItemStream<T>
+    /// Streams the `count(scenario)` items built by `build(scenario, index)`, skipping those `keep`
+    /// rejects, all from the scenario current when the call began.
+    fn stream<T, B, K>(
+        &self,
+        plan: CallPlan,
+        count: fn(&Scenario) -> usize,
+        keep: K,
+        build: B,
+    ) -> ItemStream<T>
     where
         T: Send + 'static,
         K: Fn(&Scenario, usize) -> bool + Send + 'static,
         B: Fn(&Scenario, usize) -> T + Send + 'static,
     {
-        let scenario = Arc::clone(&self.scenario);
+        let scenario = self.population.current();
+        let count = count(&scenario);
         // A small buffer: the producer runs only as fast as the client reads.
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -104,7 +139,7 @@ impl Scheduler for SimScheduler {
     ) -> Result<Response<SchedulerStatusResponse>, Status> {
         self.begin(Rpc::Status).await?;
         Ok(Response::new(SchedulerStatusResponse {
-            application_version: self.scenario.version.clone(),
+            application_version: self.population.current().version.clone(),
         }))
     }
 
@@ -117,7 +152,7 @@ impl Scheduler for SimScheduler {
         let wanted = request.into_inner().model.map(|m| m.name);
         Ok(Response::new(self.stream(
             plan,
-            self.scenario.models.len(),
+            |s| s.models.len(),
             move |s, i| matches_name(&wanted, &s.models[i].name),
             |s, i| model_status(&s.models[i]),
         )))
@@ -132,7 +167,7 @@ impl Scheduler for SimScheduler {
         let wanted = request.into_inner().name;
         Ok(Response::new(self.stream(
             plan,
-            self.scenario.servers.len(),
+            |s| s.servers.len(),
             move |s, i| matches_name(&wanted, &s.servers[i].name),
             |s, i| server_status(&s.servers[i]),
         )))
@@ -147,7 +182,7 @@ impl Scheduler for SimScheduler {
         let wanted = request.into_inner().name;
         Ok(Response::new(self.stream(
             plan,
-            self.scenario.pipelines.len(),
+            |s| s.pipelines.len(),
             move |s, i| matches_name(&wanted, &s.pipelines[i].name),
             |s, i| pipeline_status(&s.pipelines[i]),
         )))
@@ -162,7 +197,7 @@ impl Scheduler for SimScheduler {
         let wanted = request.into_inner().name;
         Ok(Response::new(self.stream(
             plan,
-            self.scenario.experiments.len(),
+            |s| s.experiments.len(),
             move |s, i| matches_name(&wanted, &s.experiments[i].name),
             |s, i| experiment_status(&s.experiments[i]),
         )))

@@ -127,7 +127,9 @@ fn render_metrics(app: &App, frame: &mut Frame, area: Rect) {
         }
         rows.push(metric_row(&row));
     }
-    let offset = usize::from(app.scroll).min(rows.len().saturating_sub(1));
+    // Scroll no further than the last row reaching the bottom of the pane (one line is the header).
+    let visible = usize::from(area.height.saturating_sub(1));
+    let offset = usize::from(app.scroll).min(rows.len().saturating_sub(visible));
     let table = Table::new(
         rows.into_iter().skip(offset),
         [
@@ -276,7 +278,12 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame) {
         Dialog::Sending { .. } => " sent ",
     };
     let width = frame.area().width.saturating_sub(4).min(100);
-    let area = popup(frame, width, lines.len() as u16 + 4);
+    // One spare row: word wrapping can take a row more than counting characters says.
+    let area = popup(
+        frame,
+        width,
+        wrapped_height(&lines, width.saturating_sub(2)) + 3,
+    );
     frame.render_widget(
         Paragraph::new(lines)
             .block(Block::bordered().title(title))
@@ -309,6 +316,16 @@ fn render_help(app: &App, frame: &mut Frame) {
         Paragraph::new(lines).block(Block::bordered().title(" keys ")),
         area,
     );
+}
+
+/// Rows `lines` take when wrapped to `width` columns, so a popup fits all of its text.
+fn wrapped_height(lines: &[Line], width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    let rows: usize = lines
+        .iter()
+        .map(|line| line.width().div_ceil(width).max(1))
+        .sum();
+    u16::try_from(rows).unwrap_or(u16::MAX)
 }
 
 /// `4s`, `3m`, `2h` — ages at a glance.
