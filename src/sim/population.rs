@@ -340,7 +340,7 @@ impl Scenario {
         }
         if !next.pipelines.is_empty() {
             let i = (step.wrapping_mul(7) % next.pipelines.len() as u64) as usize;
-            let status = if step % 2 == 0 {
+            let status = if step.is_multiple_of(2) {
                 PipelineStatus::PipelineTerminated
             } else {
                 PipelineStatus::PipelineReady
