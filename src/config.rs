@@ -180,6 +180,13 @@ pub fn parse_namespace(text: &str) -> Result<String, String> {
     }
 }
 
+/// A listening address: an IP and a port (port 0 picks a free one).
+pub fn parse_socket_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:8080".to_string())
+}
+
 pub fn parse_uuid(text: &str) -> Result<Uuid, String> {
     Uuid::parse_str(text.trim()).map_err(|e| format!("expected a UUID ({e})"))
 }

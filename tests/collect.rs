@@ -96,7 +96,7 @@ fn environment_variables_configure_collect_like_the_original() {
 }
 
 #[test]
-fn a_real_version_is_reported_and_the_placeholder_is_not() {
+fn a_real_scheduler_version_is_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let scenario = dir.path().join("versioned.json");
     std::fs::write(&scenario, r#"{"version": "2.9.1"}"#).expect("write scenario");

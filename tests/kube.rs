@@ -389,3 +389,15 @@ fn without_the_cluster_role_only_node_count_is_lost() {
         );
     }
 }
+
+#[test]
+fn an_unreadable_cpu_quantity_leaves_the_server_sums_unknown_not_smaller() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = scenario_file(dir.path(), |s| s["servers"][0]["cpu"] = "lots".into());
+    let sim = SimProcess::start_with_kube(&["--scenario", &scenario]);
+    let p = props(&collect_with_kube(&sim, &[]));
+    assert!(!p.contains_key("server_cpu_cores_sum"), "{p:?}");
+    assert_eq!(p["node_count"], 3);
+    let t = table(&sim, &[]);
+    assert!(row(&t, "server_cpu_cores_sum").contains("\"lots\""), "{t}");
+}

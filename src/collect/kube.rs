@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, PodSpec};
 use kube::api::{ApiResource, DynamicObject, ListParams, ObjectList};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -424,40 +424,56 @@ async fn server_summary(client: Client, namespace: &str) -> Result<ServerSummary
     .map_err(server_crd_missing)?;
 
     let mut summary = ServerSummary::default();
-    if pending.is_empty() {
-        return Ok(summary);
-    }
-    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    for_each_page(&statefulsets, "list statefulsets", |sts: StatefulSet| {
-        if let Some(config) = sts.metadata.name.as_ref().and_then(|n| pending.remove(n)) {
-            let replicas = sts.spec.replicas.unwrap_or(1);
-            summary.add(server_facts(
-                config.as_deref(),
-                sts.spec.template.spec.as_ref(),
-                replicas,
-            ));
+    // The first Server whose quantities do not parse makes the sums unknown, not smaller.
+    let mut unreadable: Option<String> = None;
+    let mut add = |config: Option<String>, pod: Option<&PodSpec>, replicas: i32| match server_facts(
+        config.as_deref(),
+        pod,
+        replicas,
+    ) {
+        Ok(facts) => summary.add(facts),
+        Err(reason) => {
+            unreadable.get_or_insert(reason);
         }
-    })
-    .await?;
+    };
+    if !pending.is_empty() {
+        let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+        for_each_page(&statefulsets, "list statefulsets", |sts: StatefulSet| {
+            if let Some(config) = sts.metadata.name.as_ref().and_then(|n| pending.remove(n)) {
+                add(
+                    config,
+                    sts.spec.template.spec.as_ref(),
+                    sts.spec.replicas.unwrap_or(1),
+                );
+            }
+        })
+        .await?;
+    }
     if !pending.is_empty() {
         let deployments: Api<Deployment> = Api::namespaced(client, namespace);
         for_each_page(&deployments, "list deployments", |d: Deployment| {
             if let Some(config) = d.metadata.name.as_ref().and_then(|n| pending.remove(n)) {
-                let replicas = d.spec.replicas.unwrap_or(1);
-                summary.add(server_facts(
-                    config.as_deref(),
+                add(
+                    config,
                     d.spec.template.spec.as_ref(),
-                    replicas,
-                ));
+                    d.spec.replicas.unwrap_or(1),
+                );
             }
         })
         .await?;
     }
     // Servers whose workload does not exist (yet) still tell their kind.
     for (_, config) in pending {
-        summary.add(server_facts(config.as_deref(), None, 0));
+        add(config, None, 0);
     }
-    Ok(summary)
+    match unreadable {
+        Some(reason) => Err(ReadError {
+            reason,
+            answered: true,
+            status: None,
+        }),
+        None => Ok(summary),
+    }
 }
 
 #[cfg(test)]

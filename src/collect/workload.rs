@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// The containers of a Seldon Server pod that are not the inference server.
 const AGENT: &str = "agent";
@@ -89,7 +90,7 @@ pub fn server_facts(
     server_config: Option<&str>,
     pod: Option<&PodSpec>,
     replicas: i32,
-) -> ServerFacts {
+) -> Result<ServerFacts, String> {
     let containers: &[Container] = pod.map(|p| p.containers.as_slice()).unwrap_or(&[]);
     let agent_kind = containers
         .iter()
@@ -118,23 +119,38 @@ pub fn server_facts(
         let limited = resources
             .and_then(|r| r.limits.as_ref())
             .and_then(|q| q.get(name));
-        requested.or(limited).and_then(|q| parse_quantity(&q.0))
+        requested.or(limited)
     };
-    let cpu_cores = quantity("cpu").unwrap_or(0.0) * f64::from(replicas.max(0));
-    let gpu = resources.is_some_and(|r| {
-        [r.requests.as_ref(), r.limits.as_ref()]
-            .into_iter()
-            .flatten()
-            .flat_map(|map| map.iter())
-            .any(|(name, q)| {
-                name.ends_with("/gpu") && parse_quantity(&q.0).is_some_and(|n| n > 0.0)
-            })
-    });
-    ServerFacts {
+    // A quantity that does not parse makes the sum unknown rather than quietly smaller.
+    let parsed = |name: &str, q: &Quantity| {
+        parse_quantity(&q.0).ok_or_else(|| {
+            format!(
+                "a Server's inference container has {name} {:?}, which is not a quantity",
+                q.0
+            )
+        })
+    };
+    // No CPU request or limit: the container asks for no CPU.
+    let cpu = quantity("cpu")
+        .map(|q| parsed("cpu", q))
+        .transpose()?
+        .unwrap_or(0.0);
+    let cpu_cores = cpu * f64::from(replicas.max(0));
+    let mut gpu = false;
+    for map in resources
+        .iter()
+        .flat_map(|r| [r.requests.as_ref(), r.limits.as_ref()])
+        .flatten()
+    {
+        for (name, q) in map.iter().filter(|(name, _)| name.ends_with("/gpu")) {
+            gpu |= parsed(name, q)? > 0.0;
+        }
+    }
+    Ok(ServerFacts {
         kind,
         cpu_cores,
         gpu,
-    }
+    })
 }
 
 /// The inference server's container: the one named after the server kind, else the first that
@@ -236,9 +252,30 @@ pub fn operator_is_clusterwide(deployment: &Deployment) -> Result<bool, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ok_facts(config: Option<&str>, pod: Option<&PodSpec>, replicas: i32) -> ServerFacts {
+        server_facts(config, pod, replicas).expect("valid quantities")
+    }
+
+    #[test]
+    fn an_unreadable_quantity_is_an_error_not_zero() {
+        let pod = |cpu: &str, gpu: &str| PodSpec {
+            containers: vec![container(
+                "mlserver",
+                "mlserver:1",
+                &[("cpu", cpu)],
+                &[("nvidia.com/gpu", gpu)],
+            )],
+            ..Default::default()
+        };
+        let error =
+            server_facts(Some("mlserver"), Some(&pod("lots", "1")), 1).expect_err("bad cpu");
+        assert!(error.contains("\"lots\""), "{error}");
+        assert!(server_facts(Some("mlserver"), Some(&pod("1", "one")), 1).is_err());
+        assert!(server_facts(Some("mlserver"), Some(&pod("1", "1")), 1).is_ok());
+    }
     use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
     use k8s_openapi::api::core::v1::{PodTemplateSpec, ResourceRequirements};
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use std::collections::BTreeMap;
 
     fn quantities(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, Quantity>> {
@@ -368,7 +405,7 @@ mod tests {
 
     #[test]
     fn default_mlserver_server() {
-        let facts = server_facts(Some("mlserver"), Some(&mlserver_pod()), 2);
+        let facts = ok_facts(Some("mlserver"), Some(&mlserver_pod()), 2);
         assert_eq!(facts.kind.as_deref(), Some("mlserver"));
         assert_eq!(
             facts.cpu_cores, 2.0,
@@ -379,7 +416,7 @@ mod tests {
 
     #[test]
     fn gpu_triton_server_found_by_name_not_position() {
-        let facts = server_facts(Some("triton"), Some(&triton_gpu_pod()), 1);
+        let facts = ok_facts(Some("triton"), Some(&triton_gpu_pod()), 1);
         assert_eq!(facts.kind.as_deref(), Some("triton"));
         assert_eq!(facts.cpu_cores, 1.5);
         assert!(facts.gpu);
@@ -396,8 +433,8 @@ mod tests {
             )],
             ..Default::default()
         };
-        assert!(server_facts(Some("triton"), Some(&pod("2")), 1).gpu);
-        assert!(!server_facts(Some("triton"), Some(&pod("0")), 1).gpu);
+        assert!(ok_facts(Some("triton"), Some(&pod("2")), 1).gpu);
+        assert!(!ok_facts(Some("triton"), Some(&pod("0")), 1).gpu);
     }
 
     #[test]
@@ -409,7 +446,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert_eq!(server_facts(None, Some(&pod), 3).cpu_cores, 1.5);
+        assert_eq!(ok_facts(None, Some(&pod), 3).cpu_cores, 1.5);
     }
 
     #[test]
@@ -427,16 +464,16 @@ mod tests {
             ],
             ..Default::default()
         };
-        let from_config = server_facts(Some("HuggingFace"), Some(&pod), 1);
+        let from_config = ok_facts(Some("HuggingFace"), Some(&pod), 1);
         assert_eq!(from_config.kind.as_deref(), Some("huggingface"));
         assert_eq!(from_config.cpu_cores, 2.0);
-        let from_image = server_facts(None, Some(&pod), 1);
+        let from_image = ok_facts(None, Some(&pod), 1);
         assert_eq!(from_image.kind.as_deref(), Some("huggingface-rt"));
     }
 
     #[test]
     fn a_server_without_a_workload_contributes_only_its_kind() {
-        let facts = server_facts(Some("mlserver"), None, 1);
+        let facts = ok_facts(Some("mlserver"), None, 1);
         assert_eq!(
             facts,
             ServerFacts {
@@ -450,7 +487,7 @@ mod tests {
     #[test]
     fn scaled_to_zero_uses_no_cpu() {
         assert_eq!(
-            server_facts(Some("mlserver"), Some(&mlserver_pod()), 0).cpu_cores,
+            ok_facts(Some("mlserver"), Some(&mlserver_pod()), 0).cpu_cores,
             0.0
         );
     }
@@ -458,9 +495,9 @@ mod tests {
     #[test]
     fn summary_joins_distinct_sorted_kinds() {
         let mut summary = ServerSummary::default();
-        summary.add(server_facts(Some("triton"), Some(&triton_gpu_pod()), 1));
-        summary.add(server_facts(Some("mlserver"), Some(&mlserver_pod()), 1));
-        summary.add(server_facts(Some("mlserver"), Some(&mlserver_pod()), 1));
+        summary.add(ok_facts(Some("triton"), Some(&triton_gpu_pod()), 1));
+        summary.add(ok_facts(Some("mlserver"), Some(&mlserver_pod()), 1));
+        summary.add(ok_facts(Some("mlserver"), Some(&mlserver_pod()), 1));
         assert_eq!(summary.kinds_joined(), "mlserver,triton");
         assert_eq!(summary.gpu_servers, 1);
         assert_eq!(summary.cpu_cores, 3.5);

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::collect;
 use crate::config::{
     Checker, CommonArgs, ConfigErrors, PublishArgs, PublishSettings, Settings, parse_duration,
+    parse_socket_addr,
 };
 use crate::metrics::Level;
 use crate::payload::build_event;
@@ -65,11 +66,11 @@ impl DaemonArgs {
             &self.interval,
             parse_duration,
         );
-        let listen = c.check_opt("--listen (HODOMETER_LISTEN)", self.listen.as_deref(), |t| {
-            t.trim()
-                .parse::<SocketAddr>()
-                .map_err(|_| "expected IP:PORT, e.g. 0.0.0.0:8080".to_string())
-        });
+        let listen = c.check_opt(
+            "--listen (HODOMETER_LISTEN)",
+            self.listen.as_deref(),
+            parse_socket_addr,
+        );
         c.finish()?;
         match (settings, publish, interval, listen) {
             (Some(settings), Some(publish), Some(interval), Some(listen)) => Ok(DaemonConfig {

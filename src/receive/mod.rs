@@ -19,7 +19,7 @@ use std::sync::Arc;
 use clap::Args;
 use tokio::net::TcpListener;
 
-use crate::config::{Checker, ConfigErrors};
+use crate::config::{Checker, ConfigErrors, parse_socket_addr};
 pub use http::MAX_BODY_BYTES;
 use store::{Store, StoreError};
 
@@ -97,10 +97,7 @@ pub enum ReceiveError {
 impl ReceiveArgs {
     pub fn validate(&self) -> Result<ReceiveConfig, ConfigErrors> {
         let mut c = Checker::default();
-        let listen = c.check("--listen", &self.listen, |t| {
-            t.parse::<SocketAddr>()
-                .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:8001".into())
-        });
+        let listen = c.check("--listen", &self.listen, parse_socket_addr);
         let record = c.check("--record", &self.record, Record::parse);
         if let Some(path) = &self.store {
             c.check("--store", &path.display().to_string(), |_| {

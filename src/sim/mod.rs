@@ -20,7 +20,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::config::{Checker, ConfigErrors};
+use crate::config::{Checker, ConfigErrors, parse_socket_addr};
 use faults::{Fault, Faults};
 use population::{Counts, Scenario};
 use service::{Population, SimScheduler};
@@ -136,17 +136,13 @@ pub enum SimError {
 impl SimArgs {
     pub fn validate(&self) -> Result<SimConfig, ConfigErrors> {
         let mut c = Checker::default();
-        let socket = |t: &str| {
-            t.parse::<SocketAddr>()
-                .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:9004".to_string())
-        };
-        let listen = c.check("--listen", &self.listen, socket);
+        let listen = c.check("--listen", &self.listen, parse_socket_addr);
         let kube_listen = match &self.kube_listen {
-            Some(text) => c.check("--kube-listen", text, socket).map(Some),
+            Some(text) => c.check("--kube-listen", text, parse_socket_addr).map(Some),
             None => Some(None),
         };
         let tls_listen = match &self.tls_listen {
-            Some(text) => c.check("--tls-listen", text, socket),
+            Some(text) => c.check("--tls-listen", text, parse_socket_addr),
             None => None,
         };
         for resource in &self.kube_forbid {
