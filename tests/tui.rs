@@ -150,7 +150,7 @@ fn inspect_flips_sharing_with_the_level_sends_after_confirmation_and_quits_clean
     let screen = tmux.wait_for("a clean exit", |s| s.contains("EXITED"));
     assert!(screen.contains("EXITED 0"), "{screen}");
     assert!(
-        !screen.contains("hodometer inspect  cluster id"),
+        !screen.contains("cluster id"),
         "the screen was not restored:\n{screen}"
     );
 }

@@ -19,7 +19,7 @@ const BAD: Style = Style::new().fg(Color::Red);
 
 pub fn render(app: &App, frame: &mut Frame) {
     let [header, levels, body, footer] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(4),
         Constraint::Length(1),
         Constraint::Min(3),
         Constraint::Length(1),
@@ -53,13 +53,20 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
         (false, Some(at)) => format!("refreshed {} ago", short_age(age(app.now, at))),
         (false, None) => "not collected yet".to_string(),
     };
-    let next = format!(", every {} (r: now)", short_age(app.info.refresh_every));
+    // When the next background refresh (and so the next retry of a source that is down) starts.
+    let next = match app.last_refresh {
+        Some(at) if !app.refreshing => {
+            let wait = app.info.refresh_every.saturating_sub(age(app.now, at));
+            format!(", next in {} (r: now)", short_age(wait))
+        }
+        _ => String::new(),
+    };
     let lines = vec![
         Line::from(vec![
-            Span::styled("hodometer inspect", Style::new().bold()),
-            Span::raw(format!("  cluster id {}  ", app.info.cluster_id)),
+            Span::styled("hodometer inspect  ", Style::new().bold()),
             Span::styled(refreshed + &next, WITHHELD),
         ]),
+        Line::raw(format!("cluster id {}", app.info.cluster_id)),
         Line::from(scheduler),
         Line::from(kube),
     ];
