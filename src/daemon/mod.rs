@@ -2,6 +2,7 @@
 //! drop-in for the original in-cluster component (SPEC 7).
 
 pub mod metrics;
+mod rest;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -197,6 +198,7 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
         if config.once {
             return DaemonExit::Clean;
         }
+        rest::release_code_pages();
         return std::future::pending().await;
     }
     loop {
@@ -209,7 +211,8 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
             };
         }
         let pause = config.interval + jitter(config.interval);
-        tracing::debug!(next_in = ?pause, "waiting for the next collection");
+        let released = rest::release_code_pages();
+        tracing::debug!(next_in = ?pause, released, "waiting for the next collection");
         tokio::time::sleep(pause).await;
     }
 }
