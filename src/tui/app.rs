@@ -131,10 +131,10 @@ impl App {
 
     /// Which bindings apply now.
     pub fn context(&self) -> Context {
-        if self.dialog.is_some() {
-            Context::Dialog
-        } else {
-            Context::Main
+        match self.dialog {
+            None => Context::Main,
+            Some(Dialog::Confirm(_)) => Context::Dialog,
+            Some(Dialog::Sending { .. }) => Context::Sent,
         }
     }
 
@@ -477,6 +477,13 @@ pub mod tests {
             }
             other => panic!("expected the sending dialog, got {other:?}"),
         }
+        assert_eq!(
+            app.context(),
+            Context::Sent,
+            "once sent, the dialog only closes"
+        );
+        assert_eq!(app.on_action(Action::Cancel), None);
+        assert_eq!(app.context(), Context::Main);
     }
 
     #[test]

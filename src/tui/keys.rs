@@ -21,11 +21,13 @@ pub enum Action {
     Quit,
 }
 
-/// Where a binding applies: the main screen, or the send dialog that takes over the keys.
+/// Where a binding applies: the main screen, the send dialog asking for confirmation, or the
+/// dialog showing outcomes once sent (which only closes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
     Main,
     Dialog,
+    Sent,
 }
 
 /// Where a binding is listed.
@@ -68,7 +70,7 @@ const fn bind(
 }
 
 use Action::*;
-use Context::{Dialog, Main};
+use Context::{Dialog, Main, Sent};
 use Shown::{Covered, Footer, Help};
 
 pub const BINDINGS: &[Binding] = &[
@@ -182,7 +184,15 @@ pub const BINDINGS: &[Binding] = &[
         "n/Esc",
         Cancel,
         Dialog,
-        "no: cancel, or close once sent",
+        "no: cancel",
+        Footer,
+    ),
+    bind(
+        &[KeyCode::Esc, KeyCode::Enter, KeyCode::Char('q')],
+        "Esc",
+        Cancel,
+        Sent,
+        "close the outcomes",
         Footer,
     ),
 ];
@@ -260,6 +270,7 @@ mod tests {
         assert!(main.contains(&("s", "send")));
         assert!(main.contains(&("p", "payload")));
         assert!(hints(Context::Dialog).contains(&("y", "yes")));
+        assert_eq!(hints(Context::Sent), vec![("Esc", "close")]);
         assert!(main.contains(&("?", "help")));
         assert!(!main.iter().any(|(label, _)| *label == "y"));
     }

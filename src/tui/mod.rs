@@ -119,7 +119,8 @@ async fn event_loop(
     );
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut keys = EventStream::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // Ages on screen are in whole seconds: a redraw a second keeps them current.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
 
     while !app.quit {

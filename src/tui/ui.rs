@@ -198,13 +198,8 @@ fn render_payload(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn render_footer(app: &App, frame: &mut Frame, area: Rect) {
-    let context = if app.dialog.is_some() {
-        Context::Dialog
-    } else {
-        Context::Main
-    };
     let mut spans = Vec::new();
-    for (label, text) in hints(context) {
+    for (label, text) in hints(app.context()) {
         spans.push(Span::styled(label, Style::new().bold()));
         spans.push(Span::styled(format!(" {text}  "), WITHHELD));
     }
@@ -304,10 +299,10 @@ fn render_help(app: &App, frame: &mut Frame) {
         .iter()
         .filter(|b| b.shown != Listed::Covered)
         .map(|b| {
-            let context = if b.context == Context::Dialog {
-                " (send dialog)"
-            } else {
-                ""
+            let context = match b.context {
+                Context::Main => "",
+                Context::Dialog => " (send dialog)",
+                Context::Sent => " (once sent)",
             };
             Line::from(vec![
                 Span::styled(format!("{:>6}  ", b.label), Style::new().bold()),
