@@ -71,17 +71,33 @@ mod tests {
         assert_eq!(read_only_mapping_of(heap, exe), None);
     }
 
+    /// `RssFile` of this process, in kB.
+    #[cfg(target_os = "linux")]
+    fn resident_file_kb() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssFile:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("RssFile line")
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
-    fn the_running_test_binary_gives_back_its_code_pages_and_keeps_working() {
+    fn the_running_test_binary_gives_back_its_code_pages() {
+        let before = resident_file_kb();
         assert!(
             release_code_pages() > 0,
             "the test binary has read-only mappings"
         );
-        // Code paged out is read back when used again.
-        assert_eq!(
-            read_only_mapping_of("1-2 r--p 0 0:0 0 x", "x"),
-            Some((1, 1))
-        );
+        let after = resident_file_kb();
+        // The kernel keeps pages another process also maps; cargo-nextest runs this binary's tests
+        // as concurrent processes, so only `cargo test` (one process) can see the drop.
+        if std::env::var_os("NEXTEST_RUN_ID").is_none() {
+            assert!(
+                after < before,
+                "resident file pages did not drop: {before} kB -> {after} kB"
+            );
+        }
     }
 }
