@@ -11,6 +11,7 @@ pub mod demo;
 pub mod logging;
 pub mod metrics;
 pub mod payload;
+pub mod prometheus;
 pub mod proto;
 pub mod publish;
 pub mod receive;

@@ -2,9 +2,9 @@
 //! the loop records, the HTTP handler renders.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::prometheus::{family, sample};
 use crate::publish::{EndpointOutcome, OutcomeKind};
 
 /// Upper bounds of the publish-latency histogram, in seconds: from a fast loopback receiver to
@@ -70,67 +70,73 @@ impl DaemonMetrics {
     /// The Prometheus text exposition of everything recorded.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP hodometer_collections_total Collections, by whether every shared metric was known."
+        let collections = "hodometer_collections_total";
+        family(
+            &mut out,
+            collections,
+            "counter",
+            "Collections, by whether every shared metric was known.",
         );
-        let _ = writeln!(out, "# TYPE hodometer_collections_total counter");
         for outcome in [CollectionOutcome::Complete, CollectionOutcome::Partial] {
             let n = self.collections.get(&outcome).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "hodometer_collections_total{{outcome=\"{}\"}} {n}",
-                outcome.as_str()
+            sample(
+                &mut out,
+                collections,
+                &[("outcome", outcome.as_str())],
+                n as f64,
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP hodometer_publishes_total Publishes to one endpoint, by outcome."
+        let publishes = "hodometer_publishes_total";
+        family(
+            &mut out,
+            publishes,
+            "counter",
+            "Publishes to one endpoint, by outcome.",
         );
-        let _ = writeln!(out, "# TYPE hodometer_publishes_total counter");
         for kind in OutcomeKind::ALL {
             let n = self.publishes.get(&kind).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "hodometer_publishes_total{{outcome=\"{}\"}} {n}",
-                kind.as_str()
-            );
+            sample(&mut out, publishes, &[("outcome", kind.as_str())], n as f64);
         }
-        let _ = writeln!(
-            out,
-            "# HELP hodometer_last_success_timestamp_seconds When every endpoint last accepted an event (0: never)."
+        let last_success = "hodometer_last_success_timestamp_seconds";
+        family(
+            &mut out,
+            last_success,
+            "gauge",
+            "When every endpoint last accepted an event (0: never).",
         );
-        let _ = writeln!(out, "# TYPE hodometer_last_success_timestamp_seconds gauge");
         let last = self
             .last_success
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0.0, |d| d.as_secs_f64());
-        let _ = writeln!(out, "hodometer_last_success_timestamp_seconds {last}");
-        let _ = writeln!(
-            out,
-            "# HELP hodometer_publish_latency_seconds Time to publish to one endpoint, retries included."
+        sample(&mut out, last_success, &[], last);
+        let latency = "hodometer_publish_latency_seconds";
+        family(
+            &mut out,
+            latency,
+            "histogram",
+            "Time to publish to one endpoint, retries included.",
         );
-        let _ = writeln!(out, "# TYPE hodometer_publish_latency_seconds histogram");
+        let bucket = format!("{latency}_bucket");
         for (count, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
-            let _ = writeln!(
-                out,
-                "hodometer_publish_latency_seconds_bucket{{le=\"{bound}\"}} {count}"
+            sample(
+                &mut out,
+                &bucket,
+                &[("le", &bound.to_string())],
+                *count as f64,
             );
         }
-        let _ = writeln!(
-            out,
-            "hodometer_publish_latency_seconds_bucket{{le=\"+Inf\"}} {}",
-            self.latency_count
+        sample(
+            &mut out,
+            &bucket,
+            &[("le", "+Inf")],
+            self.latency_count as f64,
         );
-        let _ = writeln!(
-            out,
-            "hodometer_publish_latency_seconds_sum {}",
-            self.latency_sum
-        );
-        let _ = writeln!(
-            out,
-            "hodometer_publish_latency_seconds_count {}",
-            self.latency_count
+        sample(&mut out, &format!("{latency}_sum"), &[], self.latency_sum);
+        sample(
+            &mut out,
+            &format!("{latency}_count"),
+            &[],
+            self.latency_count as f64,
         );
         out
     }

@@ -279,7 +279,11 @@ fn router(metrics: Shared) -> Router {
             "/metrics",
             get(|State(m): State<Shared>| async move {
                 let text = lock(&m).render();
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+                (
+                    [(header::CONTENT_TYPE, crate::prometheus::CONTENT_TYPE)],
+                    text,
+                )
+                    .into_response()
             }),
         )
         .with_state(metrics)

@@ -1,10 +1,10 @@
 //! `/metrics` in the Prometheus text exposition format (version 0.0.4).
 
-use std::fmt::Write;
+use crate::prometheus::{family, sample};
 
 use super::store::ClusterSummary;
 
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub use crate::prometheus::CONTENT_TYPE;
 
 /// The receiver's own counters since it started (counters restart at zero, as Prometheus
 /// expects; what was recorded before a restart is in the store and in `/events`).
@@ -103,51 +103,6 @@ pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
     out
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {}", escape(help, false));
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (label, text)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{label}=\"{}\"", escape(text, true));
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {}", number(value));
-}
-
-/// Label values escape `\`, `"` and line feeds; HELP text escapes `\` and line feeds only.
-fn escape(text: &str, quote: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' if quote => out.push_str("\\\""),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Prometheus spells the non-finite values `+Inf`, `-Inf` and `NaN`; Rust's `inf` is not valid.
-fn number(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".into()
-    } else if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        value.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,15 +128,6 @@ mod tests {
             ),
             "{text}"
         );
-    }
-
-    #[test]
-    fn numbers_use_prometheus_spellings() {
-        assert_eq!(number(12.0), "12");
-        assert_eq!(number(1.5), "1.5");
-        assert_eq!(number(f64::INFINITY), "+Inf");
-        assert_eq!(number(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(number(f64::NAN), "NaN");
     }
 
     #[test]
