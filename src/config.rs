@@ -1,243 +1,20 @@
-//! Validated configuration. Flags and environment variables arrive as raw text (see `cli`), so
-//! every bad setting can be reported at once, each with its name and value, before anything runs.
+//! Validated configuration: the option groups every collecting command shares. Flags and
+//! environment variables arrive as raw text and are checked with `validate`, so every bad setting
+//! is reported at once, each with its name and value, before anything runs.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
+use clap::Args;
 use uuid::Uuid;
 
 use crate::collect::CollectPlan;
 use crate::collect::kube::KubeTarget;
-use clap::Args;
-
 use crate::collect::scheduler::{ClientTls, SchedulerTarget};
 use crate::metrics::Level;
 use crate::payload::DEFAULT_TOKEN;
 use crate::publish::{Endpoint, PublishPolicy, parse_endpoint, parse_endpoint_list};
 
-/// One invalid setting.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invalid {
-    /// The flag and, where there is one, its environment variable: `--level (METRICS_LEVEL)`.
-    pub setting: &'static str,
-    pub value: String,
-    pub problem: String,
-}
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = {:?}: {}", self.setting, self.value, self.problem)
-    }
-}
-
-/// Every invalid setting found, reported together.
-#[derive(Clone, Debug, Default, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<Invalid>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problems):", self.0.len())?;
-        for invalid in &self.0 {
-            writeln!(f, "  - {invalid}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Collects problems while each setting is parsed, so one pass reports them all.
-#[derive(Default)]
-pub struct Checker {
-    errors: Vec<Invalid>,
-}
-
-impl Checker {
-    /// Parses `value` with `parse`; on failure records the problem and returns `None`.
-    pub fn check<T>(
-        &mut self,
-        setting: &'static str,
-        value: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        match parse(value) {
-            Ok(parsed) => Some(parsed),
-            Err(problem) => {
-                self.errors.push(Invalid {
-                    setting,
-                    value: value.to_string(),
-                    problem,
-                });
-                None
-            }
-        }
-    }
-
-    /// As [`Checker::check`] for a setting that may carry credentials (URLs): a problem records
-    /// the value with every `user:password@` replaced by `REDACTED@` (see [`redact_userinfo`]).
-    pub fn check_redacted<T>(
-        &mut self,
-        setting: &'static str,
-        value: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        match parse(value) {
-            Ok(parsed) => Some(parsed),
-            Err(problem) => {
-                self.errors.push(Invalid {
-                    setting,
-                    value: redact_userinfo(value),
-                    problem,
-                });
-                None
-            }
-        }
-    }
-
-    /// As [`Checker::check_redacted`] for a setting that may be absent.
-    pub fn check_opt_redacted<T>(
-        &mut self,
-        setting: &'static str,
-        value: Option<&str>,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<Option<T>> {
-        match value {
-            Some(text) => self.check_redacted(setting, text, parse).map(Some),
-            None => Some(None),
-        }
-    }
-
-    /// As [`Checker::check`] for a setting that may be absent: `Some(None)` when it is.
-    pub fn check_opt<T>(
-        &mut self,
-        setting: &'static str,
-        value: Option<&str>,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<Option<T>> {
-        match value {
-            Some(text) => self.check(setting, text, parse).map(Some),
-            None => Some(None),
-        }
-    }
-
-    pub fn finish(self) -> Result<(), ConfigErrors> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(self.errors))
-        }
-    }
-}
-
-/// `text` with the userinfo of anything URL-like hidden, for error messages: in the text before
-/// the first `://` and in each part after one, everything up to the part's last `@` becomes
-/// `REDACTED`. So `http://user:pw@h/x` reads `http://REDACTED@h/x`, `user:pw@h` reads
-/// `REDACTED@h`, and every item of a comma-separated list is redacted. A password holding `,`,
-/// `/`, `?` or `#` stays hidden too, at the price of hiding more when a path or query holds `@`.
-pub fn redact_userinfo(text: &str) -> String {
-    text.split("://")
-        .map(|part| match part.rfind('@') {
-            Some(at) => format!("REDACTED{}", &part[at..]),
-            None => part.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("://")
-}
-
-pub fn parse_level(text: &str) -> Result<Level, String> {
-    Level::parse(text).ok_or_else(|| "expected one of off, cluster, resource, feature".into())
-}
-
-pub fn parse_port(text: &str) -> Result<u16, String> {
-    match text.trim().parse::<u16>() {
-        Ok(0) | Err(_) => Err("expected a port number from 1 to 65535".into()),
-        Ok(port) => Ok(port),
-    }
-}
-
-pub fn parse_host(text: &str) -> Result<String, String> {
-    let host = text.trim();
-    if host.is_empty() || host.contains(['/', ' ', '?', '#', '@']) {
-        Err("expected a host name or IP address, without scheme or port".into())
-    } else {
-        Ok(host.to_string())
-    }
-}
-
-/// A Kubernetes namespace name (an RFC 1123 label).
-pub fn parse_namespace(text: &str) -> Result<String, String> {
-    let ns = text.trim();
-    let valid = !ns.is_empty()
-        && ns.len() <= 63
-        && ns
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !ns.starts_with('-')
-        && !ns.ends_with('-');
-    if valid {
-        Ok(ns.to_string())
-    } else {
-        Err("expected a namespace name: lower-case letters, digits and '-', at most 63".into())
-    }
-}
-
-/// A listening address: an IP and a port (port 0 picks a free one).
-pub fn parse_socket_addr(text: &str) -> Result<std::net::SocketAddr, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:8080".to_string())
-}
-
-pub fn parse_uuid(text: &str) -> Result<Uuid, String> {
-    Uuid::parse_str(text.trim()).map_err(|e| format!("expected a UUID ({e})"))
-}
-
-/// The longest duration any setting accepts: far beyond any sensible interval or deadline, and
-/// far below what would overflow the clock arithmetic that uses it.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text.trim()) {
-        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
-        Ok(d) if d > MAX_DURATION => Err("must be at most 365 days".into()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(format!("expected a duration such as 30s, 5m or 8h ({e})")),
-    }
-}
-
-/// The common `DO_NOT_TRACK` convention: any affirmative value turns sharing off.
-pub fn parse_do_not_track(text: &str) -> Result<bool, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "" | "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err("expected 1 or 0 (true/false)".into()),
-    }
-}
-
-/// `error`, `warn`, `info`, `debug` or `trace`, in any case; also the original's logrus names
-/// (`warning`, and `fatal` and `panic`, which mean `error` here).
-pub fn parse_log_level(text: &str) -> Result<tracing::Level, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "warning" => Ok(tracing::Level::WARN),
-        "fatal" | "panic" => Ok(tracing::Level::ERROR),
-        other => other
-            .parse::<tracing::Level>()
-            .map_err(|_| "expected one of error, warn, info, debug, trace".into()),
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-pub fn parse_log_format(text: &str) -> Result<LogFormat, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        _ => Err("expected text or json".into()),
-    }
-}
+pub use crate::validate::*;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogSettings {
@@ -560,6 +337,7 @@ impl CommonArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn checker_reports_every_problem_with_its_value() {

@@ -1,7 +1,10 @@
 //! hodometer: anonymous usage metrics for Seldon Core v2.
 //!
 //! Data flows one way: sources (`collect`) → [`metrics::Snapshot`] → level filter →
-//! [`payload::Event`] → output. Each module only uses the ones before it.
+//! [`payload::Event`] → `publish` and the views (`report`, `tui`). The commands sit on top
+//! (`daemon`, `demo`, `cli`); `sim` and `receive` are the peers hodometer talks to, for demos and
+//! tests. `validate`, `prometheus` and `metrics` are leaves every layer may use; `collect`,
+//! `payload` and `publish` never use the commands or the views.
 
 pub mod cli;
 pub mod collect;
@@ -19,3 +22,4 @@ pub mod report;
 pub mod sim;
 pub mod tls;
 pub mod tui;
+pub mod validate;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use clap::Args;
 use tokio::net::TcpListener;
 
-use crate::config::{Checker, ConfigErrors, parse_socket_addr};
+use crate::validate::{Checker, ConfigErrors, parse_socket_addr};
 pub use http::MAX_BODY_BYTES;
 use store::{Store, StoreError};
 

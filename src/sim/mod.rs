@@ -20,7 +20,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::config::{Checker, ConfigErrors, parse_socket_addr};
+use crate::validate::{Checker, ConfigErrors, parse_socket_addr};
 use faults::{Fault, Faults};
 use population::{Counts, Scenario};
 use service::{Population, SimScheduler};
