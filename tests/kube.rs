@@ -107,19 +107,7 @@ fn lists_are_paged_and_match_the_generated_population() {
         pipelines: 2,
         experiments: 1,
     };
-    let scenario = Scenario::generate(counts, 11);
-    let sim = SimProcess::start_with_kube(&[
-        "--models",
-        "10",
-        "--servers",
-        "600",
-        "--pipelines",
-        "2",
-        "--experiments",
-        "1",
-        "--seed",
-        "11",
-    ]);
+    let (sim, scenario) = SimProcess::generated(counts, 11, true);
     let p = props(&collect_with_kube(&sim, &[]));
 
     assert_eq!(p["node_count"], scenario.kubernetes.nodes);

@@ -77,19 +77,7 @@ fn generated_population_leaks_nothing_either() {
         pipelines: 30,
         experiments: 6,
     };
-    let scenario = Scenario::generate(counts, 42);
-    let sim = SimProcess::start(&[
-        "--models",
-        "300",
-        "--servers",
-        "12",
-        "--pipelines",
-        "30",
-        "--experiments",
-        "6",
-        "--seed",
-        "42",
-    ]);
+    let (sim, scenario) = SimProcess::generated(counts, 42, false);
     let out = collect(
         &sim.port_arg(),
         &["--level", "feature", "--log-level", "trace"],

@@ -92,6 +92,31 @@ impl SimProcess {
     pub fn port_arg(&self) -> String {
         self.port.to_string()
     }
+
+    /// A generated population (and the Kubernetes stand-in when `kube`), with the same scenario
+    /// rebuilt in the test so it can compute what to expect.
+    pub fn generated(
+        counts: hodometer::sim::population::Counts,
+        seed: u64,
+        kube: bool,
+    ) -> (SimProcess, hodometer::sim::population::Scenario) {
+        let args: Vec<String> = [
+            ("--models", counts.models),
+            ("--servers", counts.servers),
+            ("--pipelines", counts.pipelines),
+            ("--experiments", counts.experiments),
+            ("--seed", seed),
+        ]
+        .iter()
+        .flat_map(|(flag, n)| [flag.to_string(), n.to_string()])
+        .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let sim = Self::spawn(&args, kube, None);
+        (
+            sim,
+            hodometer::sim::population::Scenario::generate(counts, seed),
+        )
+    }
 }
 
 impl Drop for SimProcess {
