@@ -294,14 +294,35 @@ where
     K: Clone + DeserializeOwned + std::fmt::Debug,
     F: FnMut(K),
 {
+    each_page(
+        what,
+        ROLE_PERMISSION,
+        |params| async move { api.list(&params).await },
+        |page| page.into_iter().for_each(&mut visit),
+    )
+    .await
+}
+
+/// The paging loop every list shares: `list` one page at a time (following `continue`), handing
+/// each page's items to `visit`; a refusal names `permission`.
+async fn each_page<T, L, Fut>(
+    what: &str,
+    permission: &str,
+    list: L,
+    mut visit: impl FnMut(Vec<T>),
+) -> Result<(), ReadError>
+where
+    T: Clone,
+    L: Fn(ListParams) -> Fut,
+    Fut: Future<Output = kube::Result<ObjectList<T>>>,
+{
     let mut params = ListParams::default().limit(PAGE_SIZE);
     loop {
-        let page: ObjectList<K> = api
-            .list(&params)
+        let page = list(params.clone())
             .await
-            .map_err(|e| describe(&e, what, Some(ROLE_PERMISSION)))?;
+            .map_err(|e| describe(&e, what, Some(permission)))?;
         let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-        page.items.into_iter().for_each(&mut visit);
+        visit(page.items);
         match next {
             Some(token) => params = params.continue_token(&token),
             None => return Ok(()),
@@ -312,19 +333,18 @@ where
 /// `node_count`: a paged metadata-only list, so no node specs or statuses are transferred.
 async fn count_nodes(client: Client) -> Result<u64, ReadError> {
     let api: Api<Node> = Api::all(client);
-    let mut params = ListParams::default().limit(PAGE_SIZE);
+    let api = &api;
     let mut count = 0u64;
-    loop {
-        let page = api
-            .list_metadata(&params)
-            .await
-            .map_err(|e| describe(&e, "list nodes", Some(NODES_PERMISSION)))?;
-        count += page.items.len() as u64;
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(count),
-        }
-    }
+    each_page(
+        "list nodes",
+        NODES_PERMISSION,
+        |params| async move { api.list_metadata(&params).await },
+        |page| {
+            count += page.len() as u64;
+        },
+    )
+    .await?;
+    Ok(count)
 }
 
 /// `is_global_installation`: no operator Deployment in this namespace means it runs elsewhere,
