@@ -117,35 +117,46 @@ fn a_client_certificate_the_scheduler_does_not_trust_is_refused() {
     let sim = tls_sim(ours.path());
     drop(tls_sim(theirs.path()));
     // Our server CA (so the scheduler verifies), but a client identity from elsewhere.
-    let out = hodometer(&[
-        "collect",
-        "--no-kube",
-        "--level",
-        "resource",
-        "--rpc-timeout",
-        "3s",
-        "--tls",
-    ])
-    .env(
-        "SCHEDULER_TLS_PORT",
-        sim.tls_port.expect("tls port").to_string(),
-    )
-    .env(
-        "CONTROL_PLANE_CLIENT_TLS_KEY_LOCATION",
-        path(theirs.path(), "client.key"),
-    )
-    .env(
-        "CONTROL_PLANE_CLIENT_TLS_CRT_LOCATION",
-        path(theirs.path(), "client.crt"),
-    )
-    .env(
-        "CONTROL_PLANE_CLIENT_TLS_CA_LOCATION",
-        path(ours.path(), "ca.crt"),
-    )
-    .output()
-    .expect("run collect");
-    let e = event(&out);
+    let run = |output: &str| {
+        hodometer(&[
+            "collect",
+            "--no-kube",
+            "--level",
+            "resource",
+            "--rpc-timeout",
+            "2s",
+            "--tls",
+            "--output",
+            output,
+        ])
+        .env(
+            "SCHEDULER_TLS_PORT",
+            sim.tls_port.expect("tls port").to_string(),
+        )
+        .env(
+            "CONTROL_PLANE_CLIENT_TLS_KEY_LOCATION",
+            path(theirs.path(), "client.key"),
+        )
+        .env(
+            "CONTROL_PLANE_CLIENT_TLS_CRT_LOCATION",
+            path(theirs.path(), "client.crt"),
+        )
+        .env(
+            "CONTROL_PLANE_CLIENT_TLS_CA_LOCATION",
+            path(ours.path(), "ca.crt"),
+        )
+        .output()
+        .expect("run collect")
+    };
+    let e = event(&run("json"));
     assert!(e["properties"].get("model_count").is_none());
+    // The client only sees the connection close; the reason says what that usually means.
+    let table = String::from_utf8_lossy(&run("table").stdout).into_owned();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("model_count"))
+        .expect("model_count row");
+    assert!(row.contains("rejects the client certificate"), "{row}");
 }
 
 #[test]

@@ -177,12 +177,52 @@ pub async fn collect(target: &SchedulerTarget) -> SchedulerFacts {
             &client
         ),
     );
-    SchedulerFacts {
+    let facts = SchedulerFacts {
         version,
         models,
         servers,
         pipelines,
         experiments,
+    };
+    if target.tls.is_some() {
+        facts.with_tls_hint()
+    } else {
+        facts
+    }
+}
+
+/// What a closed connection most often means over mutual TLS: the scheduler refused our client
+/// certificate after the handshake, which the client only sees as the connection closing.
+const TLS_CLOSED_HINT: &str = "with mutual TLS, a connection the scheduler keeps closing usually \
+     means it rejects the client certificate (CONTROL_PLANE_CLIENT_TLS_CRT_LOCATION and its CA)";
+
+impl SchedulerFacts {
+    fn with_tls_hint(self) -> SchedulerFacts {
+        fn hint<T>(result: Result<T, CallError>) -> Result<T, CallError> {
+            result.map_err(|error| match error {
+                CallError::DeadlineExceeded {
+                    rpc,
+                    timeout,
+                    attempts,
+                    last_error: Some(last),
+                } if last.contains("connection closed") || last.contains("broken pipe") => {
+                    CallError::DeadlineExceeded {
+                        rpc,
+                        timeout,
+                        attempts,
+                        last_error: Some(format!("{last} ({TLS_CLOSED_HINT})")),
+                    }
+                }
+                other => other,
+            })
+        }
+        SchedulerFacts {
+            version: hint(self.version),
+            models: hint(self.models),
+            servers: hint(self.servers),
+            pipelines: hint(self.pipelines),
+            experiments: hint(self.experiments),
+        }
     }
 }
 
