@@ -51,17 +51,7 @@ impl Checker {
         value: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        match parse(value) {
-            Ok(parsed) => Some(parsed),
-            Err(problem) => {
-                self.errors.push(Invalid {
-                    setting,
-                    value: value.to_string(),
-                    problem,
-                });
-                None
-            }
-        }
+        self.check_shown(setting, value, str::to_string, parse)
     }
 
     /// As [`Checker::check`] for a setting that may carry credentials (URLs): a problem records
@@ -72,30 +62,7 @@ impl Checker {
         value: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        match parse(value) {
-            Ok(parsed) => Some(parsed),
-            Err(problem) => {
-                self.errors.push(Invalid {
-                    setting,
-                    value: redact_userinfo(value),
-                    problem,
-                });
-                None
-            }
-        }
-    }
-
-    /// As [`Checker::check_redacted`] for a setting that may be absent.
-    pub fn check_opt_redacted<T>(
-        &mut self,
-        setting: &'static str,
-        value: Option<&str>,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<Option<T>> {
-        match value {
-            Some(text) => self.check_redacted(setting, text, parse).map(Some),
-            None => Some(None),
-        }
+        self.check_shown(setting, value, redact_userinfo, parse)
     }
 
     /// As [`Checker::check`] for a setting that may be absent: `Some(None)` when it is.
@@ -105,10 +72,40 @@ impl Checker {
         value: Option<&str>,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<Option<T>> {
-        match value {
-            Some(text) => self.check(setting, text, parse).map(Some),
-            None => Some(None),
-        }
+        value.map_or(Some(None), |text| {
+            self.check(setting, text, parse).map(Some)
+        })
+    }
+
+    /// As [`Checker::check_redacted`] for a setting that may be absent.
+    pub fn check_opt_redacted<T>(
+        &mut self,
+        setting: &'static str,
+        value: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
+        value.map_or(Some(None), |text| {
+            self.check_redacted(setting, text, parse).map(Some)
+        })
+    }
+
+    /// The one place a problem is recorded; `shown` is how its value appears in the report.
+    fn check_shown<T>(
+        &mut self,
+        setting: &'static str,
+        value: &str,
+        shown: fn(&str) -> String,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        parse(value)
+            .map_err(|problem| {
+                self.errors.push(Invalid {
+                    setting,
+                    value: shown(value),
+                    problem,
+                })
+            })
+            .ok()
     }
 
     pub fn finish(self) -> Result<(), ConfigErrors> {

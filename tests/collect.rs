@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{SimProcess, collect, dead_port, event, example_scenario, hodometer};
+use common::{SimProcess, collect, dead_port, event, example_scenario, hodometer, row};
 use serde_json::Value;
 
 fn scenario_sim(extra: &[&str]) -> SimProcess {
@@ -132,10 +132,7 @@ fn a_stream_that_keeps_breaking_leaves_its_metric_absent() {
         &[],
     );
     let text = String::from_utf8_lossy(&table.stdout);
-    let row = text
-        .lines()
-        .find(|l| l.starts_with("model_count"))
-        .expect("model_count row");
+    let row = row(&text, "model_count");
     assert!(row.contains("unknown, because"), "{row}");
     assert!(row.contains("stream broke after 2 items"), "{row}");
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{SimProcess, event, example_scenario, hodometer};
+use common::{SimProcess, event, example_scenario, hodometer, row};
 use hodometer::collect::workload::parse_quantity;
 use hodometer::sim::population::{Counts, Scenario, Workload};
 use serde_json::{Map, Value};
@@ -41,13 +41,6 @@ fn table(sim: &SimProcess, args: &[&str]) -> String {
     let mut all = vec!["--output", "table"];
     all.extend_from_slice(args);
     String::from_utf8_lossy(&collect_with_kube(sim, &all).stdout).into_owned()
-}
-
-fn row<'a>(table: &'a str, metric: &str) -> &'a str {
-    table
-        .lines()
-        .find(|l| l.starts_with(&format!("{metric} ")))
-        .unwrap_or_else(|| panic!("no {metric} row in\n{table}"))
 }
 
 fn scenario_file(dir: &Path, edit: impl FnOnce(&mut Value)) -> String {

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{SimProcess, event, example_scenario, hodometer};
+use common::{SimProcess, event, example_scenario, hodometer, row};
 
 fn tls_sim(dir: &Path) -> SimProcess {
     let scenario = example_scenario();
@@ -94,10 +94,7 @@ fn a_scheduler_certificate_from_another_ca_is_refused_with_a_clear_error() {
 
     let out = collect_tls(&sim, ours.path(), wrong_ca, &["--output", "table"]);
     let table = String::from_utf8_lossy(&out.stdout);
-    let row = table
-        .lines()
-        .find(|l| l.starts_with("model_count"))
-        .expect("model_count row");
+    let row = row(&table, "model_count");
     assert!(
         row.contains("certificate"),
         "the reason names the certificate problem: {row}"
@@ -152,10 +149,7 @@ fn a_client_certificate_the_scheduler_does_not_trust_is_refused() {
     assert!(e["properties"].get("model_count").is_none());
     // The client only sees the connection close; the reason says what that usually means.
     let table = String::from_utf8_lossy(&run("table").stdout).into_owned();
-    let row = table
-        .lines()
-        .find(|l| l.starts_with("model_count"))
-        .expect("model_count row");
+    let row = row(&table, "model_count");
     assert!(row.contains("rejects the client certificate"), "{row}");
 }
 

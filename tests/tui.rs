@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, ReceiverProcess, SimProcess, example_scenario, http_get};
+use common::{BIN, ReceiverProcess, SimProcess, example_scenario, http_get, row};
 
 /// A tmux server of its own, killed when the test ends however it ends.
 struct Tmux {
@@ -78,13 +78,6 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]).status();
     }
-}
-
-fn row<'a>(screen: &'a str, metric: &str) -> &'a str {
-    screen
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{metric} ")))
-        .unwrap_or_else(|| panic!("no {metric} row in\n{screen}"))
 }
 
 #[test]

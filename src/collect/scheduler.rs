@@ -106,15 +106,6 @@ impl SchedulerFacts {
             experiments: Err(error),
         }
     }
-
-    /// Whether the scheduler answered at least one call completely.
-    pub fn answered(&self) -> bool {
-        self.version.is_ok()
-            || self.models.is_ok()
-            || self.servers.is_ok()
-            || self.pipelines.is_ok()
-            || self.experiments.is_ok()
-    }
 }
 
 /// Runs the five calls concurrently over one HTTP/2 connection. Never fails as a whole: each

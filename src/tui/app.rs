@@ -243,10 +243,6 @@ impl App {
         self.preview.as_ref()
     }
 
-    pub fn has_snapshot(&self) -> bool {
-        self.snapshot.is_some()
-    }
-
     /// Every metric as the table shows it at the chosen level.
     pub fn rows(&self) -> Vec<RowView> {
         let Some(snapshot) = &self.snapshot else {

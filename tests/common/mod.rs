@@ -237,3 +237,10 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// The line of a table or screen whose first word is `metric` (leading blanks ignored).
+pub fn row<'a>(text: &'a str, metric: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.trim_start().starts_with(&format!("{metric} ")))
+        .unwrap_or_else(|| panic!("no {metric} row in\n{text}"))
+}
