@@ -184,8 +184,17 @@ pub async fn collect(target: &SchedulerTarget) -> SchedulerFacts {
 
 /// What a closed connection most often means over mutual TLS: the scheduler refused our client
 /// certificate after the handshake, which the client only sees as the connection closing.
-const TLS_CLOSED_HINT: &str = "with mutual TLS, a connection the scheduler keeps closing usually \
-     means it rejects the client certificate (CONTROL_PLANE_CLIENT_TLS_CRT_LOCATION and its CA)";
+const TLS_REJECTED_HINT: &str = "with mutual TLS this usually means the scheduler rejects the \
+     client certificate (CONTROL_PLANE_CLIENT_TLS_CRT_LOCATION and its CA)";
+
+/// The scheduler refusing our client certificate reaches us either as a TLS alert or, when it
+/// closes first, as a closed connection; neither names the certificate, so the reason does.
+fn rejected_client_hint(text: &str) -> Option<String> {
+    let looks_rejected = ["fatal alert", "connection closed", "broken pipe"]
+        .iter()
+        .any(|m| text.contains(m));
+    looks_rejected.then(|| format!("{text} ({TLS_REJECTED_HINT})"))
+}
 
 impl SchedulerFacts {
     fn with_tls_hint(self) -> SchedulerFacts {
@@ -196,13 +205,18 @@ impl SchedulerFacts {
                     timeout,
                     attempts,
                     last_error: Some(last),
-                } if last.contains("connection closed") || last.contains("broken pipe") => {
+                } => {
+                    let last_error = Some(rejected_client_hint(&last).unwrap_or(last));
                     CallError::DeadlineExceeded {
                         rpc,
                         timeout,
                         attempts,
-                        last_error: Some(format!("{last} ({TLS_CLOSED_HINT})")),
+                        last_error,
                     }
+                }
+                CallError::Failed { rpc, detail } => {
+                    let detail = rejected_client_hint(&detail).unwrap_or(detail);
+                    CallError::Failed { rpc, detail }
                 }
                 other => other,
             })
@@ -394,7 +408,12 @@ fn is_tls_failure(status: &Status) -> bool {
                 .downcast_ref::<std::io::Error>()
                 .and_then(|io| io.get_ref())
                 .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
-        if is_rustls {
+        // h2 keeps only the text of the I/O errors it passes on, so a TLS error can arrive as
+        // words alone.
+        let text = cause.to_string();
+        let says_tls =
+            text.contains("received fatal alert") || text.contains("invalid peer certificate");
+        if is_rustls || says_tls {
             return true;
         }
         source = cause.source();
@@ -474,6 +493,45 @@ mod tests {
         assert!(!is_retryable(&Status::unknown("the scheduler said so")));
         assert!(!is_retryable(&Status::permission_denied("no")));
         assert!(!is_retryable(&Status::unimplemented("old scheduler")));
+    }
+
+    #[test]
+    fn a_tls_alert_that_arrives_as_text_is_final() {
+        // What h2 passes on when the scheduler refuses our certificate: only the words survive.
+        let io = std::io::Error::other("received fatal alert: DecryptError");
+        assert!(!is_retryable(&Status::from_error(Box::new(io))));
+    }
+
+    #[test]
+    fn both_ways_a_rejected_client_certificate_shows_are_explained() {
+        let facts = SchedulerFacts {
+            version: Err(CallError::Failed {
+                rpc: "SchedulerStatus",
+                detail: "unknown error: received fatal alert: DecryptError".into(),
+            }),
+            models: Err(CallError::DeadlineExceeded {
+                rpc: "ModelStatus",
+                timeout: Duration::from_secs(2),
+                attempts: 5,
+                last_error: Some("transport error: connection closed".into()),
+            }),
+            servers: Err(CallError::Failed {
+                rpc: "ServerStatus",
+                detail: "permission denied".into(),
+            }),
+            pipelines: Ok(PipelineTally::default()),
+            experiments: Ok(ExperimentTally::default()),
+        }
+        .with_tls_hint();
+        for error in [facts.version.err(), facts.models.err()] {
+            let text = error.expect("still an error").to_string();
+            assert!(text.contains("rejects the client certificate"), "{text}");
+        }
+        let other = facts.servers.expect_err("error").to_string();
+        assert!(
+            !other.contains("client certificate"),
+            "unrelated errors keep their text: {other}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
