@@ -3,14 +3,16 @@
 //! receiver. The "try it with no cluster" command.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use kube::config::Kubeconfig;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::collect::CollectPlan;
-use crate::collect::kube::KubeTarget;
+use crate::collect::kube::{InlineKubeconfig, KubeTarget};
 use crate::collect::scheduler::SchedulerTarget;
 use crate::config::{
     Checker, ConfigErrors, LogSettings, PublishSettings, Settings, parse_duration,
@@ -40,16 +42,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let refresh = checker.check("--refresh", &args.refresh, parse_duration);
     checker.finish()?;
     let refresh = refresh.ok_or_else(ConfigErrors::default)?;
-    let dir = std::env::temp_dir().join(format!("hodometer-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let kubeconfig = dir.join("kubeconfig");
-    let log_file = dir.join("inspect.log");
-    crate::logging::init_to_file(
+    let log_file = crate::logging::init_to_file(
         &LogSettings {
             level: tracing::Level::INFO,
             format: None,
         },
-        &log_file,
+        None,
     )?;
 
     let sim = Sim::bind(SimConfig {
@@ -57,7 +55,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         scenario: Scenario::generate(DEFAULT_COUNTS, args.seed),
         faults: Vec::new(),
         kube_listen: Some(LOOPBACK_ANY_PORT),
-        kubeconfig_out: Some(kubeconfig.clone()),
+        // The client configuration is built in memory: nothing on disk another user could swap.
+        kubeconfig_out: None,
         kube_forbid: Vec::new(),
         kube_grants: None,
         tls: None,
@@ -65,6 +64,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     })
     .await?;
     let scheduler = sim.local_addr()?;
+    let kube_addr = sim
+        .kube_addr()
+        .ok_or_else(|| anyhow::anyhow!("the Kubernetes stand-in did not start"))?;
+    let kubeconfig = Kubeconfig::from_yaml(&crate::sim::kube::kubeconfig(kube_addr))?;
     let receiver = Receiver::bind(ReceiveConfig {
         listen: LOOPBACK_ANY_PORT,
         record: Record::All,
@@ -91,10 +94,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     tls: None,
                 },
                 kube: Some(KubeTarget {
-                    kubeconfig: Some(kubeconfig),
+                    kubeconfig: None,
                     context: None,
                     namespace: None,
                     timeout: Duration::from_secs(5),
+                    inline: Some(InlineKubeconfig(Arc::new(kubeconfig))),
                 }),
             },
             level: Level::Cluster,
@@ -113,11 +117,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             },
         },
         refresh,
-        log_file: log_file.clone(),
+        log_file: None,
     };
-    let result = tui::run(config).await;
+    let result = tui::run(config, &log_file).await;
     let _ = stop.send(true);
     let _ = tokio::join!(sim_task, receiver_task);
-    let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -1,28 +1,50 @@
 //! Logs go to stderr (stdout carries command output), as text on a terminal and JSON otherwise;
-//! the inspector, which owns the terminal, logs to a file instead.
+//! the inspector, which owns the terminal, logs to a private file instead.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::{LogFormat, LogSettings};
+use crate::private_fs::{self, Existing};
 
 pub fn init(settings: &LogSettings) {
     let terminal = std::io::stderr().is_terminal();
     install(settings, terminal, std::io::stderr);
 }
 
-/// Logs to `path` (appending), never to the screen.
-pub fn init_to_file(settings: &LogSettings, path: &Path) -> std::io::Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+/// Logs to a file, never to the screen: `explicit` when given (`--log-file`), else
+/// `inspect.log` in the per-user state directory, else a fresh private temporary file. The file
+/// is appended to, created 0600, never through a symlink (see `private_fs`). Returns the path
+/// used, for the help screen.
+pub fn init_to_file(settings: &LogSettings, explicit: Option<&Path>) -> std::io::Result<PathBuf> {
+    let (file, path) = match explicit {
+        Some(path) => (
+            private_fs::open_private(path, Existing::Append)?,
+            path.to_path_buf(),
+        ),
+        None => default_log_file()?,
+    };
     install(settings, false, Mutex::new(file));
-    Ok(())
+    Ok(path)
+}
+
+/// `inspect.log` in the per-user state directory; if that cannot be used (no home, read-only,
+/// planted), a fresh private temporary file, so the inspector still starts.
+fn default_log_file() -> std::io::Result<(std::fs::File, PathBuf)> {
+    let in_state_dir = private_fs::state_dir().and_then(|dir| {
+        private_fs::private_dir(&dir).ok()?;
+        let path = dir.join("inspect.log");
+        let file = private_fs::open_private(&path, Existing::Append).ok()?;
+        Some((file, path))
+    });
+    match in_state_dir {
+        Some(found) => Ok(found),
+        None => private_fs::fresh_temp_file("hodometer-inspect-", ".log"),
+    }
 }
 
 fn install<W>(settings: &LogSettings, terminal: bool, writer: W)

@@ -81,8 +81,8 @@ async fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     if let Some(code) = require_terminal() {
         return Ok(code);
     }
-    logging::init_to_file(&config.settings.log, &config.log_file)?;
-    tui::run(config).await?;
+    let log_file = logging::init_to_file(&config.settings.log, config.log_file.as_deref())?;
+    tui::run(config, &log_file).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,12 +7,14 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::metrics::Level;
+use crate::redact;
 
 /// One invalid setting.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invalid {
     /// The flag and, where there is one, its environment variable: `--level (METRICS_LEVEL)`.
     pub setting: &'static str,
+    /// The value as it may be shown: credentials hidden (see `redact`).
     pub value: String,
     pub problem: String,
 }
@@ -55,14 +57,25 @@ impl Checker {
     }
 
     /// As [`Checker::check`] for a setting that may carry credentials (URLs): a problem records
-    /// the value with every `user:password@` replaced by `REDACTED@` (see [`redact_userinfo`]).
+    /// the value with its userinfo and query hidden (see [`redact::url_text`]).
     pub fn check_redacted<T>(
         &mut self,
         setting: &'static str,
         value: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        self.check_shown(setting, value, redact_userinfo, parse)
+        self.check_shown(setting, value, redact::url_text, parse)
+    }
+
+    /// As [`Checker::check`] for a secret (a token): a problem says why the value is invalid,
+    /// never what it is.
+    pub fn check_secret<T>(
+        &mut self,
+        setting: &'static str,
+        value: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        self.check_shown(setting, value, redact::secret, parse)
     }
 
     /// As [`Checker::check`] for a setting that may be absent: `Some(None)` when it is.
@@ -115,21 +128,6 @@ impl Checker {
             Err(ConfigErrors(self.errors))
         }
     }
-}
-
-/// `text` with the userinfo of anything URL-like hidden, for error messages: in the text before
-/// the first `://` and in each part after one, everything up to the part's last `@` becomes
-/// `REDACTED`. So `http://user:pw@h/x` reads `http://REDACTED@h/x`, `user:pw@h` reads
-/// `REDACTED@h`, and every item of a comma-separated list is redacted. A password holding `,`,
-/// `/`, `?` or `#` stays hidden too, at the price of hiding more when a path or query holds `@`.
-pub fn redact_userinfo(text: &str) -> String {
-    text.split("://")
-        .map(|part| match part.rfind('@') {
-            Some(at) => format!("REDACTED{}", &part[at..]),
-            None => part.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("://")
 }
 
 pub fn parse_level(text: &str) -> Result<Level, String> {

@@ -35,6 +35,37 @@ pub struct KubeTarget {
     pub namespace: Option<String>,
     /// Deadline for each read (a paged list counts as one read).
     pub timeout: Duration,
+    /// A configuration built in memory (the demo's stand-in): used as it is, never a file and
+    /// never the in-cluster service account.
+    pub inline: Option<InlineKubeconfig>,
+}
+
+/// A kubeconfig held in memory. Compared by identity: two targets are the same only when they
+/// share the very same configuration.
+#[derive(Clone)]
+pub struct InlineKubeconfig(pub std::sync::Arc<Kubeconfig>);
+
+impl PartialEq for InlineKubeconfig {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for InlineKubeconfig {}
+
+impl std::fmt::Debug for InlineKubeconfig {
+    // The configuration holds a token: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InlineKubeconfig(..)")
+    }
+}
+
+impl KubeTarget {
+    /// Whether the operator named a configuration (`--kubeconfig`, `--kube-context`, or one built
+    /// in memory): then it wins over the in-cluster service account.
+    fn explicit(&self) -> bool {
+        self.kubeconfig.is_some() || self.context.is_some() || self.inline.is_some()
+    }
 }
 
 /// Why a read produced no value, and whether the API server answered at all.
@@ -134,11 +165,11 @@ pub async fn collect(target: &KubeTarget) -> KubeFacts {
     }))
 }
 
-/// In-cluster first (unless a context was asked for), then kubeconfig. `Ok(None)` when there is
-/// no configuration of either kind.
+/// An explicit configuration first, then in-cluster, then the default kubeconfig. `Ok(None)`
+/// when there is no configuration of any kind.
 async fn load_config(target: &KubeTarget) -> Result<Option<(Config, String)>, String> {
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    if target.context.is_none() && in_cluster {
+    if !target.explicit() && in_cluster {
         match Config::incluster() {
             Ok(mut config) => {
                 apply_timeouts(&mut config, target.timeout);
@@ -194,6 +225,9 @@ fn apply_timeouts(config: &mut Config, timeout: Duration) {
 /// there is none at all (which means: not a Kubernetes installation).
 fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
     let unusable = |e: kube::config::KubeconfigError| format!("kubeconfig unusable: {e}");
+    if let Some(inline) = &target.inline {
+        return Some(Ok(Kubeconfig::clone(&inline.0)));
+    }
     if let Some(path) = &target.kubeconfig {
         return Some(Kubeconfig::read_from(path).map_err(unusable));
     }
@@ -209,10 +243,7 @@ fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
 /// How the inspector names where Kubernetes facts come from: the kubeconfig context, in-cluster,
 /// or that there is no configuration. Reads only local files.
 pub fn describe_target(target: &KubeTarget) -> String {
-    if target.context.is_none()
-        && target.kubeconfig.is_none()
-        && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
-    {
+    if !target.explicit() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
         return "in-cluster".into();
     }
     match read_kubeconfig(target) {

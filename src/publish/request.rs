@@ -97,7 +97,7 @@ pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     }
     Ok(Endpoint {
         track,
-        display: redact(url).to_string(),
+        display: crate::redact::url_text(url.as_str()),
     })
 }
 
@@ -121,15 +121,6 @@ pub fn parse_endpoint_list(text: &str) -> Result<Vec<Endpoint>, String> {
     } else {
         Err(problems.join("; "))
     }
-}
-
-fn redact(mut url: Url) -> Url {
-    if !url.username().is_empty() || url.password().is_some() {
-        // Both calls only fail for URLs without a host, which parsing has already excluded.
-        let _ = url.set_password(None);
-        let _ = url.set_username("REDACTED");
-    }
-    url
 }
 
 #[cfg(test)]

@@ -229,12 +229,13 @@ impl Sim {
         };
         if let (Some(path), Some(kube)) = (&config.kubeconfig_out, &kube_listener) {
             let addr = kube.local_addr().map_err(SimError::KubeServe)?;
-            std::fs::write(path, kube::kubeconfig(addr)).map_err(|source| {
-                SimError::Kubeconfig {
+            // It holds a token: private, and never written through a planted symlink.
+            crate::private_fs::write_private(path, kube::kubeconfig(addr).as_bytes()).map_err(
+                |source| SimError::Kubeconfig {
                     path: path.display().to_string(),
                     source,
-                }
-            })?;
+                },
+            )?;
         }
         let tls = match config.tls {
             Some((addr, dir)) => Some((bind(addr).await?, tls::generate(&dir)?)),

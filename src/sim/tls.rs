@@ -50,17 +50,18 @@ pub enum TlsError {
     },
 }
 
-/// Generates a fresh CA with a server and a client certificate into `dir`; existing files are
-/// replaced.
+/// Generates a fresh CA with a server and a client certificate into `dir` (made a private 0700
+/// directory); existing files of ours are replaced, each written 0600.
 pub fn generate(dir: &Path) -> Result<TlsFiles, TlsError> {
     let files = TlsFiles::in_dir(dir);
     let write = |path: &Path, pem: String| {
-        std::fs::write(path, pem).map_err(|source| TlsError::Write {
+        // Keys are private, and nothing is written through a planted symlink.
+        crate::private_fs::write_private(path, pem.as_bytes()).map_err(|source| TlsError::Write {
             path: path.display().to_string(),
             source,
         })
     };
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+    crate::private_fs::private_dir(dir).map_err(|source| TlsError::Write {
         path: dir.display().to_string(),
         source,
     })?;

@@ -6,7 +6,7 @@ pub mod app;
 pub mod keys;
 pub mod ui;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
@@ -43,12 +43,8 @@ pub struct InspectConfig {
     pub settings: Settings,
     pub publish: PublishSettings,
     pub refresh: Duration,
-    pub log_file: PathBuf,
-}
-
-/// The default log file: the inspector owns the terminal, so logs go to a file.
-pub fn default_log_file() -> PathBuf {
-    std::env::temp_dir().join("hodometer-inspect.log")
+    /// `--log-file`; otherwise the per-user default (see `logging::init_to_file`).
+    pub log_file: Option<PathBuf>,
 }
 
 impl InspectArgs {
@@ -63,7 +59,7 @@ impl InspectArgs {
                 settings,
                 publish,
                 refresh,
-                log_file: self.log_file.clone().unwrap_or_else(default_log_file),
+                log_file: self.log_file.clone(),
             }),
             _ => Err(ConfigErrors::default()),
         }
@@ -78,15 +74,16 @@ enum Msg {
 
 /// Takes over the terminal until the operator quits; the terminal is restored on every exit,
 /// a panic included (ratatui's `init` installs the hook).
-pub async fn run(config: InspectConfig) -> anyhow::Result<()> {
+/// `log_file` is where logs actually go, shown on the help screen.
+pub async fn run(config: InspectConfig, log_file: &Path) -> anyhow::Result<()> {
     let publisher = Publisher::new(config.publish.policy.clone())?;
     let mut terminal = ratatui::init();
-    let result = event_loop(&mut terminal, &config, publisher).await;
+    let result = event_loop(&mut terminal, &config, log_file, publisher).await;
     ratatui::restore();
     result
 }
 
-fn info(config: &InspectConfig) -> Info {
+fn info(config: &InspectConfig, log_file: &Path) -> Info {
     let plan = &config.settings.plan;
     Info {
         cluster_id: plan.cluster_id.to_string(),
@@ -101,7 +98,7 @@ fn info(config: &InspectConfig) -> Info {
             .iter()
             .map(|e| e.redacted().to_string())
             .collect(),
-        log_file: config.log_file.display().to_string(),
+        log_file: log_file.display().to_string(),
         refresh_every: config.refresh,
     }
 }
@@ -109,10 +106,11 @@ fn info(config: &InspectConfig) -> Info {
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     config: &InspectConfig,
+    log_file: &Path,
     publisher: Publisher,
 ) -> anyhow::Result<()> {
     let mut app = App::new(
-        info(config),
+        info(config, log_file),
         config.settings.level,
         config.settings.token.clone(),
         SystemTime::now(),

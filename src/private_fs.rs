@@ -1,0 +1,230 @@
+//! Files and directories hodometer creates, made safe for shared hosts (jump boxes, CI runners):
+//! created 0600 / 0700 whatever the umask, never through a symlink in the last component, and
+//! never taken over from another user. A leaf module.
+//!
+//! Why: a predictable path in a shared directory lets another local user plant a symlink (and
+//! have us write where they choose) or a file of their own (and have us read what they wrote).
+
+use std::fs::{DirBuilder, File, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const FILE_MODE: u32 = 0o600;
+const DIR_MODE: u32 = 0o700;
+
+/// How an existing private file is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Keep its contents and write at the end (logs).
+    Append,
+    /// Empty it (a file rewritten whole).
+    Truncate,
+}
+
+/// Opens `path` for writing, creating it with mode 0600. Refuses a symlink as the last
+/// component (`O_NOFOLLOW`) and a regular file owned by another user; an existing file of ours
+/// is set to 0600. Other kinds of files (`/dev/null`, a terminal) are opened as they are.
+pub fn open_private(path: &Path, existing: Existing) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options
+        .write(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if existing == Existing::Append {
+        options.append(true);
+    }
+    // O_NOFOLLOW is the guard; looking first only gives the refusal a clear reason (the kernel
+    // may answer EACCES rather than ELOOP for a planted link in a sticky directory).
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(symlink_refused(path));
+    }
+    let file = options
+        .open(path)
+        .map_err(|error| explain_open(path, error))?;
+    let meta = file.metadata()?;
+    if meta.file_type().is_file() {
+        refuse_foreign(path, &meta)?;
+        if meta.mode() & 0o777 != FILE_MODE {
+            file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+        }
+        // Truncating only after the checks: a file that is not ours is never emptied.
+        if existing == Existing::Truncate {
+            file.set_len(0)?;
+        }
+    }
+    Ok(file)
+}
+
+/// Writes `bytes` to `path` as a private file (see [`open_private`]).
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut file = open_private(path, Existing::Truncate)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes sure `dir` is a directory of ours: created 0700 (its parents as usual) or, when it
+/// exists, checked to be a real directory (not a symlink) owned by us.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let created = match DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => true,
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(error) => return Err(error),
+    };
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.file_type().is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a directory (a symlink?): refusing to use it",
+                dir.display()
+            ),
+        ));
+    }
+    refuse_foreign(dir, &meta)?;
+    // A directory we just made is set exactly (the umask may have cut bits); one the user already
+    // had keeps the mode they gave it.
+    if created {
+        std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))?;
+    }
+    Ok(())
+}
+
+/// The per-user state directory: `$XDG_STATE_HOME/hodometer`, else
+/// `~/.local/state/hodometer`. Only absolute paths count (the XDG rule), so a relative or empty
+/// variable cannot point it into the working directory.
+pub fn state_dir() -> Option<PathBuf> {
+    let absolute = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    absolute("XDG_STATE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".local").join("state")))
+        .map(|base| base.join("hodometer"))
+}
+
+/// A new file with a random name in the temporary directory, created 0600 with `O_EXCL`, kept
+/// after the process ends (for logs a user reads afterwards).
+pub fn fresh_temp_file(prefix: &str, suffix: &str) -> io::Result<(File, PathBuf)> {
+    let file = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(suffix)
+        .permissions(Permissions::from_mode(FILE_MODE))
+        .tempfile()?;
+    file.keep().map_err(|error| error.error)
+}
+
+fn refuse_foreign(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() == me {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} belongs to another user (uid {}): refusing to use it",
+                path.display(),
+                meta.uid()
+            ),
+        ))
+    }
+}
+
+fn symlink_refused(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{} is a symlink: refusing to follow it", path.display()),
+    )
+}
+
+/// `ELOOP` from `O_NOFOLLOW` reads "too many levels of symbolic links"; say what it means.
+fn explain_open(path: &Path, error: io::Error) -> io::Error {
+    if error.raw_os_error() == Some(libc::ELOOP) {
+        symlink_refused(path)
+    } else {
+        io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path).expect("stat").mode() & 0o777
+    }
+
+    #[test]
+    fn new_files_and_dirs_are_private_whatever_the_umask() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // SAFETY: umask only changes this process's creation mask; restored below.
+        let old = unsafe { libc::umask(0o002) };
+        let file = tmp.path().join("f");
+        write_private(&file, b"x").expect("write");
+        let dir = tmp.path().join("a/b/state");
+        private_dir(&dir).expect("dir");
+        unsafe { libc::umask(old) };
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+    }
+
+    #[test]
+    fn an_existing_file_of_ours_is_made_private_and_appended_to() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("log");
+        std::fs::write(&path, "old\n").expect("write");
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).expect("chmod");
+        let mut file = open_private(&path, Existing::Append).expect("open");
+        file.write_all(b"new\n").expect("write");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "old\nnew\n");
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn symlinks_are_never_followed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let target = tmp.path().join("victim");
+        std::fs::write(&target, "precious").expect("write");
+        let link = tmp.path().join("log");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let error = open_private(&link, Existing::Append).expect_err("a symlink");
+        assert!(error.to_string().contains("symlink"), "{error}");
+        let error = write_private(&link, b"x").expect_err("a symlink");
+        assert!(error.to_string().contains("symlink"), "{error}");
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "precious");
+
+        let dangling = tmp.path().join("dangling");
+        std::os::unix::fs::symlink(tmp.path().join("chosen"), &dangling).expect("symlink");
+        assert!(open_private(&dangling, Existing::Append).is_err());
+        assert!(!tmp.path().join("chosen").exists());
+
+        let dir_link = tmp.path().join("dirlink");
+        std::os::unix::fs::symlink(tmp.path(), &dir_link).expect("symlink");
+        assert!(private_dir(&dir_link).is_err());
+    }
+
+    #[test]
+    fn devices_given_explicitly_are_used_as_they_are() {
+        let mut null = open_private(Path::new("/dev/null"), Existing::Append).expect("open");
+        null.write_all(b"x").expect("write");
+        assert_eq!(mode(Path::new("/dev/null")), 0o666);
+    }
+
+    #[test]
+    fn fresh_temp_files_are_private_and_unpredictable() {
+        let (_, a) = fresh_temp_file("hodometer-test-", ".log").expect("temp");
+        let (_, b) = fresh_temp_file("hodometer-test-", ".log").expect("temp");
+        assert_ne!(a, b);
+        assert_eq!(mode(&a), 0o600);
+        let _ = std::fs::remove_file(a);
+        let _ = std::fs::remove_file(b);
+    }
+}
