@@ -10,18 +10,14 @@ use uuid::Uuid;
 use crate::collect::CollectPlan;
 use crate::collect::kube::KubeTarget;
 use crate::collect::scheduler::{ClientTls, SchedulerTarget};
+use crate::logging::LogSettings;
 use crate::metrics::Level;
 use crate::payload::DEFAULT_TOKEN;
 use crate::publish::{Endpoint, PublishPolicy, parse_endpoint, parse_endpoint_list};
-
-pub use crate::validate::*;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogSettings {
-    pub level: tracing::Level,
-    /// `None`: text on a terminal, JSON otherwise.
-    pub format: Option<LogFormat>,
-}
+use crate::validate::{
+    Checker, ConfigErrors, parse_do_not_track, parse_duration, parse_host, parse_level,
+    parse_log_format, parse_log_level, parse_namespace, parse_port, parse_uuid,
+};
 
 /// Everything a collection-running command needs, validated.
 #[derive(Clone, Debug)]
@@ -205,9 +201,7 @@ impl CommonArgs {
     pub fn validate(&self, default_host: &str) -> Result<Settings, ConfigErrors> {
         let mut c = Checker::default();
         let settings = self.check(&mut c, default_host);
-        c.finish()?;
-        // With no problems recorded, every setting parsed.
-        settings.ok_or_else(ConfigErrors::default)
+        c.finish_with(|| settings)
     }
 
     /// Validates every setting into `c`, alongside other option groups; `None` if any failed.
@@ -338,6 +332,8 @@ impl CommonArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::LogFormat;
+    use crate::validate::MAX_DURATION;
     use std::time::Duration;
 
     #[test]

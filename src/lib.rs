@@ -1,16 +1,17 @@
 //! hodometer: anonymous usage metrics for Seldon Core v2.
 //!
 //! Data flows one way: sources (`collect`) → [`metrics::Snapshot`] → level filter →
-//! [`payload::Event`] → `publish` and the views (`report`, `tui`). The commands sit on top
-//! (`daemon`, `demo`, `cli`); `sim` and `receive` are the peers hodometer talks to, for demos and
-//! tests. `validate`, `prometheus` and `metrics` are leaves every layer may use; `collect`,
-//! `payload` and `publish` never use the commands or the views.
+//! [`payload::Event`] → `publish` and the views (`report`, `tui`). The commands sit on top, one
+//! file each in `cmd` (with `daemon`, the headless loop they run); `sim` and `receive` are the
+//! peers hodometer talks to, for demos and tests. `validate`, `logging`, `prometheus`, `metrics`,
+//! `clock`, `redact` and `private_fs` are leaves every layer may use and that import nothing above
+//! them; `collect`, `payload` and `publish` never use the commands or the views.
 
-pub mod cli;
+pub mod clock;
+pub mod cmd;
 pub mod collect;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod logging;
 pub mod metrics;
 pub mod payload;

@@ -8,8 +8,29 @@ use std::sync::Mutex;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::config::{LogFormat, LogSettings};
 use crate::private_fs::{self, Existing};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    pub level: tracing::Level,
+    /// `None`: text on a terminal, JSON otherwise.
+    pub format: Option<LogFormat>,
+}
+
+impl LogSettings {
+    /// `info`, in the format that suits where logs go: what the peers (`sim`, `receive`, `demo`)
+    /// use.
+    pub const INFO: LogSettings = LogSettings {
+        level: tracing::Level::INFO,
+        format: None,
+    };
+}
 
 pub fn init(settings: &LogSettings) {
     let terminal = std::io::stderr().is_terminal();

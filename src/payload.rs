@@ -1,7 +1,6 @@
-//! Snapshot + level → the event that is published (SPEC 5). The preview, `collect` and the
-//! publishers all take their bytes from [`Event::json`], so what is shown is what is sent.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Snapshot + level → the event that is published (a Mixpanel `track` event). The preview,
+//! `collect` and the publishers all take their bytes from [`Event::json`], so what is shown is
+//! what is sent.
 
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
@@ -41,11 +40,7 @@ pub fn build_event(
         // The cluster id comes from configuration and is always known; keep the event well-formed anyway.
         _ => String::new(),
     };
-    let time = snapshot
-        .collected_at
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let time = crate::clock::unix_seconds(snapshot.collected_at);
 
     let mut properties = Map::new();
     properties.insert("token".into(), token.into());
@@ -68,14 +63,6 @@ pub fn build_event(
         fields,
         json: ascii_json(&Json::Object(event).to_string()),
     })
-}
-
-/// Unix seconds now, for callers that stamp things themselves.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
 }
 
 /// Rewrites compact JSON so that it is pure ASCII with `>`, `?`, `~` and DEL `\u`-escaped.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::logging::LogFormat;
 use crate::metrics::Level;
 use crate::redact;
 
@@ -128,6 +129,14 @@ impl Checker {
             Err(ConfigErrors(self.errors))
         }
     }
+
+    /// Ends the check: every problem recorded, or the value `build` makes from the parsed
+    /// settings. `build` sees each setting as an `Option` and is only called when none failed,
+    /// so its `None` cannot happen; it still maps to an (empty) error rather than a panic.
+    pub fn finish_with<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ConfigErrors> {
+        self.finish()?;
+        build().ok_or_else(ConfigErrors::default)
+    }
 }
 
 pub fn parse_level(text: &str) -> Result<Level, String> {
@@ -210,12 +219,6 @@ pub fn parse_log_level(text: &str) -> Result<tracing::Level, String> {
             .parse::<tracing::Level>()
             .map_err(|_| "expected one of error, warn, info, debug, trace".into()),
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 pub fn parse_log_format(text: &str) -> Result<LogFormat, String> {

@@ -2,7 +2,7 @@
 //! and environment variable `--help` shows is documented.
 
 use clap::CommandFactory;
-use hodometer::cli::Cli;
+use hodometer::cmd::Cli;
 use hodometer::metrics::markdown_table;
 
 const START: &str = "<!-- metrics-table:start (generated from src/metrics/table.rs; tests/readme.rs checks it) -->\n";

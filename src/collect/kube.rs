@@ -1,4 +1,4 @@
-//! Reads the Kubernetes API (SPEC 4): the cluster's version and size, the operator's scope, the
+//! Reads the Kubernetes API: the cluster's version and size, the operator's scope, the
 //! scheduler's image tag, and the Servers' workloads. Only reads; every request has a timeout;
 //! a missing permission makes only the metrics it feeds unknown, with the permission named.
 

@@ -1,8 +1,8 @@
 //! `hodometer daemon`: collect and publish at start and then every interval, headless, as a
-//! drop-in for the original in-cluster component (SPEC 7).
+//! drop-in for the original in-cluster component: same environment variables, same event.
 
+mod code_pages;
 pub mod metrics;
-mod rest;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,39 +14,15 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use clap::Args;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::collect;
-use crate::config::{
-    Checker, CommonArgs, ConfigErrors, PublishArgs, PublishSettings, Settings, parse_duration,
-    parse_socket_addr,
-};
+use crate::config::{PublishSettings, Settings};
 use crate::metrics::Level;
 use crate::payload::build_event;
 use crate::publish::{EndpointOutcome, Publisher, describe_outcomes};
 use metrics::{CollectionOutcome, DaemonMetrics};
-
-/// The scheduler's Service name in a Seldon installation, the daemon's default host.
-pub const IN_CLUSTER_SCHEDULER_HOST: &str = "seldon-scheduler";
-
-#[derive(Debug, Args)]
-pub struct DaemonArgs {
-    #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
-    pub publish: PublishArgs,
-    /// Time between collections (e.g. 30m, 8h); a little random jitter is added.
-    #[arg(long, env = "HODOMETER_INTERVAL", default_value = "8h")]
-    pub interval: String,
-    /// Collect and publish once, then exit: 0 if every endpoint accepted the event, else 1.
-    #[arg(long)]
-    pub once: bool,
-    /// Serve /healthz, /readyz and /metrics (Prometheus text) on this address, e.g. 0.0.0.0:8080.
-    #[arg(long, env = "HODOMETER_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
-}
 
 /// A validated daemon configuration.
 pub struct DaemonConfig {
@@ -55,35 +31,6 @@ pub struct DaemonConfig {
     pub interval: Duration,
     pub once: bool,
     pub listen: Option<SocketAddr>,
-}
-
-impl DaemonArgs {
-    pub fn validate(&self) -> Result<DaemonConfig, ConfigErrors> {
-        let mut c = Checker::default();
-        let settings = self.common.check(&mut c, IN_CLUSTER_SCHEDULER_HOST);
-        let publish = self.publish.check(&mut c);
-        let interval = c.check(
-            "--interval (HODOMETER_INTERVAL)",
-            &self.interval,
-            parse_duration,
-        );
-        let listen = c.check_opt(
-            "--listen (HODOMETER_LISTEN)",
-            self.listen.as_deref(),
-            parse_socket_addr,
-        );
-        c.finish()?;
-        match (settings, publish, interval, listen) {
-            (Some(settings), Some(publish), Some(interval), Some(listen)) => Ok(DaemonConfig {
-                settings,
-                publish,
-                interval,
-                once: self.once,
-                listen,
-            }),
-            _ => Err(ConfigErrors::default()),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +145,7 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
         if config.once {
             return DaemonExit::Clean;
         }
-        rest::release_code_pages();
+        code_pages::release_code_pages();
         return std::future::pending().await;
     }
     loop {
@@ -211,7 +158,7 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
             };
         }
         let pause = config.interval + jitter(config.interval);
-        let released = rest::release_code_pages();
+        let released = code_pages::release_code_pages();
         tracing::debug!(next_in = ?pause, released, "waiting for the next collection");
         tokio::time::sleep(pause).await;
     }

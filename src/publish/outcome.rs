@@ -143,28 +143,32 @@ impl EndpointOutcome {
     pub fn outcome_label(&self) -> &'static str {
         self.kind().as_str()
     }
+
+    /// The one rendering of an outcome, without the endpoint, for logs, `collect --publish` and
+    /// the inspector: `ok (HTTP 200, 1 attempt, 12 ms)` or `failed (3 attempts, 4012 ms): …`.
+    pub fn detail(&self) -> String {
+        let status = self
+            .last_status
+            .map(|s| format!("HTTP {s}, "))
+            .unwrap_or_default();
+        let plural = if self.attempts == 1 { "" } else { "s" };
+        let facts = format!(
+            "{status}{} attempt{plural}, {} ms",
+            self.attempts,
+            self.latency.as_millis()
+        );
+        match self.error() {
+            None => format!("{} ({facts})", self.outcome_label()),
+            Some(error) => format!("{} ({facts}): {error}", self.outcome_label()),
+        }
+    }
 }
 
 /// `http://a/ ok (HTTP 200, 1 attempt, 12 ms); http://b/ failed: …` for logs and terminals.
 pub fn describe_outcomes(outcomes: &[EndpointOutcome]) -> String {
     outcomes
         .iter()
-        .map(|o| {
-            let status = o
-                .last_status
-                .map(|s| format!("HTTP {s}, "))
-                .unwrap_or_default();
-            let detail = format!(
-                "{status}{} attempt{}, {} ms",
-                o.attempts,
-                if o.attempts == 1 { "" } else { "s" },
-                o.latency.as_millis()
-            );
-            match o.error() {
-                None => format!("{} {} ({detail})", o.endpoint, o.outcome_label()),
-                Some(error) => format!("{} {} ({detail}): {error}", o.endpoint, o.outcome_label()),
-            }
-        })
+        .map(|o| format!("{} {}", o.endpoint, o.detail()))
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -299,7 +299,7 @@ impl Writer {
     /// All of the group or none of it: a failed commit records nothing, and every sender in
     /// the group is told so and can retry.
     fn write(&mut self, group: &[Pending]) -> rusqlite::Result<Vec<RecordOutcome>> {
-        let received_at = i64::try_from(crate::payload::unix_now()).unwrap_or(i64::MAX);
+        let received_at = i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX);
         let transaction = self.connection.transaction()?;
         let mut outcomes = Vec::with_capacity(group.len());
         {

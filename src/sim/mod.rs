@@ -1,4 +1,5 @@
-//! `hodometer sim`: a simulated Seldon scheduler for demos, tests and benchmarks (SPEC 9).
+//! `hodometer sim`: a simulated Seldon scheduler for demos, tests and benchmarks: the
+//! status streams of the real scheduler, fault injection, and a Kubernetes stand-in.
 
 pub mod faults;
 pub mod kube;

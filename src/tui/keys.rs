@@ -32,7 +32,7 @@ pub enum Context {
 
 /// Where a binding is listed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shown {
+pub enum Listing {
     /// In the footer and on the help screen.
     Footer,
     /// On the help screen only.
@@ -48,7 +48,7 @@ pub struct Binding {
     pub action: Action,
     pub context: Context,
     pub help: &'static str,
-    pub shown: Shown,
+    pub listing: Listing,
 }
 
 const fn bind(
@@ -57,7 +57,7 @@ const fn bind(
     action: Action,
     context: Context,
     help: &'static str,
-    shown: Shown,
+    listing: Listing,
 ) -> Binding {
     Binding {
         keys,
@@ -65,13 +65,13 @@ const fn bind(
         action,
         context,
         help,
-        shown,
+        listing,
     }
 }
 
 use Action::*;
 use Context::{Dialog, Main, Sent};
-use Shown::{Covered, Footer, Help};
+use Listing::{Covered, Footer, Help};
 
 pub const BINDINGS: &[Binding] = &[
     bind(
@@ -213,7 +213,7 @@ pub fn action_for(key: KeyEvent, context: Context) -> Option<Action> {
 pub fn hints(context: Context) -> Vec<(&'static str, &'static str)> {
     BINDINGS
         .iter()
-        .filter(|b| b.context == context && b.shown == Shown::Footer)
+        .filter(|b| b.context == context && b.listing == Listing::Footer)
         .map(|b| (b.label, short(b.help)))
         .collect()
 }

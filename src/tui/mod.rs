@@ -1,42 +1,27 @@
-//! `hodometer inspect`: the interactive inspector (SPEC 6). One event loop merges key presses,
+//! `hodometer inspect`: the interactive inspector. One event loop merges key presses,
 //! a clock tick and results from background tasks; collections and sends run as tasks, so the
 //! screen never waits on the network.
 
 pub mod app;
+#[cfg(test)]
+mod fixtures;
 pub mod keys;
 pub mod ui;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use clap::Args;
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::collect::{self, CollectPlan};
-use crate::config::{
-    Checker, CommonArgs, ConfigErrors, PublishArgs, PublishSettings, Settings, parse_duration,
-};
+use crate::config::{PublishSettings, Settings};
 use crate::metrics::Snapshot;
 use crate::payload::Event;
 use crate::publish::{EndpointOutcome, Publisher};
 use app::{App, Effect, Info};
-
-#[derive(Debug, Args)]
-pub struct InspectArgs {
-    #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
-    pub publish: PublishArgs,
-    /// Time between background refreshes (r refreshes at once).
-    #[arg(long, default_value = "5s")]
-    pub refresh: String,
-    /// Where the inspector writes its logs (never over the screen).
-    #[arg(long, value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
-}
 
 /// A validated inspector configuration.
 pub struct InspectConfig {
@@ -45,25 +30,6 @@ pub struct InspectConfig {
     pub refresh: Duration,
     /// `--log-file`; otherwise the per-user default (see `logging::init_to_file`).
     pub log_file: Option<PathBuf>,
-}
-
-impl InspectArgs {
-    pub fn validate(&self) -> Result<InspectConfig, ConfigErrors> {
-        let mut c = Checker::default();
-        let settings = self.common.check(&mut c, "localhost");
-        let publish = self.publish.check(&mut c);
-        let refresh = c.check("--refresh", &self.refresh, parse_duration);
-        c.finish()?;
-        match (settings, publish, refresh) {
-            (Some(settings), Some(publish), Some(refresh)) => Ok(InspectConfig {
-                settings,
-                publish,
-                refresh,
-                log_file: self.log_file.clone(),
-            }),
-            _ => Err(ConfigErrors::default()),
-        }
-    }
 }
 
 /// What background tasks report to the event loop.

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::app::{App, Dialog, RowView, Shown, SourceState, View, age};
-use super::keys::{BINDINGS, Context, Shown as Listed, hints};
+use super::keys::{BINDINGS, Context, Listing, hints};
 use crate::metrics::Level;
 
 const SHARED: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
@@ -250,21 +250,7 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame) {
             for (endpoint, outcome) in app.info.endpoints.iter().zip(outcomes) {
                 let (text, style) = match outcome {
                     None => ("sending…".to_string(), WARN),
-                    Some(o) => {
-                        let status = o
-                            .last_status
-                            .map(|s| format!("HTTP {s}, "))
-                            .unwrap_or_default();
-                        let detail = format!(
-                            "{status}{} attempt(s), {} ms",
-                            o.attempts,
-                            o.latency.as_millis()
-                        );
-                        match o.error() {
-                            None => (format!("ok ({detail})"), SHARED),
-                            Some(e) => (format!("{} ({detail}): {e}", o.outcome_label()), BAD),
-                        }
-                    }
+                    Some(o) => (o.detail(), if o.is_ok() { SHARED } else { BAD }),
                 };
                 lines.push(Line::from(vec![
                     Span::raw(format!("  {endpoint} ")),
@@ -297,7 +283,7 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame) {
 fn render_help(app: &App, frame: &mut Frame) {
     let mut lines: Vec<Line> = BINDINGS
         .iter()
-        .filter(|b| b.shown != Listed::Covered)
+        .filter(|b| b.listing != Listing::Covered)
         .map(|b| {
             let context = match b.context {
                 Context::Main => "",
@@ -350,7 +336,7 @@ mod tests {
 
     use super::*;
     use crate::publish::{EndpointOutcome, PublishError};
-    use crate::tui::app::tests::{at, healthy, info, scheduler_down};
+    use crate::tui::fixtures::{at, healthy, info, scheduler_down};
     use crate::tui::keys::Action;
 
     fn app(level: Level) -> App {
@@ -456,7 +442,7 @@ mod tests {
         let mut app = app(Level::Cluster);
         app.on_action(Action::ToggleHelp);
         let text = screen(&app, 80, 24);
-        for binding in BINDINGS.iter().filter(|b| b.shown != Listed::Covered) {
+        for binding in BINDINGS.iter().filter(|b| b.listing != Listing::Covered) {
             assert!(
                 text.contains(binding.help),
                 "help lacks {:?}:\n{text}",

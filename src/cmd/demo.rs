@@ -3,6 +3,7 @@
 //! receiver. The "try it with no cluster" command.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +15,8 @@ use uuid::Uuid;
 use crate::collect::CollectPlan;
 use crate::collect::kube::{InlineKubeconfig, KubeTarget};
 use crate::collect::scheduler::SchedulerTarget;
-use crate::config::{
-    Checker, ConfigErrors, LogSettings, PublishSettings, Settings, parse_duration,
-};
+use crate::config::{PublishSettings, Settings};
+use crate::logging::LogSettings;
 use crate::metrics::Level;
 use crate::payload::DEFAULT_TOKEN;
 use crate::publish::{PublishPolicy, parse_endpoint};
@@ -24,6 +24,7 @@ use crate::receive::{ReceiveConfig, Receiver, Record};
 use crate::sim::population::Scenario;
 use crate::sim::{DEFAULT_COUNTS, LIVE_EVERY, Sim, SimConfig};
 use crate::tui::{self, InspectConfig};
+use crate::validate::{Checker, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -37,18 +38,14 @@ pub struct DemoArgs {
 
 const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut checker = Checker::default();
     let refresh = checker.check("--refresh", &args.refresh, parse_duration);
-    checker.finish()?;
-    let refresh = refresh.ok_or_else(ConfigErrors::default)?;
-    let log_file = crate::logging::init_to_file(
-        &LogSettings {
-            level: tracing::Level::INFO,
-            format: None,
-        },
-        None,
-    )?;
+    let refresh = checker.finish_with(|| refresh)?;
+    if let Some(code) = super::require_terminal() {
+        return Ok(code);
+    }
+    let log_file = crate::logging::init_to_file(&LogSettings::INFO, None)?;
 
     let sim = Sim::bind(SimConfig {
         listen: LOOPBACK_ANY_PORT,
@@ -104,10 +101,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             level: Level::Cluster,
             do_not_track: false,
             token: DEFAULT_TOKEN.into(),
-            log: LogSettings {
-                level: tracing::Level::INFO,
-                format: None,
-            },
+            log: LogSettings::INFO,
         },
         publish: PublishSettings {
             endpoints: vec![parse_endpoint(&receiver_url).map_err(anyhow::Error::msg)?],
@@ -122,5 +116,5 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let result = tui::run(config, &log_file).await;
     let _ = stop.send(true);
     let _ = tokio::join!(sim_task, receiver_task);
-    result
+    result.map(|()| ExitCode::SUCCESS)
 }

@@ -1,0 +1,77 @@
+//! `hodometer daemon`: the headless, in-cluster mode, configured by the original's environment
+//! variables alone.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::config::{CommonArgs, PublishArgs};
+use crate::daemon::{DaemonConfig, DaemonExit};
+use crate::validate::{Checker, ConfigErrors, parse_duration, parse_socket_addr};
+use crate::{daemon, logging};
+
+/// The scheduler's Service name in a Seldon installation, the daemon's default host.
+pub const IN_CLUSTER_SCHEDULER_HOST: &str = "seldon-scheduler";
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub publish: PublishArgs,
+    /// Time between collections (e.g. 30m, 8h); a little random jitter is added.
+    #[arg(long, env = "HODOMETER_INTERVAL", default_value = "8h")]
+    pub interval: String,
+    /// Collect and publish once, then exit: 0 if every endpoint accepted the event, else 1.
+    #[arg(long)]
+    pub once: bool,
+    /// Serve /healthz, /readyz and /metrics (Prometheus text) on this address, e.g. 0.0.0.0:8080.
+    #[arg(long, env = "HODOMETER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+impl DaemonArgs {
+    pub fn validate(&self) -> Result<DaemonConfig, ConfigErrors> {
+        let mut c = Checker::default();
+        let settings = self.common.check(&mut c, IN_CLUSTER_SCHEDULER_HOST);
+        let publish = self.publish.check(&mut c);
+        let interval = c.check(
+            "--interval (HODOMETER_INTERVAL)",
+            &self.interval,
+            parse_duration,
+        );
+        let listen = c.check_opt(
+            "--listen (HODOMETER_LISTEN)",
+            self.listen.as_deref(),
+            parse_socket_addr,
+        );
+        c.finish_with(|| {
+            Some(DaemonConfig {
+                settings: settings?,
+                publish: publish?,
+                interval: interval?,
+                once: self.once,
+                listen: listen?,
+            })
+        })
+    }
+}
+
+pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
+    let config = args.validate()?;
+    logging::init(&config.settings.log);
+    if config.settings.do_not_track {
+        tracing::info!("DO_NOT_TRACK is set: level forced to off");
+    }
+    tracing::info!(
+        metrics_level = %config.settings.level,
+        scheduler = %config.settings.plan.scheduler.address(),
+        endpoints = config.publish.endpoints.len(),
+        interval = ?config.interval,
+        "hodometer daemon starting"
+    );
+    Ok(match daemon::run(config, super::shutdown_signal()).await? {
+        DaemonExit::Clean => ExitCode::SUCCESS,
+        DaemonExit::PublishFailed => ExitCode::FAILURE,
+    })
+}

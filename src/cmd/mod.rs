@@ -1,0 +1,97 @@
+//! The commands, one file each: its clap arguments, their validation into settings, and its
+//! `run`. Options that the original Hodometer reads from the environment keep its variable names;
+//! values arrive as text and are validated together (see `validate`), so every bad setting is
+//! reported at once.
+
+pub mod collect;
+pub mod daemon;
+pub mod demo;
+pub mod inspect;
+pub mod receive;
+pub mod sim;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for invalid configuration, as for a command-line usage error.
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hodometer",
+    version,
+    about = "Anonymous usage metrics for Seldon Core v2: see exactly what would leave the cluster, then share it",
+    after_help = "With no command on a terminal, hodometer runs `inspect`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Interactive inspector: live metrics, what each level shares, the exact payload, and send.
+    Inspect(inspect::InspectArgs),
+    /// Try it with no cluster: a simulated installation and receiver, and the inspector on them.
+    Demo(demo::DemoArgs),
+    /// Collect once and print the event that would be sent at --level.
+    Collect(collect::CollectArgs),
+    /// Collect and publish at start and every --interval: the headless, in-cluster mode.
+    Daemon(daemon::DaemonArgs),
+    /// Run a simulated Seldon scheduler for demos, tests and benchmarks.
+    Sim(sim::SimArgs),
+    /// Receive published events: validate, deduplicate, record, and serve /events and /metrics.
+    Receive(receive::ReceiveArgs),
+}
+
+impl Command {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Inspect(args) => inspect::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Collect(args) => collect::run(args).await,
+            Command::Daemon(args) => daemon::run(args).await,
+            Command::Sim(args) => sim::run(args).await,
+            Command::Receive(args) => receive::run(args).await,
+        }
+    }
+}
+
+/// The inspector needs a terminal; without one, say so and point at `collect`.
+fn require_terminal() -> Option<ExitCode> {
+    if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprintln!(
+        "hodometer: the inspector needs a terminal. Without one, `hodometer collect --output table` \
+         shows every metric and `hodometer collect` prints the exact event."
+    );
+    Some(ExitCode::from(EXIT_CONFIG))
+}
+
+/// Prints the line tests and scripts read to learn a port when port 0 was asked for.
+fn announce(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(line)?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
