@@ -82,15 +82,23 @@ fn victim_command(env: &[(&str, &Path)], args: &str) -> String {
     )
 }
 
-#[test]
-fn demo_uses_nothing_an_attacker_planted_and_runs_none_of_their_code() {
+/// The stage of a two-user test: a shared sticky directory, the victim's home and a precious
+/// file in it. `None` (with a message) when this process cannot switch users.
+fn two_users() -> Option<(tempfile::TempDir, tempfile::TempDir, PathBuf)> {
     if !is_root() {
         eprintln!("SKIPPED: needs root to play a second local user with setpriv");
-        return;
+        return None;
     }
-    let shared = shared_dir();
     let home = tempfile::tempdir().expect("home");
     let secret = victim_file(home.path());
+    Some((shared_dir(), home, secret))
+}
+
+#[test]
+fn demo_uses_nothing_an_attacker_planted_and_runs_none_of_their_code() {
+    let Some((shared, home, secret)) = two_users() else {
+        return;
+    };
     let s = shared.path().display();
     // The old attack: directories named after the next PIDs, each with a kubeconfig whose exec
     // credential plugin is the attacker's script, and a symlink where the log used to go.
@@ -142,13 +150,9 @@ exec:\\n      apiVersion: client.authentication.k8s.io/v1\\n      command: /bin/
 
 #[test]
 fn the_inspectors_log_goes_nowhere_an_attacker_chose() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root to play a second local user with setpriv");
+    let Some((shared, home, secret)) = two_users() else {
         return;
-    }
-    let shared = shared_dir();
-    let home = tempfile::tempdir().expect("home");
-    let secret = victim_file(home.path());
+    };
     let s = shared.path().display();
     // The old fixed log path, a planted state directory the victim's XDG_STATE_HOME points
     // into, and a dangling symlink where an explicit --log-file will be asked for.
