@@ -6,6 +6,7 @@
 //! tests. `validate`, `prometheus` and `metrics` are leaves every layer may use; `collect`,
 //! `payload` and `publish` never use the commands or the views.
 
+pub mod backoff;
 pub mod cli;
 pub mod collect;
 pub mod config;
