@@ -223,7 +223,13 @@ where
             },
             Err(_elapsed) => {
                 let earlier = earlier.take();
-                (AttemptFailure::TimedOut { after: limit, earlier }, None)
+                (
+                    AttemptFailure::TimedOut {
+                        after: limit,
+                        earlier,
+                    },
+                    None,
+                )
             }
         };
         match policy.next_step(attempts, started.elapsed(), not_before, rng.f64()) {
@@ -240,8 +246,7 @@ where
                 tokio::time::sleep(wait).await;
             }
             Next::Stop(stop) => {
-                if stop == Stop::DeadlineExceeded && policy.past_deadline == PastDeadline::WaitOut
-                {
+                if stop == Stop::DeadlineExceeded && policy.past_deadline == PastDeadline::WaitOut {
                     tokio::time::sleep(policy.deadline.saturating_sub(started.elapsed())).await;
                 }
                 return Retried {

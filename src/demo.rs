@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::collect::CollectPlan;
 use crate::collect::kube::{InlineKubeconfig, KubeTarget};
-use crate::collect::scheduler::SchedulerTarget;
+use crate::collect::scheduler::{CallPolicy, SchedulerTarget};
 use crate::config::{
     Checker, ConfigErrors, LogSettings, PublishSettings, Settings, parse_duration,
 };
@@ -92,6 +92,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     port: scheduler.port(),
                     rpc_timeout: Duration::from_secs(5),
                     tls: None,
+                    policy: CallPolicy::patient(),
                 },
                 kube: Some(KubeTarget {
                     kubeconfig: None,
