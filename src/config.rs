@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::collect::CollectPlan;
 use crate::collect::kube::KubeTarget;
-use crate::collect::scheduler::{ClientTls, SchedulerTarget};
+use crate::collect::scheduler::{CallPolicy, ClientTls, SchedulerTarget};
 use crate::logging::LogSettings;
 use crate::metrics::Level;
 use crate::payload::DEFAULT_TOKEN;
@@ -282,6 +282,7 @@ impl CommonArgs {
                     port: if tls.is_some() { tls_port? } else { port? },
                     rpc_timeout: rpc_timeout?,
                     tls,
+                    policy: CallPolicy::patient(),
                 },
                 kube: if kube {
                     Some(KubeTarget {

@@ -4,9 +4,10 @@
 //! [`payload::Event`] → `publish` and the views (`report`, `tui`). The commands sit on top, one
 //! file each in `cmd` (with `daemon`, the headless loop they run); `sim` and `receive` are the
 //! peers hodometer talks to, for demos and tests. `validate`, `logging`, `prometheus`, `metrics`,
-//! `clock`, `redact` and `private_fs` are leaves every layer may use and that import nothing above
-//! them; `collect`, `payload` and `publish` never use the commands or the views.
+//! `clock`, `backoff`, `redact` and `private_fs` are leaves every layer may use and that import
+//! nothing above them; `collect`, `payload` and `publish` never use the commands or the views.
 
+pub mod backoff;
 pub mod clock;
 pub mod cmd;
 pub mod collect;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::collect::CollectPlan;
 use crate::collect::kube::{InlineKubeconfig, KubeTarget};
-use crate::collect::scheduler::SchedulerTarget;
+use crate::collect::scheduler::{CallPolicy, SchedulerTarget};
 use crate::config::{PublishSettings, Settings};
 use crate::logging::LogSettings;
 use crate::metrics::Level;
@@ -89,6 +89,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     port: scheduler.port(),
                     rpc_timeout: Duration::from_secs(5),
                     tls: None,
+                    policy: CallPolicy::patient(),
                 },
                 kube: Some(KubeTarget {
                     kubeconfig: None,

@@ -1,5 +1,5 @@
-//! Pure, streaming aggregation of scheduler status items into the metrics the table in
-//! `metrics/table.rs` defines.
+//! Pure, streaming aggregation of scheduler status items into the scheduler's metrics: the
+//! model, pipeline and experiment counts and the server figures.
 //!
 //! Each tally folds one item at a time and keeps only counters, so memory stays flat however
 //! many models or servers a scheduler streams. No I/O here: the rules are unit-tested directly.

@@ -246,6 +246,7 @@ mod tests {
                 port: 9004,
                 rpc_timeout: Duration::from_secs(1),
                 tls: None,
+                policy: scheduler::CallPolicy::patient(),
             },
             kube: None,
         }

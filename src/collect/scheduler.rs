@@ -1,17 +1,18 @@
-//! Reads the Seldon scheduler's status API (SPEC 3.2): the five calls run concurrently, each
-//! within its own deadline, retried with backoff while the scheduler is unavailable, and each
-//! status stream folded item by item into a tally.
+//! Reads the Seldon scheduler's status API: `SchedulerStatus` (unary) and the four status
+//! streams run concurrently over one connection, each within its own deadline, retried with
+//! backoff while the scheduler is unavailable (the shared engine in [`crate::backoff`]), and
+//! each stream folded item by item into a tally, so memory stays flat however many items come.
 
 use std::error::Error as _;
 use std::future::Future;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::time::Instant;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use tonic::{Code, Status};
+use tonic::{Code, Response, Status, Streaming};
 
 use super::aggregate::{ExperimentTally, ModelTally, PipelineTally, ServerTally, Tally};
+use crate::backoff::{self, AttemptFailure, GaveUp, Jitter, PastDeadline, Stop, Verdict};
 use crate::proto::scheduler_client::SchedulerClient;
 use crate::proto::{
     ExperimentStatusRequest, ModelStatusRequest, PipelineStatusRequest, SchedulerStatusRequest,
@@ -24,8 +25,7 @@ pub const SUBSCRIBER_NAME: &str = "hodometer";
 /// Model statuses carry whole model definitions; gRPC's 4 MiB default is too tight for some.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+type Client = SchedulerClient<Channel>;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerTarget {
@@ -35,6 +35,60 @@ pub struct SchedulerTarget {
     pub rpc_timeout: Duration,
     /// Mutual TLS (`CONTROL_PLANE_SECURITY_PROTOCOL=SSL`); `port` is then the TLS port.
     pub tls: Option<ClientTls>,
+    /// How hard to try: [`CallPolicy::patient`] for collections, [`CallPolicy::fast_fail`] where a
+    /// person waits for the answer.
+    pub policy: CallPolicy,
+}
+
+/// How hard each scheduler call tries. Only `Unavailable` and transport failures are retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallPolicy {
+    /// The longest wait for a connection (TCP and TLS); never longer than `rpc_timeout`.
+    pub connect_timeout: Duration,
+    /// The retry schedule. Its deadline only shortens `rpc_timeout`, which always applies.
+    pub backoff: backoff::Policy,
+}
+
+impl CallPolicy {
+    /// Keeps trying until `rpc_timeout`: 100 ms doubling to 5 s, so a scheduler that is
+    /// restarting or starts late is picked up within the deadline.
+    pub fn patient() -> CallPolicy {
+        CallPolicy {
+            connect_timeout: Duration::from_secs(10),
+            backoff: backoff::Policy {
+                initial: Duration::from_millis(100),
+                factor: 2,
+                cap: Duration::from_secs(5),
+                max_attempts: u32::MAX,
+                // One client against one scheduler: nothing to spread out.
+                jitter: Jitter::None,
+                deadline: Duration::MAX,
+                attempt_timeout: None,
+                past_deadline: PastDeadline::WaitOut,
+            },
+        }
+    }
+
+    /// For someone watching: a 1 s connect timeout and one quick retry, so an unreachable
+    /// scheduler is reported in about two seconds rather than at `rpc_timeout`.
+    pub fn fast_fail() -> CallPolicy {
+        CallPolicy {
+            connect_timeout: Duration::from_secs(1),
+            backoff: backoff::Policy {
+                max_attempts: 2,
+                past_deadline: PastDeadline::GiveUp,
+                ..CallPolicy::patient().backoff
+            },
+        }
+    }
+
+    /// The schedule of one call whose deadline is `rpc_timeout`.
+    fn for_call(&self, rpc_timeout: Duration) -> backoff::Policy {
+        backoff::Policy {
+            deadline: self.backoff.deadline.min(rpc_timeout),
+            ..self.backoff
+        }
+    }
 }
 
 /// PEM contents of the files named by the `CONTROL_PLANE_*_TLS_*_LOCATION` variables.
@@ -71,6 +125,12 @@ pub enum CallError {
     DeadlineExceeded {
         rpc: &'static str,
         timeout: Duration,
+        attempts: u32,
+        last_error: Option<String>,
+    },
+    #[error("{rpc}: no complete answer in {attempts} attempts{}", last_error_suffix(.last_error))]
+    AttemptsExhausted {
+        rpc: &'static str,
         attempts: u32,
         last_error: Option<String>,
     },
@@ -115,58 +175,16 @@ pub async fn collect(target: &SchedulerTarget) -> SchedulerFacts {
         Ok(client) => client,
         Err(error) => return SchedulerFacts::all_failed(error),
     };
-    let timeout = target.rpc_timeout;
+    let call = Call {
+        client,
+        policy: target.policy.for_call(target.rpc_timeout),
+    };
     let (version, models, servers, pipelines, experiments) = tokio::join!(
-        application_version(client.clone(), timeout),
-        tally_stream::<ModelTally, _, _>(
-            "ModelStatus",
-            timeout,
-            |mut c, req_timeout| async move {
-                let request = ModelStatusRequest {
-                    subscriber_name: SUBSCRIBER_NAME.into(),
-                    ..Default::default()
-                };
-                c.model_status(with_timeout(request, req_timeout)).await
-            },
-            &client
-        ),
-        tally_stream::<ServerTally, _, _>(
-            "ServerStatus",
-            timeout,
-            |mut c, req_timeout| async move {
-                let request = ServerStatusRequest {
-                    subscriber_name: SUBSCRIBER_NAME.into(),
-                    name: None,
-                };
-                c.server_status(with_timeout(request, req_timeout)).await
-            },
-            &client
-        ),
-        tally_stream::<PipelineTally, _, _>(
-            "PipelineStatus",
-            timeout,
-            |mut c, req_timeout| async move {
-                let request = PipelineStatusRequest {
-                    subscriber_name: SUBSCRIBER_NAME.into(),
-                    ..Default::default()
-                };
-                c.pipeline_status(with_timeout(request, req_timeout)).await
-            },
-            &client
-        ),
-        tally_stream::<ExperimentTally, _, _>(
-            "ExperimentStatus",
-            timeout,
-            |mut c, req_timeout| async move {
-                let request = ExperimentStatusRequest {
-                    subscriber_name: SUBSCRIBER_NAME.into(),
-                    name: None,
-                };
-                c.experiment_status(with_timeout(request, req_timeout))
-                    .await
-            },
-            &client
-        ),
+        call.application_version(),
+        call.read_stream::<ModelTally>(),
+        call.read_stream::<ServerTally>(),
+        call.read_stream::<PipelineTally>(),
+        call.read_stream::<ExperimentTally>(),
     );
     let facts = SchedulerFacts {
         version,
@@ -199,26 +217,21 @@ fn rejected_client_hint(text: &str) -> Option<String> {
 impl SchedulerFacts {
     fn with_tls_hint(self) -> SchedulerFacts {
         fn hint<T>(result: Result<T, CallError>) -> Result<T, CallError> {
-            result.map_err(|error| match error {
-                CallError::DeadlineExceeded {
-                    rpc,
-                    timeout,
-                    attempts,
-                    last_error: Some(last),
-                } => {
-                    let last_error = Some(rejected_client_hint(&last).unwrap_or(last));
-                    CallError::DeadlineExceeded {
-                        rpc,
-                        timeout,
-                        attempts,
-                        last_error,
-                    }
+            result.map_err(|mut error| {
+                if let CallError::DeadlineExceeded {
+                    last_error: Some(text),
+                    ..
                 }
-                CallError::Failed { rpc, detail } => {
-                    let detail = rejected_client_hint(&detail).unwrap_or(detail);
-                    CallError::Failed { rpc, detail }
+                | CallError::AttemptsExhausted {
+                    last_error: Some(text),
+                    ..
                 }
-                other => other,
+                | CallError::Failed { detail: text, .. } = &mut error
+                    && let Some(hinted) = rejected_client_hint(text)
+                {
+                    *text = hinted;
+                }
+                error
             })
         }
         SchedulerFacts {
@@ -231,7 +244,7 @@ impl SchedulerFacts {
     }
 }
 
-fn connect(target: &SchedulerTarget) -> Result<SchedulerClient<Channel>, CallError> {
+fn connect(target: &SchedulerTarget) -> Result<Client, CallError> {
     let address = target.address();
     let bad = |detail: String| CallError::BadAddress {
         address: address.clone(),
@@ -244,7 +257,7 @@ fn connect(target: &SchedulerTarget) -> Result<SchedulerClient<Channel>, CallErr
     };
     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .map_err(|e| bad(e.to_string()))?
-        .connect_timeout(target.rpc_timeout.min(Duration::from_secs(10)))
+        .connect_timeout(target.policy.connect_timeout.min(target.rpc_timeout))
         .tcp_nodelay(true);
     if let Some(tls) = &target.tls {
         crate::tls::install_crypto_provider();
@@ -266,61 +279,93 @@ fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     request
 }
 
-async fn application_version(
-    client: SchedulerClient<Channel>,
-    timeout: Duration,
-) -> Result<String, CallError> {
-    with_retry("SchedulerStatus", timeout, |remaining| {
-        let mut client = client.clone();
-        async move {
-            let request = SchedulerStatusRequest {
-                subscriber_name: SUBSCRIBER_NAME.into(),
-            };
-            client
-                .scheduler_status(with_timeout(request, remaining))
-                .await
-                .map(|response| response.into_inner().application_version)
-                .map_err(|status| Failure { status, items: 0 })
-        }
-    })
-    .await
+/// A server-streaming status RPC, implemented by the tally its items fold into: the RPC's name
+/// and how to open it.
+trait StatusStream: Tally + Send {
+    const RPC: &'static str;
+    fn open(
+        client: Client,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Response<Streaming<Self::Item>>, Status>> + Send;
 }
 
-/// Folds a whole server stream into `T`. A stream that breaks part-way is retried from the start
-/// (while the deadline allows); a partial tally is never returned.
-async fn tally_stream<T, F, Fut>(
-    rpc: &'static str,
-    timeout: Duration,
-    call: F,
-    client: &SchedulerClient<Channel>,
-) -> Result<T, CallError>
-where
-    T: Tally,
-    F: Fn(SchedulerClient<Channel>, Duration) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<tonic::Streaming<T::Item>>, Status>>,
-{
-    with_retry(rpc, timeout, |remaining| {
-        let opened = call(client.clone(), remaining);
-        async move {
-            let mut stream = opened
-                .await
-                .map_err(|status| Failure { status, items: 0 })?
-                .into_inner();
-            let mut tally = T::default();
-            let mut items = 0u64;
-            loop {
-                match stream.message().await {
-                    Ok(Some(item)) => {
-                        tally.add(&item);
-                        items += 1;
-                    }
-                    Ok(None) => return Ok(tally),
-                    Err(status) => return Err(Failure { status, items }),
-                }
+/// The status streams, one line each: tally => RPC name, client method (request type). Every
+/// request subscribes as [`SUBSCRIBER_NAME`] and names no resource, so the scheduler sends all.
+macro_rules! status_streams {
+    ($($tally:ty => $rpc:literal, $method:ident($request:ident);)*) => {$(
+        impl StatusStream for $tally {
+            const RPC: &'static str = $rpc;
+            async fn open(
+                mut client: Client,
+                timeout: Duration,
+            ) -> Result<Response<Streaming<Self::Item>>, Status> {
+                let request = $request {
+                    subscriber_name: SUBSCRIBER_NAME.into(),
+                    ..Default::default()
+                };
+                client.$method(with_timeout(request, timeout)).await
             }
         }
-    })
-    .await
+    )*};
+}
+
+status_streams! {
+    ModelTally => "ModelStatus", model_status(ModelStatusRequest);
+    ServerTally => "ServerStatus", server_status(ServerStatusRequest);
+    PipelineTally => "PipelineStatus", pipeline_status(PipelineStatusRequest);
+    ExperimentTally => "ExperimentStatus", experiment_status(ExperimentStatusRequest);
+}
+
+/// What every call of one collection shares.
+struct Call {
+    client: Client,
+    policy: backoff::Policy,
+}
+
+impl Call {
+    async fn application_version(&self) -> Result<String, CallError> {
+        with_retry("SchedulerStatus", &self.policy, |remaining| {
+            let mut client = self.client.clone();
+            async move {
+                let request = SchedulerStatusRequest {
+                    subscriber_name: SUBSCRIBER_NAME.into(),
+                };
+                client
+                    .scheduler_status(with_timeout(request, remaining))
+                    .await
+                    .map(|response| response.into_inner().application_version)
+                    .map_err(|status| Failure { status, items: 0 })
+            }
+        })
+        .await
+    }
+
+    /// Folds a whole status stream into its tally. A stream that breaks part-way is read again
+    /// from the start (while the deadline allows); a partial tally is never returned.
+    async fn read_stream<S: StatusStream>(&self) -> Result<S, CallError> {
+        with_retry(S::RPC, &self.policy, |remaining| {
+            let opened = S::open(self.client.clone(), remaining);
+            async move {
+                let mut stream = opened
+                    .await
+                    .map_err(|status| Failure { status, items: 0 })?
+                    .into_inner();
+                let mut tally = S::default();
+                let mut items = 0u64;
+                loop {
+                    match stream.message().await {
+                        Ok(Some(item)) => {
+                            tally.add(&item);
+                            items += 1;
+                        }
+                        Ok(None) => return Ok(tally),
+                        Err(status) => return Err(Failure { status, items }),
+                    }
+                }
+            }
+        })
+        .await
+    }
 }
 
 /// One failed attempt: the gRPC status and how many stream items had arrived before it.
@@ -340,47 +385,68 @@ impl Failure {
     }
 }
 
-/// Retries `attempt` with exponential backoff while the scheduler is unavailable, all within
-/// `timeout`. Any other error is final at once.
+/// Runs `attempt` under `policy`, retrying while the scheduler is unavailable (see
+/// [`is_retryable`]); any other error is final at once. `attempt` is told the time left, which
+/// it passes on as the gRPC deadline.
 async fn with_retry<R, F, Fut>(
     rpc: &'static str,
-    timeout: Duration,
+    policy: &backoff::Policy,
     mut attempt: F,
 ) -> Result<R, CallError>
 where
     F: FnMut(Duration) -> Fut,
     Fut: Future<Output = Result<R, Failure>>,
 {
-    let deadline = Instant::now() + timeout;
-    let mut backoff = FIRST_BACKOFF;
-    let mut attempts = 0;
-    let mut last_error = None;
-    let exceeded = |attempts, last_error| CallError::DeadlineExceeded {
-        rpc,
-        timeout,
-        attempts,
-        last_error,
-    };
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(exceeded(attempts, last_error));
-        }
-        attempts += 1;
-        let failure = match tokio::time::timeout(remaining, attempt(remaining)).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(failure)) => failure,
-            Err(_elapsed) => return Err(exceeded(attempts, last_error)),
-        };
-        let detail = failure.describe();
-        if !is_retryable(&failure.status) {
-            return Err(CallError::Failed { rpc, detail });
-        }
-        tracing::debug!(rpc, attempts, error = %detail, "scheduler call failed; retrying");
-        last_error = Some(detail);
-        let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
-        tokio::time::sleep(pause).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+    let retried = backoff::retry(
+        policy,
+        |started| attempt(started.remaining),
+        |failure: &Failure| {
+            if is_retryable(&failure.status) {
+                Verdict::Retry { not_before: None }
+            } else {
+                Verdict::Final
+            }
+        },
+        |retrying| {
+            let error = last_error(retrying.failure);
+            tracing::debug!(
+                rpc,
+                attempts = retrying.attempt,
+                error = error.as_deref().unwrap_or("no answer"),
+                "scheduler call failed; retrying"
+            );
+        },
+    )
+    .await;
+    let attempts = retried.attempts;
+    retried.result.map_err(|gave_up| match gave_up {
+        GaveUp::Final(failure) => CallError::Failed {
+            rpc,
+            detail: failure.describe(),
+        },
+        GaveUp::Stopped {
+            stop: Stop::AttemptsExhausted,
+            last,
+        } => CallError::AttemptsExhausted {
+            rpc,
+            attempts,
+            last_error: last_error(&last),
+        },
+        GaveUp::Stopped { last, .. } => CallError::DeadlineExceeded {
+            rpc,
+            timeout: policy.deadline,
+            attempts,
+            last_error: last_error(&last),
+        },
+    })
+}
+
+/// The latest error the scheduler or the transport gave; a call cut off at the deadline says
+/// nothing itself.
+fn last_error(failure: &AttemptFailure<Failure>) -> Option<String> {
+    match failure {
+        AttemptFailure::Error(failure) => Some(failure.describe()),
+        AttemptFailure::TimedOut { earlier, .. } => earlier.as_ref().map(Failure::describe),
     }
 }
 
@@ -444,6 +510,20 @@ fn describe_status(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
+
+    /// An attempt the scheduler answers `Unavailable` after `items` stream items.
+    async fn restarting(items: u64) -> Result<(), Failure> {
+        Err(Failure {
+            status: Status::unavailable("restarting"),
+            items,
+        })
+    }
+
+    /// The daemon's policy for calls with an `rpc_timeout` of `seconds`.
+    fn patient(seconds: u64) -> backoff::Policy {
+        CallPolicy::patient().for_call(Duration::from_secs(seconds))
+    }
 
     #[test]
     fn ipv6_hosts_are_bracketed() {
@@ -452,6 +532,7 @@ mod tests {
             port: 9004,
             rpc_timeout: Duration::from_secs(1),
             tls: None,
+            policy: CallPolicy::patient(),
         };
         assert_eq!(target("::1").address(), "[::1]:9004");
         assert_eq!(target("[::1]").address(), "[::1]:9004");
@@ -465,7 +546,7 @@ mod tests {
     async fn unavailable_is_retried_with_growing_backoff_until_success() {
         let started = Instant::now();
         let mut calls = 0;
-        let result = with_retry("Test", Duration::from_secs(10), |_| {
+        let result = with_retry("Test", &patient(10), |_| {
             calls += 1;
             let n = calls;
             async move {
@@ -537,7 +618,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn other_errors_are_final_at_once() {
         let mut calls = 0;
-        let result: Result<(), _> = with_retry("Test", Duration::from_secs(10), |_| {
+        let result: Result<(), _> = with_retry("Test", &patient(10), |_| {
             calls += 1;
             async {
                 Err(Failure {
@@ -554,13 +635,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retries_stop_at_the_deadline_and_keep_the_last_error() {
         let started = Instant::now();
-        let result: Result<(), _> = with_retry("ModelStatus", Duration::from_secs(2), |_| async {
-            Err(Failure {
-                status: Status::unavailable("restarting"),
-                items: 3,
-            })
-        })
-        .await;
+        let result = with_retry("ModelStatus", &patient(2), |_| restarting(3)).await;
         assert_eq!(started.elapsed(), Duration::from_secs(2));
         let error = result.expect_err("never succeeds");
         let text = error.to_string();
@@ -571,7 +646,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hung_call_is_cut_at_the_deadline() {
         let started = Instant::now();
-        let result: Result<(), _> = with_retry("ServerStatus", Duration::from_secs(3), |_| {
+        let result: Result<(), _> = with_retry("ServerStatus", &patient(3), |_| {
             std::future::pending::<Result<(), Failure>>()
         })
         .await;
@@ -580,5 +655,84 @@ mod tests {
             result,
             Err(CallError::DeadlineExceeded { attempts: 1, .. })
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fast_fail_gives_up_after_one_quick_retry() {
+        let started = Instant::now();
+        let policy = CallPolicy::fast_fail().for_call(Duration::from_secs(30));
+        let result = with_retry("SchedulerStatus", &policy, |_| restarting(0)).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        let text = result.expect_err("never succeeds").to_string();
+        assert_eq!(
+            text,
+            "SchedulerStatus: no complete answer in 2 attempts; last error: the service is currently unavailable: restarting"
+        );
+    }
+
+    #[test]
+    fn a_policy_deadline_only_ever_shortens_the_rpc_timeout() {
+        assert_eq!(patient(7).deadline, Duration::from_secs(7));
+        let short = CallPolicy {
+            backoff: backoff::Policy {
+                deadline: Duration::from_secs(2),
+                ..CallPolicy::patient().backoff
+            },
+            ..CallPolicy::patient()
+        };
+        assert_eq!(
+            short.for_call(Duration::from_secs(1)).deadline,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            short.for_call(Duration::from_secs(9)).deadline,
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn a_rejected_certificate_is_explained_when_attempts_run_out() {
+        let error = CallError::AttemptsExhausted {
+            rpc: "ModelStatus",
+            attempts: 2,
+            last_error: Some("transport error: connection closed".into()),
+        };
+        let facts = SchedulerFacts::all_failed(error).with_tls_hint();
+        let text = facts.models.expect_err("still an error").to_string();
+        assert!(text.contains("rejects the client certificate"), "{text}");
+    }
+
+    /// Over real loopback TCP: with nothing listening, every call is refused twice and says so.
+    #[tokio::test]
+    async fn fast_fail_reports_a_refused_scheduler_after_two_attempts() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("address").port()
+        };
+        let target = SchedulerTarget {
+            host: "127.0.0.1".into(),
+            port,
+            rpc_timeout: Duration::from_secs(600),
+            tls: None,
+            policy: CallPolicy::fast_fail(),
+        };
+        let facts = collect(&target).await;
+        let errors = [
+            facts.version.err(),
+            facts.models.err(),
+            facts.servers.err(),
+            facts.pipelines.err(),
+            facts.experiments.err(),
+        ];
+        for error in errors {
+            match error {
+                Some(CallError::AttemptsExhausted {
+                    attempts: 2,
+                    last_error: Some(last),
+                    ..
+                }) => assert!(last.contains("refused"), "{last}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

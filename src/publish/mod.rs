@@ -1,7 +1,8 @@
-//! Publishing events to their endpoints (SPEC 5).
+//! Publishing events to their endpoints.
 //!
 //! Each endpoint gets `GET <url>/track?data=…&verbose=1&ip=0` (`request.rs`), retried on
-//! transient failures with full-jitter backoff within an overall deadline (`retry.rs`, pure),
+//! transient failures with full-jitter backoff within an overall deadline (`retry.rs`, on the
+//! shared engine in [`crate::backoff`]),
 //! and ends in an [`EndpointOutcome`] (`outcome.rs`). All endpoints are driven concurrently
 //! *inside the caller's future*: nothing is spawned, so dropping the future (SIGTERM, a closed
 //! UI) drops every in-flight request with it and closes their connections.
@@ -18,6 +19,7 @@ mod outcome;
 mod request;
 mod retry;
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures::Stream;
@@ -26,11 +28,12 @@ use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::backoff;
 use crate::payload::Event;
 
 pub use outcome::{EndpointOutcome, OutcomeKind, PublishError, describe_outcomes};
 pub use request::{Endpoint, parse_endpoint, parse_endpoint_list};
-use retry::{Next, Stop, next_step, parse_retry_after};
+use retry::{Rejected, parse_retry_after};
 
 /// How hard to try. Tests shrink these; the defaults are for production.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,47 +147,44 @@ impl Publisher {
     }
 
     async fn deliver(&self, index: usize, event: &Event, endpoint: &Endpoint) -> EndpointOutcome {
-        let policy = &self.policy;
         let started = Instant::now();
         // Built once: every attempt sends exactly the same bytes, hence the same `$insert_id`.
         let url = endpoint.track_url(&event.json);
-        let mut rng = fastrand::Rng::new();
-        let mut attempts = 0;
-        let mut last_status = None;
-        let result = loop {
-            attempts += 1;
-            let remaining = policy.deadline.saturating_sub(started.elapsed());
-            let limit = policy.request_timeout.min(remaining);
-            debug!(%endpoint, attempt = attempts, bytes = event.json.len(), "publishing");
-            let (error, retry_after) =
-                match tokio::time::timeout(limit, self.attempt(url.clone())).await {
-                    Ok(reply) => {
-                        last_status = reply.status.or(last_status);
-                        match reply.result {
-                            Ok(()) => break Ok(()),
-                            Err(error) => (error, reply.retry_after),
-                        }
+        // The latest HTTP status any attempt got (0 for none yet), for the outcome.
+        let last_status = AtomicU16::new(0);
+        let retried = backoff::retry(
+            &self.policy.backoff(),
+            |attempt| {
+                debug!(%endpoint, attempt = attempt.number, bytes = event.json.len(), "publishing");
+                let (url, last_status) = (url.clone(), &last_status);
+                async move {
+                    let reply = self.attempt(url).await;
+                    if let Some(status) = reply.status {
+                        last_status.store(status, Ordering::Relaxed);
                     }
-                    Err(_) => (PublishError::TimedOut { after: limit }, None),
-                };
-            if !error.is_transient() {
-                break Err(error);
-            }
-            let step = next_step(policy, attempts, started.elapsed(), retry_after, rng.f64());
-            match step {
-                Next::Retry(wait) => {
-                    info!(
-                        %endpoint,
-                        attempt = attempts,
-                        %error,
-                        wait_ms = wait.as_millis() as u64,
-                        "publish attempt failed; retrying"
-                    );
-                    tokio::time::sleep(wait).await;
+                    reply.result.map_err(|error| Rejected {
+                        error,
+                        retry_after: reply.retry_after,
+                    })
                 }
-                Next::Stop(stop) => break Err(give_up(stop, policy, attempts, error)),
-            }
-        };
+            },
+            retry::verdict,
+            |retrying| {
+                info!(
+                    %endpoint,
+                    attempt = retrying.attempt,
+                    error = %retry::attempt_error(retrying.failure),
+                    wait_ms = retrying.wait.as_millis() as u64,
+                    "publish attempt failed; retrying"
+                );
+            },
+        )
+        .await;
+        let attempts = retried.attempts;
+        let result = retried
+            .result
+            .map_err(|gave_up| retry::give_up(gave_up, &self.policy, attempts));
+        let last_status = Some(last_status.into_inner()).filter(|status| *status != 0);
         let outcome = EndpointOutcome {
             index,
             endpoint: endpoint.redacted().to_string(),
@@ -210,7 +210,7 @@ impl Publisher {
             Err(error) => return Attempt::failed(transport_error(error)),
         };
         let status = response.status();
-        // SPEC 5 honours Retry-After on the two statuses that define it as a pause.
+        // Retry-After is honoured on the two statuses that define it as a pause.
         let retry_after = match status {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => response
                 .headers()
@@ -271,27 +271,6 @@ async fn read_reply(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest:
         }
     }
     Ok(body)
-}
-
-fn give_up(stop: Stop, policy: &PublishPolicy, attempts: u32, last: PublishError) -> PublishError {
-    let last = Box::new(last);
-    match stop {
-        Stop::AttemptsExhausted => PublishError::AttemptsExhausted { attempts, last },
-        Stop::DeadlineExceeded => PublishError::DeadlineExceeded {
-            deadline: policy.deadline,
-            attempts,
-            last,
-        },
-        Stop::RetryAfterBeyondDeadline {
-            retry_after,
-            remaining,
-        } => PublishError::RetryAfterBeyondDeadline {
-            retry_after,
-            remaining,
-            attempts,
-            last,
-        },
-    }
 }
 
 /// Maps a reqwest error to a [`PublishError`] without its URL, which carries the event and any

@@ -1,80 +1,76 @@
-//! Pure retry decisions: exponential backoff with full jitter, `Retry-After`, the attempt limit
-//! and the overall deadline. No clock and no randomness of its own, so every rule is unit-tested.
+//! The publisher's side of the retry engine ([`crate::backoff`]): its schedule, which failures
+//! are transient, the receiver's `Retry-After`, and how giving up is reported.
 
 use std::time::{Duration, SystemTime};
 
-use super::PublishPolicy;
+use super::{PublishError, PublishPolicy};
+use crate::backoff::{self, AttemptFailure, GaveUp, Jitter, PastDeadline, Stop, Verdict};
 
-/// What to do after a transient failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Next {
-    /// Sleep this long, then send the same request again.
-    Retry(Duration),
-    Stop(Stop),
+/// A failed attempt: the error and the pause the receiver asked for, if any.
+pub struct Rejected {
+    pub error: PublishError,
+    pub retry_after: Option<Duration>,
 }
 
-/// Why retrying ends although the failure was transient.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
-    AttemptsExhausted,
-    /// The next attempt could only start at or after the deadline.
-    DeadlineExceeded,
-    /// The receiver asked for a pause longer than the time left.
-    RetryAfterBeyondDeadline {
-        retry_after: Duration,
-        remaining: Duration,
-    },
-}
-
-/// The ceiling of the pause after the `failures`-th failed attempt (1-based):
-/// `min(max_backoff, first_backoff · 2^(failures-1))`.
-pub fn backoff_ceiling(policy: &PublishPolicy, failures: u32) -> Duration {
-    // Past 2^31 the product is beyond any sensible cap anyway, so saturate rather than overflow.
-    let factor = 1u32
-        .checked_shl(failures.saturating_sub(1))
-        .unwrap_or(u32::MAX);
-    policy
-        .first_backoff
-        .checked_mul(factor)
-        .unwrap_or(Duration::MAX)
-        .min(policy.max_backoff)
-}
-
-/// Full jitter: uniform in `[0, ceiling]` for `unit` uniform in `[0, 1]`. Spreading retries
-/// over the whole range keeps many clusters that failed together from retrying together.
-pub fn full_jitter(ceiling: Duration, unit: f64) -> Duration {
-    ceiling.mul_f64(unit.clamp(0.0, 1.0))
-}
-
-/// Decides the next step after `failures` attempts, the last of which failed transiently,
-/// `elapsed` into the publish. `retry_after` is what the receiver asked for; `unit` is a
-/// uniform random number in `[0, 1]` for the jitter.
-pub fn next_step(
-    policy: &PublishPolicy,
-    failures: u32,
-    elapsed: Duration,
-    retry_after: Option<Duration>,
-    unit: f64,
-) -> Next {
-    if failures >= policy.max_attempts {
-        return Next::Stop(Stop::AttemptsExhausted);
+impl PublishPolicy {
+    /// 1 s doubling to 30 s with full jitter, by default: many clusters that failed together
+    /// (a receiver outage) must not retry together.
+    pub(super) fn backoff(&self) -> backoff::Policy {
+        backoff::Policy {
+            initial: self.first_backoff,
+            factor: 2,
+            cap: self.max_backoff,
+            max_attempts: self.max_attempts,
+            jitter: Jitter::Full,
+            deadline: self.deadline,
+            attempt_timeout: Some(self.request_timeout),
+            past_deadline: PastDeadline::GiveUp,
+        }
     }
-    let remaining = policy.deadline.saturating_sub(elapsed);
-    if let Some(retry_after) = retry_after
-        && retry_after >= remaining
-    {
-        return Next::Stop(Stop::RetryAfterBeyondDeadline {
-            retry_after,
-            remaining,
-        });
-    }
-    // The receiver's pause is a lower bound; the jitter still spreads retries above it.
-    let wait =
-        full_jitter(backoff_ceiling(policy, failures), unit).max(retry_after.unwrap_or_default());
-    if wait >= remaining {
-        Next::Stop(Stop::DeadlineExceeded)
+}
+
+/// Connect errors, timeouts, 5xx and 429 are worth another attempt, not before `Retry-After`.
+pub fn verdict(rejected: &Rejected) -> Verdict {
+    if rejected.error.is_transient() {
+        Verdict::Retry {
+            not_before: rejected.retry_after,
+        }
     } else {
-        Next::Retry(wait)
+        Verdict::Final
+    }
+}
+
+/// The error of an attempt as people read it; a cut-off attempt is one that timed out.
+pub fn attempt_error(failure: &AttemptFailure<Rejected>) -> PublishError {
+    match failure {
+        AttemptFailure::Error(rejected) => rejected.error.clone(),
+        AttemptFailure::TimedOut { after, .. } => PublishError::TimedOut { after: *after },
+    }
+}
+
+/// The final error of a publish that got no acceptance.
+pub fn give_up(gave_up: GaveUp<Rejected>, policy: &PublishPolicy, attempts: u32) -> PublishError {
+    let (stop, last) = match gave_up {
+        GaveUp::Final(rejected) => return rejected.error,
+        GaveUp::Stopped { stop, last } => (stop, last),
+    };
+    let last = Box::new(attempt_error(&last));
+    match stop {
+        Stop::AttemptsExhausted => PublishError::AttemptsExhausted { attempts, last },
+        Stop::DeadlineExceeded => PublishError::DeadlineExceeded {
+            deadline: policy.deadline,
+            attempts,
+            last,
+        },
+        Stop::NotBeforeBeyondDeadline {
+            not_before,
+            remaining,
+        } => PublishError::RetryAfterBeyondDeadline {
+            retry_after: not_before,
+            remaining,
+            attempts,
+            last,
+        },
     }
 }
 
@@ -94,96 +90,6 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
-
-    fn policy() -> PublishPolicy {
-        PublishPolicy {
-            deadline: Duration::from_secs(600),
-            ..PublishPolicy::default()
-        }
-    }
-
-    #[test]
-    fn the_ceiling_doubles_from_one_second_to_the_thirty_second_cap() {
-        let p = policy();
-        let ceilings: Vec<u64> = (1..=8).map(|n| backoff_ceiling(&p, n).as_secs()).collect();
-        assert_eq!(ceilings, [1, 2, 4, 8, 16, 30, 30, 30]);
-        assert_eq!(backoff_ceiling(&p, 1_000), 30 * S, "no overflow far out");
-        assert_eq!(backoff_ceiling(&p, u32::MAX), 30 * S);
-    }
-
-    #[test]
-    fn full_jitter_spans_zero_to_the_ceiling() {
-        assert_eq!(full_jitter(8 * S, 0.0), Duration::ZERO);
-        assert_eq!(full_jitter(8 * S, 0.5), 4 * S);
-        assert_eq!(full_jitter(8 * S, 1.0), 8 * S);
-        assert_eq!(
-            full_jitter(8 * S, 7.0),
-            8 * S,
-            "out-of-range units are clamped"
-        );
-        let mut rng = fastrand::Rng::with_seed(7);
-        let waits: Vec<Duration> = (0..1_000).map(|_| full_jitter(4 * S, rng.f64())).collect();
-        assert!(waits.iter().all(|w| *w <= 4 * S));
-        // Uniform, not clustered at the top as "equal jitter" would be.
-        assert!(waits.iter().any(|w| *w < S / 2));
-        assert!(waits.iter().any(|w| *w > 3 * S + S / 2));
-    }
-
-    #[test]
-    fn retries_wait_a_jittered_backoff() {
-        let p = policy();
-        assert_eq!(next_step(&p, 1, S, None, 0.5), Next::Retry(S / 2));
-        assert_eq!(next_step(&p, 3, S, None, 1.0), Next::Retry(4 * S));
-        assert_eq!(next_step(&p, 10, S, None, 1.0), Next::Retry(30 * S));
-    }
-
-    #[test]
-    fn retry_after_is_a_lower_bound_on_the_wait() {
-        let p = policy();
-        assert_eq!(next_step(&p, 1, S, Some(5 * S), 0.5), Next::Retry(5 * S));
-        // Beyond the backoff cap is still honoured while the deadline allows it.
-        assert_eq!(next_step(&p, 1, S, Some(90 * S), 0.0), Next::Retry(90 * S));
-        // A jittered wait above it stands.
-        assert_eq!(next_step(&p, 6, S, Some(2 * S), 1.0), Next::Retry(30 * S));
-    }
-
-    #[test]
-    fn attempts_are_limited() {
-        let p = policy();
-        assert!(matches!(next_step(&p, 19, S, None, 0.0), Next::Retry(_)));
-        assert_eq!(
-            next_step(&p, 20, S, None, 0.0),
-            Next::Stop(Stop::AttemptsExhausted)
-        );
-    }
-
-    #[test]
-    fn a_wait_that_would_pass_the_deadline_stops() {
-        let p = PublishPolicy {
-            deadline: 10 * S,
-            ..policy()
-        };
-        assert_eq!(
-            next_step(&p, 5, 8 * S, None, 0.1),
-            Next::Retry(S + S * 6 / 10)
-        );
-        assert_eq!(
-            next_step(&p, 5, 8 * S, None, 0.2),
-            Next::Stop(Stop::DeadlineExceeded)
-        );
-        assert_eq!(
-            next_step(&p, 1, 11 * S, None, 0.0),
-            Next::Stop(Stop::DeadlineExceeded),
-            "already past it"
-        );
-        assert_eq!(
-            next_step(&p, 1, 8 * S, Some(3 * S), 0.0),
-            Next::Stop(Stop::RetryAfterBeyondDeadline {
-                retry_after: 3 * S,
-                remaining: 2 * S
-            })
-        );
-    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {
