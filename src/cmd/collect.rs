@@ -11,7 +11,7 @@ use crate::config::{CommonArgs, PublishArgs};
 use crate::metrics::Level;
 use crate::publish::Publisher;
 use crate::validate::Checker;
-use crate::{collect, logging, payload, report};
+use crate::{collect, extensions, logging, payload, report};
 
 #[derive(Debug, Args)]
 pub struct CollectArgs {
@@ -57,6 +57,7 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     }
 
     let snapshot = collect::collect(&settings.plan).await;
+    extensions::log_warnings(&snapshot.extensions);
     let unknown = snapshot.unknown_shared(settings.level);
     tracing::info!(
         metrics_level = %settings.level,
