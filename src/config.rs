@@ -114,8 +114,8 @@ pub struct CommonArgs {
     /// Set DO_NOT_TRACK=1 to share nothing, whatever the level.
     #[arg(long, env = "DO_NOT_TRACK", hide = true)]
     pub do_not_track: Option<String>,
-    /// Directory of extensions, one file per key (`key` or `key@level`) holding its value: a
-    /// mounted ConfigMap. Names starting with a dot are skipped.
+    /// Directory of extensions: one file per key, named KEY or KEY@LEVEL, holding its value (a
+    /// mounted ConfigMap). Names starting with a dot are skipped.
     #[arg(long, env = "HODOMETER_EXTENSIONS_DIR", value_name = "DIR")]
     pub extensions_dir: Option<PathBuf>,
     /// Extensions as comma-separated key[@level]=value; usually set as HODOMETER_EXTENSIONS.
@@ -128,7 +128,7 @@ pub struct CommonArgs {
     pub extensions: Option<String>,
     /// A static fact to share as the property ext.KEY (repeatable): KEY=VALUE, or
     /// KEY@LEVEL=VALUE to share it only at that level or above [default level: cluster]. Wins
-    /// over HODOMETER_EXTENSIONS, which wins over --extensions-dir.
+    /// over HODOMETER_EXTENSIONS (comma-separated KEY=VALUE), which wins over --extensions-dir.
     #[arg(long = "extension", value_name = "KEY[@LEVEL]=VALUE")]
     pub extension: Vec<String>,
 }

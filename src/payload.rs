@@ -165,6 +165,31 @@ mod tests {
     }
 
     #[test]
+    fn extensions_are_flat_strings_gated_by_their_level_and_ascii_escaped() {
+        let mut s = snapshot_with_everything_known();
+        let ext = |key: &str, level, value: &str| crate::metrics::Extension {
+            key: key.into(),
+            level,
+            value: value.into(),
+            source: crate::metrics::ExtensionSource::Flag,
+            suspicions: vec![],
+        };
+        s.extensions = vec![
+            ext("team", Level::Cluster, "café > tea?"),
+            ext("tier", Level::Feature, "gold"),
+        ];
+        let cluster = build_event(&s, Level::Cluster, "tok", Uuid::new_v4()).expect("event");
+        assert!(cluster.json.is_ascii(), "{}", cluster.json);
+        let v: Json = serde_json::from_str(&cluster.json).expect("valid JSON");
+        assert_eq!(v["properties"]["ext.team"], "café > tea?");
+        assert!(v["properties"].get("ext.tier").is_none());
+        assert!(cluster.fields.iter().any(|f| f == "ext.team"));
+        let feature = build_event(&s, Level::Feature, "tok", Uuid::new_v4()).expect("event");
+        let v: Json = serde_json::from_str(&feature.json).expect("valid JSON");
+        assert_eq!(v["properties"]["ext.tier"], "gold");
+    }
+
+    #[test]
     fn off_builds_no_event() {
         let s = snapshot_with_everything_known();
         assert!(build_event(&s, Level::Off, "tok", Uuid::new_v4()).is_none());

@@ -17,8 +17,8 @@ use crate::{collect, extensions, logging, payload, report};
 pub struct CollectArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// json: exactly the event that would be sent; table: every metric, shared or withheld, with
-    /// unknown reasons.
+    /// json: exactly the event that would be sent; table: every metric and extension, shared or
+    /// withheld, with unknown reasons and extension warnings.
     #[arg(long, value_enum, default_value_t = Output::Json)]
     pub output: Output,
     /// Also send the printed event to every endpoint and report each one's outcome on stderr

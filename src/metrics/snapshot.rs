@@ -204,6 +204,36 @@ mod tests {
     }
 
     #[test]
+    fn extensions_join_the_rows_of_their_level_after_its_metrics() {
+        let mut s = Snapshot::unknown("nothing read");
+        let ext = |key: &str, level| Extension {
+            key: key.into(),
+            level,
+            value: "v".into(),
+            source: crate::metrics::ExtensionSource::Env,
+            suspicions: vec![],
+        };
+        s.extensions = vec![ext("a", Level::Resource), ext("b", Level::Cluster)];
+        let names: Vec<String> = s
+            .rows(Level::Cluster)
+            .into_iter()
+            .map(|row| row.name)
+            .collect();
+        let at = |name: &str| names.iter().position(|n| n == name).expect(name);
+        assert_eq!(at("ext.b"), at("is_global_installation") + 1);
+        assert_eq!(at("ext.a"), at("server_replica_count") + 1);
+        assert_eq!(at("multimodel_enabled_count"), at("ext.a") + 1);
+        let shared = s.shared_values(Level::Cluster);
+        assert!(shared.iter().any(|(name, _)| name == "ext.b"));
+        assert!(!shared.iter().any(|(name, _)| name == "ext.a"));
+        assert!(
+            s.unknown_shared(Level::Feature)
+                .iter()
+                .all(|n| !n.starts_with("ext."))
+        );
+    }
+
+    #[test]
     fn unknown_shared_names_only_what_the_level_shares() {
         let mut s = Snapshot::unknown("nothing read");
         s.set(
