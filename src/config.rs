@@ -114,6 +114,23 @@ pub struct CommonArgs {
     /// Set DO_NOT_TRACK=1 to share nothing, whatever the level.
     #[arg(long, env = "DO_NOT_TRACK", hide = true)]
     pub do_not_track: Option<String>,
+    /// Directory of extensions: one file per key, named KEY or KEY@LEVEL, holding its value (a
+    /// mounted ConfigMap). Names starting with a dot are skipped.
+    #[arg(long, env = "HODOMETER_EXTENSIONS_DIR", value_name = "DIR")]
+    pub extensions_dir: Option<PathBuf>,
+    /// Extensions as comma-separated key[@level]=value; usually set as HODOMETER_EXTENSIONS.
+    #[arg(
+        long,
+        env = "HODOMETER_EXTENSIONS",
+        hide = true,
+        value_name = "KEY=VALUE,..."
+    )]
+    pub extensions: Option<String>,
+    /// A static fact to share as the property ext.KEY (repeatable): KEY=VALUE, or
+    /// KEY@LEVEL=VALUE to share it only at that level or above [default level: cluster]. Wins
+    /// over HODOMETER_EXTENSIONS (comma-separated KEY=VALUE), which wins over --extensions-dir.
+    #[arg(long = "extension", value_name = "KEY[@LEVEL]=VALUE")]
+    pub extension: Vec<String>,
 }
 
 /// Where events are published.
@@ -272,6 +289,12 @@ impl CommonArgs {
         );
         // An unreadable DO_NOT_TRACK is an error; until it is fixed, err on the side of sharing nothing.
         let do_not_track = do_not_track.is_none_or(|d| d.unwrap_or(false));
+        let extensions = crate::extensions::check(
+            self.extensions_dir.as_deref(),
+            self.extensions.as_deref(),
+            &self.extension,
+            c,
+        );
         let kube = !self.no_kube || self.kube;
         let tls = tls?;
         Some(Settings {
@@ -295,6 +318,7 @@ impl CommonArgs {
                 } else {
                     None
                 },
+                extensions: extensions?,
             },
             level: if do_not_track { Level::Off } else { level? },
             do_not_track,

@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod collect;
 pub mod config;
 pub mod daemon;
+pub mod extensions;
 pub mod logging;
 pub mod metrics;
 pub mod payload;

@@ -17,8 +17,9 @@ pub const DEFAULT_TOKEN: &str = "e943e8a2ebd1352338ecac1f9fde8c7c";
 pub struct Event {
     pub level: Level,
     pub insert_id: Uuid,
-    /// Names of the metrics it carries, in order.
-    pub fields: Vec<&'static str>,
+    /// Names of the properties it carries beyond the envelope (metrics and `ext.` extensions),
+    /// in order.
+    pub fields: Vec<String>,
     /// The event JSON, pure ASCII (see [`ascii_json`]).
     pub json: String,
 }
@@ -50,7 +51,7 @@ pub fn build_event(
     properties.insert("$insert_id".into(), insert_id.to_string().into());
     let mut fields = Vec::new();
     for (name, value) in snapshot.shared_values(level) {
-        properties.insert(name.into(), value.to_json());
+        properties.insert(name.clone(), value.to_json());
         fields.push(name);
     }
     let mut event = Map::new();
@@ -142,7 +143,7 @@ mod tests {
         let v: Json = serde_json::from_str(&event.json).expect("valid JSON");
         assert!(v["properties"].get("model_count").is_none());
         assert_eq!(v["properties"]["pipeline_count"], 7);
-        assert!(!event.fields.contains(&"model_count"));
+        assert!(!event.fields.iter().any(|f| f == "model_count"));
     }
 
     #[test]
@@ -158,9 +159,34 @@ mod tests {
                 event.json
             );
             assert!(!event.json.contains("null"), "{}", event.json);
-            assert!(!event.fields.contains(&"server_memory_gb_sum"));
+            assert!(!event.fields.iter().any(|f| f == "server_memory_gb_sum"));
             assert_eq!(v["properties"]["server_cpu_cores_sum"], 1.5);
         }
+    }
+
+    #[test]
+    fn extensions_are_flat_strings_gated_by_their_level_and_ascii_escaped() {
+        let mut s = snapshot_with_everything_known();
+        let ext = |key: &str, level, value: &str| crate::metrics::Extension {
+            key: key.into(),
+            level,
+            value: value.into(),
+            source: crate::metrics::ExtensionSource::Flag,
+            suspicions: vec![],
+        };
+        s.extensions = vec![
+            ext("team", Level::Cluster, "café > tea?"),
+            ext("tier", Level::Feature, "gold"),
+        ];
+        let cluster = build_event(&s, Level::Cluster, "tok", Uuid::new_v4()).expect("event");
+        assert!(cluster.json.is_ascii(), "{}", cluster.json);
+        let v: Json = serde_json::from_str(&cluster.json).expect("valid JSON");
+        assert_eq!(v["properties"]["ext.team"], "café > tea?");
+        assert!(v["properties"].get("ext.tier").is_none());
+        assert!(cluster.fields.iter().any(|f| f == "ext.team"));
+        let feature = build_event(&s, Level::Feature, "tok", Uuid::new_v4()).expect("event");
+        let v: Json = serde_json::from_str(&feature.json).expect("valid JSON");
+        assert_eq!(v["properties"]["ext.tier"], "gold");
     }
 
     #[test]

@@ -101,3 +101,9 @@ fn readme_names_the_test_command_ci_runs() {
         ".ci/run must run README's test command"
     );
 }
+
+#[test]
+fn the_extensions_row_links_to_a_section_that_exists() {
+    assert!(markdown_table().contains("](#extensions)"));
+    assert!(readme().contains("\n## Extensions\n"));
+}

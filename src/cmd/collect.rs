@@ -11,14 +11,14 @@ use crate::config::{CommonArgs, PublishArgs};
 use crate::metrics::Level;
 use crate::publish::Publisher;
 use crate::validate::Checker;
-use crate::{collect, logging, payload, report};
+use crate::{collect, extensions, logging, payload, report};
 
 #[derive(Debug, Args)]
 pub struct CollectArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// json: exactly the event that would be sent; table: every metric, shared or withheld, with
-    /// unknown reasons.
+    /// json: exactly the event that would be sent; table: every metric and extension, shared or
+    /// withheld, with unknown reasons and extension warnings.
     #[arg(long, value_enum, default_value_t = Output::Json)]
     pub output: Output,
     /// Also send the printed event to every endpoint and report each one's outcome on stderr
@@ -57,6 +57,7 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     }
 
     let snapshot = collect::collect(&settings.plan).await;
+    extensions::log_warnings(&snapshot.extensions);
     let unknown = snapshot.unknown_shared(settings.level);
     tracing::info!(
         metrics_level = %settings.level,

@@ -98,6 +98,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     timeout: Duration::from_secs(5),
                     inline: Some(InlineKubeconfig(Arc::new(kubeconfig))),
                 }),
+                extensions: Vec::new(),
             },
             level: Level::Cluster,
             do_not_track: false,

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use crate::metrics::{MetricId, Reading, Snapshot, Value};
+use crate::metrics::{Extension, MetricId, Reading, Snapshot, Value};
 use kube::{KubeFacts, KubeTarget, ReadError};
 use scheduler::{CallError, SchedulerFacts, SchedulerTarget};
 
@@ -24,6 +24,9 @@ pub struct CollectPlan {
     pub scheduler: SchedulerTarget,
     /// `None` with `--no-kube`.
     pub kube: Option<KubeTarget>,
+    /// The operator's extensions, validated; each snapshot carries them with the privacy guard's
+    /// warnings.
+    pub extensions: Vec<Extension>,
 }
 
 /// Reads every source concurrently and returns the snapshot. Never fails: what could not be
@@ -99,7 +102,21 @@ pub fn assemble(
         },
     );
     set_kube_metrics(&mut s, kube);
+    s.extensions = crate::extensions::guarded(&plan.extensions, &namespace(plan, kube));
     s
+}
+
+/// The namespace this collection is about: the one Kubernetes was read in, else the configured
+/// one, else Seldon's default.
+fn namespace(plan: &CollectPlan, kube: &KubeFacts) -> String {
+    match kube {
+        KubeFacts::Read(readings) => readings.namespace.clone(),
+        _ => plan
+            .kube
+            .as_ref()
+            .and_then(|target| target.namespace.clone())
+            .unwrap_or_else(|| kube::DEFAULT_NAMESPACE.to_string()),
+    }
 }
 
 const KUBE_METRICS: [MetricId; 7] = [
@@ -249,6 +266,7 @@ mod tests {
                 policy: scheduler::CallPolicy::patient(),
             },
             kube: None,
+            extensions: Vec::new(),
         }
     }
 

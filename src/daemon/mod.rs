@@ -174,6 +174,7 @@ fn jitter(interval: Duration) -> Duration {
 async fn cycle(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) -> bool {
     let settings = &config.settings;
     let snapshot = collect::collect(&settings.plan).await;
+    crate::extensions::log_warnings(&snapshot.extensions);
     let unknown = snapshot.unknown_shared(settings.level);
     let outcome = if unknown.is_empty() {
         CollectionOutcome::Complete

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use super::{Level, METRIC_COUNT, METRICS, MetricDef, MetricId};
+use super::{Extension, Level, METRIC_COUNT, METRICS, MetricDef, MetricId};
 
 /// A metric's value, already in the JSON type its table row names.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,21 +60,43 @@ impl Reading {
     }
 }
 
-/// All metrics as collected at one moment. `metrics_level` is not stored: it is the level a
-/// view is taken at.
+/// All metrics as collected at one moment, and the operator's extensions. `metrics_level` is not
+/// stored: it is the level a view is taken at.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     readings: Vec<Reading>,
     pub collected_at: SystemTime,
+    /// Operator-supplied static facts, sorted by key, with what the privacy guard noticed.
+    pub extensions: Vec<Extension>,
 }
 
-/// One metric as seen at a chosen level.
+/// One field of the event (a metric or an extension) as seen at a chosen level.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
-    pub def: &'static MetricDef,
+    /// Its property name in the event.
+    pub name: String,
+    /// The lowest level at which it is shared.
+    pub level: Level,
+    pub kind: RowKind,
     pub reading: Reading,
     /// Whether the chosen level shares it (unknown readings are still omitted from the event).
     pub shared: bool,
+}
+
+/// What a row is: one of the metrics hodometer computes, or a fact an operator supplied.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowKind {
+    Metric(&'static MetricDef),
+    Extension(Extension),
+}
+
+impl RowKind {
+    pub fn metric(&self) -> Option<&'static MetricDef> {
+        match self {
+            RowKind::Metric(def) => Some(def),
+            RowKind::Extension(_) => None,
+        }
+    }
 }
 
 impl Snapshot {
@@ -83,6 +105,7 @@ impl Snapshot {
         Snapshot {
             readings: vec![Reading::unknown(reason); METRIC_COUNT],
             collected_at: SystemTime::now(),
+            extensions: Vec::new(),
         }
     }
 
@@ -102,40 +125,54 @@ impl Snapshot {
         &self.readings[id as usize]
     }
 
-    /// Every metric in table order as it stands at `level`.
+    /// A metric's reading as a view at `level` sees it: `metrics_level` is that level.
+    fn reading_at(&self, def: &MetricDef, level: Level) -> Reading {
+        match def.id {
+            MetricId::MetricsLevel => Reading::Known(Value::Text(level.as_str().into())),
+            id => self.get(id).clone(),
+        }
+    }
+
+    /// Every metric and extension as it stands at `level`, grouped by the level that shares it:
+    /// within a group the metrics in table order, then the extensions by key.
     pub fn rows(&self, level: Level) -> Vec<Row> {
-        METRICS
-            .iter()
-            .map(|def| {
-                let reading = match def.id {
-                    MetricId::MetricsLevel => Reading::Known(Value::Text(level.as_str().into())),
-                    id => self.get(id).clone(),
-                };
-                Row {
-                    def,
-                    reading,
-                    shared: level.shares(def.level),
-                }
-            })
-            .collect()
+        let metrics = METRICS.iter().map(|def| Row {
+            name: def.name.to_string(),
+            level: def.level,
+            kind: RowKind::Metric(def),
+            reading: self.reading_at(def, level),
+            shared: level.shares(def.level),
+        });
+        let extensions = self.extensions.iter().map(|ext| Row {
+            name: ext.property(),
+            level: ext.level,
+            kind: RowKind::Extension(ext.clone()),
+            reading: Reading::Known(Value::Text(ext.value.clone())),
+            shared: level.shares(ext.level),
+        });
+        let mut rows: Vec<Row> = metrics.chain(extensions).collect();
+        // A stable sort keeps table order, and key order, within each level.
+        rows.sort_by_key(|row| row.level);
+        rows
     }
 
     /// Names of the metrics `level` shares that could not be determined, in table order.
     pub fn unknown_shared(&self, level: Level) -> Vec<&'static str> {
-        self.rows(level)
-            .into_iter()
-            .filter(|row| row.shared && matches!(row.reading, Reading::Unknown(_)))
-            .map(|row| row.def.name)
+        METRICS
+            .iter()
+            .filter(|def| level.shares(def.level))
+            .filter(|def| matches!(self.reading_at(def, level), Reading::Unknown(_)))
+            .map(|def| def.name)
             .collect()
     }
 
-    /// The metrics that leave the cluster at `level`: shared and known, in table order.
-    pub fn shared_values(&self, level: Level) -> Vec<(&'static str, Value)> {
+    /// The fields that leave the cluster at `level`: shared and known, in row order.
+    pub fn shared_values(&self, level: Level) -> Vec<(String, Value)> {
         self.rows(level)
             .into_iter()
             .filter(|row| row.shared)
             .filter_map(|row| match row.reading {
-                Reading::Known(value) => Some((row.def.name, value)),
+                Reading::Known(value) => Some((row.name, value)),
                 Reading::Unknown(_) => None,
             })
             .collect()
@@ -163,6 +200,36 @@ mod tests {
         assert_eq!(
             s.get(MetricId::ServerMemoryGbSum),
             &Reading::Known(Value::Float(1.5))
+        );
+    }
+
+    #[test]
+    fn extensions_join_the_rows_of_their_level_after_its_metrics() {
+        let mut s = Snapshot::unknown("nothing read");
+        let ext = |key: &str, level| Extension {
+            key: key.into(),
+            level,
+            value: "v".into(),
+            source: crate::metrics::ExtensionSource::Env,
+            suspicions: vec![],
+        };
+        s.extensions = vec![ext("a", Level::Resource), ext("b", Level::Cluster)];
+        let names: Vec<String> = s
+            .rows(Level::Cluster)
+            .into_iter()
+            .map(|row| row.name)
+            .collect();
+        let at = |name: &str| names.iter().position(|n| n == name).expect(name);
+        assert_eq!(at("ext.b"), at("is_global_installation") + 1);
+        assert_eq!(at("ext.a"), at("server_replica_count") + 1);
+        assert_eq!(at("multimodel_enabled_count"), at("ext.a") + 1);
+        let shared = s.shared_values(Level::Cluster);
+        assert!(shared.iter().any(|(name, _)| name == "ext.b"));
+        assert!(!shared.iter().any(|(name, _)| name == "ext.a"));
+        assert!(
+            s.unknown_shared(Level::Feature)
+                .iter()
+                .all(|n| !n.starts_with("ext."))
         );
     }
 

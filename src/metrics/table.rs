@@ -136,7 +136,11 @@ impl MetricId {
     }
 }
 
-/// The metrics table as Markdown, the form README.md carries.
+/// The row README's table gives extensions: they are not metrics, but they leave the cluster
+/// alongside them and are gated the same way.
+const EXTENSIONS_ROW: &str = "| `ext.<key>` | cluster, or the one chosen with `key@level` | string | operator | static facts the operator supplies (`--extensions-dir`, `HODOMETER_EXTENSIONS`, `--extension`), one property per key; see [Extensions](#extensions) |\n";
+
+/// The metrics table as Markdown, the form README.md carries, with the extensions' row last.
 pub fn markdown_table() -> String {
     let mut out = String::from(
         "| name | level | type | source | meaning |\n| --- | --- | --- | --- | --- |\n",
@@ -151,6 +155,7 @@ pub fn markdown_table() -> String {
             m.description
         ));
     }
+    out.push_str(EXTENSIONS_ROW);
     out
 }
 

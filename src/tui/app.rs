@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::keys::{Action, Context};
 use crate::metrics::{
-    Level, METRIC_COUNT, METRICS, MetricDef, MetricId, Reading, Snapshot, Source, Value,
+    Level, METRIC_COUNT, METRICS, MetricId, Reading, RowKind, Snapshot, Source, Value,
 };
 use crate::payload::{Event, build_event};
 use crate::publish::EndpointOutcome;
@@ -65,7 +65,10 @@ pub enum Shown {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RowView {
-    pub def: &'static MetricDef,
+    /// The property name: a metric's, or `ext.<key>` for an operator-supplied extension.
+    pub name: String,
+    pub level: Level,
+    pub kind: RowKind,
     pub shown: Shown,
     /// Shared at the chosen level (a stale or unknown value is still left out of the payload).
     pub shared: bool,
@@ -249,7 +252,9 @@ impl App {
             return METRICS
                 .iter()
                 .map(|def| RowView {
-                    def,
+                    name: def.name.into(),
+                    level: def.level,
+                    kind: RowKind::Metric(def),
                     shown: Shown::Unknown("not collected yet".into()),
                     shared: self.level.shares(def.level),
                 })
@@ -261,7 +266,11 @@ impl App {
             .map(|row| {
                 let shown = match row.reading {
                     Reading::Known(value) => Shown::Known(value.to_string()),
-                    Reading::Unknown(reason) => match &self.last_known[row.def.id as usize] {
+                    Reading::Unknown(reason) => match row
+                        .kind
+                        .metric()
+                        .and_then(|def| self.last_known[def.id as usize].as_ref())
+                    {
                         Some((value, at)) => Shown::Stale {
                             value: value.to_string(),
                             age: age(self.now, *at),
@@ -271,7 +280,9 @@ impl App {
                     },
                 };
                 RowView {
-                    def: row.def,
+                    name: row.name,
+                    level: row.level,
+                    kind: row.kind,
                     shown,
                     shared: row.shared,
                 }
@@ -338,11 +349,11 @@ mod tests {
         App::new(info(), Level::Cluster, "tok".into(), at(0))
     }
 
-    fn shared_names(app: &App) -> Vec<&'static str> {
+    fn shared_names(app: &App) -> Vec<String> {
         app.rows()
             .into_iter()
             .filter(|r| r.shared)
-            .map(|r| r.def.name)
+            .map(|r| r.name)
             .collect()
     }
 
@@ -366,10 +377,10 @@ mod tests {
     fn rows_flip_between_shared_and_withheld_with_the_level() {
         let mut app = app();
         app.on_snapshot(healthy(at(0)));
-        assert!(shared_names(&app).contains(&"node_count"));
-        assert!(!shared_names(&app).contains(&"model_count"));
+        assert!(shared_names(&app).contains(&"node_count".into()));
+        assert!(!shared_names(&app).contains(&"model_count".into()));
         app.on_action(Action::SetLevel(2));
-        assert!(shared_names(&app).contains(&"model_count"));
+        assert!(shared_names(&app).contains(&"model_count".into()));
         app.on_action(Action::SetLevel(0));
         assert!(shared_names(&app).is_empty());
     }
@@ -383,10 +394,10 @@ mod tests {
         );
         app.on_snapshot(healthy(at(0)));
         let cluster = app.preview().expect("preview").clone();
-        assert!(!cluster.fields.contains(&"model_count"));
+        assert!(!cluster.fields.iter().any(|f| f == "model_count"));
         app.on_action(Action::SetLevel(3));
         let feature = app.preview().expect("preview").clone();
-        assert!(feature.fields.contains(&"gpu_enabled_count"));
+        assert!(feature.fields.iter().any(|f| f == "gpu_enabled_count"));
         assert_ne!(
             cluster.insert_id, feature.insert_id,
             "a different event is a new insert id"
@@ -478,7 +489,7 @@ mod tests {
         let model = app
             .rows()
             .into_iter()
-            .find(|r| r.def.name == "model_count")
+            .find(|r| r.name == "model_count")
             .expect("row");
         match model.shown {
             Shown::Stale { value, age, reason } => {
@@ -494,7 +505,8 @@ mod tests {
             !app.preview()
                 .expect("preview")
                 .fields
-                .contains(&"model_count")
+                .iter()
+                .any(|f| f == "model_count")
         );
         assert!(matches!(app.scheduler_state(), SourceState::Down(_)));
         app.on_snapshot(healthy(at(95)));

@@ -10,7 +10,7 @@ use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::app::{App, Dialog, RowView, Shown, SourceState, View, age};
 use super::keys::{BINDINGS, Context, Listing, hints};
-use crate::metrics::Level;
+use crate::metrics::{Level, RowKind};
 
 const SHARED: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
 const WITHHELD: Style = Style::new().fg(Color::DarkGray);
@@ -119,15 +119,15 @@ fn render_metrics(app: &App, frame: &mut Frame, area: Rect) {
     let mut rows = Vec::new();
     let mut group = None;
     for row in app.rows() {
-        if group != Some(row.def.level) {
-            group = Some(row.def.level);
-            let state = if app.level.shares(row.def.level) {
+        if group != Some(row.level) {
+            group = Some(row.level);
+            let state = if app.level.shares(row.level) {
                 "shared at this level"
             } else {
                 "withheld"
             };
             rows.push(Row::new(vec![
-                Cell::from(format!("── {} ──", row.def.level)).style(Style::new().bold()),
+                Cell::from(format!("── {} ──", row.level)).style(Style::new().bold()),
                 Cell::from(""),
                 Cell::from(state).style(WITHHELD),
             ]));
@@ -163,9 +163,19 @@ fn metric_row(row: &RowView) -> Row<'static> {
         ),
         Shown::Unknown(reason) => Span::styled(format!("unknown, because {reason}"), WARN),
     };
+    let mut value = vec![value];
+    if let RowKind::Extension(ext) = &row.kind {
+        value.push(Span::styled(
+            format!("  operator-supplied, from {}", ext.source),
+            WITHHELD,
+        ));
+        for suspicion in &ext.suspicions {
+            value.push(Span::styled(format!("  ⚠ {suspicion}"), WARN));
+        }
+    }
     let name_style = if row.shared { Style::new() } else { WITHHELD };
     Row::new(vec![
-        Cell::from(row.def.name).style(name_style),
+        Cell::from(row.name.clone()).style(name_style),
         Cell::from(sharing).style(sharing_style),
         Cell::from(Line::from(value)),
     ])
