@@ -25,6 +25,11 @@ const SCHEDULER_CONTAINER: &str = "scheduler";
 
 /// The bearer token the generated kubeconfig carries; anything else gets 401, as a real API would.
 pub const SIM_TOKEN: &str = "hodometer-sim-token";
+/// Who the API server takes [`SIM_TOKEN`] for.
+pub const SIM_USER: &str = "system:serviceaccount:seldon-mesh:hodometer";
+/// A second identity, the cluster administrator who applies manifests: RBAC does not bind it.
+pub const SIM_ADMIN_TOKEN: &str = "hodometer-sim-admin-token";
+pub const SIM_ADMIN_USER: &str = "sim-admin";
 const MAX_PAGE: usize = 500;
 
 struct World {
@@ -32,6 +37,8 @@ struct World {
     servers: Vec<ServerSpec>,
     /// When set, only these grants are allowed, as RBAC would.
     grants: Option<Vec<Grant>>,
+    /// The namespace's ConfigMaps (consent and status), written through the API.
+    configmaps: ConfigMapStore,
 }
 
 /// One allowed (API group, resource, verb), from a Role (namespaced only) or a ClusterRole.
@@ -41,6 +48,8 @@ pub struct Grant {
     pub resource: String,
     pub verb: String,
     pub cluster_scope: bool,
+    /// `resourceNames`: when not empty, only objects of these names (never `create`).
+    pub resource_names: Vec<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -58,6 +67,8 @@ struct RbacRule {
     resources: Vec<String>,
     #[serde(default)]
     verbs: Vec<String>,
+    #[serde(rename = "resourceNames", default)]
+    resource_names: Vec<String>,
 }
 
 /// Reads the grants of a Role or ClusterRole manifest (such as `assets/k8s/role.yaml`).
@@ -79,6 +90,7 @@ pub fn load_grants(path: &std::path::Path) -> Result<Vec<Grant>, String> {
                         resource: resource.clone(),
                         verb: verb.clone(),
                         cluster_scope,
+                        resource_names: rule.resource_names.clone(),
                     });
                 }
             }
@@ -96,6 +108,7 @@ pub fn router(scenario: &Scenario, forbid: &[String], grants: Option<Vec<Grant>>
         kube,
         servers: scenario.servers.clone(),
         grants,
+        configmaps: ConfigMapStore::default(),
     });
     Router::new()
         .route("/version", get(version))
@@ -120,6 +133,7 @@ pub fn router(scenario: &Scenario, forbid: &[String], grants: Option<Vec<Grant>>
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
             get(deployment),
         )
+        .merge(consent_routes())
         .fallback(|| async {
             status(
                 StatusCode::NOT_FOUND,
@@ -158,25 +172,64 @@ fn denial(
     verb: &str,
     cluster_scope: bool,
 ) -> Option<Response> {
+    authorize(world, headers, (group, resource), verb, cluster_scope, None).err()
+}
+
+/// Who a request's bearer token is, as the API server sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The kubeconfig's service account: subject to `--kube-rbac`.
+    ServiceAccount,
+    /// The cluster administrator who applies manifests: allowed everything.
+    Admin,
+}
+
+impl Caller {
+    fn username(self) -> String {
+        match self {
+            Caller::ServiceAccount => SIM_USER.to_string(),
+            Caller::Admin => SIM_ADMIN_USER.to_string(),
+        }
+    }
+}
+
+fn authenticate(headers: &HeaderMap) -> Result<Caller, Response> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer != Some(SIM_TOKEN) {
-        return Some(status(
+    match bearer {
+        Some(SIM_TOKEN) => Ok(Caller::ServiceAccount),
+        Some(SIM_ADMIN_TOKEN) => Ok(Caller::Admin),
+        _ => Err(status(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
             "Unauthorized",
-        ));
+        )),
     }
+}
+
+/// Authentication, then RBAC (with `resourceNames` when the request names one object).
+fn authorize(
+    world: &World,
+    headers: &HeaderMap,
+    (group, resource): (&str, &str),
+    verb: &str,
+    cluster_scope: bool,
+    name: Option<&str>,
+) -> Result<Caller, Response> {
+    let caller = authenticate(headers)?;
     // Every authenticated identity may read /version (system:public-info-viewer).
-    let granted = resource == "version"
+    let granted = caller == Caller::Admin
+        || resource == "version"
         || world.grants.as_ref().is_none_or(|grants| {
             grants.iter().any(|g| {
                 g.group == group
                     && g.resource == resource
                     && g.verb == verb
                     && (g.cluster_scope || !cluster_scope)
+                    && (g.resource_names.is_empty()
+                        || name.is_some_and(|n| g.resource_names.iter().any(|r| r == n)))
             })
         });
     if !granted || world.kube.forbid.iter().any(|f| f == resource) {
@@ -185,12 +238,22 @@ fn denial(
         } else {
             format!("in the namespace \"{SIM_NAMESPACE}\"")
         };
+        let group_text = if group.is_empty() {
+            String::new()
+        } else {
+            format!(" in API group \"{group}\"")
+        };
+        let subject = match name {
+            Some(name) => format!("{resource} \"{name}\""),
+            None => resource.to_string(),
+        };
         let message = format!(
-            "{resource} is forbidden: User \"system:serviceaccount:{SIM_NAMESPACE}:hodometer\" cannot {verb} resource \"{resource}\" {scope}"
+            "{subject} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\"{group_text} {scope}",
+            caller.username()
         );
-        return Some(status(StatusCode::FORBIDDEN, "Forbidden", &message));
+        return Err(status(StatusCode::FORBIDDEN, "Forbidden", &message));
     }
-    None
+    Ok(caller)
 }
 
 fn ok(body: Value) -> Response {
@@ -506,4 +569,468 @@ async fn deployment(
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
     get_workload(&world, &headers, &ns, &name, "Deployment").await
+}
+
+// ---------------------------------------------------------------------------------------------
+// ConfigMaps (consent and status, SPEC 12) and SelfSubjectReview: the writes hodometer makes.
+// ---------------------------------------------------------------------------------------------
+
+/// The namespace's ConfigMaps, with a cluster-wide `resourceVersion` counter and a feed of
+/// changes for watchers.
+struct ConfigMapStore {
+    state: std::sync::Mutex<ConfigMapState>,
+    changes: tokio::sync::broadcast::Sender<WatchChange>,
+}
+
+#[derive(Default)]
+struct ConfigMapState {
+    items: std::collections::BTreeMap<String, Value>,
+    version: u64,
+}
+
+#[derive(Clone)]
+struct WatchChange {
+    kind: &'static str,
+    version: u64,
+    object: Value,
+}
+
+impl Default for ConfigMapStore {
+    fn default() -> Self {
+        ConfigMapStore {
+            state: std::sync::Mutex::default(),
+            changes: tokio::sync::broadcast::channel(64).0,
+        }
+    }
+}
+
+impl ConfigMapStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConfigMapState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores `object` under a new `resourceVersion` and tells the watchers.
+    fn commit(&self, state: &mut ConfigMapState, kind: &'static str, mut object: Value) -> Value {
+        state.version += 1;
+        object["metadata"]["resourceVersion"] = json!(state.version.to_string());
+        if let Some(name) = object["metadata"]["name"].as_str() {
+            state.items.insert(name.to_string(), object.clone());
+        }
+        // No watcher is not an error.
+        let _ = self.changes.send(WatchChange {
+            kind,
+            version: state.version,
+            object: object.clone(),
+        });
+        object
+    }
+}
+
+fn consent_routes() -> Router<Arc<World>> {
+    use axum::routing::post;
+    Router::new()
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps",
+            get(list_configmaps).post(create_configmap),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps/{name}",
+            get(get_configmap)
+                .put(update_configmap)
+                .patch(patch_configmap),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            post(self_subject_review),
+        )
+}
+
+fn created(body: Value) -> Response {
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn configmap_not_found(name: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("configmaps \"{name}\" not found"),
+    )
+}
+
+fn conflict(name: &str) -> Response {
+    status(
+        StatusCode::CONFLICT,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on configmaps \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        ),
+    )
+}
+
+fn bad_request(message: &str) -> Response {
+    status(StatusCode::BAD_REQUEST, "BadRequest", message)
+}
+
+fn namespace_not_found(ns: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("namespaces \"{ns}\" not found"),
+    )
+}
+
+/// The name a `fieldSelector` pins (`metadata.name=X` or `==X`); other selectors are refused, as
+/// ConfigMaps support no other field.
+fn selected_name(params: &HashMap<String, String>) -> Result<Option<String>, Response> {
+    let Some(selector) = params.get("fieldSelector").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    selector
+        .strip_prefix("metadata.name==")
+        .or_else(|| selector.strip_prefix("metadata.name="))
+        .map(|name| Some(name.to_string()))
+        .ok_or_else(|| {
+            bad_request(&format!(
+                "unable to parse requested field selector {selector:?}: only metadata.name is supported"
+            ))
+        })
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| bad_request(&format!("the request body is not JSON: {e}")))
+}
+
+async fn list_configmaps(
+    State(world): State<Arc<World>>,
+    headers: HeaderMap,
+    Path(ns): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let name = match selected_name(&params) {
+        Ok(name) => name,
+        Err(refused) => return refused,
+    };
+    let watch = params
+        .get("watch")
+        .is_some_and(|w| w == "true" || w == "1");
+    let verb = if watch { "watch" } else { "list" };
+    if let Err(denied) = authorize(
+        &world,
+        &headers,
+        ("", "configmaps"),
+        verb,
+        false,
+        name.as_deref(),
+    ) {
+        return denied;
+    }
+    let matches = move |object: &Value| {
+        ns == SIM_NAMESPACE && name.as_deref().is_none_or(|n| object["metadata"]["name"] == n)
+    };
+    if watch {
+        return watch_configmaps(&world, &params, matches);
+    }
+    let (items, version) = {
+        let state = world.configmaps.lock();
+        let items: Vec<Value> = state.items.values().filter(|o| matches(o)).cloned().collect();
+        (items, state.version)
+    };
+    let mut list = page(&params, "v1", "ConfigMapList", items);
+    // The list's resourceVersion is where a watch continues from.
+    if list.status().is_success() {
+        let rewritten = async {
+            let bytes = axum::body::to_bytes(list.into_body(), usize::MAX).await.ok()?;
+            let mut body: Value = serde_json::from_slice(&bytes).ok()?;
+            body["metadata"]["resourceVersion"] = json!(version.to_string());
+            Some(ok(body))
+        };
+        list = rewritten.await.unwrap_or_else(|| {
+            status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "list failed")
+        });
+    }
+    list
+}
+
+/// A watch: the current objects as ADDED (unless a `resourceVersion` to continue from is
+/// given), then every change, one JSON event per line, until `timeoutSeconds`.
+fn watch_configmaps(
+    world: &World,
+    params: &HashMap<String, String>,
+    matches: impl Fn(&Value) -> bool + Send + Sync + 'static,
+) -> Response {
+    let changes = world.configmaps.changes.subscribe();
+    let since: Option<u64> = params
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v > 0);
+    let initial: Vec<String> = match since {
+        Some(_) => Vec::new(),
+        None => world
+            .configmaps
+            .lock()
+            .items
+            .values()
+            .filter(|o| matches(o))
+            .map(|o| format!("{}\n", json!({"type": "ADDED", "object": o})))
+            .collect(),
+    };
+    let since = since.unwrap_or(0);
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let live = futures::stream::unfold((changes, matches), move |(mut changes, matches)| async move {
+        let next = async {
+            loop {
+                match changes.recv().await {
+                    Ok(change) if change.version > since && matches(&change.object) => {
+                        let line = json!({"type": change.kind, "object": change.object});
+                        return Some(format!("{line}\n"));
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        };
+        let line = tokio::time::timeout_at(deadline, next).await.ok().flatten()?;
+        Some((line, (changes, matches)))
+    });
+    let stream = futures::StreamExt::map(
+        futures::StreamExt::chain(futures::stream::iter(initial), live),
+        Ok::<_, std::convert::Infallible>,
+    );
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn get_configmap(
+    State(world): State<Arc<World>>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    if let Err(denied) = authorize(&world, &headers, ("", "configmaps"), "get", false, Some(&name))
+    {
+        return denied;
+    }
+    let found = (ns == SIM_NAMESPACE)
+        .then(|| world.configmaps.lock().items.get(&name).cloned())
+        .flatten();
+    match found {
+        Some(object) => ok(object),
+        None => configmap_not_found(&name),
+    }
+}
+
+async fn create_configmap(
+    State(world): State<Arc<World>>,
+    headers: HeaderMap,
+    Path(ns): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    // RBAC cannot restrict `create` by name: no name is passed to the check.
+    if let Err(denied) = authorize(&world, &headers, ("", "configmaps"), "create", false, None) {
+        return denied;
+    }
+    if ns != SIM_NAMESPACE {
+        return namespace_not_found(&ns);
+    }
+    let mut object = match parse_body(&body) {
+        Ok(object) => object,
+        Err(refused) => return refused,
+    };
+    let Some(name) = object["metadata"]["name"].as_str().map(str::to_string) else {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "ConfigMap \"\" is invalid: metadata.name: Required value: name is required",
+        );
+    };
+    let store = &world.configmaps;
+    let mut state = store.lock();
+    if state.items.contains_key(&name) {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            &format!("configmaps \"{name}\" already exists"),
+        );
+    }
+    object["apiVersion"] = json!("v1");
+    object["kind"] = json!("ConfigMap");
+    object["metadata"]["namespace"] = json!(SIM_NAMESPACE);
+    object["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    object["metadata"]["creationTimestamp"] =
+        json!(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    created(store.commit(&mut state, "ADDED", object))
+}
+
+/// PUT: replaces the object; a `resourceVersion` other than the stored one is a conflict.
+async fn update_configmap(
+    State(world): State<Arc<World>>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let verb = "update";
+    if let Err(denied) = authorize(&world, &headers, ("", "configmaps"), verb, false, Some(&name)) {
+        return denied;
+    }
+    let object = match parse_body(&body) {
+        Ok(object) => object,
+        Err(refused) => return refused,
+    };
+    if object["metadata"]["name"] != name.as_str() {
+        return bad_request("the name of the object does not match the name on the URL");
+    }
+    write_configmap(&world, &ns, &name, &object, |_, new| new.clone())
+}
+
+/// PATCH: a JSON merge patch (also accepted as a strategic merge patch: for a ConfigMap's
+/// string maps the two agree).
+async fn patch_configmap(
+    State(world): State<Arc<World>>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(denied) = authorize(&world, &headers, ("", "configmaps"), "patch", false, Some(&name))
+    {
+        return denied;
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/merge-patch+json")
+        && !content_type.starts_with("application/strategic-merge-patch+json")
+    {
+        return status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            &format!("the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got {content_type:?})"),
+        );
+    }
+    let patch = match parse_body(&body) {
+        Ok(patch) => patch,
+        Err(refused) => return refused,
+    };
+    write_configmap(&world, &ns, &name, &patch, |old, patch| {
+        let mut merged = old.clone();
+        merge_patch(&mut merged, patch);
+        merged
+    })
+}
+
+/// Stores `build(stored, request)` when the request's `resourceVersion`, if any, is current.
+fn write_configmap(
+    world: &World,
+    ns: &str,
+    name: &str,
+    request: &Value,
+    build: impl FnOnce(&Value, &Value) -> Value,
+) -> Response {
+    if ns != SIM_NAMESPACE {
+        return namespace_not_found(ns);
+    }
+    let store = &world.configmaps;
+    let mut state = store.lock();
+    let Some(stored) = state.items.get(name) else {
+        return configmap_not_found(name);
+    };
+    let current = &stored["metadata"]["resourceVersion"];
+    let wanted = &request["metadata"]["resourceVersion"];
+    if !wanted.is_null() && wanted != current {
+        return conflict(name);
+    }
+    let mut object = build(stored, request);
+    // What the server owns stays the server's.
+    for key in ["uid", "creationTimestamp", "namespace", "name"] {
+        object["metadata"][key] = stored["metadata"][key].clone();
+    }
+    object["apiVersion"] = json!("v1");
+    object["kind"] = json!("ConfigMap");
+    ok(store.commit(&mut state, "MODIFIED", object))
+}
+
+/// RFC 7386: objects merge key by key, `null` deletes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(changes) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(fields) = target {
+        for (key, change) in changes {
+            if change.is_null() {
+                fields.remove(key);
+            } else {
+                merge_patch(fields.entry(key.clone()).or_insert(Value::Null), change);
+            }
+        }
+    }
+}
+
+/// `SelfSubjectReview`: every authenticated identity may ask who it is.
+async fn self_subject_review(headers: HeaderMap) -> Response {
+    match authenticate(&headers) {
+        Ok(caller) => {
+            let groups = match caller {
+                Caller::ServiceAccount => json!([
+                    "system:serviceaccounts",
+                    format!("system:serviceaccounts:{SIM_NAMESPACE}"),
+                    "system:authenticated"
+                ]),
+                Caller::Admin => json!(["system:masters", "system:authenticated"]),
+            };
+            created(json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+                "metadata": {"creationTimestamp": null},
+                "status": {"userInfo": {"username": caller.username(), "groups": groups}},
+            }))
+        }
+        Err(refused) => refused,
+    }
+}
+
+#[cfg(test)]
+mod consent_tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut target, &json!({"a": "z", "c": {"f": null}, "h": "i"}));
+        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}, "h": "i"}));
+    }
+
+    #[test]
+    fn role_rules_with_resource_names_are_loaded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("role.yaml");
+        std::fs::write(
+            &path,
+            "kind: Role\nrules:\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  resourceNames: [hodometer-consent]\n  verbs: [get, watch]\n",
+        )
+        .expect("write");
+        let grants = load_grants(&path).expect("grants");
+        assert_eq!(grants.len(), 2);
+        assert!(
+            grants
+                .iter()
+                .all(|g| g.resource_names == ["hodometer-consent"])
+        );
+    }
 }
