@@ -12,6 +12,7 @@ pub mod clock;
 pub mod cmd;
 pub mod collect;
 pub mod config;
+pub mod consent;
 pub mod daemon;
 pub mod extensions;
 pub mod logging;
