@@ -6,6 +6,8 @@
 //! the fields it lists at or below that level; no consent, or one without a `level` key, leaves
 //! `METRICS_LEVEL` in charge, as the original.
 
+pub mod cluster;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
@@ -24,6 +26,23 @@ pub const KEY_FIELDS: &str = "fields";
 pub const KEY_APPROVED_BY: &str = "approvedBy";
 pub const KEY_APPROVED_AT: &str = "approvedAt";
 pub const KEY_NOTE: &str = "note";
+
+/// A ConfigMap name: a DNS subdomain (lower-case letters, digits, `-` and `.`, at most 253).
+pub fn parse_configmap_name(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err("expected a ConfigMap name (lower-case letters, digits, '-' and '.')".into())
+    }
+}
 
 /// Where the effective level comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

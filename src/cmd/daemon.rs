@@ -28,6 +28,10 @@ pub struct DaemonArgs {
     /// Serve /healthz, /readyz and /metrics (Prometheus text) on this address, e.g. 0.0.0.0:8080.
     #[arg(long, env = "HODOMETER_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
+    /// ConfigMap (in the Seldon namespace) whose consent governs what is shared; without one,
+    /// or without a `level` key in it, METRICS_LEVEL rules.
+    #[arg(long, env = "HODOMETER_CONSENT_CONFIGMAP", default_value = crate::consent::DEFAULT_CONSENT_CONFIGMAP, value_name = "NAME")]
+    pub consent_configmap: String,
 }
 
 impl DaemonArgs {
@@ -45,9 +49,16 @@ impl DaemonArgs {
             self.listen.as_deref(),
             parse_socket_addr,
         );
+        let consent = c.check(
+            "--consent-configmap (HODOMETER_CONSENT_CONFIGMAP)",
+            &self.consent_configmap,
+            crate::consent::parse_configmap_name,
+        );
         c.finish_with(|| {
+            let settings = settings?;
             Some(DaemonConfig {
-                settings: settings?,
+                consent: settings.plan.kube.is_some().then_some(consent?),
+                settings,
                 publish: publish?,
                 interval: interval?,
                 once: self.once,

@@ -165,6 +165,35 @@ pub async fn collect(target: &KubeTarget) -> KubeFacts {
     }))
 }
 
+/// A client and the namespace it works in, for the consent and status ConfigMaps; `Err` with a
+/// reason when there is no usable configuration.
+pub async fn connect(target: &KubeTarget) -> Result<(Client, String), String> {
+    crate::tls::install_crypto_provider();
+    let (config, namespace) = load_config(target)
+        .await?
+        .ok_or("no Kubernetes configuration (no service account and no kubeconfig)")?;
+    let client =
+        Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
+    Ok((client, namespace))
+}
+
+/// The user name of the kubeconfig context in use, when a kubeconfig is: who approves when the
+/// API server cannot be asked.
+pub fn kubeconfig_user(target: &KubeTarget) -> Option<String> {
+    let kubeconfig = read_kubeconfig(target)?.ok()?;
+    let context_name = target
+        .context
+        .clone()
+        .or_else(|| kubeconfig.current_context.clone())?;
+    kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.user.clone())
+        .filter(|u| !u.is_empty())
+}
+
 /// An explicit configuration first, then in-cluster, then the default kubeconfig. `Ok(None)`
 /// when there is no configuration of any kind.
 async fn load_config(target: &KubeTarget) -> Result<Option<(Config, String)>, String> {

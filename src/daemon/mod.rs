@@ -2,6 +2,7 @@
 //! drop-in for the original in-cluster component: same environment variables, same event.
 
 mod code_pages;
+mod governed;
 pub mod metrics;
 
 use std::future::Future;
@@ -31,6 +32,8 @@ pub struct DaemonConfig {
     pub interval: Duration,
     pub once: bool,
     pub listen: Option<SocketAddr>,
+    /// The consent ConfigMap that governs what is shared, when the Kubernetes API is used.
+    pub consent: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +136,14 @@ async fn supervise(
 }
 
 async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) -> DaemonExit {
+    if let (Some(name), Some(target)) = (&config.consent, &config.settings.plan.kube) {
+        match crate::consent::cluster::ConsentApi::connect(target, name).await {
+            Ok(api) => return governed::work(config, &api, publisher, metrics).await,
+            Err(reason) => {
+                tracing::info!(%reason, "no consent ConfigMap to read: METRICS_LEVEL rules")
+            }
+        }
+    }
     let level = config.settings.level;
     if level == Level::Off {
         let why = if config.settings.do_not_track {
@@ -173,15 +184,7 @@ fn jitter(interval: Duration) -> Duration {
 /// One collection and publish; true when every endpoint accepted the event.
 async fn cycle(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) -> bool {
     let settings = &config.settings;
-    let snapshot = collect::collect(&settings.plan).await;
-    crate::extensions::log_warnings(&snapshot.extensions);
-    let unknown = snapshot.unknown_shared(settings.level);
-    let outcome = if unknown.is_empty() {
-        CollectionOutcome::Complete
-    } else {
-        CollectionOutcome::Partial
-    };
-    lock(metrics).record_collection(outcome);
+    let (snapshot, unknown) = collect_and_record(settings, settings.level, metrics).await;
 
     let Some(event) = build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4())
     else {
@@ -205,6 +208,25 @@ async fn cycle(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) -
         "collected and published"
     );
     all_ok
+}
+
+/// Collects, logs the extensions' warnings and counts the collection; also the names of the
+/// metrics `level` shares that are unknown.
+async fn collect_and_record(
+    settings: &Settings,
+    level: Level,
+    metrics: &Shared,
+) -> (crate::metrics::Snapshot, Vec<&'static str>) {
+    let snapshot = collect::collect(&settings.plan).await;
+    crate::extensions::log_warnings(&snapshot.extensions);
+    let unknown = snapshot.unknown_shared(level);
+    let outcome = if unknown.is_empty() {
+        CollectionOutcome::Complete
+    } else {
+        CollectionOutcome::Partial
+    };
+    lock(metrics).record_collection(outcome);
+    (snapshot, unknown)
 }
 
 fn router(metrics: Shared) -> Router {

@@ -1,0 +1,183 @@
+//! The consent and status ConfigMaps through the Kubernetes API: reads, writes with optimistic
+//! concurrency, and who the API server takes the caller for.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+
+use crate::collect::kube::{KubeTarget, connect};
+
+use super::STATUS_CONFIGMAP;
+
+/// Why a ConfigMap could not be read or written, in terms an operator can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// RBAC refused: the verb and object are named, so the missing permission is obvious.
+    #[error("forbidden: {verb} configmaps {name} (in namespace {namespace}): {message}")]
+    Forbidden {
+        verb: &'static str,
+        name: String,
+        namespace: String,
+        message: String,
+    },
+    #[error(
+        "conflict: configmaps {name} was changed by someone else since it was read (now at resourceVersion {current}); nothing was overwritten: read it again and decide"
+    )]
+    Conflict { name: String, current: String },
+    #[error("configmaps {name} does not exist in namespace {namespace}")]
+    NotFound { name: String, namespace: String },
+    #[error("Kubernetes: {0}")]
+    Other(String),
+}
+
+/// The consent and status ConfigMaps of one namespace.
+#[derive(Clone)]
+pub struct ConsentApi {
+    client: Client,
+    configmaps: Api<ConfigMap>,
+    pub namespace: String,
+    pub consent_name: String,
+}
+
+impl ConsentApi {
+    pub async fn connect(target: &KubeTarget, consent_name: &str) -> Result<ConsentApi, String> {
+        let (client, namespace) = connect(target).await?;
+        Ok(ConsentApi {
+            configmaps: Api::namespaced(client.clone(), &namespace),
+            client,
+            namespace,
+            consent_name: consent_name.to_string(),
+        })
+    }
+
+    fn error(&self, error: kube::Error, verb: &'static str, name: &str) -> ClusterError {
+        match error {
+            kube::Error::Api(status) if status.code == 403 => ClusterError::Forbidden {
+                verb,
+                name: name.to_string(),
+                namespace: self.namespace.clone(),
+                message: status.message.clone(),
+            },
+            kube::Error::Api(status) if status.code == 404 => ClusterError::NotFound {
+                name: name.to_string(),
+                namespace: self.namespace.clone(),
+            },
+            kube::Error::Api(status) => ClusterError::Other(format!(
+                "{verb} configmaps {name}: {} {}: {}",
+                status.code, status.reason, status.message
+            )),
+            other => ClusterError::Other(format!("{verb} configmaps {name}: {other}")),
+        }
+    }
+
+    async fn read(&self, name: &str) -> Result<Option<ConfigMap>, ClusterError> {
+        self.configmaps
+            .get_opt(name)
+            .await
+            .map_err(|e| self.error(e, "get", name))
+    }
+
+    /// The consent ConfigMap, `None` when it does not exist.
+    pub async fn read_consent(&self) -> Result<Option<ConfigMap>, ClusterError> {
+        self.read(&self.consent_name).await
+    }
+
+    /// The daemon's status ConfigMap, `None` when it does not exist.
+    pub async fn read_status(&self) -> Result<Option<ConfigMap>, ClusterError> {
+        self.read(STATUS_CONFIGMAP).await
+    }
+
+    /// Replaces the consent's data, only if it is still at `resource_version`: a write racing
+    /// another gets [`ClusterError::Conflict`], never a silent overwrite.
+    pub async fn update_consent(
+        &self,
+        data: BTreeMap<String, String>,
+        resource_version: &str,
+    ) -> Result<ConfigMap, ClusterError> {
+        let name = self.consent_name.clone();
+        let object = self.consent_object(data, Some(resource_version.to_string()));
+        match self
+            .configmaps
+            .replace(&name, &PostParams::default(), &object)
+            .await
+        {
+            Ok(written) => Ok(written),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let current = match self.read_consent().await {
+                    Ok(Some(cm)) => cm.metadata.resource_version.unwrap_or_default(),
+                    _ => "unknown".into(),
+                };
+                Err(ClusterError::Conflict { name, current })
+            }
+            Err(e) => Err(self.error(e, "update", &name)),
+        }
+    }
+
+    /// Creates the consent ConfigMap (where the manifests were not applied and the caller may).
+    pub async fn create_consent(
+        &self,
+        data: BTreeMap<String, String>,
+    ) -> Result<ConfigMap, ClusterError> {
+        let object = self.consent_object(data, None);
+        self.configmaps
+            .create(&PostParams::default(), &object)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(status) if status.code == 409 => ClusterError::Conflict {
+                    name: self.consent_name.clone(),
+                    current: "just created by someone else".into(),
+                },
+                e => self.error(e, "create", &self.consent_name),
+            })
+    }
+
+    fn consent_object(
+        &self,
+        data: BTreeMap<String, String>,
+        resource_version: Option<String>,
+    ) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(self.consent_name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/name".to_string(),
+                    "hodometer".to_string(),
+                )])),
+                resource_version,
+                ..ObjectMeta::default()
+            },
+            data: Some(data),
+            ..ConfigMap::default()
+        }
+    }
+
+    /// Merges `data` into the status ConfigMap. Never creates it: the manifests do, so the
+    /// daemon needs no `create` permission.
+    pub async fn patch_status(&self, data: &BTreeMap<String, String>) -> Result<(), ClusterError> {
+        let patch = serde_json::json!({ "data": data });
+        self.configmaps
+            .patch(STATUS_CONFIGMAP, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+            .map_err(|e| self.error(e, "patch", STATUS_CONFIGMAP))
+    }
+
+    /// Who the API server takes the caller for (`SelfSubjectReview`); `None` when it cannot say.
+    pub async fn whoami(&self) -> Option<String> {
+        let api: Api<SelfSubjectReview> = Api::all(self.client.clone());
+        let review = api
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await
+            .map_err(|error| tracing::debug!(%error, "SelfSubjectReview failed"))
+            .ok()?;
+        review
+            .status?
+            .user_info?
+            .username
+            .filter(|name| !name.is_empty())
+    }
+}

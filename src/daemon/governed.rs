@@ -1,0 +1,205 @@
+//! The daemon under consent (SPEC 12): each cycle shares only what the consent ConfigMap
+//! approves, re-reading it often enough that a lowered level or `off` applies at once, even to
+//! an event still being retried, and reports what it did in the status ConfigMap.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::consent::cluster::ConsentApi;
+use crate::consent::{self, ConsentReading, Policy, Source};
+use crate::metrics::Level;
+use crate::payload::build_event;
+use crate::publish::{EndpointOutcome, Publisher, describe_outcomes};
+
+use super::{DaemonConfig, DaemonExit, Shared, collect_and_record, jitter, lock};
+
+/// How often consent is re-read at most: SPEC 12 asks for at least every 30 s.
+const CONSENT_REFRESH: Duration = Duration::from_secs(10);
+
+/// Runs collection cycles under consent until the end (or after one with `--once`).
+pub(super) async fn work(
+    config: &DaemonConfig,
+    api: &ConsentApi,
+    publisher: &Publisher,
+    metrics: &Shared,
+) -> DaemonExit {
+    let first = read_policy(config, api, None).await;
+    let (updates, mut policies) = watch::channel(first);
+    let refresh = config.interval.min(CONSENT_REFRESH);
+    let poll = async {
+        loop {
+            tokio::time::sleep(refresh).await;
+            let previous = updates.borrow().clone();
+            let policy = read_policy(config, api, Some(&previous)).await;
+            updates.send_if_modified(|current| {
+                let changed = *current != policy;
+                *current = policy;
+                changed
+            });
+        }
+    };
+    let cycles = async {
+        let mut last: Option<Policy> = None;
+        loop {
+            let policy = policies.borrow_and_update().clone();
+            if last.as_ref() != Some(&policy) {
+                log_policy(&policy);
+            }
+            let (all_ok, mut status) = cycle(config, publisher, metrics, &policy, &policies).await;
+            last = Some(policy.clone());
+            if config.once {
+                write_status(api, &status).await;
+                return if all_ok {
+                    DaemonExit::Clean
+                } else {
+                    DaemonExit::PublishFailed
+                };
+            }
+            let pause = config.interval + jitter(config.interval);
+            status.insert(
+                "nextSendAt".into(),
+                rfc3339(SystemTime::now() + pause),
+            );
+            write_status(api, &status).await;
+            super::code_pages::release_code_pages();
+            // A change in what is shared starts a cycle at once: the acknowledgement is visible,
+            // and a raised level need not wait for the next interval.
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = policies.wait_for(|p| !p.same_sharing(&policy)) => {
+                    tracing::debug!("consent changed: collecting now");
+                }
+            }
+        }
+    };
+    tokio::select! {
+        exit = cycles => exit,
+        () = poll => DaemonExit::Clean,
+    }
+}
+
+/// The policy now: DO_NOT_TRACK, else the consent ConfigMap, else `METRICS_LEVEL`. When consent
+/// cannot be read, the last policy stands; with none yet, the environment rules, as before
+/// consent existed (a Role from older manifests cannot read it).
+async fn read_policy(config: &DaemonConfig, api: &ConsentApi, previous: Option<&Policy>) -> Policy {
+    let settings = &config.settings;
+    if settings.do_not_track {
+        return consent::decide(&ConsentReading::Unset, settings.level, true);
+    }
+    match api.read_consent().await {
+        Ok(found) => {
+            let data = found.and_then(|cm| cm.data).unwrap_or_default();
+            consent::decide(&consent::parse(&data), settings.level, false)
+        }
+        Err(error) => match previous {
+            Some(previous) => {
+                tracing::warn!(%error, "cannot re-read consent: the last consent read stands");
+                previous.clone()
+            }
+            None => Policy::environment(
+                settings.level,
+                Some(format!("consent unreadable, METRICS_LEVEL rules: {error}")),
+            ),
+        },
+    }
+}
+
+fn log_policy(policy: &Policy) {
+    let approved_by = policy.approved_by.as_deref().unwrap_or("");
+    let approved_at = policy.approved_at.map(rfc3339).unwrap_or_default();
+    let reason = policy.reason.as_deref().unwrap_or("");
+    if policy.source == Source::InvalidConsent {
+        tracing::warn!(metrics_level = %policy.level, source = %policy.source, reason, "consent is invalid: nothing is collected and nothing is published");
+    } else {
+        tracing::info!(metrics_level = %policy.level, source = %policy.source, approved_by, approved_at, reason, "effective level");
+    }
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// One cycle under `policy`: true when every endpoint accepted (or there was nothing to send),
+/// and the status to report.
+async fn cycle(
+    config: &DaemonConfig,
+    publisher: &Publisher,
+    metrics: &Shared,
+    policy: &Policy,
+    policies: &watch::Receiver<Policy>,
+) -> (bool, BTreeMap<String, String>) {
+    let mut status = BTreeMap::from([
+        ("effectiveLevel".to_string(), policy.level.as_str().to_string()),
+        ("source".to_string(), policy.source.as_str().to_string()),
+        ("reason".to_string(), policy.reason.clone().unwrap_or_default()),
+    ]);
+    if policy.level == Level::Off {
+        tracing::info!(source = %policy.source, "level off: nothing is collected and nothing is published");
+        status.insert("pendingFields".into(), String::new());
+        lock(metrics).ready = true;
+        return (true, status);
+    }
+    let (snapshot, unknown) = collect_and_record(&config.settings, policy.level, metrics).await;
+    status.insert("lastCollectionAt".into(), rfc3339(snapshot.collected_at));
+    let pending = consent::pending_fields(policy, &consent::candidate_fields(&snapshot));
+    status.insert("pendingFields".into(), pending.join("\n"));
+    let event = build_event(&snapshot, policy.level, &config.settings.token, Uuid::new_v4())
+        .map(|event| consent::restrict(event, policy))
+        .filter(|event| !event.fields.is_empty());
+    let Some(event) = event else {
+        tracing::info!(pending = %pending.join(","), "no approved field to send");
+        lock(metrics).ready = true;
+        return (true, status);
+    };
+    let mut watcher = policies.clone();
+    let outcomes = tokio::select! {
+        outcomes = publisher.publish(&event, &config.publish.endpoints) => Some(outcomes),
+        _ = watcher.wait_for(|p| !p.permits(&event)) => None,
+    };
+    let Some(outcomes) = outcomes else {
+        let now = watcher.borrow().clone();
+        tracing::warn!(
+            metrics_level = %now.level,
+            source = %now.source,
+            "event dropped while being published: it exceeds what is now approved"
+        );
+        status.insert(
+            "lastOutcomes".into(),
+            format!("dropped: consent changed to level {} ({}) while the event was being published", now.level, now.source),
+        );
+        lock(metrics).ready = true;
+        return (false, status);
+    };
+    let all_ok = outcomes.iter().all(EndpointOutcome::is_ok);
+    {
+        let mut m = lock(metrics);
+        m.record_publish(&outcomes, SystemTime::now());
+        m.ready = true;
+    }
+    tracing::info!(
+        metrics_level = %policy.level,
+        source = %policy.source,
+        sent = %event.fields.join(","),
+        pending = %pending.join(","),
+        unknown = %unknown.join(","),
+        endpoints = %describe_outcomes(&outcomes),
+        ok = all_ok,
+        "collected and published"
+    );
+    status.insert("lastEvent".into(), event.json.clone());
+    let lines: Vec<String> = outcomes
+        .iter()
+        .map(|o| format!("{} {}", o.endpoint, o.detail()))
+        .collect();
+    status.insert("lastOutcomes".into(), lines.join("\n"));
+    (all_ok, status)
+}
+
+async fn write_status(api: &ConsentApi, status: &BTreeMap<String, String>) {
+    if let Err(error) = api.patch_status(status).await {
+        tracing::warn!(%error, "cannot write the status ConfigMap");
+    }
+}
