@@ -4,6 +4,7 @@
 //! reported at once.
 
 pub mod collect;
+pub mod consent;
 pub mod daemon;
 pub mod demo;
 pub mod inspect;
@@ -44,6 +45,8 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Receive published events: validate, deduplicate, record, and serve /events and /metrics.
     Receive(receive::ReceiveArgs),
+    /// Show or approve what the in-cluster reporter shares (the consent ConfigMap).
+    Consent(consent::ConsentArgs),
 }
 
 impl Command {
@@ -55,6 +58,7 @@ impl Command {
             Command::Daemon(args) => daemon::run(args).await,
             Command::Sim(args) => sim::run(args).await,
             Command::Receive(args) => receive::run(args).await,
+            Command::Consent(args) => consent::run(args).await,
         }
     }
 }

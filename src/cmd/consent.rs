@@ -1,0 +1,375 @@
+//! `hodometer consent`: show and approve what the in-cluster reporter shares (SPEC 12), through
+//! the consent ConfigMap, with optimistic concurrency.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::{Args, Subcommand};
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use crate::collect::kube::{DEFAULT_NAMESPACE, KubeTarget, kubeconfig_user};
+use crate::consent::cluster::{ClusterError, ConsentApi};
+use crate::consent::{
+    self, Consent, DEFAULT_CONSENT_CONFIGMAP, KEY_LEVEL, STATUS_CONFIGMAP, parse_configmap_name,
+};
+use crate::logging::{self, LogSettings};
+use crate::metrics::Level;
+use crate::validate::{Checker, parse_duration, parse_level, parse_namespace};
+
+#[derive(Debug, Args)]
+pub struct ConsentArgs {
+    #[command(subcommand)]
+    pub action: ConsentAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentAction {
+    /// Show the consent (level, fields, who approved it and when) and the reporter's status
+    /// (effective level and source, pending fields, last send, next send).
+    Show(ShowArgs),
+    /// Approve a level for the in-cluster reporter: every metric at or below it, listed by name.
+    Set(SetArgs),
+}
+
+/// Which cluster, namespace and ConfigMap.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Kubeconfig file [default: KUBECONFIG, else ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long)]
+    pub kube_context: Option<String>,
+    /// Seldon namespace [default: the kubeconfig context's, else seldon-mesh].
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The consent ConfigMap.
+    #[arg(long, env = "HODOMETER_CONSENT_CONFIGMAP", default_value = DEFAULT_CONSENT_CONFIGMAP, value_name = "NAME")]
+    pub consent_configmap: String,
+    /// Deadline for each Kubernetes request (e.g. 30s).
+    #[arg(long, default_value = "30s")]
+    pub timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Output format: text or json.
+    #[arg(long, default_value = "text")]
+    pub output: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Level to approve: off, cluster, resource or feature.
+    #[arg(long)]
+    pub level: String,
+    /// Also approve this field (repeatable), e.g. an extension: ext.team.
+    #[arg(long = "field", value_name = "NAME")]
+    pub fields: Vec<String>,
+    /// A note kept with the approval (why, ticket, ...).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Write without asking for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Write only if the consent is still at this resourceVersion (as `consent show` printed).
+    #[arg(long, value_name = "VERSION")]
+    pub if_version: Option<String>,
+    /// Write nothing: print the ConfigMap manifest (for GitOps) instead.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output of --dry-run: yaml.
+    #[arg(long, default_value = "yaml", requires = "dry_run")]
+    pub output: String,
+}
+
+/// What every consent command needs, validated.
+struct Cluster {
+    target: KubeTarget,
+    consent_name: String,
+}
+
+impl ClusterArgs {
+    fn check(&self, c: &mut Checker) -> Option<Cluster> {
+        let namespace = c.check_opt(
+            "--namespace (POD_NAMESPACE)",
+            self.namespace.as_deref(),
+            parse_namespace,
+        );
+        let name = c.check(
+            "--consent-configmap (HODOMETER_CONSENT_CONFIGMAP)",
+            &self.consent_configmap,
+            parse_configmap_name,
+        );
+        let timeout = c.check("--timeout", &self.timeout, parse_duration);
+        Some(Cluster {
+            target: KubeTarget {
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.kube_context.clone(),
+                namespace: namespace?,
+                timeout: timeout?,
+                inline: None,
+            },
+            consent_name: name?,
+        })
+    }
+}
+
+fn parse_output(allowed: &'static [&'static str]) -> impl Fn(&str) -> Result<String, String> {
+    move |text| {
+        let text = text.trim().to_ascii_lowercase();
+        if allowed.contains(&text.as_str()) {
+            Ok(text)
+        } else {
+            Err(format!("expected one of: {}", allowed.join(", ")))
+        }
+    }
+}
+
+pub async fn run(args: ConsentArgs) -> anyhow::Result<ExitCode> {
+    logging::init(&LogSettings::INFO);
+    match args.action {
+        ConsentAction::Show(show) => run_show(show).await,
+        ConsentAction::Set(set) => run_set(set).await,
+    }
+}
+
+async fn connect(cluster: &Cluster) -> anyhow::Result<ConsentApi> {
+    ConsentApi::connect(&cluster.target, &cluster.consent_name)
+        .await
+        .map_err(|reason| anyhow::anyhow!("cannot reach Kubernetes: {reason}"))
+}
+
+async fn run_show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let mut c = Checker::default();
+    let cluster = args.cluster.check(&mut c);
+    let output = c.check("--output", &args.output, parse_output(&["text", "json"]));
+    let (cluster, output) = c.finish_with(|| Some((cluster?, output?)))?;
+    let api = connect(&cluster).await?;
+    let (consent, status) = tokio::join!(api.read_consent(), api.read_status());
+    if output == "json" {
+        let describe = |read: &Result<Option<ConfigMap>, ClusterError>| match read {
+            Ok(Some(cm)) => serde_json::json!({
+                "resourceVersion": cm.metadata.resource_version,
+                "data": cm.data.clone().unwrap_or_default(),
+            }),
+            Ok(None) => serde_json::Value::Null,
+            Err(error) => serde_json::json!({"error": error.to_string()}),
+        };
+        let json = serde_json::json!({
+            "namespace": api.namespace,
+            "consent": describe(&consent),
+            "status": describe(&status),
+        });
+        println!("{json:#}");
+    } else {
+        print!("{}", show_text(&api, &consent, &status));
+    }
+    let failed = consent.is_err() || status.is_err();
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn show_text(
+    api: &ConsentApi,
+    consent: &Result<Option<ConfigMap>, ClusterError>,
+    status: &Result<Option<ConfigMap>, ClusterError>,
+) -> String {
+    let mut text = format!("consent  configmaps {} in {}\n", api.consent_name, api.namespace);
+    let line = |text: &mut String, key: &str, value: &str| {
+        text.push_str(&format!("  {key:<16} {value}\n"));
+    };
+    match consent {
+        Err(error) => line(&mut text, "error", &error.to_string()),
+        Ok(None) => line(
+            &mut text,
+            "missing",
+            "no consent ConfigMap: METRICS_LEVEL rules (apply assets/k8s/ or run `hodometer consent set`)",
+        ),
+        Ok(Some(cm)) => {
+            let data = cm.data.clone().unwrap_or_default();
+            let version = cm.metadata.resource_version.as_deref().unwrap_or("");
+            line(&mut text, "resourceVersion", version);
+            match consent::parse(&data) {
+                consent::ConsentReading::Unset => line(
+                    &mut text,
+                    "level",
+                    "(none: METRICS_LEVEL rules)",
+                ),
+                consent::ConsentReading::Invalid(reason) => {
+                    line(&mut text, "invalid", &format!("nothing is sent: {reason}"))
+                }
+                consent::ConsentReading::Given(given) => {
+                    line(&mut text, "level", given.level.as_str());
+                    let at = given
+                        .approved_at
+                        .map(|at| humantime::format_rfc3339_seconds(at).to_string())
+                        .unwrap_or_else(|| "?".into());
+                    let by = given.approved_by.as_deref().unwrap_or("?");
+                    line(&mut text, "approved", &format!("by {by} at {at}"));
+                    if let Some(note) = &given.note {
+                        line(&mut text, "note", note);
+                    }
+                    let fields: Vec<&str> = given.fields.iter().map(String::as_str).collect();
+                    line(
+                        &mut text,
+                        "fields",
+                        &format!("{} ({})", fields.len(), fields.join(", ")),
+                    );
+                }
+            }
+        }
+    }
+    text.push_str(&format!("reporter configmaps {STATUS_CONFIGMAP}\n"));
+    match status {
+        Err(error) => line(&mut text, "error", &error.to_string()),
+        Ok(None) => line(&mut text, "missing", "not deployed (no status ConfigMap)"),
+        Ok(Some(cm)) => {
+            let data = cm.data.clone().unwrap_or_default();
+            let get = |key: &str| data.get(key).map(String::as_str).unwrap_or("");
+            if get("effectiveLevel").is_empty() {
+                line(&mut text, "status", "no report yet");
+            }
+            let level = format!("{} (source: {})", get("effectiveLevel"), get("source"));
+            line(&mut text, "effective level", &level);
+            if !get("reason").is_empty() {
+                line(&mut text, "reason", get("reason"));
+            }
+            let pending = get("pendingFields").replace('\n', ", ");
+            line(&mut text, "pending fields", &pending);
+            line(&mut text, "last collection", get("lastCollectionAt"));
+            for outcome in get("lastOutcomes").lines() {
+                line(&mut text, "last outcome", outcome);
+            }
+            line(&mut text, "next send", get("nextSendAt"));
+        }
+    }
+    text
+}
+
+async fn run_set(args: SetArgs) -> anyhow::Result<ExitCode> {
+    let mut c = Checker::default();
+    let cluster = args.cluster.check(&mut c);
+    let level = c.check("--level", &args.level, parse_level);
+    let extra = c.check("--field", &args.fields.join(","), consent::parse_fields);
+    let output = c.check("--output", &args.output, parse_output(&["yaml"]));
+    let note = c.check_opt("--note", args.note.as_deref(), |note| {
+        if note.len() > 1024 {
+            Err("at most 1024 bytes".to_string())
+        } else {
+            Ok(note.to_string())
+        }
+    });
+    let (cluster, level, extra, note) = c.finish_with(|| {
+        output?;
+        Some((cluster?, level?, extra?, note?))
+    })?;
+    let mut fields = consent::metric_fields_at(level);
+    fields.extend(extra);
+    let mut approval = Consent {
+        level,
+        fields,
+        approved_by: None,
+        approved_at: Some(SystemTime::now()),
+        note,
+    };
+
+    if args.dry_run {
+        // No cluster needed: the approver is the kubeconfig user, if any.
+        let namespace = match ConsentApi::connect(&cluster.target, &cluster.consent_name).await {
+            Ok(api) => api.namespace,
+            Err(_) => cluster
+                .target
+                .namespace
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+        };
+        approval.approved_by = kubeconfig_user(&cluster.target);
+        let data = consent::consent_data(&approval);
+        print!(
+            "{}",
+            consent::manifest_yaml(&cluster.consent_name, &namespace, &data)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let api = connect(&cluster).await?;
+    approval.approved_by = match api.whoami().await {
+        Some(user) => Some(user),
+        None => kubeconfig_user(&cluster.target),
+    };
+    if !args.yes && !confirm(&api, &approval)? {
+        eprintln!("hodometer: nothing written");
+        return Ok(ExitCode::FAILURE);
+    }
+    let data = consent::consent_data(&approval);
+    let written = match api.read_consent().await {
+        Ok(Some(current)) => {
+            let version = args
+                .if_version
+                .clone()
+                .or(current.metadata.resource_version)
+                .unwrap_or_default();
+            api.update_consent(data, &version).await
+        }
+        Ok(None) if args.if_version.is_some() => Err(ClusterError::Conflict {
+            name: api.consent_name.clone(),
+            current: "none: the ConfigMap no longer exists".into(),
+        }),
+        Ok(None) => match api.create_consent(data).await {
+            Err(ClusterError::Forbidden { message, .. }) => {
+                anyhow::bail!(
+                    "configmaps {} does not exist in namespace {} and you may not create it (forbidden: create configmaps: {message}): the manifests (assets/k8s/) have not been applied",
+                    api.consent_name,
+                    api.namespace
+                )
+            }
+            other => other,
+        },
+        Err(error) => Err(error),
+    }?;
+    let version = written.metadata.resource_version.unwrap_or_default();
+    println!(
+        "consent written: configmaps {} in {}: level {}, {} fields, approved by {} (resourceVersion {version})",
+        api.consent_name,
+        api.namespace,
+        approval.level,
+        approval.fields.len(),
+        approval.approved_by.as_deref().unwrap_or("?"),
+    );
+    if approval.level == Level::Off {
+        println!("the in-cluster reporter stops sending at once");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shows what will be written and asks; without a terminal, asks for --yes instead.
+fn confirm(api: &ConsentApi, approval: &Consent) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("not a terminal: add --yes to write the consent without being asked");
+    }
+    let fields: Vec<&str> = approval.fields.iter().map(String::as_str).collect();
+    let mut out = std::io::stdout().lock();
+    write!(
+        out,
+        "approve for the in-cluster reporter in {}:\n  {KEY_LEVEL}: {}\n  fields: {}\n  approved by: {}\nwrite configmaps {}? [y/N] ",
+        api.namespace,
+        approval.level,
+        fields.join(", "),
+        approval.approved_by.as_deref().unwrap_or("?"),
+        api.consent_name,
+    )?;
+    out.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
