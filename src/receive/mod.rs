@@ -2,9 +2,11 @@
 //! `EXTRA_PUBLISH_URLS` at their own machine and watch their own usage.
 //!
 //! `decode` reads every encoding Mixpanel senders use and validates events, `store` records them
-//! in SQLite, `exposition` renders `/metrics`, and `http` ties them to routes. [`Receiver`] runs
-//! it all, in `hodometer receive` or inside another command.
+//! in SQLite, `exposition` renders `/metrics`, `http` ties them to routes and `conn` serves
+//! connections within their limits. [`Receiver`] runs it all, in `hodometer receive` or inside
+//! another command.
 
+mod conn;
 pub mod decode;
 pub mod exposition;
 mod http;
@@ -15,13 +17,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use tokio::net::TcpListener;
 
-use crate::validate::{Checker, ConfigErrors, parse_socket_addr};
-pub use http::MAX_BODY_BYTES;
-use store::{Store, StoreError};
+use crate::validate::{Checker, ConfigErrors, parse_duration, parse_socket_addr};
+pub use http::{DEFAULT_PAGE, MAX_BODY_BYTES, MAX_PAGE};
+use store::{Store, StoreConfig, StoreError};
 
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
@@ -36,6 +39,52 @@ pub struct ReceiveArgs {
     /// [default: in memory].
     #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
+    /// Connections open at once; a further one is answered 503 at once and closed.
+    #[arg(long, value_name = "N", default_value = "512")]
+    pub max_connections: String,
+    /// Time a client has to send a request's headers; also how long a kept-alive connection
+    /// may wait idle for its next request.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub header_timeout: String,
+    /// Time a client has to send a request's body (answered 408 after it).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub body_timeout: String,
+    /// A connection whose client takes none of its answer for this long is closed.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub write_timeout: String,
+    /// Clusters (distinct_id) tracked and exported in /metrics; events of further clusters are
+    /// recorded, counted as dropped, and not graphed.
+    #[arg(long, value_name = "N", default_value = "10000")]
+    pub max_clusters: String,
+    /// Without --store: the events (with --record all) and $insert_ids kept in memory, a ring
+    /// that forgets the oldest (events also at most 64 MiB).
+    #[arg(long, value_name = "N", default_value = "10000")]
+    pub memory_events: String,
+}
+
+/// How much the receiver takes on; every field is a flag of `hodometer receive`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_clusters: usize,
+    pub memory_events: usize,
+}
+
+impl Default for Limits {
+    /// The flags' defaults.
+    fn default() -> Limits {
+        Limits {
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_clusters: 10_000,
+            memory_events: 10_000,
+        }
+    }
 }
 
 /// How much of each accepted event is kept.
@@ -77,6 +126,7 @@ pub struct ReceiveConfig {
     pub record: Record,
     /// SQLite file; `None` keeps records in memory.
     pub store: Option<PathBuf>,
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +140,6 @@ pub enum ReceiveError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("receiver failed: {0}")]
-    Serve(std::io::Error),
 }
 
 impl ReceiveArgs {
@@ -104,15 +152,40 @@ impl ReceiveArgs {
                 check_store_path(path, record)
             });
         }
+        let max_connections = c.check("--max-connections", &self.max_connections, parse_count);
+        let header_timeout = c.check("--header-timeout", &self.header_timeout, parse_duration);
+        let body_timeout = c.check("--body-timeout", &self.body_timeout, parse_duration);
+        let write_timeout = c.check("--write-timeout", &self.write_timeout, parse_duration);
+        let max_clusters = c.check("--max-clusters", &self.max_clusters, parse_count);
+        let memory_events = c.check("--memory-events", &self.memory_events, parse_count);
         c.finish()?;
-        match (listen, record) {
-            (Some(listen), Some(record)) => Ok(ReceiveConfig {
+        let limits = (|| {
+            Some(Limits {
+                max_connections: max_connections?,
+                header_timeout: header_timeout?,
+                body_timeout: body_timeout?,
+                write_timeout: write_timeout?,
+                max_clusters: max_clusters?,
+                memory_events: memory_events?,
+            })
+        })();
+        match (listen, record, limits) {
+            (Some(listen), Some(record), Some(limits)) => Ok(ReceiveConfig {
                 listen,
                 record,
                 store: self.store.clone(),
+                limits,
             }),
             _ => Err(ConfigErrors::default()),
         }
+    }
+}
+
+/// A count of at least one, at most a million (beyond any sensible cap, below overflow).
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err("expected a whole number from 1 to 1000000".into()),
     }
 }
 
@@ -142,6 +215,7 @@ pub struct Receiver {
     listener: TcpListener,
     record: Record,
     store: Option<Store>,
+    limits: Limits,
 }
 
 impl Receiver {
@@ -149,10 +223,12 @@ impl Receiver {
     pub async fn bind(config: ReceiveConfig) -> Result<Receiver, ReceiveError> {
         let store = match config.record {
             Record::None => None,
-            Record::Summary | Record::All => Some(Store::open(
-                config.store.as_deref(),
-                config.record == Record::All,
-            )?),
+            Record::Summary | Record::All => Some(Store::open(&StoreConfig {
+                path: config.store.clone(),
+                keep_events: config.record == Record::All,
+                max_clusters: config.limits.max_clusters,
+                memory_events: config.limits.memory_events,
+            })?),
         };
         let listener =
             TcpListener::bind(config.listen)
@@ -165,6 +241,7 @@ impl Receiver {
             listener,
             record: config.record,
             store,
+            limits: config.limits,
         })
     }
 
@@ -179,41 +256,25 @@ impl Receiver {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ReceiveError> {
-        use axum::serve::ListenerExt;
-        use futures::FutureExt;
-
+        let counters = Arc::new(http::Counters::default());
         let state = Arc::new(http::AppState {
             record: self.record,
             store: self.store.as_ref().map(Store::handle),
-            counters: http::Counters::default(),
+            counters: counters.clone(),
+            body_timeout: self.limits.body_timeout,
         });
-        // Answers are small and senders wait for each one: do not let Nagle hold them back.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let shutdown = shutdown.shared();
-        let server = axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(shutdown.clone())
-            .into_future();
-        // A client that stalls mid-request must not hold the receiver up for ever.
-        let grace_over = async {
-            shutdown.await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        let served = tokio::select! {
-            served = server => served.map_err(ReceiveError::Serve),
-            () = grace_over => {
-                tracing::warn!(
-                    "requests still open {} s after shutdown began; stopping without them",
-                    SHUTDOWN_GRACE.as_secs()
-                );
-                Ok(())
-            }
-        };
+        conn::serve(
+            self.listener,
+            http::router(state),
+            self.limits,
+            counters,
+            shutdown,
+        )
+        .await;
         if let Some(store) = self.store {
             store.close().await;
         }
-        served
+        Ok(())
     }
 }
 
@@ -226,6 +287,12 @@ mod tests {
             listen: listen.into(),
             record: record.into(),
             store: store.map(PathBuf::from),
+            max_connections: "512".into(),
+            header_timeout: "10s".into(),
+            body_timeout: "30s".into(),
+            write_timeout: "30s".into(),
+            max_clusters: "10000".into(),
+            memory_events: "10000".into(),
         }
     }
 
@@ -236,6 +303,21 @@ mod tests {
             .expect("valid");
         assert_eq!(config.record, Record::Summary);
         assert_eq!(config.listen.port(), 8001);
+        assert_eq!(config.limits, Limits::default(), "the flags' defaults");
+    }
+
+    #[test]
+    fn bad_limits_are_reported_together() {
+        let mut bad = args("127.0.0.1:0", "all", None);
+        bad.max_connections = "0".into();
+        bad.header_timeout = "soon".into();
+        bad.max_clusters = "-1".into();
+        let errors = bad.validate().expect_err("three problems");
+        let settings: Vec<&str> = errors.0.iter().map(|invalid| invalid.setting).collect();
+        assert_eq!(
+            settings,
+            ["--max-connections", "--header-timeout", "--max-clusters"]
+        );
     }
 
     #[test]
