@@ -208,7 +208,6 @@ fn validate(mut event: Map<String, Value>, path: &str, now: i64) -> Result<Valid
         None => return Err(Invalid(format!("{path}properties is missing"))),
     };
     let props = format!("{path}properties.");
-    check_bounds(properties, &props)?;
     non_empty_string(properties.get("token"), &props, "token")?;
     let distinct_id = non_empty_string(properties.get("distinct_id"), &props, "distinct_id")?;
     at_most(distinct_id.len(), MAX_DISTINCT_ID_BYTES, || {
@@ -216,6 +215,7 @@ fn validate(mut event: Map<String, Value>, path: &str, now: i64) -> Result<Valid
     })?;
     let insert_id = non_empty_string(properties.get("$insert_id"), &props, "$insert_id")?;
     check_insert_id(&insert_id, &props)?;
+    check_bounds(properties, &props)?;
     let time = unix_seconds(properties.get("time"), &props)?;
     if time > now.saturating_add(MAX_FUTURE_SKEW_SECONDS) {
         return Err(Invalid(format!(

@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::Record;
 use super::decode::{self, TrackRequest};
 use super::exposition::{self, Counts};
-use super::store::StoreHandle;
+use super::store::{EventsPage, StoreHandle};
 
 /// Largest `/track` body accepted (SPEC 8); a larger one is refused before it is read whole.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -218,8 +218,8 @@ struct PageQuery {
     limit: Option<usize>,
 }
 
-/// `--record all`: one page of the recorded events, oldest first, streamed as it is read
-/// (`{"events":[…],"next":CURSOR|null}`); `summary`: the counts.
+/// `--record all`: one page of the recorded events, oldest first, as a JSON array streamed as
+/// it is read, with the next page in a `Link` header; `summary`: the counts.
 async fn events(
     State(state): State<Arc<AppState>>,
     page: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
@@ -252,9 +252,36 @@ async fn events(
             return (StatusCode::BAD_REQUEST, json_headers(), body.to_string()).into_response();
         }
     };
-    let pieces = store.events_page(page.after.unwrap_or(0), page.limit.unwrap_or(DEFAULT_PAGE));
-    let body = Body::from_stream(ReceiverStream::new(pieces));
-    (StatusCode::OK, json_headers(), body).into_response()
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
+    let EventsPage { next, mut pieces } =
+        match store.events_page(page.after.unwrap_or(0), limit).await {
+            Ok(page) => page,
+            Err(error) => return store_failure(error),
+        };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    if let Some(next) = next {
+        // The cursor goes in a header, so the body stays a plain array of events.
+        let link = format!("</events?after={next}&limit={limit}>; rel=\"next\"");
+        if let Ok(link) = header::HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, link);
+        }
+    }
+    // A page that fits in its first piece goes out whole, with a length; a larger one streams.
+    let first = pieces.recv().await;
+    let second = pieces.recv().await;
+    let body = match (first, second) {
+        (Some(Ok(whole)), None) => Body::from(whole),
+        (Some(Err(error)), _) => return store_failure(error),
+        (first, second) => {
+            let head = futures::stream::iter(first.into_iter().chain(second));
+            Body::from_stream(head.chain(ReceiverStream::new(pieces)))
+        }
+    };
+    (StatusCode::OK, headers, body).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

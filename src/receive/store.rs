@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -85,7 +85,7 @@ const QUEUE: usize = 1024;
 pub const MEMORY_EVENT_BYTES: u64 = 64 * 1024 * 1024;
 /// `/events` pages are sent in pieces of about this size; a few pieces at most wait for a
 /// client that reads slowly, so such a client pins little memory.
-const CHUNK_BYTES: usize = 16 * 1024;
+pub const CHUNK_BYTES: usize = 16 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
@@ -321,27 +321,42 @@ impl StoreHandle {
     }
 
     /// One page of recorded events after the cursor `after` (a sequence number; 0 for the
-    /// first page), oldest first, as the pieces of a JSON object
-    /// `{"events":[…],"next":CURSOR|null}`. They are produced only as fast as the receiving
-    /// end takes them, and producing stops when it is dropped.
-    pub fn events_page(
-        &self,
-        after: i64,
-        limit: usize,
-    ) -> mpsc::Receiver<Result<Vec<u8>, StoreError>> {
+    /// first page), oldest first: the cursor of the next page (none on the last) and the
+    /// pieces of the page as a JSON array. The pieces are produced only as fast as the
+    /// receiving end takes them, and producing stops when it is dropped.
+    pub async fn events_page(&self, after: i64, limit: usize) -> Result<EventsPage, StoreError> {
         let (pieces, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let (cursor, next) = oneshot::channel();
         let location = self.location.clone();
         tokio::task::spawn_blocking(move || {
+            let mut cursor = Some(cursor);
             let sent = location
                 .open_reader()
                 .map_err(StoreError::from)
-                .and_then(|connection| write_page(&connection, after, limit, &pieces));
+                .and_then(|connection| write_page(&connection, after, limit, &mut cursor, &pieces));
             if let Err(error) = sent {
-                let _ = pieces.blocking_send(Err(error));
+                match cursor.take() {
+                    Some(cursor) => {
+                        let _ = cursor.send(Err(error));
+                    }
+                    None => {
+                        let _ = pieces.blocking_send(Err(error));
+                    }
+                }
             }
         });
-        receiver
+        let next = next.await.map_err(|_| StoreError::Closed)??;
+        Ok(EventsPage {
+            next,
+            pieces: receiver,
+        })
     }
+}
+
+/// A page of `/events` on its way: the next cursor is known before the first piece.
+pub struct EventsPage {
+    pub next: Option<i64>,
+    pub pieces: mpsc::Receiver<Result<Vec<u8>, StoreError>>,
 }
 
 /// The receiving end went away: stop producing, quietly.
@@ -351,45 +366,52 @@ fn write_page(
     connection: &Connection,
     after: i64,
     limit: usize,
+    cursor: &mut Option<oneshot::Sender<Result<Option<i64>, StoreError>>>,
     pieces: &mpsc::Sender<Result<Vec<u8>, StoreError>>,
 ) -> Result<(), StoreError> {
+    // One snapshot for the cursor and the page, so they agree.
+    connection.execute_batch("BEGIN")?;
+    let nth = |n: usize| -> rusqlite::Result<Option<i64>> {
+        connection
+            .prepare_cached("SELECT seq FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1 OFFSET ?2")?
+            .query_row(params![after, n as i64], |row| row.get(0))
+            .optional()
+    };
+    // Another page follows when there is an event beyond this one's last.
+    let next = match nth(limit)? {
+        Some(_) => nth(limit - 1)?,
+        None => None,
+    };
+    if let Some(cursor) = cursor.take()
+        && cursor.send(Ok(next)).is_err()
+    {
+        return Ok(());
+    }
     let send = |piece: &mut Vec<u8>| -> Result<(), Gone> {
         pieces
             .blocking_send(Ok(std::mem::take(piece)))
             .map_err(|_| Gone)
     };
     let mut statement = connection
-        .prepare_cached("SELECT seq, json FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-    // One row more than the page tells whether another page follows.
-    let mut rows = statement.query(params![after, limit as i64 + 1])?;
-    let mut piece = b"{\"events\":[".to_vec();
-    let mut count = 0;
-    let mut last = None;
-    let mut more = false;
+        .prepare_cached("SELECT json FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+    let mut rows = statement.query(params![after, limit as i64])?;
+    let mut piece = b"[".to_vec();
+    let mut first = true;
     while let Some(row) = rows.next()? {
-        if count == limit {
-            more = true;
-            break;
-        }
-        if count > 0 {
+        if !first {
             piece.push(b',');
         }
+        first = false;
         // The stored texts are already JSON: copy them rather than parse and print again.
-        let json = row.get_ref(1)?;
+        let json = row.get_ref(0)?;
         piece.extend_from_slice(json.as_bytes().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(1, json.data_type(), Box::new(e))
+            rusqlite::Error::FromSqlConversionFailure(0, json.data_type(), Box::new(e))
         })?);
-        last = Some(row.get::<_, i64>(0)?);
-        count += 1;
         if piece.len() >= CHUNK_BYTES && send(&mut piece).is_err() {
             return Ok(());
         }
     }
-    let next = match (more, last) {
-        (true, Some(seq)) => seq.to_string(),
-        _ => "null".into(),
-    };
-    piece.extend_from_slice(format!("],\"next\":{next}}}").as_bytes());
+    piece.push(b']');
     let _ = send(&mut piece);
     Ok(())
 }
@@ -727,19 +749,19 @@ mod tests {
         }
     }
 
-    /// Every page after `after`, joined, and the cursors seen.
+    /// Every page, joined, and how many pages there were.
     async fn all_events(handle: &StoreHandle, limit: usize) -> (Vec<Value>, usize) {
         let (mut events, mut pages, mut after) = (Vec::new(), 0, 0);
         loop {
-            let mut pieces = handle.events_page(after, limit);
+            let mut page = handle.events_page(after, limit).await.expect("a page");
             let mut text = Vec::new();
-            while let Some(piece) = pieces.recv().await {
+            while let Some(piece) = page.pieces.recv().await {
                 text.extend(piece.expect("a piece"));
             }
-            let page: Value = serde_json::from_slice(&text).expect("a JSON page");
+            let got: Vec<Value> = serde_json::from_slice(&text).expect("a JSON array");
             pages += 1;
-            events.extend(page["events"].as_array().expect("events").iter().cloned());
-            match page["next"].as_i64() {
+            events.extend(got);
+            match page.next {
                 Some(next) => after = next,
                 None => return (events, pages),
             }
