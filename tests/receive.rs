@@ -1654,3 +1654,71 @@ fn a_symbolic_link_planted_by_another_user_is_not_followed() {
     assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
     assert!(!dir.path().join("victim-wal").exists() && !dir.path().join("events.db-wal").exists());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Kubernetes manifests
+
+fn receiver_manifest(name: &str) -> Value {
+    let path = format!("{}/assets/k8s/receiver/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("read the manifest");
+    serde_saphyr::from_str(&text).expect("YAML")
+}
+
+#[test]
+fn the_receiver_deployment_runs_as_written_and_its_service_scrapes_its_port() {
+    let deployment = receiver_manifest("deployment.yaml");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect();
+    assert!(
+        args.contains(&"--store=/data/events.db".to_string()),
+        "{args:?}"
+    );
+    assert_eq!(
+        container["volumeMounts"][0]["mountPath"], "/data",
+        "the store is on the volume"
+    );
+    // The same arguments, with a temporary store (and the loopback port the helper gives),
+    // start the receiver.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("--store={}", dir.path().join("events.db").display());
+    let local: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--listen="))
+        .map(|arg| match arg.split_once('=') {
+            Some(("--store", _)) => store.as_str(),
+            _ => arg.as_str(),
+        })
+        .collect();
+    assert_eq!(args[0], "receive");
+    let receiver = ReceiverProcess::start(&local);
+    assert_eq!(get(receiver.port, "/healthz").status, 200);
+
+    let service = receiver_manifest("service.yaml");
+    let annotations = &service["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    let listen_port = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--listen="))
+        .and_then(|addr| addr.rsplit(':').next())
+        .expect("--listen");
+    assert_eq!(annotations["prometheus.io/port"], listen_port);
+    assert_eq!(
+        container["ports"][0]["containerPort"]
+            .as_u64()
+            .map(|p| p.to_string()),
+        Some(listen_port.to_string())
+    );
+    let monitor = receiver_manifest("servicemonitor.yaml");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"],
+        service["metadata"]["labels"]
+    );
+}
