@@ -118,15 +118,87 @@ fn stall() -> ExitCode {
     }
     println!("stall: {} connections open, holding {hold} s", held.len());
     std::thread::sleep(std::time::Duration::from_secs(hold));
-    let closed = held
-        .iter_mut()
-        .filter(|stream| {
-            let _ = stream.set_nonblocking(true);
-            let mut bytes = [0u8; 512];
-            // Closed, reset or answered (the 503 refusal): the receiver let go of it.
-            !matches!(stream.read(&mut bytes), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        })
-        .count();
+    let mut closed = 0;
+    for stream in &mut held {
+        let _ = stream.set_nonblocking(true);
+        let mut bytes = [0u8; 512];
+        // Closed, reset or answered (the 503 refusal): the receiver let go of it.
+        if !matches!(stream.read(&mut bytes), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        {
+            closed += 1;
+        }
+    }
     println!("stall: after {hold} s the receiver had closed or refused {closed}");
     ExitCode::SUCCESS
+}
+
+fn send_all(
+    port: u16,
+    run: u32,
+    connection: u64,
+    requests: u64,
+    batch: u64,
+    clusters: u64,
+) -> Result<(u64, Vec<std::time::Duration>), String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let mut writer = stream;
+    let mut sent = 0;
+    let mut latencies = Vec::with_capacity(requests as usize);
+    for request in 0..requests {
+        let events: Vec<String> = (0..batch)
+            .map(|i| {
+                let cluster = (connection * requests * batch + request * batch + i) % clusters;
+                event(&format!("{run}-{connection}-{request}-{i}"), cluster)
+            })
+            .collect();
+        let body = format!("[{}]", events.join(","));
+        let head = format!(
+            "POST /track?verbose=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let asked = Instant::now();
+        writer
+            .write_all(format!("{head}{body}").as_bytes())
+            .map_err(|e| e.to_string())?;
+        let answer = read_answer(&mut reader)?;
+        latencies.push(asked.elapsed());
+        if !answer.contains("\"status\":1") {
+            return Err(format!("refused: {answer}"));
+        }
+        sent += batch;
+    }
+    Ok((sent, latencies))
+}
+
+fn event(insert_id: &str, cluster: u64) -> String {
+    format!(
+        r#"{{"event":"collect metrics","properties":{{"token":"e943e8a2ebd1352338ecac1f9fde8c7c","distinct_id":"6f1c7b9e-2d0a-4c55-9a43-{cluster:012}","time":1700000000,"ip":"0","$insert_id":"{insert_id}","model_count":24,"server_count":4,"server_memory_gb_sum":16.5}}}}"#
+    )
+}
+
+/// Reads one response with a Content-Length body and returns the body.
+fn read_answer(reader: &mut BufReader<TcpStream>) -> Result<String, String> {
+    let mut length = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed".into());
+        }
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = trimmed.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().map_err(|_| "bad Content-Length")?;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
