@@ -159,22 +159,28 @@ pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Map, json};
+    use serde_json::{Value, json};
 
-    #[test]
-    fn label_values_are_escaped() {
-        let mut metrics = Map::new();
-        metrics.insert("model_count".into(), json!(12));
-        let text = render(
+    /// `/metrics` with one cluster holding `metrics`.
+    fn render_one(cluster_id: &str, metrics: Value) -> String {
+        let Value::Object(metrics) = metrics else {
+            panic!("metrics must be an object");
+        };
+        render(
             &Counts::default(),
             &[ClusterSummary {
-                cluster_id: "a\"b\\c\nd".into(),
+                cluster_id: cluster_id.into(),
                 events: 1,
                 first_time: 5,
                 last_time: 5,
                 metrics,
             }],
-        );
+        )
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = render_one("a\"b\\c\nd", json!({"model_count": 12}));
         assert!(
             text.contains(
                 "hodometer_receiver_metric{cluster_id=\"a\\\"b\\\\c\\nd\",metric=\"model_count\"} 12\n"
@@ -198,19 +204,7 @@ mod tests {
 
     #[test]
     fn version_strings_are_info_labels_and_never_gauges() {
-        let mut metrics = Map::new();
-        metrics.insert("model_count".into(), json!(3));
-        metrics.insert("collector_version".into(), json!("0.1.0"));
-        let text = render(
-            &Counts::default(),
-            &[ClusterSummary {
-                cluster_id: "c".into(),
-                events: 1,
-                first_time: 5,
-                last_time: 5,
-                metrics,
-            }],
-        );
+        let text = render_one("c", json!({"model_count": 3, "collector_version": "0.1.0"}));
         assert!(
             text.contains(
                 "hodometer_receiver_cluster_info{cluster_id=\"c\",collector_version=\"0.1.0\",seldon_core_version=\"\",kubernetes_version=\"\",metrics_level=\"\"} 1\n"
