@@ -89,7 +89,16 @@ fn read_reply(stream: &mut TcpStream) -> Reply {
         .find(|(key, _)| key.eq_ignore_ascii_case("content-length"))
         .map(|(_, value)| value.parse::<usize>().expect("numeric Content-Length"));
     let mut body = bytes.split_off(head_end);
+    let chunked = headers.iter().any(|(key, value)| {
+        key.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked")
+    });
     match length {
+        None if chunked => {
+            while !body.ends_with(b"0\r\n\r\n") {
+                assert!(read_more(stream, &mut body), "chunked body cut short");
+            }
+            body = dechunk(&body);
+        }
         Some(length) => {
             while body.len() < length {
                 assert!(read_more(stream, &mut body), "body cut short");
@@ -102,6 +111,25 @@ fn read_reply(stream: &mut TcpStream) -> Reply {
         status,
         headers,
         body,
+    }
+}
+
+/// The data of a complete chunked body.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_text = std::str::from_utf8(&raw[..line_end]).expect("ASCII chunk size");
+        let size = usize::from_str_radix(size_text.trim(), 16).expect("hex chunk size");
+        if size == 0 {
+            return data;
+        }
+        let start = line_end + 2;
+        data.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
     }
 }
 
@@ -214,18 +242,37 @@ fn verbose_rejection(reply: &Reply, status: u16) -> String {
         .to_string()
 }
 
-/// `/events` with `--record all`.
+/// `/events` with `--record all`: every page, following each `Link: <…>; rel="next"`.
 fn recorded(port: u16) -> Vec<Value> {
-    let reply = get(port, "/events");
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    match reply.json() {
-        Value::Array(events) => events,
-        other => panic!("/events is not an array: {other}"),
+    recorded_pages(port, "/events").concat()
+}
+
+fn recorded_pages(port: u16, first: &str) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut target = Some(first.to_string());
+    while let Some(page) = target.take() {
+        let reply = get(port, &page);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        match reply.json() {
+            Value::Array(events) => pages.push(events),
+            other => panic!("/events is not an array: {other}"),
+        }
+        target = reply.header("link").map(|link| {
+            link.strip_prefix('<')
+                .and_then(|rest| rest.split_once(">; rel=\"next\""))
+                .map(|(next, _)| next.to_string())
+                .unwrap_or_else(|| panic!("not a next link: {link}"))
+        });
     }
+    pages
 }
 
 fn recorded_ids(port: u16) -> Vec<String> {
-    recorded(port)
+    insert_ids(&recorded(port))
+}
+
+fn insert_ids(events: &[Value]) -> Vec<String> {
+    events
         .iter()
         .map(|e| {
             e["properties"]["$insert_id"]
@@ -690,6 +737,7 @@ fn summary_mode_keeps_counts_and_latest_metrics_not_events() {
         summary,
         json!({
             "events": 4,
+            "clusters_tracked": 2,
             "clusters": [
                 {"cluster_id": CLUSTER, "events": 3, "first_time": 1700000100,
                  "last_time": 1700000300, "metrics": {"model_count": 9}},
@@ -1001,6 +1049,7 @@ async fn the_receiver_runs_in_process_and_stops_when_asked() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         record: Record::Summary,
         store: Some(dir.path().join("events.db")),
+        limits: Default::default(),
     })
     .await
     .expect("bind");
@@ -1020,7 +1069,7 @@ async fn the_receiver_runs_in_process_and_stops_when_asked() {
         .expect("read /events");
     assert_eq!(
         summary["clusters"][0]["metrics"],
-        json!({"model_count": 24})
+        json!({"collector_version": "1.0 ~ é > ? + /", "metrics_level": "resource", "model_count": 24})
     );
 
     stop.send(()).expect("still serving");
@@ -1058,22 +1107,602 @@ fn invalid_configuration_exits_2_naming_every_bad_flag() {
     }
 }
 
+/// Runs the receiver on a store it is expected to refuse, to its end.
+fn receive_with_store(path: &std::path::Path) -> std::process::Output {
+    let store = path.to_str().expect("utf-8");
+    hodometer(&["receive", "--listen", "127.0.0.1:0", "--store", store])
+        .output()
+        .expect("run receive")
+}
+
 #[test]
 fn a_file_that_is_not_a_store_stops_the_receiver_with_its_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("not-sqlite.db");
     std::fs::write(&path, vec![b'#'; 8192]).expect("write");
-    let output = hodometer(&[
-        "receive",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        path.to_str().expect("utf-8"),
-    ])
-    .output()
-    .expect("run receive");
+    let output = receive_with_store(&path);
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty(), "nothing listens");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not-sqlite.db"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Under abuse: deadlines, the connection cap, limits and caps
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// Reads until the server closes the connection (or resets it); what it sent meanwhile.
+/// Panics when it stays open for `patience`, the sign of a missing deadline.
+fn read_until_closed(stream: &mut TcpStream, patience: std::time::Duration) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(patience))
+        .expect("read timeout");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!(
+                "still open after {patience:?} ({e}); got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+}
+
+/// Sends `bytes` one at a time, `every` apart, until the server closes the connection or
+/// they run out; true when the server closed it.
+fn trickle(stream: &mut TcpStream, bytes: &[u8], every: std::time::Duration) -> bool {
+    for byte in bytes {
+        if stream.write_all(std::slice::from_ref(byte)).is_err() {
+            return true;
+        }
+        std::thread::sleep(every);
+    }
+    false
+}
+
+#[test]
+fn slow_headers_slow_bodies_and_idle_connections_are_closed_while_others_are_served() {
+    let receiver = ReceiverProcess::start(&[
+        "--header-timeout",
+        "1s",
+        "--body-timeout",
+        "1s",
+        "--write-timeout",
+        "1s",
+    ]);
+    let port = receiver.port;
+    let patience = std::time::Duration::from_secs(10);
+    let every = std::time::Duration::from_millis(200);
+
+    // A slowloris: headers one byte at a time, for far longer than the deadline.
+    let slow_headers = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let endless =
+            "POST /track HTTP/1.1\r\nHost: x\r\nX-Padding: ".to_string() + &"a".repeat(200);
+        assert!(
+            trickle(&mut stream, endless.as_bytes(), every),
+            "the server never closed a connection sending its headers for 40 s"
+        );
+    });
+    // A body that never finishes: answered 408 and closed.
+    let slow_body = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .write_all(
+                b"POST /track?verbose=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{",
+            )
+            .expect("send headers");
+        let answer =
+            String::from_utf8_lossy(&read_until_closed(&mut stream, patience)).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("did not arrive within 1 s"), "{answer}");
+    });
+    // An idle kept-alive connection after one request.
+    let idle = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let reply = read_reply(&mut stream);
+        assert_eq!(reply.status, 200);
+        assert!(read_until_closed(&mut stream, patience).is_empty());
+    });
+    // Meanwhile a normal client is served.
+    for n in 0..5 {
+        let body = event(&format!("ok{n}"), unix_now(), json!({})).to_string();
+        assert_verbose_success(&post_json(port, "/track?verbose=1", body.as_bytes()));
+        std::thread::sleep(every);
+    }
+    for client in [slow_headers, slow_body, idle] {
+        client.join().expect("client thread");
+    }
+    let samples = prometheus_samples(&get(port, "/metrics").text());
+    assert_eq!(
+        sample(
+            &samples,
+            "hodometer_receiver_requests_rejected_total",
+            &[("reason", "body_timeout")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_client_that_never_reads_its_answer_is_disconnected() {
+    let receiver = ReceiverProcess::start(&["--record", "all", "--write-timeout", "1s"]);
+    let port = receiver.port;
+    post_big_events(port, 40);
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    // A small receive buffer, so the answer (8 MB) backs up into the receiver at once.
+    set_receive_buffer(&stream, 4096);
+    stream
+        .write_all(b"GET /events?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let open = |port| {
+        let samples = prometheus_samples(&get(port, "/metrics").text());
+        sample(&samples, "hodometer_receiver_connections_open", &[])
+    };
+    assert_eq!(open(port), 2.0, "the reader and this request");
+    // The deadline is 1 s without progress; give it ample time to act.
+    let cut = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        open(port) == 1.0
+    });
+    assert!(
+        cut,
+        "the receiver still holds a connection that takes no data"
+    );
+    drop(stream);
+}
+
+#[test]
+fn the_connection_cap_refuses_at_once_and_frees_slots_as_connections_close() {
+    let receiver = ReceiverProcess::start(&["--max-connections", "3", "--header-timeout", "60s"]);
+    let port = receiver.port;
+    // The first three connections take every slot (accepted in order, nothing else is open).
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+
+    let mut refused = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let _ = refused.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let answer = read_until_closed(&mut refused, std::time::Duration::from_secs(10));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+        "{answer}"
+    );
+    for stream in &mut held {
+        stream.set_nonblocking(true).expect("nonblocking");
+        let mut byte = [0u8; 1];
+        let still_open = matches!(
+            stream.read(&mut byte),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        );
+        assert!(still_open, "a held connection was refused or closed");
+    }
+
+    drop(held.pop());
+    // The server notices the close when it next polls that connection: retry until it has.
+    let served = (0..100).any(|_| {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = read_until_closed(&mut stream, std::time::Duration::from_secs(10));
+        if answer.starts_with(b"HTTP/1.1 200") {
+            let text = String::from_utf8_lossy(&answer);
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+            let refusals = sample(
+                &prometheus_samples(body),
+                "hodometer_receiver_connections_refused_total",
+                &[],
+            );
+            assert!(refusals >= 1.0, "{body}");
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        false
+    });
+    assert!(served, "a slot never came free after a connection closed");
+}
+
+#[test]
+fn oversized_labels_and_future_times_are_refused_and_never_reach_metrics() {
+    let receiver = ReceiverProcess::start(&[]);
+    let port = receiver.port;
+    let mut long_id = event("l1", unix_now(), json!({"model_count": 1}));
+    long_id["properties"]["distinct_id"] = json!("x".repeat(1_000_000 / 2));
+    let reason = verbose_rejection(
+        &post_json(port, "/track?verbose=1", long_id.to_string().as_bytes()),
+        400,
+    );
+    assert_eq!(
+        reason,
+        "properties.distinct_id is 500000 bytes long; at most 255 are accepted"
+    );
+    let future = event("f1", 4_102_444_800, json!({"model_count": 99}));
+    let reason = verbose_rejection(
+        &post_json(port, "/track?verbose=1", future.to_string().as_bytes()),
+        400,
+    );
+    assert!(reason.contains("in the future"), "{reason}");
+    let now = event("n1", unix_now(), json!({"model_count": 5}));
+    assert_verbose_success(&post_json(
+        port,
+        "/track?verbose=1",
+        now.to_string().as_bytes(),
+    ));
+
+    let text = get(port, "/metrics").text();
+    assert!(!text.contains("xxxx"), "a refused label was exported");
+    let samples = prometheus_samples(&text);
+    assert_eq!(
+        sample(
+            &samples,
+            "hodometer_receiver_metric",
+            &[("cluster_id", CLUSTER), ("metric", "model_count")]
+        ),
+        5.0,
+        "the current event sets the gauge; the one dated 2100 did not pin it"
+    );
+}
+
+#[test]
+fn the_cluster_cap_holds_and_counts_what_it_drops() {
+    let receiver = ReceiverProcess::start(&["--max-clusters", "3"]);
+    let port = receiver.port;
+    let batch: Vec<Value> = (0..5)
+        .map(|n| {
+            let mut e = event(&format!("k{n}"), unix_now(), json!({"model_count": n}));
+            e["properties"]["distinct_id"] = json!(format!("cluster-{n}"));
+            e
+        })
+        .collect();
+    assert_verbose_success(&post_json(
+        port,
+        "/track?verbose=1",
+        Value::Array(batch).to_string().as_bytes(),
+    ));
+    let samples = prometheus_samples(&get(port, "/metrics").text());
+    let exported = samples
+        .iter()
+        .filter(|s| s.name == "hodometer_receiver_cluster_last_event_timestamp_seconds")
+        .count();
+    assert_eq!(exported, 3);
+    assert_eq!(
+        sample(&samples, "hodometer_receiver_clusters_tracked", &[]),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            "hodometer_receiver_cluster_events_dropped_total",
+            &[]
+        ),
+        2.0
+    );
+}
+
+/// Posts `count` events of about 200 kB each (200 properties of 1000 bytes), four a request.
+fn post_big_events(port: u16, count: usize) {
+    let mut padding = serde_json::Map::new();
+    for p in 0..200 {
+        padding.insert(format!("pad{p}"), json!("p".repeat(1000)));
+    }
+    let events: Vec<Value> = (0..count)
+        .map(|n| {
+            event(
+                &format!("big{n}"),
+                unix_now(),
+                Value::Object(padding.clone()),
+            )
+        })
+        .collect();
+    for batch in events.chunks(4) {
+        let body = Value::Array(batch.to_vec()).to_string();
+        assert_verbose_success(&post_json(port, "/track?verbose=1", body.as_bytes()));
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn events_pages_return_every_event_exactly_once() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let port = receiver.port;
+    let ids: Vec<String> = (0..250).map(|n| format!("page-{n}")).collect();
+    for chunk in ids.chunks(40) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|id| event(id, unix_now(), json!({})))
+            .collect();
+        assert_verbose_success(&post_json(
+            port,
+            "/track?verbose=1",
+            Value::Array(batch).to_string().as_bytes(),
+        ));
+    }
+    let pages = recorded_pages(port, "/events?limit=100");
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        [100, 100, 50]
+    );
+    let got = insert_ids(&pages.concat());
+    assert_eq!(got, ids, "each once, oldest first");
+    assert_eq!(get(port, "/events?limit=0").status, 400);
+    assert_eq!(get(port, "/events?after=x").status, 400);
+}
+
+#[test]
+fn readers_that_never_read_do_not_grow_the_receiver() {
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let port = receiver.port;
+    post_big_events(port, 60); // 12 MB of events
+    let before = rss_kib(receiver.pid());
+    let stalled: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            stream
+                .write_all(b"GET /events?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("send");
+            stream
+        })
+        .collect();
+    // Let every answer back up as far as it goes.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let growth_mib = rss_kib(receiver.pid()).saturating_sub(before) / 1024;
+    // A whole copy per reader would be 120 MB; streaming holds a few pieces each.
+    assert!(
+        growth_mib < 48,
+        "RSS grew {growth_mib} MiB for 10 stalled readers"
+    );
+    assert_eq!(get(port, "/healthz").status, 200);
+    drop(stalled);
+}
+
+fn set_receive_buffer(stream: &TcpStream, size: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket and a c_int option value of the size given.
+    let done = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(done, 0, "setsockopt SO_RCVBUF");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durability and the store file
+
+#[test]
+fn no_acknowledged_event_is_lost_when_the_receiver_is_killed_mid_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("events.db");
+    let store = store.to_str().expect("utf-8 path").to_string();
+    let receiver = ReceiverProcess::start(&["--record", "all", "--store", &store]);
+    let port = receiver.port;
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let senders: Vec<_> = (0..8)
+        .map(|sender| {
+            let acknowledged = acknowledged.clone();
+            std::thread::spawn(move || {
+                for n in 0.. {
+                    let id = format!("kill-{sender}-{n}");
+                    let body = event(&id, unix_now(), json!({})).to_string();
+                    let request = format!(
+                        "POST /track?verbose=1 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+                        return;
+                    };
+                    if stream.write_all(request.as_bytes()).is_err() {
+                        return;
+                    }
+                    let mut answer = Vec::new();
+                    let _ = stream.read_to_end(&mut answer);
+                    // Acknowledged means a complete success answer reached the sender.
+                    if answer.starts_with(b"HTTP/1.1 200")
+                        && answer.ends_with(b"{\"status\":1,\"error\":null}")
+                    {
+                        acknowledged.lock().expect("lock").push(id);
+                    } else {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill it mid-load, once a good number of events have been acknowledged.
+    while acknowledged.lock().expect("lock").len() < 1500 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(receiver); // SIGKILL
+    for sender in senders {
+        sender.join().expect("sender thread");
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+
+    let restarted = ReceiverProcess::start(&["--record", "all", "--store", &store]);
+    let stored: BTreeSet<String> =
+        insert_ids(&recorded_pages(restarted.port, "/events?limit=1000").concat())
+            .into_iter()
+            .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        acknowledged.len(),
+        lost.first()
+    );
+    eprintln!(
+        "{} acknowledged before SIGKILL, {} stored, none lost",
+        acknowledged.len(),
+        stored.len()
+    );
+}
+
+#[test]
+fn the_store_and_its_companions_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("events.db");
+    let mut command = hodometer(&[
+        "receive",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        store.to_str().expect("utf-8"),
+    ]);
+    // SAFETY: umask is async-signal-safe and touches only the child.
+    unsafe {
+        command.pre_exec(|| {
+            libc::umask(0o022);
+            Ok(())
+        });
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start receive");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let port = common::listening_port(&mut lines, "hodometer receive: listening on ");
+    let body = event("perm1", unix_now(), json!({})).to_string();
+    assert_verbose_success(&post_json(port, "/track?verbose=1", body.as_bytes()));
+    for name in ["events.db", "events.db-wal", "events.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} is {:o}", mode & 0o777);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_symbolic_link_planted_by_another_user_is_not_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A directory another user may write in. (Not sticky: there the kernel's own
+    // protected_regular check could refuse first and hide whether hodometer does.)
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").expect("write");
+    let store = dir.path().join("events.db");
+    let planted = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "ln",
+            "-s",
+        ])
+        .arg(&victim)
+        .arg(&store)
+        .status()
+        .expect("run setpriv");
+    assert!(planted.success(), "nobody could not plant the link");
+
+    let output = receive_with_store(&store);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+    assert!(!dir.path().join("victim-wal").exists() && !dir.path().join("events.db-wal").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Kubernetes manifests
+
+fn receiver_manifest(name: &str) -> Value {
+    let path = format!("{}/assets/k8s/receiver/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("read the manifest");
+    serde_saphyr::from_str(&text).expect("YAML")
+}
+
+#[test]
+fn the_receiver_deployment_runs_as_written_and_its_service_scrapes_its_port() {
+    let deployment = receiver_manifest("deployment.yaml");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect();
+    assert!(
+        args.contains(&"--store=/data/events.db".to_string()),
+        "{args:?}"
+    );
+    assert_eq!(
+        container["volumeMounts"][0]["mountPath"], "/data",
+        "the store is on the volume"
+    );
+    // The same arguments, with a temporary store (and the loopback port the helper gives),
+    // start the receiver.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("--store={}", dir.path().join("events.db").display());
+    let local: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--listen="))
+        .map(|arg| match arg.split_once('=') {
+            Some(("--store", _)) => store.as_str(),
+            _ => arg.as_str(),
+        })
+        .collect();
+    assert_eq!(args[0], "receive");
+    let receiver = ReceiverProcess::start(&local);
+    assert_eq!(get(receiver.port, "/healthz").status, 200);
+
+    let service = receiver_manifest("service.yaml");
+    let annotations = &service["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    let listen_port = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--listen="))
+        .and_then(|addr| addr.rsplit(':').next())
+        .expect("--listen");
+    assert_eq!(annotations["prometheus.io/port"], listen_port);
+    assert_eq!(
+        container["ports"][0]["containerPort"]
+            .as_u64()
+            .map(|p| p.to_string()),
+        Some(listen_port.to_string())
+    );
+    let monitor = receiver_manifest("servicemonitor.yaml");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"],
+        service["metadata"]["labels"]
+    );
 }

@@ -69,6 +69,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         listen: LOOPBACK_ANY_PORT,
         record: Record::All,
         store: None,
+        limits: Default::default(),
     })
     .await?;
     let receiver_url = format!("http://{}", receiver.local_addr()?);

@@ -54,7 +54,7 @@ pub enum PublishError {
 }
 
 impl PublishError {
-    /// Whether sending the same request again may succeed (SPEC 5: connect errors, timeouts,
+    /// Whether sending the same request again may succeed (connect errors, timeouts,
     /// 5xx and 429). Every other answer is permanent.
     pub fn is_transient(&self) -> bool {
         match self {

@@ -1,4 +1,5 @@
-//! Publish endpoints and the exact request URL sent to them (SPEC 5).
+//! Publish endpoints and the exact request URL sent to them, as the
+//! original sends it.
 //!
 //! An endpoint is validated once, when configuration is read, so building a request can never
 //! fail: `<url>/track?data=<percent-encoded standard base64 of the event JSON>&verbose=1&ip=0`.

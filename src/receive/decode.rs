@@ -10,12 +10,33 @@
 //!
 //! `data` holds plain JSON when it starts with `{` or `[`, else base64 in either alphabet,
 //! padded or not.
+//!
+//! Every event is bounded ([`MAX_PROPERTIES`] and the other limits below, in line with
+//! Mixpanel's), so nothing a sender writes can blow up the labels of `/metrics` or the store.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::metrics::{METRICS, ValueType};
+
+/// Most properties one event may carry (Mixpanel's limit).
+pub const MAX_PROPERTIES: usize = 255;
+/// Longest event name and property name, in bytes (Mixpanel's limit).
+pub const MAX_NAME_BYTES: usize = 255;
+/// Longest `distinct_id`, in bytes: it becomes the `cluster_id` label of `/metrics`.
+pub const MAX_DISTINCT_ID_BYTES: usize = 255;
+/// Longest `$insert_id`, in bytes; like Mixpanel, only ASCII letters, digits and `-`.
+pub const MAX_INSERT_ID_BYTES: usize = 36;
+/// Longest string value anywhere in the properties, in bytes. Mixpanel truncates at 255;
+/// hodometer's own extension values may be 256 bytes, so the receiver allows more.
+pub const MAX_STRING_BYTES: usize = 1024;
+/// Most items in one array value, and most events in one request (Mixpanel's limits).
+pub const MAX_ARRAY_ITEMS: usize = 255;
+pub const MAX_EVENTS_PER_REQUEST: usize = 2000;
+/// How far in the future an event's `time` may be: clock skew, not a date years ahead that
+/// would pin its cluster's gauges for good (the gauges follow the latest `time`).
+pub const MAX_FUTURE_SKEW_SECONDS: i64 = 600;
 
 /// Why a request was refused; the text names the field that is missing or wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +50,8 @@ pub struct ValidEvent {
     pub distinct_id: String,
     /// Unix seconds; a fractional time (the Python SDK sends one) is cut to its integer part.
     pub time: i64,
-    /// The numeric usage metrics it carries (bools as 0/1), by property name.
+    /// The numeric usage metrics it carries (bools as 0/1) and its version strings
+    /// ([`INFO_METRICS`]), by property name.
     pub metrics: Map<String, Value>,
     /// The event as JSON, with `properties.time` as the integer above.
     pub json: String,
@@ -43,8 +65,9 @@ pub struct TrackRequest {
     pub events: Result<Vec<ValidEvent>, Invalid>,
 }
 
-/// Reads the raw query string and body of a `/track` request.
-pub fn read_track(query: Option<&str>, body: &[u8]) -> TrackRequest {
+/// Reads the raw query string and body of a `/track` request; `now` (Unix seconds) bounds
+/// how far in the future an event may be dated.
+pub fn read_track(query: Option<&str>, body: &[u8], now: i64) -> TrackRequest {
     let query_params = form_params(query.unwrap_or("").as_bytes());
     let body_is_json = starts_like_json(body);
     let body_params = if body_is_json {
@@ -60,9 +83,9 @@ pub fn read_track(query: Option<&str>, body: &[u8]) -> TrackRequest {
         (Some(_), Some(_), _) | (Some(_), None, true) => Err(Invalid(
             "events given both in the query and in the body; send them in one place".into(),
         )),
-        (None, None, true) => parse_json(body).and_then(validate_all),
+        (None, None, true) => parse_json(body).and_then(|value| validate_all(value, now)),
         (Some(data), None, false) | (None, Some(data), _) => {
-            decode_data(data).and_then(validate_all)
+            decode_data(data).and_then(|value| validate_all(value, now))
         }
         (None, None, false) if body.is_empty() => Err(Invalid(
             "no events: expected data=… in the query or the form body, or a JSON body".into(),
@@ -139,19 +162,23 @@ fn parse_json(bytes: &[u8]) -> Result<Value, Invalid> {
 
 /// One event (an object) or a batch (an array of objects), each validated; the first invalid
 /// event rejects the whole request, so a batch is never half recorded.
-fn validate_all(value: Value) -> Result<Vec<ValidEvent>, Invalid> {
+fn validate_all(value: Value, now: i64) -> Result<Vec<ValidEvent>, Invalid> {
     match value {
-        Value::Object(event) => Ok(vec![validate(event, "")?]),
+        Value::Object(event) => Ok(vec![validate(event, "", now)?]),
         Value::Array(items) if items.is_empty() => {
             Err(Invalid("the array of events is empty".into()))
         }
+        Value::Array(items) if items.len() > MAX_EVENTS_PER_REQUEST => Err(Invalid(format!(
+            "{} events in one request; at most {MAX_EVENTS_PER_REQUEST} are accepted",
+            items.len()
+        ))),
         Value::Array(items) => items
             .into_iter()
             .enumerate()
             .map(|(index, item)| {
                 let path = format!("events[{index}].");
                 match item {
-                    Value::Object(event) => validate(event, &path),
+                    Value::Object(event) => validate(event, &path, now),
                     other => Err(Invalid(format!(
                         "events[{index}] must be an event (a JSON object), got {}",
                         kind(&other)
@@ -167,8 +194,9 @@ fn validate_all(value: Value) -> Result<Vec<ValidEvent>, Invalid> {
 }
 
 /// Checks one event; `path` prefixes field names in errors (`events[3].` in a batch).
-fn validate(mut event: Map<String, Value>, path: &str) -> Result<ValidEvent, Invalid> {
-    non_empty_string(event.get("event"), path, "event")?;
+fn validate(mut event: Map<String, Value>, path: &str, now: i64) -> Result<ValidEvent, Invalid> {
+    let name = non_empty_string(event.get("event"), path, "event")?;
+    at_most(name.len(), MAX_NAME_BYTES, || format!("{path}event"))?;
     let properties = match event.get_mut("properties") {
         Some(Value::Object(properties)) => properties,
         Some(other) => {
@@ -182,11 +210,23 @@ fn validate(mut event: Map<String, Value>, path: &str) -> Result<ValidEvent, Inv
     let props = format!("{path}properties.");
     non_empty_string(properties.get("token"), &props, "token")?;
     let distinct_id = non_empty_string(properties.get("distinct_id"), &props, "distinct_id")?;
+    at_most(distinct_id.len(), MAX_DISTINCT_ID_BYTES, || {
+        format!("{props}distinct_id")
+    })?;
     let insert_id = non_empty_string(properties.get("$insert_id"), &props, "$insert_id")?;
+    check_insert_id(&insert_id, &props)?;
+    check_bounds(properties, &props)?;
     let time = unix_seconds(properties.get("time"), &props)?;
+    if time > now.saturating_add(MAX_FUTURE_SKEW_SECONDS) {
+        return Err(Invalid(format!(
+            "{props}time is {} s in the future; events may be dated at most \
+             {MAX_FUTURE_SKEW_SECONDS} s ahead of the receiver's clock",
+            time - now
+        )));
+    }
     properties.insert("time".into(), time.into());
 
-    let metrics = numeric_metrics(properties);
+    let metrics = tracked_metrics(properties);
     Ok(ValidEvent {
         insert_id,
         distinct_id,
@@ -194,6 +234,73 @@ fn validate(mut event: Map<String, Value>, path: &str) -> Result<ValidEvent, Inv
         metrics,
         json: Value::Object(event).to_string(),
     })
+}
+
+/// A length over `limit` refuses the event; `what` names the field.
+fn at_most(length: usize, limit: usize, what: impl FnOnce() -> String) -> Result<(), Invalid> {
+    if length > limit {
+        return Err(Invalid(format!(
+            "{} is {length} bytes long; at most {limit} are accepted",
+            what()
+        )));
+    }
+    Ok(())
+}
+
+fn check_insert_id(insert_id: &str, props: &str) -> Result<(), Invalid> {
+    at_most(insert_id.len(), MAX_INSERT_ID_BYTES, || {
+        format!("{props}$insert_id")
+    })?;
+    if !insert_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(Invalid(format!(
+            "{props}$insert_id may hold only ASCII letters, digits and -"
+        )));
+    }
+    Ok(())
+}
+
+/// The property count, names and every string and array, however deeply nested.
+fn check_bounds(properties: &Map<String, Value>, props: &str) -> Result<(), Invalid> {
+    if properties.len() > MAX_PROPERTIES {
+        return Err(Invalid(format!(
+            "{} has {} properties; at most {MAX_PROPERTIES} are accepted",
+            props.trim_end_matches('.'),
+            properties.len()
+        )));
+    }
+    for (name, value) in properties {
+        // A name too long is not echoed back: it may be anything.
+        at_most(name.len(), MAX_NAME_BYTES, || {
+            format!("a property name in {props}")
+        })?;
+        check_value(value, &format!("{props}{name}"))?;
+    }
+    Ok(())
+}
+
+fn check_value(value: &Value, path: &str) -> Result<(), Invalid> {
+    match value {
+        Value::String(text) => at_most(text.len(), MAX_STRING_BYTES, || path.to_string()),
+        Value::Array(items) => {
+            if items.len() > MAX_ARRAY_ITEMS {
+                return Err(Invalid(format!(
+                    "{path} has {} items; at most {MAX_ARRAY_ITEMS} are accepted",
+                    items.len()
+                )));
+            }
+            items.iter().try_for_each(|item| check_value(item, path))
+        }
+        Value::Object(fields) => fields.iter().try_for_each(|(name, item)| {
+            at_most(name.len(), MAX_NAME_BYTES, || {
+                format!("a property name in {path}")
+            })?;
+            check_value(item, path)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
 }
 
 fn non_empty_string(value: Option<&Value>, path: &str, field: &str) -> Result<String, Invalid> {
@@ -236,22 +343,35 @@ fn unix_seconds(value: Option<&Value>, path: &str) -> Result<i64, Invalid> {
     }
 }
 
+/// String metrics kept per cluster as labels of one info gauge (the version spread of a
+/// fleet); a value longer than [`MAX_INFO_BYTES`] is left out, so labels stay short.
+pub const INFO_METRICS: [&str; 4] = [
+    "collector_version",
+    "seldon_core_version",
+    "kubernetes_version",
+    "metrics_level",
+];
+pub const MAX_INFO_BYTES: usize = 64;
+
 /// The usage metrics from the one metrics table that can be graphed: integers, floats and bools
-/// (as 0/1). A property of another JSON type is left out rather than refused: the receiver
-/// records what it is sent, and only the gauges need numbers.
-fn numeric_metrics(properties: &Map<String, Value>) -> Map<String, Value> {
+/// (as 0/1), plus the [`INFO_METRICS`] strings. A property of another JSON type is left out
+/// rather than refused: the receiver records what it is sent, and only the gauges need these.
+fn tracked_metrics(properties: &Map<String, Value>) -> Map<String, Value> {
     METRICS
         .iter()
-        .filter(|def| {
-            matches!(
+        .filter_map(|def| {
+            let numeric = matches!(
                 def.value_type,
                 ValueType::Integer | ValueType::Float | ValueType::Bool
-            )
-        })
-        .filter_map(|def| {
-            let value = match properties.get(def.name)? {
-                Value::Number(number) => Value::Number(number.clone()),
-                Value::Bool(flag) => Value::from(u8::from(*flag)),
+            );
+            let value = match (numeric, properties.get(def.name)?) {
+                (true, Value::Number(number)) => Value::Number(number.clone()),
+                (true, Value::Bool(flag)) => Value::from(u8::from(*flag)),
+                (false, Value::String(text))
+                    if INFO_METRICS.contains(&def.name) && text.len() <= MAX_INFO_BYTES =>
+                {
+                    Value::String(text.clone())
+                }
                 _ => return None,
             };
             Some((def.name.to_string(), value))
@@ -277,6 +397,9 @@ mod tests {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     use serde_json::json;
 
+    /// The receiver's clock in these tests: a little after the events' time.
+    const NOW: i64 = 1_700_000_100;
+
     fn event(insert_id: &str) -> Value {
         json!({
             "event": "collect metrics",
@@ -295,14 +418,14 @@ mod tests {
     }
 
     fn accepted(query: Option<&str>, body: &[u8]) -> Vec<ValidEvent> {
-        let request = read_track(query, body);
+        let request = read_track(query, body, NOW);
         request
             .events
             .unwrap_or_else(|e| panic!("rejected {query:?} / {body:?}: {e}"))
     }
 
     fn rejected(query: Option<&str>, body: &[u8]) -> String {
-        match read_track(query, body).events {
+        match read_track(query, body, NOW).events {
             Ok(events) => panic!("accepted {events:?}"),
             Err(Invalid(reason)) => reason,
         }
@@ -344,12 +467,12 @@ mod tests {
     #[test]
     fn verbose_is_read_from_the_query_or_the_form_body() {
         let data = form_encode(&event("v").to_string());
-        assert!(read_track(Some(&format!("data={data}&verbose=1")), b"").verbose);
-        assert!(read_track(None, format!("data={data}&verbose=1&ip=0").as_bytes()).verbose);
-        assert!(read_track(Some("verbose=1"), event("v").to_string().as_bytes()).verbose);
-        assert!(!read_track(Some(&format!("data={data}")), b"").verbose);
+        assert!(read_track(Some(&format!("data={data}&verbose=1")), b"", NOW).verbose);
+        assert!(read_track(None, format!("data={data}&verbose=1&ip=0").as_bytes(), NOW).verbose);
+        assert!(read_track(Some("verbose=1"), event("v").to_string().as_bytes(), NOW).verbose);
+        assert!(!read_track(Some(&format!("data={data}")), b"", NOW).verbose);
         assert!(
-            read_track(Some("verbose=1"), b"").verbose,
+            read_track(Some("verbose=1"), b"", NOW).verbose,
             "even when rejected"
         );
     }
@@ -486,5 +609,113 @@ mod tests {
         );
         let both = format!("data={}", form_encode(&event("b").to_string()));
         assert!(rejected(Some(&both), both.as_bytes()).starts_with("events given both"));
+    }
+
+    #[test]
+    fn events_beyond_each_limit_are_refused_naming_the_limit() {
+        let long = |n: usize| "x".repeat(n);
+        let cases: Vec<(&str, Value, String)> = vec![
+            (
+                "distinct_id",
+                json!(long(MAX_DISTINCT_ID_BYTES + 1)),
+                format!(
+                    "properties.distinct_id is 256 bytes long; at most {MAX_DISTINCT_ID_BYTES} are accepted"
+                ),
+            ),
+            (
+                "$insert_id",
+                json!(long(MAX_INSERT_ID_BYTES + 1)),
+                "properties.$insert_id is 37 bytes long; at most 36 are accepted".into(),
+            ),
+            (
+                "$insert_id",
+                json!("a b"),
+                "properties.$insert_id may hold only ASCII letters, digits and -".into(),
+            ),
+            (
+                "note",
+                json!(long(MAX_STRING_BYTES + 1)),
+                "properties.note is 1025 bytes long; at most 1024 are accepted".into(),
+            ),
+            (
+                "list",
+                json!(vec![0; MAX_ARRAY_ITEMS + 1]),
+                "properties.list has 256 items; at most 255 are accepted".into(),
+            ),
+            (
+                "nested",
+                json!({"deep": [long(MAX_STRING_BYTES + 1)]}),
+                "properties.nested is 1025 bytes long; at most 1024 are accepted".into(),
+            ),
+        ];
+        for (field, value, expected) in cases {
+            let mut e = event("x");
+            e["properties"][field] = value;
+            assert_eq!(
+                rejected(None, e.to_string().as_bytes()),
+                expected,
+                "{field}"
+            );
+        }
+
+        let mut e = event("x");
+        e["event"] = json!(long(MAX_NAME_BYTES + 1));
+        assert_eq!(
+            rejected(None, e.to_string().as_bytes()),
+            "event is 256 bytes long; at most 255 are accepted"
+        );
+        let mut e = event("x");
+        for i in 0..MAX_PROPERTIES {
+            e["properties"][format!("p{i}")] = json!(i);
+        }
+        assert!(
+            rejected(None, e.to_string().as_bytes())
+                .starts_with("properties has 264 properties; at most 255")
+        );
+        let batch = Value::Array(vec![event("b"); MAX_EVENTS_PER_REQUEST + 1]);
+        assert_eq!(
+            rejected(None, batch.to_string().as_bytes()),
+            "2001 events in one request; at most 2000 are accepted"
+        );
+    }
+
+    #[test]
+    fn events_at_each_limit_are_accepted() {
+        let mut e = event(&"a".repeat(MAX_INSERT_ID_BYTES));
+        e["properties"]["distinct_id"] = json!("d".repeat(MAX_DISTINCT_ID_BYTES));
+        e["properties"]["note"] = json!("n".repeat(MAX_STRING_BYTES));
+        let properties = e["properties"].as_object().expect("object").len();
+        for i in properties..MAX_PROPERTIES {
+            e["properties"][format!("p{i}")] = json!(i);
+        }
+        assert_eq!(accepted(None, e.to_string().as_bytes()).len(), 1);
+    }
+
+    #[test]
+    fn a_time_beyond_the_allowed_skew_is_refused_and_one_within_it_accepted() {
+        let mut e = event("t");
+        e["properties"]["time"] = json!(NOW + MAX_FUTURE_SKEW_SECONDS);
+        assert_eq!(accepted(None, e.to_string().as_bytes()).len(), 1);
+        e["properties"]["time"] = json!(NOW + MAX_FUTURE_SKEW_SECONDS + 1);
+        assert_eq!(
+            rejected(None, e.to_string().as_bytes()),
+            "properties.time is 601 s in the future; events may be dated at most 600 s ahead of the receiver's clock"
+        );
+        e["properties"]["time"] = json!(4_102_444_800_i64); // 2100-01-01
+        assert!(rejected(None, e.to_string().as_bytes()).contains("in the future"));
+    }
+
+    #[test]
+    fn version_strings_are_kept_for_the_info_gauge_when_short() {
+        let mut e = event("v");
+        e["properties"]["collector_version"] = json!("0.1.0");
+        e["properties"]["seldon_core_version"] = json!("v".repeat(MAX_INFO_BYTES + 1));
+        let metrics = &accepted(None, e.to_string().as_bytes())[0].metrics;
+        assert_eq!(metrics.get("collector_version"), Some(&json!("0.1.0")));
+        assert_eq!(
+            metrics.get("seldon_core_version"),
+            None,
+            "too long for a label"
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::prometheus::{family, sample};
 
+use super::decode::INFO_METRICS;
 use super::store::ClusterSummary;
 
 pub use crate::prometheus::CONTENT_TYPE;
@@ -18,35 +19,72 @@ pub struct Counts {
     pub rejected_too_large: u64,
     /// Requests answered 500 because the store could not record them.
     pub rejected_store: u64,
+    /// Requests answered 408 because their body did not arrive in time.
+    pub rejected_body_timeout: u64,
+    pub connections_refused: u64,
+    pub connections_open: u64,
+    pub clusters_tracked: u64,
+    /// Events of clusters beyond `--max-clusters`, not graphed.
+    pub cluster_events_dropped: u64,
+    /// Events the in-memory ring forgot to make room.
+    pub ring_events_forgotten: u64,
 }
 
-/// Renders the counters and, per cluster, the latest value of each numeric usage metric.
+/// One metric family without labels: name, type, help and value.
+struct Single(&'static str, &'static str, &'static str, u64);
+
+/// Renders the counters and, per cluster, the latest value of each numeric usage metric and
+/// its version strings (as labels of an info gauge, valued 1).
 pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
     let mut out = String::new();
-    family(
-        &mut out,
-        "hodometer_receiver_events_received_total",
-        "counter",
-        "Events in accepted /track requests since the receiver started, duplicates included.",
-    );
-    sample(
-        &mut out,
-        "hodometer_receiver_events_received_total",
-        &[],
-        counts.received as f64,
-    );
-    family(
-        &mut out,
-        "hodometer_receiver_events_duplicate_total",
-        "counter",
-        "Accepted events whose $insert_id was already recorded, so not recorded again.",
-    );
-    sample(
-        &mut out,
-        "hodometer_receiver_events_duplicate_total",
-        &[],
-        counts.duplicates as f64,
-    );
+    let singles = [
+        Single(
+            "hodometer_receiver_events_received_total",
+            "counter",
+            "Events in accepted /track requests since the receiver started, duplicates included.",
+            counts.received,
+        ),
+        Single(
+            "hodometer_receiver_events_duplicate_total",
+            "counter",
+            "Accepted events whose $insert_id was already recorded, so not recorded again.",
+            counts.duplicates,
+        ),
+        Single(
+            "hodometer_receiver_cluster_events_dropped_total",
+            "counter",
+            "Recorded events of clusters beyond --max-clusters, whose metrics are not tracked.",
+            counts.cluster_events_dropped,
+        ),
+        Single(
+            "hodometer_receiver_ring_events_forgotten_total",
+            "counter",
+            "Events and ids the in-memory store forgot to stay within its bounds.",
+            counts.ring_events_forgotten,
+        ),
+        Single(
+            "hodometer_receiver_connections_refused_total",
+            "counter",
+            "Connections answered 503 at once because --max-connections were open.",
+            counts.connections_refused,
+        ),
+        Single(
+            "hodometer_receiver_connections_open",
+            "gauge",
+            "Connections open now.",
+            counts.connections_open,
+        ),
+        Single(
+            "hodometer_receiver_clusters_tracked",
+            "gauge",
+            "Clusters whose metrics are tracked (at most --max-clusters).",
+            counts.clusters_tracked,
+        ),
+    ];
+    for Single(name, kind, help, value) in singles {
+        family(&mut out, name, kind, help);
+        sample(&mut out, name, &[], value as f64);
+    }
     family(
         &mut out,
         "hodometer_receiver_requests_rejected_total",
@@ -57,6 +95,7 @@ pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
         ("invalid", counts.rejected_invalid),
         ("too_large", counts.rejected_too_large),
         ("store_error", counts.rejected_store),
+        ("body_timeout", counts.rejected_body_timeout),
     ] {
         sample(
             &mut out,
@@ -88,6 +127,20 @@ pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
     }
     family(
         &mut out,
+        "hodometer_receiver_cluster_info",
+        "gauge",
+        "Always 1; the labels carry each cluster's version strings from its latest event (empty when unknown).",
+    );
+    for cluster in clusters {
+        let mut labels = vec![("cluster_id", cluster.cluster_id.as_str())];
+        for name in INFO_METRICS {
+            let text = cluster.metrics.get(name).and_then(|v| v.as_str());
+            labels.push((name, text.unwrap_or("")));
+        }
+        sample(&mut out, "hodometer_receiver_cluster_info", &labels, 1.0);
+    }
+    family(
+        &mut out,
         "hodometer_receiver_cluster_last_event_timestamp_seconds",
         "gauge",
         "Time of the latest event recorded from each cluster, Unix seconds.",
@@ -106,22 +159,28 @@ pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Map, json};
+    use serde_json::{Value, json};
 
-    #[test]
-    fn label_values_are_escaped() {
-        let mut metrics = Map::new();
-        metrics.insert("model_count".into(), json!(12));
-        let text = render(
+    /// `/metrics` with one cluster holding `metrics`.
+    fn render_one(cluster_id: &str, metrics: Value) -> String {
+        let Value::Object(metrics) = metrics else {
+            panic!("metrics must be an object");
+        };
+        render(
             &Counts::default(),
             &[ClusterSummary {
-                cluster_id: "a\"b\\c\nd".into(),
+                cluster_id: cluster_id.into(),
                 events: 1,
                 first_time: 5,
                 last_time: 5,
                 metrics,
             }],
-        );
+        )
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = render_one("a\"b\\c\nd", json!({"model_count": 12}));
         assert!(
             text.contains(
                 "hodometer_receiver_metric{cluster_id=\"a\\\"b\\\\c\\nd\",metric=\"model_count\"} 12\n"
@@ -141,5 +200,17 @@ mod tests {
         );
         assert!(text.contains("hodometer_receiver_events_received_total 3\n"));
         assert!(!text.contains("hodometer_receiver_metric"));
+    }
+
+    #[test]
+    fn version_strings_are_info_labels_and_never_gauges() {
+        let text = render_one("c", json!({"model_count": 3, "collector_version": "0.1.0"}));
+        assert!(
+            text.contains(
+                "hodometer_receiver_cluster_info{cluster_id=\"c\",collector_version=\"0.1.0\",seldon_core_version=\"\",kubernetes_version=\"\",metrics_level=\"\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("metric=\"collector_version\""), "{text}");
     }
 }

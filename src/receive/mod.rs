@@ -1,10 +1,12 @@
-//! `hodometer receive`: an endpoint for published events (SPEC 8), so operators can point
+//! `hodometer receive`: an endpoint for published events, so operators can point
 //! `EXTRA_PUBLISH_URLS` at their own machine and watch their own usage.
 //!
 //! `decode` reads every encoding Mixpanel senders use and validates events, `store` records them
-//! in SQLite, `exposition` renders `/metrics`, and `http` ties them to routes. [`Receiver`] runs
-//! it all, in `hodometer receive` or inside another command.
+//! in SQLite, `exposition` renders `/metrics`, `http` ties them to routes and `conn` serves
+//! connections within their limits. [`Receiver`] runs it all, in `hodometer receive` or inside
+//! another command.
 
+mod conn;
 pub mod decode;
 pub mod exposition;
 mod http;
@@ -15,27 +17,37 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use clap::Args;
 use tokio::net::TcpListener;
 
-use crate::validate::{Checker, ConfigErrors, parse_socket_addr};
-pub use http::MAX_BODY_BYTES;
-use store::{Store, StoreError};
+use crate::validate::ConfigErrors;
+pub use http::{DEFAULT_PAGE, MAX_BODY_BYTES, MAX_PAGE};
+use store::{Store, StoreConfig, StoreError};
 
-#[derive(Debug, Args)]
-pub struct ReceiveArgs {
-    /// Address to listen on (port 0 picks a free one; the address is printed).
-    #[arg(long, default_value = "127.0.0.1:8001")]
-    pub listen: String,
-    /// What to keep: none (validate and answer only), summary (counts and each cluster's latest
-    /// metrics) or all (every event as well).
-    #[arg(long, default_value = "summary")]
-    pub record: String,
-    /// SQLite file that keeps what is recorded across restarts (created if missing)
-    /// [default: in memory].
-    #[arg(long, value_name = "FILE")]
-    pub store: Option<PathBuf>,
+/// How much the receiver takes on; every field is a flag of `hodometer receive`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_clusters: usize,
+    pub memory_events: usize,
+}
+
+impl Default for Limits {
+    /// The flags' defaults.
+    fn default() -> Limits {
+        Limits {
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_clusters: 10_000,
+            memory_events: 10_000,
+        }
+    }
 }
 
 /// How much of each accepted event is kept.
@@ -77,6 +89,7 @@ pub struct ReceiveConfig {
     pub record: Record,
     /// SQLite file; `None` keeps records in memory.
     pub store: Option<PathBuf>,
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,47 +103,6 @@ pub enum ReceiveError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("receiver failed: {0}")]
-    Serve(std::io::Error),
-}
-
-impl ReceiveArgs {
-    pub fn validate(&self) -> Result<ReceiveConfig, ConfigErrors> {
-        let mut c = Checker::default();
-        let listen = c.check("--listen", &self.listen, parse_socket_addr);
-        let record = c.check("--record", &self.record, Record::parse);
-        if let Some(path) = &self.store {
-            c.check("--store", &path.display().to_string(), |_| {
-                check_store_path(path, record)
-            });
-        }
-        c.finish()?;
-        match (listen, record) {
-            (Some(listen), Some(record)) => Ok(ReceiveConfig {
-                listen,
-                record,
-                store: self.store.clone(),
-            }),
-            _ => Err(ConfigErrors::default()),
-        }
-    }
-}
-
-fn check_store_path(path: &std::path::Path, record: Option<Record>) -> Result<(), String> {
-    if record == Some(Record::None) {
-        return Err("--record none keeps nothing, so there is nothing to store".into());
-    }
-    if path.is_dir() {
-        return Err("is a directory; expected a file".into());
-    }
-    let parent = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    if !parent.is_dir() {
-        return Err(format!("directory {} does not exist", parent.display()));
-    }
-    Ok(())
 }
 
 /// How long requests in flight may take to finish once shutdown begins (the original daemon's
@@ -142,6 +114,7 @@ pub struct Receiver {
     listener: TcpListener,
     record: Record,
     store: Option<Store>,
+    limits: Limits,
 }
 
 impl Receiver {
@@ -149,10 +122,12 @@ impl Receiver {
     pub async fn bind(config: ReceiveConfig) -> Result<Receiver, ReceiveError> {
         let store = match config.record {
             Record::None => None,
-            Record::Summary | Record::All => Some(Store::open(
-                config.store.as_deref(),
-                config.record == Record::All,
-            )?),
+            Record::Summary | Record::All => Some(Store::open(&StoreConfig {
+                path: config.store.clone(),
+                keep_events: config.record == Record::All,
+                max_clusters: config.limits.max_clusters,
+                memory_events: config.limits.memory_events,
+            })?),
         };
         let listener =
             TcpListener::bind(config.listen)
@@ -165,6 +140,7 @@ impl Receiver {
             listener,
             record: config.record,
             store,
+            limits: config.limits,
         })
     }
 
@@ -179,79 +155,24 @@ impl Receiver {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ReceiveError> {
-        use axum::serve::ListenerExt;
-        use futures::FutureExt;
-
+        let counters = Arc::new(http::Counters::default());
         let state = Arc::new(http::AppState {
             record: self.record,
             store: self.store.as_ref().map(Store::handle),
-            counters: http::Counters::default(),
+            counters: counters.clone(),
+            body_timeout: self.limits.body_timeout,
         });
-        // Answers are small and senders wait for each one: do not let Nagle hold them back.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let shutdown = shutdown.shared();
-        let server = axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(shutdown.clone())
-            .into_future();
-        // A client that stalls mid-request must not hold the receiver up for ever.
-        let grace_over = async {
-            shutdown.await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        let served = tokio::select! {
-            served = server => served.map_err(ReceiveError::Serve),
-            () = grace_over => {
-                tracing::warn!(
-                    "requests still open {} s after shutdown began; stopping without them",
-                    SHUTDOWN_GRACE.as_secs()
-                );
-                Ok(())
-            }
-        };
+        conn::serve(
+            self.listener,
+            http::router(state),
+            self.limits,
+            counters,
+            shutdown,
+        )
+        .await;
         if let Some(store) = self.store {
             store.close().await;
         }
-        served
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(listen: &str, record: &str, store: Option<&str>) -> ReceiveArgs {
-        ReceiveArgs {
-            listen: listen.into(),
-            record: record.into(),
-            store: store.map(PathBuf::from),
-        }
-    }
-
-    #[test]
-    fn defaults_are_valid() {
-        let config = args("127.0.0.1:8001", "summary", None)
-            .validate()
-            .expect("valid");
-        assert_eq!(config.record, Record::Summary);
-        assert_eq!(config.listen.port(), 8001);
-    }
-
-    #[test]
-    fn every_bad_setting_is_reported_together() {
-        let errors = args("localhost", "most", Some("/no/such/dir/events.db"))
-            .validate()
-            .expect_err("three problems");
-        let settings: Vec<&str> = errors.0.iter().map(|invalid| invalid.setting).collect();
-        assert_eq!(settings, ["--listen", "--record", "--store"]);
-    }
-
-    #[test]
-    fn a_store_with_record_none_is_refused() {
-        let errors = args("127.0.0.1:0", "none", Some("events.db"))
-            .validate()
-            .expect_err("nothing to store");
-        assert_eq!(errors.0[0].setting, "--store");
+        Ok(())
     }
 }

@@ -1,14 +1,29 @@
 //! Where accepted events are recorded: SQLite, in a file (`--store`) or in memory.
 //!
-//! One thread owns the connection. Requests hand it their events and wait for the commit, so an
-//! event is durable before its sender hears `1`. Whatever requests are waiting when the thread
-//! becomes free are committed together in one transaction (group commit): each commit costs a
-//! disk sync, so concurrent senders share that cost instead of queueing behind one another.
+//! Writes: one thread owns the writing connection. Requests hand it their events and wait for
+//! the commit, so an event is durable before its sender hears `1`. Whatever requests are waiting
+//! when the thread becomes free are committed together in one transaction (group commit): each
+//! commit costs a disk sync, so concurrent senders share that cost instead of queueing behind
+//! one another. Within a group, each cluster's row is updated once, however many of its events
+//! the group holds.
+//!
+//! Reads (`/events`, `/metrics`) never go through that thread: each opens its own read
+//! connection (WAL for a file, a shared cache read uncommitted in memory), so a slow reader
+//! never holds a commit up.
+//!
+//! Bounded by construction: at most `max_clusters` clusters are tracked (events of others are
+//! counted as dropped), and in memory the events and the `$insert_id`s remembered for
+//! deduplication form a ring of `memory_events` (and at most [`MEMORY_EVENT_BYTES`] of events).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -19,9 +34,7 @@ use super::decode::ValidEvent;
 const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
-    -- Every $insert_id ever recorded, so a retried event is recognised, across restarts too.
-    CREATE TABLE IF NOT EXISTS seen (insert_id TEXT PRIMARY KEY) WITHOUT ROWID;
-    -- Per cluster (distinct_id): how many events, their time span, and the numeric metrics of
+    -- Per cluster (distinct_id): how many events, their time span, and the tracked metrics of
     -- the latest event as a JSON object.
     CREATE TABLE IF NOT EXISTS clusters (
         distinct_id TEXT PRIMARY KEY,
@@ -41,31 +54,44 @@ const SCHEMA: &str = "
     );
 ";
 
+/// Every `$insert_id` ever recorded, so a retried event is recognised, across restarts too.
+const SEEN_FILE: &str =
+    "CREATE TABLE IF NOT EXISTS seen (insert_id TEXT PRIMARY KEY) WITHOUT ROWID;";
+/// In memory the ids are a ring: the rowid orders them, so the oldest can be forgotten.
+const SEEN_MEMORY: &str = "CREATE TABLE IF NOT EXISTS seen (insert_id TEXT PRIMARY KEY);";
+
 /// Metrics follow the event with the latest `time`, not the last to arrive: a retried old event
 /// must not overwrite newer values. Metrics the latest event left out (unknown to its sender)
-/// are gone from the row, as they should be from a graph.
-const UPSERT_CLUSTER: &str = "
+/// are gone from the row, as they should be from a graph. (In an UPDATE every column read is
+/// the old value, so `last_time` below is the row's before this group.)
+const UPDATE_CLUSTER: &str = "
+    UPDATE clusters SET
+        events = events + ?2,
+        first_time = min(first_time, ?3),
+        last_time = max(last_time, ?4),
+        metrics = CASE WHEN ?4 >= last_time THEN ?5 ELSE metrics END
+    WHERE distinct_id = ?1
+";
+const INSERT_CLUSTER: &str = "
     INSERT INTO clusters (distinct_id, events, first_time, last_time, metrics)
-    VALUES (?1, 1, ?2, ?2, ?3)
-    ON CONFLICT (distinct_id) DO UPDATE SET
-        events = events + 1,
-        first_time = min(first_time, excluded.first_time),
-        last_time = max(last_time, excluded.last_time),
-        metrics = CASE WHEN excluded.last_time >= last_time THEN excluded.metrics ELSE metrics END
+    VALUES (?1, ?2, ?3, ?4, ?5)
 ";
 
 /// How many waiting requests one transaction may take.
 const MAX_GROUP: usize = 512;
 /// Requests that may wait for the writer before senders are held back.
 const QUEUE: usize = 1024;
+/// The most bytes of whole events the in-memory ring keeps, whatever its event count.
+pub const MEMORY_EVENT_BYTES: u64 = 64 * 1024 * 1024;
+/// `/events` pages are sent in pieces of about this size; a few pieces at most wait for a
+/// client that reads slowly, so such a client pins little memory.
+pub const CHUNK_BYTES: usize = 16 * 1024;
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot use {path} as the store: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
+    #[error("cannot use {path} as the store: {reason}")]
+    Open { path: String, reason: String },
     #[error(
         "{path} was written by a newer hodometer (store version {found}, this one reads {SCHEMA_VERSION})"
     )]
@@ -79,6 +105,19 @@ pub enum StoreError {
     Closed,
 }
 
+/// What the store keeps and how much of it.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// SQLite file; `None` keeps everything in memory.
+    pub path: Option<PathBuf>,
+    /// Whole events as well as the per-cluster summary (`--record all`).
+    pub keep_events: bool,
+    /// Clusters tracked; events of further clusters are recorded but their metrics dropped.
+    pub max_clusters: usize,
+    /// In memory only: events, and `$insert_id`s remembered, before the oldest are forgotten.
+    pub memory_events: usize,
+}
+
 /// What happened to the events of one request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecordOutcome {
@@ -90,8 +129,10 @@ pub struct RecordOutcome {
 /// The counts `--record summary` keeps, as `/events` shows them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Summary {
-    /// Distinct events recorded.
+    /// Distinct events recorded from tracked clusters.
     pub events: u64,
+    /// Clusters tracked; `clusters` lists at most the cap of them, latest reports first.
+    pub clusters_tracked: u64,
     pub clusters: Vec<ClusterSummary>,
 }
 
@@ -103,8 +144,18 @@ pub struct ClusterSummary {
     /// Earliest and latest event `time`, Unix seconds.
     pub first_time: i64,
     pub last_time: i64,
-    /// The numeric usage metrics of the latest event.
+    /// The numeric usage metrics and version strings of the latest event.
     pub metrics: Map<String, Value>,
+}
+
+/// Counts the writer keeps for `/metrics`, readable without asking it.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Events of clusters beyond the cap, whose metrics were not tracked.
+    pub cluster_events_dropped: AtomicU64,
+    pub clusters_tracked: AtomicU64,
+    /// Events the in-memory ring forgot to make room.
+    pub ring_events_forgotten: AtomicU64,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -114,8 +165,6 @@ enum Job {
         events: Vec<ValidEvent>,
         reply: Reply<RecordOutcome>,
     },
-    EventsJson(Reply<String>),
-    Summary(Reply<Summary>),
     Close,
 }
 
@@ -129,27 +178,102 @@ pub struct Store {
 #[derive(Clone)]
 pub struct StoreHandle {
     jobs: mpsc::Sender<Job>,
+    location: Arc<Location>,
+    stats: Arc<StoreStats>,
+    max_clusters: usize,
+}
+
+/// Where the database is, so readers can open their own connections to it.
+#[derive(Debug)]
+enum Location {
+    File(PathBuf),
+    /// A shared-cache in-memory database: it lives while the writer's connection is open.
+    Memory(String),
+}
+
+impl Location {
+    fn open_writer(&self) -> Result<Connection, StoreError> {
+        match self {
+            Location::File(path) => open_file(path),
+            Location::Memory(uri) => {
+                let connection = Connection::open_with_flags(
+                    uri,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE
+                        | OpenFlags::SQLITE_OPEN_CREATE
+                        | OpenFlags::SQLITE_OPEN_URI
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                prepare(&connection, SEEN_MEMORY)?;
+                Ok(connection)
+            }
+        }
+    }
+
+    fn open_reader(&self) -> rusqlite::Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        match self {
+            Location::File(path) => {
+                let connection = Connection::open_with_flags(path, flags)?;
+                connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                Ok(connection)
+            }
+            Location::Memory(uri) => {
+                let connection =
+                    Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)?;
+                // Shared-cache readers take table locks that would block the writer; reading
+                // uncommitted rows avoids them (a row may show a moment before its commit).
+                connection.pragma_update(None, "read_uncommitted", true)?;
+                Ok(connection)
+            }
+        }
+    }
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path`, or an in-memory one; `keep_events` also
-    /// keeps whole events, not just the summary.
-    pub fn open(path: Option<&Path>, keep_events: bool) -> Result<Store, StoreError> {
-        let connection = match path {
-            Some(path) => open_file(path)?,
-            None => {
-                let connection = Connection::open_in_memory()?;
-                prepare(&connection)?;
-                connection
-            }
+    /// Opens (creating if needed) the store.
+    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let location = match &config.path {
+            Some(path) => Location::File(path.clone()),
+            // A random name: the shared cache is per process, but nothing else may guess it.
+            None => Location::Memory(format!(
+                "file:hodometer-receive-{}?mode=memory&cache=shared",
+                uuid::Uuid::new_v4().simple()
+            )),
+        };
+        let connection = location.open_writer()?;
+        let stats = Arc::new(StoreStats::default());
+        let tracked: i64 =
+            connection.query_row("SELECT count(*) FROM clusters", [], |row| row.get(0))?;
+        let tracked = usize::try_from(tracked).unwrap_or(0);
+        stats
+            .clusters_tracked
+            .store(tracked as u64, Ordering::Relaxed);
+        let writer = Writer {
+            connection,
+            keep_events: config.keep_events,
+            max_clusters: config.max_clusters,
+            tracked_clusters: tracked,
+            ring: matches!(location, Location::Memory(_)).then_some(Ring {
+                max_events: config.memory_events,
+                events: 0,
+                bytes: 0,
+            }),
+            stats: stats.clone(),
         };
         let (jobs, queue) = mpsc::channel(QUEUE);
         let writer = std::thread::Builder::new()
             .name("receive-store".into())
-            .spawn(move || Writer::new(connection, keep_events).run(queue))
+            .spawn(move || writer.run(queue))
             .map_err(|e| StoreError::Write(format!("cannot start the store thread: {e}")))?;
         Ok(Store {
-            handle: StoreHandle { jobs },
+            handle: StoreHandle {
+                jobs,
+                location: Arc::new(location),
+                stats,
+                max_clusters: config.max_clusters,
+            },
             writer,
         })
     }
@@ -172,68 +296,231 @@ impl Store {
 }
 
 impl StoreHandle {
-    /// Records the events of one request in one commit; returns once they are durable.
+    /// Records the events of one request; returns once they are durable.
     pub async fn record(&self, events: Vec<ValidEvent>) -> Result<RecordOutcome, StoreError> {
-        self.ask(|reply| Job::Record { events, reply }).await
-    }
-
-    /// Every recorded event, oldest first, as one JSON array.
-    pub async fn events_json(&self) -> Result<String, StoreError> {
-        self.ask(Job::EventsJson).await
-    }
-
-    pub async fn summary(&self) -> Result<Summary, StoreError> {
-        self.ask(Job::Summary).await
-    }
-
-    async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(job(reply))
+            .send(Job::Record { events, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// The summary, with at most `max_clusters` clusters (those that reported last), from a
+    /// read connection of its own.
+    pub async fn summary(&self) -> Result<Summary, StoreError> {
+        let location = self.location.clone();
+        let max_clusters = self.max_clusters;
+        tokio::task::spawn_blocking(move || read_summary(&location.open_reader()?, max_clusters))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    /// One page of recorded events after the cursor `after` (a sequence number; 0 for the
+    /// first page), oldest first: the cursor of the next page (none on the last) and the
+    /// pieces of the page as a JSON array. The pieces are produced only as fast as the
+    /// receiving end takes them, and producing stops when it is dropped.
+    pub async fn events_page(&self, after: i64, limit: usize) -> Result<EventsPage, StoreError> {
+        let (pieces, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let (cursor, next) = oneshot::channel();
+        let location = self.location.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cursor = Some(cursor);
+            let sent = location
+                .open_reader()
+                .map_err(StoreError::from)
+                .and_then(|connection| write_page(&connection, after, limit, &mut cursor, &pieces));
+            if let Err(error) = sent {
+                match cursor.take() {
+                    Some(cursor) => {
+                        let _ = cursor.send(Err(error));
+                    }
+                    None => {
+                        let _ = pieces.blocking_send(Err(error));
+                    }
+                }
+            }
+        });
+        let next = next.await.map_err(|_| StoreError::Closed)??;
+        Ok(EventsPage {
+            next,
+            pieces: receiver,
+        })
+    }
 }
 
-fn open_file(path: &Path) -> Result<Connection, StoreError> {
-    let open_error = |source| StoreError::Open {
-        path: path.display().to_string(),
-        source,
+/// A page of `/events` on its way: the next cursor is known before the first piece.
+pub struct EventsPage {
+    pub next: Option<i64>,
+    pub pieces: mpsc::Receiver<Result<Vec<u8>, StoreError>>,
+}
+
+/// The receiving end went away: stop producing, quietly.
+struct Gone;
+
+fn write_page(
+    connection: &Connection,
+    after: i64,
+    limit: usize,
+    cursor: &mut Option<oneshot::Sender<Result<Option<i64>, StoreError>>>,
+    pieces: &mpsc::Sender<Result<Vec<u8>, StoreError>>,
+) -> Result<(), StoreError> {
+    // One snapshot for the cursor and the page, so they agree.
+    connection.execute_batch("BEGIN")?;
+    let nth = |n: usize| -> rusqlite::Result<Option<i64>> {
+        connection
+            .prepare_cached("SELECT seq FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1 OFFSET ?2")?
+            .query_row(params![after, n as i64], |row| row.get(0))
+            .optional()
     };
-    let connection = Connection::open(path).map_err(open_error)?;
+    // Another page follows when there is an event beyond this one's last.
+    let next = match nth(limit)? {
+        Some(_) => nth(limit - 1)?,
+        None => None,
+    };
+    if let Some(cursor) = cursor.take()
+        && cursor.send(Ok(next)).is_err()
+    {
+        return Ok(());
+    }
+    let send = |piece: &mut Vec<u8>| -> Result<(), Gone> {
+        pieces
+            .blocking_send(Ok(std::mem::take(piece)))
+            .map_err(|_| Gone)
+    };
+    let mut statement = connection
+        .prepare_cached("SELECT json FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+    let mut rows = statement.query(params![after, limit as i64])?;
+    let mut piece = b"[".to_vec();
+    let mut first = true;
+    while let Some(row) = rows.next()? {
+        if !first {
+            piece.push(b',');
+        }
+        first = false;
+        // The stored texts are already JSON: copy them rather than parse and print again.
+        let json = row.get_ref(0)?;
+        piece.extend_from_slice(json.as_bytes().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, json.data_type(), Box::new(e))
+        })?);
+        if piece.len() >= CHUNK_BYTES && send(&mut piece).is_err() {
+            return Ok(());
+        }
+    }
+    piece.push(b']');
+    let _ = send(&mut piece);
+    Ok(())
+}
+
+fn read_summary(connection: &Connection, max_clusters: usize) -> Result<Summary, StoreError> {
+    // One snapshot for the list and the totals.
+    connection.execute_batch("BEGIN")?;
+    let mut statement = connection.prepare_cached(
+        "SELECT distinct_id, events, first_time, last_time, metrics
+         FROM clusters ORDER BY last_time DESC, distinct_id LIMIT ?1",
+    )?;
+    let mut clusters = statement
+        .query_map([max_clusters as i64], |row| {
+            let metrics: String = row.get(4)?;
+            Ok(ClusterSummary {
+                cluster_id: row.get(0)?,
+                events: row.get(1)?,
+                first_time: row.get(2)?,
+                last_time: row.get(3)?,
+                // Written by this module from a JSON object; anything else reads as none.
+                metrics: serde_json::from_str(&metrics).unwrap_or_default(),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    clusters.sort_by(|a, b| a.cluster_id.cmp(&b.cluster_id));
+    let (events, clusters_tracked) = connection.query_row(
+        "SELECT coalesce(sum(events), 0), count(*) FROM clusters",
+        [],
+        |row| Ok((row.get::<_, u64>(0)?, row.get::<_, u64>(1)?)),
+    )?;
+    connection.execute_batch("COMMIT")?;
+    Ok(Summary {
+        events,
+        clusters_tracked,
+        clusters,
+    })
+}
+
+/// Creates the file owner-only whatever the umask, refusing a symbolic link planted at the
+/// path (another user could aim it at a file of ours), then opens it in SQLite.
+fn open_file(path: &Path) -> Result<Connection, StoreError> {
+    let open_error = |reason: String| StoreError::Open {
+        path: path.display().to_string(),
+        reason,
+    };
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => open_error("it is a symbolic link; refusing to follow it".into()),
+            _ => open_error(e.to_string()),
+        })?;
+    let sqlite_error = |e: rusqlite::Error| open_error(e.to_string());
+    // SQLite creates the -wal and -shm files with the main file's permissions.
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    )
+    .map_err(sqlite_error)?;
     // WAL with FULL sync: a commit is on disk when it returns, and readers never block it.
     let _mode: String = connection
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(open_error)?;
+        .map_err(sqlite_error)?;
     connection
         .execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
-        .map_err(open_error)?;
+        .map_err(sqlite_error)?;
     let found: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(open_error)?;
+        .map_err(sqlite_error)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::Version {
             path: path.display().to_string(),
             found,
         });
     }
-    prepare(&connection).map_err(|e| match e {
-        StoreError::Sqlite(source) => open_error(source),
+    prepare(&connection, SEEN_FILE).map_err(|e| match e {
+        StoreError::Sqlite(source) => sqlite_error(source),
         other => other,
     })?;
     Ok(connection)
 }
 
-fn prepare(connection: &Connection) -> Result<(), StoreError> {
+fn prepare(connection: &Connection, seen: &str) -> Result<(), StoreError> {
     connection.execute_batch(SCHEMA)?;
+    connection.execute_batch(seen)?;
     connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
+}
+
+/// The in-memory ring's bounds and what it holds now.
+struct Ring {
+    max_events: usize,
+    events: usize,
+    bytes: u64,
 }
 
 struct Writer {
     connection: Connection,
     keep_events: bool,
+    max_clusters: usize,
+    tracked_clusters: usize,
+    ring: Option<Ring>,
+    stats: Arc<StoreStats>,
 }
 
 struct Pending {
@@ -241,38 +528,44 @@ struct Pending {
     reply: Reply<RecordOutcome>,
 }
 
-impl Writer {
-    fn new(connection: Connection, keep_events: bool) -> Writer {
-        Writer {
-            connection,
-            keep_events,
-        }
-    }
+/// One cluster's share of a group: its row is written once.
+struct ClusterDelta<'a> {
+    events: i64,
+    first_time: i64,
+    last_time: i64,
+    metrics: &'a Map<String, Value>,
+}
 
+/// What a group changes besides the requests' outcomes, applied once it is committed.
+#[derive(Default)]
+struct GroupEffects {
+    new_clusters: usize,
+    dropped: u64,
+    ring_events: usize,
+    ring_bytes: u64,
+    forgotten: (usize, u64),
+}
+
+impl Writer {
     fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         let mut closing = false;
         while !closing {
             let Some(first) = queue.blocking_recv() else {
                 break;
             };
-            // Take whatever else is already waiting: writes share one commit, reads follow it.
+            // Take whatever else is already waiting: they share one commit.
             let mut writes = Vec::new();
-            let mut reads = Vec::new();
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
                     Job::Record { events, reply } => writes.push(Pending { events, reply }),
                     Job::Close => closing = true,
-                    read => reads.push(read),
                 }
                 if !closing && writes.len() < MAX_GROUP {
                     next = queue.try_recv().ok();
                 }
             }
             self.commit_group(writes);
-            for read in reads {
-                self.answer(read);
-            }
         }
     }
 
@@ -281,7 +574,8 @@ impl Writer {
             return;
         }
         match self.write(&group) {
-            Ok(outcomes) => {
+            Ok((outcomes, effects)) => {
+                self.apply(effects);
                 for (pending, outcome) in group.into_iter().zip(outcomes) {
                     let _ = pending.reply.send(Ok(outcome));
                 }
@@ -296,16 +590,35 @@ impl Writer {
         }
     }
 
+    fn apply(&mut self, effects: GroupEffects) {
+        self.tracked_clusters += effects.new_clusters;
+        let stats = &self.stats;
+        stats
+            .clusters_tracked
+            .store(self.tracked_clusters as u64, Ordering::Relaxed);
+        stats
+            .cluster_events_dropped
+            .fetch_add(effects.dropped, Ordering::Relaxed);
+        if let Some(ring) = &mut self.ring {
+            ring.events = ring.events + effects.ring_events - effects.forgotten.0;
+            ring.bytes = ring.bytes + effects.ring_bytes - effects.forgotten.1;
+            stats
+                .ring_events_forgotten
+                .fetch_add(effects.forgotten.0 as u64, Ordering::Relaxed);
+        }
+    }
+
     /// All of the group or none of it: a failed commit records nothing, and every sender in
     /// the group is told so and can retry.
-    fn write(&mut self, group: &[Pending]) -> rusqlite::Result<Vec<RecordOutcome>> {
+    fn write(&mut self, group: &[Pending]) -> rusqlite::Result<(Vec<RecordOutcome>, GroupEffects)> {
         let received_at = i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX);
         let transaction = self.connection.transaction()?;
         let mut outcomes = Vec::with_capacity(group.len());
+        let mut effects = GroupEffects::default();
+        let mut clusters: HashMap<&str, ClusterDelta> = HashMap::new();
         {
             let mut seen =
                 transaction.prepare_cached("INSERT OR IGNORE INTO seen (insert_id) VALUES (?1)")?;
-            let mut cluster = transaction.prepare_cached(UPSERT_CLUSTER)?;
             let mut event = transaction.prepare_cached(
                 "INSERT INTO events (insert_id, distinct_id, time, received_at, json)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -318,8 +631,23 @@ impl Writer {
                         continue;
                     }
                     outcome.recorded += 1;
-                    let metrics = Value::Object(e.metrics.clone()).to_string();
-                    cluster.execute(params![e.distinct_id, e.time, metrics])?;
+                    clusters
+                        .entry(&e.distinct_id)
+                        .and_modify(|delta| {
+                            delta.events += 1;
+                            delta.first_time = delta.first_time.min(e.time);
+                            // On equal times the later arrival wins, as across groups.
+                            if e.time >= delta.last_time {
+                                delta.last_time = e.time;
+                                delta.metrics = &e.metrics;
+                            }
+                        })
+                        .or_insert(ClusterDelta {
+                            events: 1,
+                            first_time: e.time,
+                            last_time: e.time,
+                            metrics: &e.metrics,
+                        });
                     if self.keep_events {
                         event.execute(params![
                             e.insert_id,
@@ -328,72 +656,71 @@ impl Writer {
                             received_at,
                             e.json
                         ])?;
+                        effects.ring_events += 1;
+                        effects.ring_bytes += e.json.len() as u64;
                     }
                 }
                 outcomes.push(outcome);
             }
+            let mut update = transaction.prepare_cached(UPDATE_CLUSTER)?;
+            let mut insert = transaction.prepare_cached(INSERT_CLUSTER)?;
+            for (id, delta) in &clusters {
+                let metrics = Value::Object(delta.metrics.clone()).to_string();
+                let values = params![id, delta.events, delta.first_time, delta.last_time, metrics];
+                if update.execute(values)? > 0 {
+                    continue;
+                }
+                if self.tracked_clusters + effects.new_clusters < self.max_clusters {
+                    insert.execute(values)?;
+                    effects.new_clusters += 1;
+                } else {
+                    effects.dropped += delta.events as u64;
+                }
+            }
+        }
+        if let Some(ring) = &self.ring {
+            effects.forgotten = trim_ring(&transaction, ring, &effects)?;
         }
         transaction.commit()?;
-        Ok(outcomes)
+        Ok((outcomes, effects))
     }
+}
 
-    fn answer(&self, read: Job) {
-        match read {
-            Job::EventsJson(reply) => {
-                let _ = reply.send(self.events_json().map_err(StoreError::from));
-            }
-            Job::Summary(reply) => {
-                let _ = reply.send(self.summary().map_err(StoreError::from));
-            }
-            Job::Record { .. } | Job::Close => {}
+/// Forgets the oldest ids and events beyond the ring's bounds; returns the events and bytes
+/// forgotten.
+fn trim_ring(
+    transaction: &rusqlite::Transaction<'_>,
+    ring: &Ring,
+    effects: &GroupEffects,
+) -> rusqlite::Result<(usize, u64)> {
+    transaction.execute(
+        "DELETE FROM seen WHERE rowid <= (SELECT max(rowid) FROM seen) - ?1",
+        [ring.max_events as i64],
+    )?;
+    let mut events = ring.events + effects.ring_events;
+    let mut bytes = ring.bytes + effects.ring_bytes;
+    if events <= ring.max_events && bytes <= MEMORY_EVENT_BYTES {
+        return Ok((0, 0));
+    }
+    let (mut forgotten, mut freed, mut last) = (0, 0, None);
+    {
+        let mut oldest = transaction
+            .prepare_cached("SELECT seq, length(CAST(json AS BLOB)) FROM events ORDER BY seq")?;
+        let mut rows = oldest.query([])?;
+        while events > ring.max_events || bytes > MEMORY_EVENT_BYTES {
+            let Some(row) = rows.next()? else { break };
+            let size = row.get::<_, i64>(1)? as u64;
+            last = Some(row.get::<_, i64>(0)?);
+            events -= 1;
+            bytes -= size;
+            forgotten += 1;
+            freed += size;
         }
     }
-
-    fn events_json(&self) -> rusqlite::Result<String> {
-        let mut statement = self
-            .connection
-            .prepare_cached("SELECT json FROM events ORDER BY seq")?;
-        let mut rows = statement.query([])?;
-        // The stored texts are already JSON: join them rather than parse and print again.
-        let mut out = String::from("[");
-        while let Some(row) = rows.next()? {
-            if out.len() > 1 {
-                out.push(',');
-            }
-            out.push_str(row.get_ref(0)?.as_str()?);
-        }
-        out.push(']');
-        Ok(out)
+    if let Some(seq) = last {
+        transaction.execute("DELETE FROM events WHERE seq <= ?1", [seq])?;
     }
-
-    fn summary(&self) -> rusqlite::Result<Summary> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT distinct_id, events, first_time, last_time, metrics
-             FROM clusters ORDER BY distinct_id",
-        )?;
-        let clusters = statement
-            .query_map([], |row| {
-                let metrics: String = row.get(4)?;
-                Ok(ClusterSummary {
-                    cluster_id: row.get(0)?,
-                    events: row.get(1)?,
-                    first_time: row.get(2)?,
-                    last_time: row.get(3)?,
-                    // Written by this module from a JSON object; anything else reads as none.
-                    metrics: serde_json::from_str(&metrics).unwrap_or_default(),
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let events = self
-            .connection
-            .query_row("SELECT sum(events) FROM clusters", [], |row| {
-                row.get::<_, Option<u64>>(0)
-            })
-            .optional()?
-            .flatten()
-            .unwrap_or(0);
-        Ok(Summary { events, clusters })
-    }
+    Ok((forgotten, freed))
 }
 
 #[cfg(test)]
@@ -413,9 +740,37 @@ mod tests {
         }
     }
 
+    fn config(path: Option<&Path>, keep_events: bool) -> StoreConfig {
+        StoreConfig {
+            path: path.map(Path::to_path_buf),
+            keep_events,
+            max_clusters: 100,
+            memory_events: 1000,
+        }
+    }
+
+    /// Every page, joined, and how many pages there were.
+    async fn all_events(handle: &StoreHandle, limit: usize) -> (Vec<Value>, usize) {
+        let (mut events, mut pages, mut after) = (Vec::new(), 0, 0);
+        loop {
+            let mut page = handle.events_page(after, limit).await.expect("a page");
+            let mut text = Vec::new();
+            while let Some(piece) = page.pieces.recv().await {
+                text.extend(piece.expect("a piece"));
+            }
+            let got: Vec<Value> = serde_json::from_slice(&text).expect("a JSON array");
+            pages += 1;
+            events.extend(got);
+            match page.next {
+                Some(next) => after = next,
+                None => return (events, pages),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn duplicates_are_recognised_within_a_request_and_across_requests() {
-        let store = Store::open(None, true).expect("open");
+        let store = Store::open(&config(None, true)).expect("open");
         let handle = store.handle();
         let outcome = handle
             .record(vec![event("a", "c", 1, 1), event("a", "c", 1, 1)])
@@ -439,33 +794,116 @@ mod tests {
                 duplicates: 1
             }
         );
-        let all: Value = serde_json::from_str(&handle.events_json().await.expect("events"))
-            .expect("a JSON array");
-        assert_eq!(all.as_array().map(Vec::len), Some(2));
+        assert_eq!(all_events(&handle, 10).await.0.len(), 2);
         store.close().await;
     }
 
     #[tokio::test]
     async fn metrics_follow_the_latest_event_time_not_arrival() {
-        let store = Store::open(None, false).expect("open");
+        let store = Store::open(&config(None, false)).expect("open");
         let handle = store.handle();
         handle
             .record(vec![event("new", "c", 200, 20)])
             .await
             .expect("record");
         handle
-            .record(vec![event("old", "c", 100, 10)])
+            .record(vec![event("old", "c", 100, 10), event("older", "c", 50, 5)])
             .await
             .expect("record");
         let summary = handle.summary().await.expect("summary");
-        assert_eq!(summary.events, 2);
+        assert_eq!(summary.events, 3);
         let cluster = &summary.clusters[0];
-        assert_eq!((cluster.first_time, cluster.last_time), (100, 200));
+        assert_eq!((cluster.first_time, cluster.last_time), (50, 200));
         assert_eq!(cluster.metrics.get("model_count"), Some(&json!(20)));
-        assert_eq!(
-            handle.events_json().await.expect("events"),
-            "[]",
+        assert!(
+            all_events(&handle, 10).await.0.is_empty(),
             "summary keeps no whole events"
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn pages_return_every_event_once_in_order() {
+        let store = Store::open(&config(None, true)).expect("open");
+        let handle = store.handle();
+        let ids: Vec<String> = (0..25).map(|i| format!("e{i}")).collect();
+        for chunk in ids.chunks(7) {
+            let events = chunk.iter().map(|id| event(id, "c", 1, 1)).collect();
+            handle.record(events).await.expect("record");
+        }
+        let (events, pages) = all_events(&handle, 10).await;
+        let got: Vec<&str> = events
+            .iter()
+            .map(|e| e["properties"]["$insert_id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(got, ids);
+        assert_eq!(pages, 3);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn clusters_beyond_the_cap_are_dropped_and_counted() {
+        let mut capped = config(None, false);
+        capped.max_clusters = 2;
+        let store = Store::open(&capped).expect("open");
+        let handle = store.handle();
+        handle
+            .record(vec![
+                event("1", "a", 1, 1),
+                event("2", "b", 1, 1),
+                event("3", "c", 1, 1),
+                event("4", "c", 2, 1),
+            ])
+            .await
+            .expect("record");
+        handle
+            .record(vec![event("5", "a", 2, 1), event("6", "d", 1, 1)])
+            .await
+            .expect("record");
+        let summary = handle.summary().await.expect("summary");
+        let ids: Vec<&str> = summary
+            .clusters
+            .iter()
+            .map(|c| c.cluster_id.as_str())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids.contains(&"a"), "a tracked cluster keeps being updated");
+        assert_eq!(summary.clusters_tracked, 2);
+        let stats = handle.stats();
+        assert_eq!(stats.cluster_events_dropped.load(Ordering::Relaxed), 3);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn in_memory_the_ring_forgets_the_oldest_events_and_ids() {
+        let mut small = config(None, true);
+        small.memory_events = 5;
+        let store = Store::open(&small).expect("open");
+        let handle = store.handle();
+        for i in 0..12 {
+            handle
+                .record(vec![event(&format!("e{i}"), "c", i, 1)])
+                .await
+                .expect("record");
+        }
+        let (events, _) = all_events(&handle, 100).await;
+        let got: Vec<&str> = events
+            .iter()
+            .map(|e| e["properties"]["$insert_id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(got, ["e7", "e8", "e9", "e10", "e11"]);
+        assert_eq!(
+            handle.stats().ring_events_forgotten.load(Ordering::Relaxed),
+            7
+        );
+        let again = handle
+            .record(vec![event("e11", "c", 11, 1), event("e0", "c", 0, 1)])
+            .await
+            .expect("record");
+        assert_eq!(
+            (again.duplicates, again.recorded),
+            (1, 1),
+            "a recent id is still known, a forgotten one is not"
         );
         store.close().await;
     }
@@ -474,7 +912,7 @@ mod tests {
     async fn a_file_store_keeps_everything_across_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("events.db");
-        let store = Store::open(Some(&path), true).expect("open");
+        let store = Store::open(&config(Some(&path), true)).expect("open");
         store
             .handle()
             .record(vec![event("a", "c", 1, 1)])
@@ -482,7 +920,7 @@ mod tests {
             .expect("record");
         store.close().await;
 
-        let reopened = Store::open(Some(&path), true).expect("reopen");
+        let reopened = Store::open(&config(Some(&path), true)).expect("reopen");
         let handle = reopened.handle();
         let outcome = handle
             .record(vec![event("a", "c", 1, 1)])
@@ -490,6 +928,7 @@ mod tests {
             .expect("record");
         assert_eq!(outcome.duplicates, 1, "dedup survives a restart");
         assert_eq!(handle.summary().await.expect("summary").events, 1);
+        assert_eq!(all_events(&handle, 10).await.0.len(), 1);
         reopened.close().await;
     }
 
@@ -498,10 +937,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("not-a-db");
         std::fs::write(&path, vec![b'x'; 4096]).expect("write");
-        let error = Store::open(Some(&path), false)
+        let error = Store::open(&config(Some(&path), false))
             .err()
             .expect("refused")
             .to_string();
         assert!(error.contains("not-a-db"), "{error}");
+    }
+
+    #[test]
+    fn a_symbolic_link_at_the_store_path_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"precious").expect("write");
+        let path = dir.path().join("events.db");
+        std::os::unix::fs::symlink(&target, &path).expect("symlink");
+        let error = Store::open(&config(Some(&path), false))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains("symbolic link"), "{error}");
+        assert_eq!(std::fs::read(&target).expect("read"), b"precious");
     }
 }

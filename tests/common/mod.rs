@@ -182,6 +182,10 @@ impl ReceiverProcess {
         ReceiverProcess { port, child }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         sigterm(&self.child);
