@@ -9,14 +9,31 @@ fn load(name: &str) -> Value {
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"))
 }
 
+/// Whether a rule is limited to exactly these object names.
+fn only_names(rule: &Value, names: &[&str]) -> bool {
+    rule["resourceNames"] == serde_json::json!(names)
+}
+
 #[test]
-fn rbac_only_reads() {
+fn rbac_only_reads_except_the_status_it_writes() {
     for name in ["role.yaml", "clusterrole.yaml"] {
         let doc = load(name);
         for rule in doc["rules"].as_array().expect("rules") {
             for verb in rule["verbs"].as_array().expect("verbs") {
                 let verb = verb.as_str().expect("verb");
-                assert!(["get", "list"].contains(&verb), "{name} grants {verb}");
+                let reads = ["get", "list", "watch"].contains(&verb);
+                // The one write: patching the status ConfigMap the manifests create.
+                let writes_status = ["update", "patch"].contains(&verb)
+                    && rule["resources"] == serde_json::json!(["configmaps"])
+                    && only_names(rule, &["hodometer-status"]);
+                assert!(reads || writes_status, "{name} grants {verb} in {rule}");
+                assert_ne!(verb, "create", "{name}: create cannot be limited by name");
+            }
+            if rule["resources"] == serde_json::json!(["configmaps"]) {
+                assert!(
+                    only_names(rule, &["hodometer-status"]) || only_names(rule, &["hodometer-consent"]),
+                    "{name}: ConfigMap access must name its objects: {rule}"
+                );
             }
         }
     }
@@ -25,6 +42,38 @@ fn rbac_only_reads() {
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["resources"], serde_json::json!(["nodes"]));
     assert_eq!(rules[0]["verbs"], serde_json::json!(["list"]));
+}
+
+#[test]
+fn the_consent_editor_role_only_edits_the_consent() {
+    let role = load("consent-editor-role.yaml");
+    assert_eq!(role["kind"], "Role");
+    assert_eq!(role["metadata"]["name"], "hodometer-consent-editor");
+    let rules = role["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["resources"], serde_json::json!(["configmaps"]));
+    assert!(only_names(&rules[0], &["hodometer-consent"]));
+    assert_eq!(rules[0]["verbs"], serde_json::json!(["get", "update", "patch"]));
+}
+
+#[test]
+fn consent_and_status_configmaps_ship_empty() {
+    let path = format!(
+        "{}/assets/k8s/consent-configmaps.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("consent-configmaps.yaml");
+    let docs: Vec<Value> = serde_saphyr::from_str_multiple(&text).expect("YAML documents");
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["hodometer-consent", "hodometer-status"]);
+    for doc in &docs {
+        assert_eq!(doc["kind"], "ConfigMap");
+        // No `level`: METRICS_LEVEL rules until someone approves, as the original.
+        assert!(doc["data"].is_null(), "{doc}");
+    }
 }
 
 #[test]
