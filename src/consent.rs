@@ -141,7 +141,11 @@ fn non_blank(text: Option<&String>) -> Option<String> {
 pub fn parse_fields(text: &str) -> Result<BTreeSet<String>, String> {
     let mut fields = BTreeSet::new();
     let mut bad = Vec::new();
-    for name in text.split(['\n', ',']).map(str::trim).filter(|n| !n.is_empty()) {
+    for name in text
+        .split(['\n', ','])
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
         let valid = name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-$".contains(c));
@@ -201,9 +205,10 @@ impl Policy {
     pub fn permits(&self, event: &Event) -> bool {
         self.level != Level::Off
             && event.level <= self.level
-            && self.approved.as_ref().is_none_or(|approved| {
-                event.fields.iter().all(|field| approved.contains(field))
-            })
+            && self
+                .approved
+                .as_ref()
+                .is_none_or(|approved| event.fields.iter().all(|field| approved.contains(field)))
     }
 
     /// Whether two policies send the same thing (who approved it aside).
@@ -286,11 +291,13 @@ pub fn restrict(event: Event, policy: &Policy) -> Event {
     let mut json: Json = match serde_json::from_str(&event.json) {
         Ok(json) => json,
         // Our own bytes always parse; if they ever did not, send nothing rather than too much.
-        Err(_) => return Event {
-            fields: Vec::new(),
-            json: String::new(),
-            ..event
-        },
+        Err(_) => {
+            return Event {
+                fields: Vec::new(),
+                json: String::new(),
+                ..event
+            };
+        }
     };
     if let Some(properties) = json["properties"].as_object_mut() {
         for name in &withheld {
@@ -408,7 +415,10 @@ mod tests {
     fn an_invalid_consent_shares_nothing_and_says_why() {
         for (bad, why) in [
             (data(&[("level", "loud")]), "\"loud\""),
-            (data(&[("level", "cluster"), ("fields", "ok\nnot ok")]), "\"not ok\""),
+            (
+                data(&[("level", "cluster"), ("fields", "ok\nnot ok")]),
+                "\"not ok\"",
+            ),
             (
                 data(&[("level", "cluster"), ("approvedAt", "yesterday")]),
                 "approvedAt",
@@ -452,7 +462,10 @@ mod tests {
             ("ext.team".to_string(), Level::Cluster),
             ("c_feature".to_string(), Level::Feature),
         ];
-        assert_eq!(pending_fields(&policy, &candidates), ["new_metric", "ext.team"]);
+        assert_eq!(
+            pending_fields(&policy, &candidates),
+            ["new_metric", "ext.team"]
+        );
         let environment = decide(&ConsentReading::Unset, Level::Feature, false);
         assert!(pending_fields(&environment, &candidates).is_empty());
     }

@@ -31,7 +31,8 @@ fn rbac_only_reads_except_the_status_it_writes() {
             }
             if rule["resources"] == serde_json::json!(["configmaps"]) {
                 assert!(
-                    only_names(rule, &["hodometer-status"]) || only_names(rule, &["hodometer-consent"]),
+                    only_names(rule, &["hodometer-status"])
+                        || only_names(rule, &["hodometer-consent"]),
                     "{name}: ConfigMap access must name its objects: {rule}"
                 );
             }
@@ -53,7 +54,10 @@ fn the_consent_editor_role_only_edits_the_consent() {
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["resources"], serde_json::json!(["configmaps"]));
     assert!(only_names(&rules[0], &["hodometer-consent"]));
-    assert_eq!(rules[0]["verbs"], serde_json::json!(["get", "update", "patch"]));
+    assert_eq!(
+        rules[0]["verbs"],
+        serde_json::json!(["get", "update", "patch"])
+    );
 }
 
 #[test]

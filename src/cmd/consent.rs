@@ -184,7 +184,10 @@ fn show_text(
     consent: &Result<Option<ConfigMap>, ClusterError>,
     status: &Result<Option<ConfigMap>, ClusterError>,
 ) -> String {
-    let mut text = format!("consent  configmaps {} in {}\n", api.consent_name, api.namespace);
+    let mut text = format!(
+        "consent  configmaps {} in {}\n",
+        api.consent_name, api.namespace
+    );
     let line = |text: &mut String, key: &str, value: &str| {
         text.push_str(&format!("  {key:<16} {value}\n"));
     };
@@ -200,11 +203,9 @@ fn show_text(
             let version = cm.metadata.resource_version.as_deref().unwrap_or("");
             line(&mut text, "resourceVersion", version);
             match consent::parse(&data) {
-                consent::ConsentReading::Unset => line(
-                    &mut text,
-                    "level",
-                    "(none: METRICS_LEVEL rules)",
-                ),
+                consent::ConsentReading::Unset => {
+                    line(&mut text, "level", "(none: METRICS_LEVEL rules)")
+                }
                 consent::ConsentReading::Invalid(reason) => {
                     line(&mut text, "invalid", &format!("nothing is sent: {reason}"))
                 }

@@ -160,7 +160,11 @@ impl ConsentApi {
     pub async fn patch_status(&self, data: &BTreeMap<String, String>) -> Result<(), ClusterError> {
         let patch = serde_json::json!({ "data": data });
         self.configmaps
-            .patch(STATUS_CONFIGMAP, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                STATUS_CONFIGMAP,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
             .map(drop)
             .map_err(|e| self.error(e, "patch", STATUS_CONFIGMAP))

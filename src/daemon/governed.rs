@@ -28,22 +28,31 @@ pub(super) async fn work(
 ) -> DaemonExit {
     let first = read_policy(config, api, None).await;
     let (updates, mut policies) = watch::channel(first);
+    // Reads consent and publishes it to the cycle and to a publish in flight.
+    let refresh_policy = || async {
+        let previous = updates.borrow().clone();
+        let policy = read_policy(config, api, Some(&previous)).await;
+        updates.send_if_modified(|current| {
+            let changed = *current != policy;
+            *current = policy;
+            changed
+        });
+    };
     let refresh = config.interval.min(CONSENT_REFRESH);
     let poll = async {
         loop {
             tokio::time::sleep(refresh).await;
-            let previous = updates.borrow().clone();
-            let policy = read_policy(config, api, Some(&previous)).await;
-            updates.send_if_modified(|current| {
-                let changed = *current != policy;
-                *current = policy;
-                changed
-            });
+            refresh_policy().await;
         }
     };
     let cycles = async {
         let mut last: Option<Policy> = None;
+        let mut first_cycle = true;
         loop {
+            // Every cycle starts from the consent as it is now.
+            if !std::mem::take(&mut first_cycle) {
+                refresh_policy().await;
+            }
             let policy = policies.borrow_and_update().clone();
             if last.as_ref() != Some(&policy) {
                 log_policy(&policy);
@@ -59,10 +68,7 @@ pub(super) async fn work(
                 };
             }
             let pause = config.interval + jitter(config.interval);
-            status.insert(
-                "nextSendAt".into(),
-                rfc3339(SystemTime::now() + pause),
-            );
+            status.insert("nextSendAt".into(), rfc3339(SystemTime::now() + pause));
             write_status(api, &status).await;
             super::code_pages::release_code_pages();
             // A change in what is shared starts a cycle at once: the acknowledgement is visible,
@@ -132,9 +138,15 @@ async fn cycle(
     policies: &watch::Receiver<Policy>,
 ) -> (bool, BTreeMap<String, String>) {
     let mut status = BTreeMap::from([
-        ("effectiveLevel".to_string(), policy.level.as_str().to_string()),
+        (
+            "effectiveLevel".to_string(),
+            policy.level.as_str().to_string(),
+        ),
         ("source".to_string(), policy.source.as_str().to_string()),
-        ("reason".to_string(), policy.reason.clone().unwrap_or_default()),
+        (
+            "reason".to_string(),
+            policy.reason.clone().unwrap_or_default(),
+        ),
     ]);
     if policy.level == Level::Off {
         tracing::info!(source = %policy.source, "level off: nothing is collected and nothing is published");
@@ -146,9 +158,14 @@ async fn cycle(
     status.insert("lastCollectionAt".into(), rfc3339(snapshot.collected_at));
     let pending = consent::pending_fields(policy, &consent::candidate_fields(&snapshot));
     status.insert("pendingFields".into(), pending.join("\n"));
-    let event = build_event(&snapshot, policy.level, &config.settings.token, Uuid::new_v4())
-        .map(|event| consent::restrict(event, policy))
-        .filter(|event| !event.fields.is_empty());
+    let event = build_event(
+        &snapshot,
+        policy.level,
+        &config.settings.token,
+        Uuid::new_v4(),
+    )
+    .map(|event| consent::restrict(event, policy))
+    .filter(|event| !event.fields.is_empty());
     let Some(event) = event else {
         tracing::info!(pending = %pending.join(","), "no approved field to send");
         lock(metrics).ready = true;
@@ -168,7 +185,10 @@ async fn cycle(
         );
         status.insert(
             "lastOutcomes".into(),
-            format!("dropped: consent changed to level {} ({}) while the event was being published", now.level, now.source),
+            format!(
+                "dropped: consent changed to level {} ({}) while the event was being published",
+                now.level, now.source
+            ),
         );
         lock(metrics).ready = true;
         return (false, status);

@@ -718,9 +718,7 @@ async fn list_configmaps(
         Ok(name) => name,
         Err(refused) => return refused,
     };
-    let watch = params
-        .get("watch")
-        .is_some_and(|w| w == "true" || w == "1");
+    let watch = params.get("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = if watch { "watch" } else { "list" };
     if let Err(denied) = authorize(
         &world,
@@ -733,27 +731,41 @@ async fn list_configmaps(
         return denied;
     }
     let matches = move |object: &Value| {
-        ns == SIM_NAMESPACE && name.as_deref().is_none_or(|n| object["metadata"]["name"] == n)
+        ns == SIM_NAMESPACE
+            && name
+                .as_deref()
+                .is_none_or(|n| object["metadata"]["name"] == n)
     };
     if watch {
         return watch_configmaps(&world, &params, matches);
     }
     let (items, version) = {
         let state = world.configmaps.lock();
-        let items: Vec<Value> = state.items.values().filter(|o| matches(o)).cloned().collect();
+        let items: Vec<Value> = state
+            .items
+            .values()
+            .filter(|o| matches(o))
+            .cloned()
+            .collect();
         (items, state.version)
     };
     let mut list = page(&params, "v1", "ConfigMapList", items);
     // The list's resourceVersion is where a watch continues from.
     if list.status().is_success() {
         let rewritten = async {
-            let bytes = axum::body::to_bytes(list.into_body(), usize::MAX).await.ok()?;
+            let bytes = axum::body::to_bytes(list.into_body(), usize::MAX)
+                .await
+                .ok()?;
             let mut body: Value = serde_json::from_slice(&bytes).ok()?;
             body["metadata"]["resourceVersion"] = json!(version.to_string());
             Some(ok(body))
         };
         list = rewritten.await.unwrap_or_else(|| {
-            status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "list failed")
+            status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "list failed",
+            )
         });
     }
     list
@@ -788,22 +800,28 @@ fn watch_configmaps(
         .and_then(|t| t.parse::<u64>().ok())
         .unwrap_or(1800);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
-    let live = futures::stream::unfold((changes, matches), move |(mut changes, matches)| async move {
-        let next = async {
-            loop {
-                match changes.recv().await {
-                    Ok(change) if change.version > since && matches(&change.object) => {
-                        let line = json!({"type": change.kind, "object": change.object});
-                        return Some(format!("{line}\n"));
+    let live = futures::stream::unfold(
+        (changes, matches),
+        move |(mut changes, matches)| async move {
+            let next = async {
+                loop {
+                    match changes.recv().await {
+                        Ok(change) if change.version > since && matches(&change.object) => {
+                            let line = json!({"type": change.kind, "object": change.object});
+                            return Some(format!("{line}\n"));
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
-            }
-        };
-        let line = tokio::time::timeout_at(deadline, next).await.ok().flatten()?;
-        Some((line, (changes, matches)))
-    });
+            };
+            let line = tokio::time::timeout_at(deadline, next)
+                .await
+                .ok()
+                .flatten()?;
+            Some((line, (changes, matches)))
+        },
+    );
     let stream = futures::StreamExt::map(
         futures::StreamExt::chain(futures::stream::iter(initial), live),
         Ok::<_, std::convert::Infallible>,
@@ -820,8 +838,14 @@ async fn get_configmap(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    if let Err(denied) = authorize(&world, &headers, ("", "configmaps"), "get", false, Some(&name))
-    {
+    if let Err(denied) = authorize(
+        &world,
+        &headers,
+        ("", "configmaps"),
+        "get",
+        false,
+        Some(&name),
+    ) {
         return denied;
     }
     let found = (ns == SIM_NAMESPACE)
@@ -883,7 +907,14 @@ async fn update_configmap(
     body: axum::body::Bytes,
 ) -> Response {
     let verb = "update";
-    if let Err(denied) = authorize(&world, &headers, ("", "configmaps"), verb, false, Some(&name)) {
+    if let Err(denied) = authorize(
+        &world,
+        &headers,
+        ("", "configmaps"),
+        verb,
+        false,
+        Some(&name),
+    ) {
         return denied;
     }
     let object = match parse_body(&body) {
@@ -904,8 +935,14 @@ async fn patch_configmap(
     Path((ns, name)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(denied) = authorize(&world, &headers, ("", "configmaps"), "patch", false, Some(&name))
-    {
+    if let Err(denied) = authorize(
+        &world,
+        &headers,
+        ("", "configmaps"),
+        "patch",
+        false,
+        Some(&name),
+    ) {
         return denied;
     }
     let content_type = headers
@@ -918,7 +955,9 @@ async fn patch_configmap(
         return status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            &format!("the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got {content_type:?})"),
+            &format!(
+                "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got {content_type:?})"
+            ),
         );
     }
     let patch = match parse_body(&body) {

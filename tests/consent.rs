@@ -1,0 +1,498 @@
+//! Consent in the cluster (SPEC 12), end to end with real binaries over loopback: `sim` with
+//! its Kubernetes stand-in, a `hodometer daemon --interval 2s` governed by the consent
+//! ConfigMap, a capture endpoint (`hodometer receive --record all`), and `hodometer consent`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{ReceiverProcess, SimProcess, hodometer, http_get};
+use hodometer::metrics::{Level, METRICS};
+use serde_json::{Value, json};
+
+/// The stand-in's administrator: applies manifests, as `kubectl apply` by a cluster admin would.
+const ADMIN_TOKEN: &str = hodometer::sim::kube::SIM_ADMIN_TOKEN;
+/// Long enough for a few 2 s cycles and a 2 s consent re-read on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn manifest(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/k8s")
+        .join(name)
+}
+
+fn manifest_arg(name: &str) -> String {
+    manifest(name).to_str().expect("utf-8 path").to_string()
+}
+
+/// The stand-in's address, from the kubeconfig `sim` wrote.
+fn kube_addr(sim: &SimProcess) -> String {
+    let text = std::fs::read_to_string(sim.kubeconfig.as_ref().expect("kubeconfig"))
+        .expect("read kubeconfig");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("server: http://"))
+        .expect("server line")
+        .to_string()
+}
+
+/// One HTTP/1.1 request with the admin's token: the status and the body.
+fn admin_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(addr).expect("connect to the stand-in");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+const CONFIGMAPS: &str = "/api/v1/namespaces/seldon-mesh/configmaps";
+
+/// Applies assets/k8s/consent-configmaps.yaml as the administrator.
+fn apply_configmaps(addr: &str) {
+    let text = std::fs::read_to_string(manifest("consent-configmaps.yaml")).expect("manifest");
+    let docs: Vec<Value> = serde_saphyr::from_str_multiple(&text).expect("YAML");
+    for doc in docs {
+        let (status, body) = admin_request(addr, "POST", CONFIGMAPS, "application/json", &doc);
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// Edits the consent by hand (a merge patch of its data), as an operator with kubectl would.
+fn edit_consent(addr: &str, data: Value) {
+    let path = format!("{CONFIGMAPS}/hodometer-consent");
+    let patch = json!({"data": data});
+    let (status, body) =
+        admin_request(addr, "PATCH", &path, "application/merge-patch+json", &patch);
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `hodometer consent ARGS --kubeconfig KC`.
+fn consent(sim: &SimProcess, args: &[&str]) -> Output {
+    let kubeconfig = sim.kubeconfig.as_ref().expect("kubeconfig");
+    let mut all = vec!["consent"];
+    all.extend_from_slice(args);
+    all.extend(["--kubeconfig", kubeconfig.to_str().expect("utf-8")]);
+    hodometer(&all).output().expect("run hodometer consent")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn approve(sim: &SimProcess, level: &str) {
+    let out = consent(sim, &["set", "--level", level, "--yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `consent show --output json`.
+fn show(sim: &SimProcess) -> Value {
+    let out = consent(sim, &["show", "--output", "json"]);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+fn status_data(sim: &SimProcess) -> Value {
+    show(sim)["status"]["data"].clone()
+}
+
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn events(receiver: &ReceiverProcess) -> Vec<Value> {
+    let (status, body) = http_get(&format!("127.0.0.1:{}", receiver.port), "/events");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("events JSON")
+}
+
+/// The property names of an event beyond the envelope.
+fn fields(event: &Value) -> BTreeSet<String> {
+    let envelope = ["token", "distinct_id", "time", "ip", "$insert_id"];
+    event["properties"]
+        .as_object()
+        .expect("properties")
+        .keys()
+        .filter(|k| !envelope.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+fn metrics_at(level: Level) -> BTreeSet<String> {
+    METRICS
+        .iter()
+        .filter(|m| level.shares(m.level))
+        .map(|m| m.name.to_string())
+        .collect()
+}
+
+/// `hodometer daemon --interval 2s` against the sim, killed when dropped; its log in a file.
+struct Daemon {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Daemon {
+    fn start(sim: &SimProcess, publish_url: &str, env: &[(&str, &str)]) -> Daemon {
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let kubeconfig = sim.kubeconfig.as_ref().expect("kubeconfig");
+        let port = sim.port_arg();
+        let mut command = hodometer(&[
+            "daemon",
+            "--interval",
+            "2s",
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8"),
+            "--scheduler-host",
+            "127.0.0.1",
+            "--scheduler-port",
+            &port,
+            "--publish-url",
+            publish_url,
+            "--log-format",
+            "json",
+        ]);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("log file"))
+            .spawn()
+            .expect("start the daemon");
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).expect("read the daemon log")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sim with the stand-in and the shipped ConfigMaps applied, a receiver, and its URL.
+fn cluster(sim_args: &[&str]) -> (SimProcess, String, ReceiverProcess, String) {
+    let sim = SimProcess::start_with_kube(sim_args);
+    let addr = kube_addr(&sim);
+    apply_configmaps(&addr);
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let url = format!("http://127.0.0.1:{}", receiver.port);
+    (sim, addr, receiver, url)
+}
+
+#[test]
+fn consent_set_by_the_cli_governs_the_daemon_within_a_cycle() {
+    let (sim, _addr, receiver, url) = cluster(&[]);
+    let _daemon = Daemon::start(&sim, &url, &[("METRICS_LEVEL", "resource")]);
+
+    // The manifests ship the consent empty: METRICS_LEVEL rules, as the original.
+    let first = wait_for("an event under METRICS_LEVEL", || events(&receiver).pop());
+    assert_eq!(first["properties"]["metrics_level"], "resource");
+    assert_eq!(status_data(&sim)["source"], "environment");
+
+    let before = events(&receiver).len();
+    approve(&sim, "cluster");
+    let (governed, old_level) = wait_for("an event at the approved level", || {
+        let since: Vec<Value> = events(&receiver).split_off(before);
+        let at = since
+            .iter()
+            .position(|e| e["properties"]["metrics_level"] == "cluster")?;
+        Some((since[at].clone(), at))
+    });
+    // Within one cycle: at most the event already in flight at the approval is at the old level.
+    assert!(
+        old_level <= 1,
+        "{old_level} events at the old level after approval"
+    );
+    assert_eq!(fields(&governed), metrics_at(Level::Cluster));
+
+    // The status holds the event the endpoint received, and who approved.
+    let status = wait_for("the status naming that event", || {
+        let status = status_data(&sim);
+        let last: Value = serde_json::from_str(status["lastEvent"].as_str()?).ok()?;
+        (last["properties"]["$insert_id"] == governed["properties"]["$insert_id"])
+            .then_some((status, last))
+    });
+    assert_eq!(
+        status.1, governed,
+        "status lastEvent differs from what was received"
+    );
+    assert_eq!(status.0["effectiveLevel"], "cluster");
+    assert_eq!(status.0["source"], "consent");
+    assert_eq!(status.0["pendingFields"], "");
+    assert!(
+        status.0["lastOutcomes"]
+            .as_str()
+            .is_some_and(|o| o.contains(" ok (HTTP 200")),
+        "{}",
+        status.0
+    );
+    assert!(
+        status.0["nextSendAt"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    let consent = show(&sim)["consent"]["data"].clone();
+    assert_eq!(
+        consent["approvedBy"],
+        hodometer::sim::kube::SIM_USER,
+        "approvedBy comes from SelfSubjectReview"
+    );
+}
+
+#[test]
+fn a_field_not_listed_is_withheld_and_reported_pending() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    approve(&sim, "cluster");
+    // Someone edits the list by hand, commas and newlines mixed, leaving node_count out.
+    let mut listed: Vec<String> = metrics_at(Level::Cluster).into_iter().collect();
+    listed.retain(|f| f != "node_count");
+    edit_consent(&addr, json!({"fields": listed.join(",\n")}));
+    let _daemon = Daemon::start(&sim, &url, &[("METRICS_LEVEL", "feature")]);
+
+    let event = wait_for("an event", || events(&receiver).pop());
+    let expected: BTreeSet<String> = listed.into_iter().collect();
+    assert_eq!(fields(&event), expected);
+    assert!(!fields(&event).contains("node_count"));
+    let status = wait_for("the status", || {
+        let s = status_data(&sim);
+        s["lastEvent"].is_string().then_some(s)
+    });
+    assert_eq!(status["pendingFields"], "node_count");
+}
+
+#[test]
+fn invalid_consent_sends_nothing_and_says_why() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    edit_consent(&addr, json!({"level": "everything"}));
+    let daemon = Daemon::start(&sim, &url, &[("METRICS_LEVEL", "feature")]);
+    let status = wait_for("the status", || {
+        let s = status_data(&sim);
+        (s["source"] == "invalid-consent").then_some(s)
+    });
+    assert_eq!(status["effectiveLevel"], "off");
+    assert!(
+        status["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("\"everything\"")),
+        "{status}"
+    );
+    // Two more cycles: still nothing at the endpoint.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(events(&receiver).is_empty());
+    assert!(
+        daemon.log().contains("\\\"everything\\\""),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn do_not_track_beats_consent() {
+    let (sim, _addr, receiver, url) = cluster(&[]);
+    approve(&sim, "feature");
+    let _daemon = Daemon::start(&sim, &url, &[("DO_NOT_TRACK", "1")]);
+    let status = wait_for("the status", || {
+        let s = status_data(&sim);
+        (s["source"] == "do-not-track").then_some(s)
+    });
+    assert_eq!(status["effectiveLevel"], "off");
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(events(&receiver).is_empty());
+}
+
+/// An endpoint that answers every request 500, counting them.
+fn failing_endpoint() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            // Read the request head, then answer.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = reader.get_mut().write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn off_stops_an_event_that_is_being_retried() {
+    let (sim, _addr, _receiver, _url) = cluster(&[]);
+    approve(&sim, "cluster");
+    let (url, requests) = failing_endpoint();
+    let daemon = Daemon::start(&sim, &url, &[]);
+    wait_for("a retried publish", || {
+        (requests.load(Ordering::SeqCst) >= 2).then_some(())
+    });
+    approve(&sim, "off");
+    let status = wait_for("the daemon dropping the event", || {
+        let s = status_data(&sim);
+        s["lastOutcomes"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("dropped"))
+            .then_some(s)
+    });
+    assert_eq!(status["effectiveLevel"], "off");
+    assert!(daemon.log().contains("event dropped while being published"));
+    // Nothing more reaches the endpoint: the retries are cancelled and no new cycle publishes.
+    let after = requests.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(requests.load(Ordering::SeqCst), after);
+}
+
+#[test]
+fn the_daemon_works_under_exactly_the_shipped_rbac() {
+    let role = manifest_arg("role.yaml");
+    let cluster_role = manifest_arg("clusterrole.yaml");
+    let (sim, addr, receiver, url) = cluster(&["--kube-rbac", &role, "--kube-rbac", &cluster_role]);
+    let mut cluster_fields: Vec<String> = metrics_at(Level::Cluster).into_iter().collect();
+    cluster_fields.sort();
+    edit_consent(
+        &addr,
+        json!({"level": "cluster", "fields": cluster_fields.join("\n"), "approvedBy": "admin"}),
+    );
+    let _daemon = Daemon::start(&sim, &url, &[("METRICS_LEVEL", "feature")]);
+    let event = wait_for("an event", || events(&receiver).pop());
+    assert_eq!(fields(&event), metrics_at(Level::Cluster));
+    // Every Kubernetes-fed metric was readable with the shipped Role and ClusterRole.
+    assert_eq!(event["properties"]["node_count"], 3, "{event}");
+    let status = wait_for("the status", || {
+        let s = status_data(&sim);
+        (s["source"] == "consent").then_some(s)
+    });
+    assert_eq!(status["effectiveLevel"], "cluster");
+
+    // The daemon's service account is no consent editor: the CLI names what is missing.
+    let out = consent(&sim, &["set", "--level", "feature", "--yes"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("forbidden: update configmaps hodometer-consent"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_editor_role_may_approve_and_a_racing_write_gets_the_conflict() {
+    let editor = manifest_arg("consent-editor-role.yaml");
+    let (sim, _addr, _receiver, _url) = cluster(&["--kube-rbac", &editor]);
+    let before = show(&sim)["consent"]["resourceVersion"]
+        .as_str()
+        .expect("resourceVersion")
+        .to_string();
+    approve(&sim, "resource");
+    // A write based on what was read before the approval above: refused, not overwritten.
+    let out = consent(
+        &sim,
+        &[
+            "set",
+            "--level",
+            "feature",
+            "--yes",
+            "--if-version",
+            &before,
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("conflict: configmaps hodometer-consent"),
+        "{stderr}"
+    );
+    assert_eq!(show(&sim)["consent"]["data"]["level"], "resource");
+}
+
+#[test]
+fn a_missing_consent_is_created_when_allowed_else_the_manifests_are_named() {
+    let sim = SimProcess::start_with_kube(&[]);
+    approve(&sim, "cluster");
+    assert_eq!(show(&sim)["consent"]["data"]["level"], "cluster");
+
+    let editor = manifest_arg("consent-editor-role.yaml");
+    let restricted = SimProcess::start_with_kube(&["--kube-rbac", &editor]);
+    let out = consent(&restricted, &["set", "--level", "cluster", "--yes"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("manifests (assets/k8s/) have not been applied"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("forbidden: create configmaps"), "{stderr}");
+}
+
+#[test]
+fn dry_run_prints_the_manifest_for_gitops() {
+    let out = hodometer(&[
+        "consent",
+        "set",
+        "--level",
+        "cluster",
+        "--dry-run",
+        "--output",
+        "yaml",
+        "--namespace",
+        "seldon",
+        "--note",
+        "reviewed in PR 42",
+    ])
+    .output()
+    .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: Value = serde_saphyr::from_str(&text(&out.stdout)).expect("YAML");
+    assert_eq!(doc["kind"], "ConfigMap");
+    assert_eq!(doc["metadata"]["name"], "hodometer-consent");
+    assert_eq!(doc["metadata"]["namespace"], "seldon");
+    assert_eq!(doc["data"]["level"], "cluster");
+    assert_eq!(doc["data"]["note"], "reviewed in PR 42");
+    let listed: BTreeSet<String> = doc["data"]["fields"]
+        .as_str()
+        .expect("fields")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, metrics_at(Level::Cluster));
+}
