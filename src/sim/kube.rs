@@ -172,7 +172,9 @@ fn denial(
     verb: &str,
     cluster_scope: bool,
 ) -> Option<Response> {
-    authorize(world, headers, (group, resource), verb, cluster_scope, None).err()
+    authorize(world, headers, (group, resource), verb, cluster_scope, None)
+        .err()
+        .map(|refusal| *refusal)
 }
 
 /// Who a request's bearer token is, as the API server sees it.
@@ -193,7 +195,10 @@ impl Caller {
     }
 }
 
-fn authenticate(headers: &HeaderMap) -> Result<Caller, Response> {
+/// A refusal, boxed: a `Response` is large and refusals are the rare path.
+type Refusal = Box<Response>;
+
+fn authenticate(headers: &HeaderMap) -> Result<Caller, Refusal> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -201,11 +206,11 @@ fn authenticate(headers: &HeaderMap) -> Result<Caller, Response> {
     match bearer {
         Some(SIM_TOKEN) => Ok(Caller::ServiceAccount),
         Some(SIM_ADMIN_TOKEN) => Ok(Caller::Admin),
-        _ => Err(status(
+        _ => Err(Box::new(status(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
             "Unauthorized",
-        )),
+        ))),
     }
 }
 
@@ -217,7 +222,7 @@ fn authorize(
     verb: &str,
     cluster_scope: bool,
     name: Option<&str>,
-) -> Result<Caller, Response> {
+) -> Result<Caller, Refusal> {
     let caller = authenticate(headers)?;
     // Every authenticated identity may read /version (system:public-info-viewer).
     let granted = caller == Caller::Admin
@@ -251,7 +256,11 @@ fn authorize(
             "{subject} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\"{group_text} {scope}",
             caller.username()
         );
-        return Err(status(StatusCode::FORBIDDEN, "Forbidden", &message));
+        return Err(Box::new(status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &message,
+        )));
     }
     Ok(caller)
 }
@@ -688,7 +697,7 @@ fn namespace_not_found(ns: &str) -> Response {
 
 /// The name a `fieldSelector` pins (`metadata.name=X` or `==X`); other selectors are refused, as
 /// ConfigMaps support no other field.
-fn selected_name(params: &HashMap<String, String>) -> Result<Option<String>, Response> {
+fn selected_name(params: &HashMap<String, String>) -> Result<Option<String>, Refusal> {
     let Some(selector) = params.get("fieldSelector").filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
@@ -697,15 +706,15 @@ fn selected_name(params: &HashMap<String, String>) -> Result<Option<String>, Res
         .or_else(|| selector.strip_prefix("metadata.name="))
         .map(|name| Some(name.to_string()))
         .ok_or_else(|| {
-            bad_request(&format!(
+            Box::new(bad_request(&format!(
                 "unable to parse requested field selector {selector:?}: only metadata.name is supported"
-            ))
+            )))
         })
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, Response> {
+fn parse_body(body: &[u8]) -> Result<Value, Refusal> {
     serde_json::from_slice(body)
-        .map_err(|e| bad_request(&format!("the request body is not JSON: {e}")))
+        .map_err(|e| Box::new(bad_request(&format!("the request body is not JSON: {e}"))))
 }
 
 async fn list_configmaps(
@@ -716,7 +725,7 @@ async fn list_configmaps(
 ) -> Response {
     let name = match selected_name(&params) {
         Ok(name) => name,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let watch = params.get("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = if watch { "watch" } else { "list" };
@@ -728,7 +737,7 @@ async fn list_configmaps(
         false,
         name.as_deref(),
     ) {
-        return denied;
+        return *denied;
     }
     let matches = move |object: &Value| {
         ns == SIM_NAMESPACE
@@ -846,7 +855,7 @@ async fn get_configmap(
         false,
         Some(&name),
     ) {
-        return denied;
+        return *denied;
     }
     let found = (ns == SIM_NAMESPACE)
         .then(|| world.configmaps.lock().items.get(&name).cloned())
@@ -865,14 +874,14 @@ async fn create_configmap(
 ) -> Response {
     // RBAC cannot restrict `create` by name: no name is passed to the check.
     if let Err(denied) = authorize(&world, &headers, ("", "configmaps"), "create", false, None) {
-        return denied;
+        return *denied;
     }
     if ns != SIM_NAMESPACE {
         return namespace_not_found(&ns);
     }
     let mut object = match parse_body(&body) {
         Ok(object) => object,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Some(name) = object["metadata"]["name"].as_str().map(str::to_string) else {
         return status(
@@ -915,11 +924,11 @@ async fn update_configmap(
         false,
         Some(&name),
     ) {
-        return denied;
+        return *denied;
     }
     let object = match parse_body(&body) {
         Ok(object) => object,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if object["metadata"]["name"] != name.as_str() {
         return bad_request("the name of the object does not match the name on the URL");
@@ -943,7 +952,7 @@ async fn patch_configmap(
         false,
         Some(&name),
     ) {
-        return denied;
+        return *denied;
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -962,7 +971,7 @@ async fn patch_configmap(
     }
     let patch = match parse_body(&body) {
         Ok(patch) => patch,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     write_configmap(&world, &ns, &name, &patch, |old, patch| {
         let mut merged = old.clone();
@@ -1040,7 +1049,7 @@ async fn self_subject_review(headers: HeaderMap) -> Response {
                 "status": {"userInfo": {"username": caller.username(), "groups": groups}},
             }))
         }
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
