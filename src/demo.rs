@@ -104,6 +104,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 level: tracing::Level::INFO,
                 format: None,
             },
+            scheduler_port_from: "the demo's simulator",
         },
         publish: PublishSettings {
             endpoints: vec![parse_endpoint(&receiver_url).map_err(anyhow::Error::msg)?],

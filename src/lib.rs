@@ -21,5 +21,6 @@ pub mod receive;
 pub mod report;
 pub mod sim;
 pub mod tls;
+pub mod tls_secret;
 pub mod tui;
 pub mod validate;

@@ -125,7 +125,11 @@ async fn run_collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
     // One event: what is printed is exactly what is published.
     let event = payload::build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4());
     let text = match (args.output, &event) {
-        (Output::Table, _) => report::table(&snapshot, settings.level),
+        (Output::Table, _) => format!(
+            "scheduler {}\n\n{}",
+            settings.scheduler_description(),
+            report::table(&snapshot, settings.level)
+        ),
         (Output::Json, Some(event)) => format!("{}\n", event.json),
         (Output::Json, None) => String::new(),
     };
@@ -161,7 +165,7 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(
         metrics_level = %config.settings.level,
-        scheduler = %config.settings.plan.scheduler.address(),
+        scheduler = %config.settings.scheduler_description(),
         endpoints = config.publish.endpoints.len(),
         interval = ?config.interval,
         "hodometer daemon starting"

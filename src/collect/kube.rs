@@ -136,7 +136,7 @@ pub async fn collect(target: &KubeTarget) -> KubeFacts {
 
 /// In-cluster first (unless a context was asked for), then kubeconfig. `Ok(None)` when there is
 /// no configuration of either kind.
-async fn load_config(target: &KubeTarget) -> Result<Option<(Config, String)>, String> {
+pub(crate) async fn load_config(target: &KubeTarget) -> Result<Option<(Config, String)>, String> {
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
     if target.context.is_none() && in_cluster {
         match Config::incluster() {

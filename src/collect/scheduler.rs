@@ -17,6 +17,7 @@ use crate::proto::{
     ExperimentStatusRequest, ModelStatusRequest, PipelineStatusRequest, SchedulerStatusRequest,
     ServerStatusRequest,
 };
+use crate::tls_secret::TlsSource;
 
 /// The name hodometer subscribes under, visible in the scheduler's logs.
 pub const SUBSCRIBER_NAME: &str = "hodometer";
@@ -33,11 +34,12 @@ pub struct SchedulerTarget {
     pub port: u16,
     /// Deadline for each call, retries included.
     pub rpc_timeout: Duration,
-    /// Mutual TLS (`CONTROL_PLANE_SECURITY_PROTOCOL=SSL`); `port` is then the TLS port.
-    pub tls: Option<ClientTls>,
+    /// Mutual TLS (`CONTROL_PLANE_SECURITY_PROTOCOL=SSL`); `port` is then the TLS port. Its
+    /// material is loaded at every collection, so a rotated Secret is picked up.
+    pub tls: Option<TlsSource>,
 }
 
-/// PEM contents of the files named by the `CONTROL_PLANE_*_TLS_*_LOCATION` variables.
+/// PEM contents of the files or Secret keys named by the `CONTROL_PLANE_*_TLS_*` variables.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientTls {
     /// The CA that verifies the scheduler's certificate.
@@ -78,6 +80,9 @@ pub enum CallError {
     Failed { rpc: &'static str, detail: String },
     #[error("scheduler address {address} is not usable: {detail}")]
     BadAddress { address: String, detail: String },
+    /// The mutual-TLS material (from files or Secrets) could not be loaded.
+    #[error("mutual TLS: {0}")]
+    Tls(String),
 }
 
 fn last_error_suffix(last: &Option<String>) -> String {
@@ -111,7 +116,14 @@ impl SchedulerFacts {
 /// Runs the five calls concurrently over one HTTP/2 connection. Never fails as a whole: each
 /// part that could not be read is an error inside the facts.
 pub async fn collect(target: &SchedulerTarget) -> SchedulerFacts {
-    let client = match connect(target) {
+    let tls = match &target.tls {
+        Some(source) => match source.load().await {
+            Ok(tls) => Some(tls),
+            Err(error) => return SchedulerFacts::all_failed(CallError::Tls(error.to_string())),
+        },
+        None => None,
+    };
+    let client = match connect(target, tls.as_ref()) {
         Ok(client) => client,
         Err(error) => return SchedulerFacts::all_failed(error),
     };
@@ -231,22 +243,21 @@ impl SchedulerFacts {
     }
 }
 
-fn connect(target: &SchedulerTarget) -> Result<SchedulerClient<Channel>, CallError> {
+fn connect(
+    target: &SchedulerTarget,
+    tls: Option<&ClientTls>,
+) -> Result<SchedulerClient<Channel>, CallError> {
     let address = target.address();
     let bad = |detail: String| CallError::BadAddress {
         address: address.clone(),
         detail,
     };
-    let scheme = if target.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .map_err(|e| bad(e.to_string()))?
         .connect_timeout(target.rpc_timeout.min(Duration::from_secs(10)))
         .tcp_nodelay(true);
-    if let Some(tls) = &target.tls {
+    if let Some(tls) = tls {
         crate::tls::install_crypto_provider();
         let config = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&tls.server_ca))
