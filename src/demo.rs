@@ -61,6 +61,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         kube_forbid: Vec::new(),
         kube_grants: None,
         tls: None,
+        kube_tls: None,
+        kube_secrets_dir: None,
         live: Some(LIVE_EVERY),
     })
     .await?;

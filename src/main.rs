@@ -198,6 +198,9 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     if let Some(kube) = sim.kube_addr() {
         println!("hodometer sim: kubernetes listening on {kube}");
     }
+    if let Some(kube) = sim.kube_tls_addr() {
+        println!("hodometer sim: kubernetes (HTTPS) listening on {kube}");
+    }
     std::io::stdout().flush()?;
     tracing::info!(
         models = counts.0,

@@ -70,6 +70,19 @@ pub struct SimArgs {
     /// grant (repeatable), e.g. assets/k8s/role.yaml and assets/k8s/clusterrole.yaml.
     #[arg(long, value_name = "FILE", requires = "kube_listen")]
     pub kube_rbac: Vec<PathBuf>,
+    /// Also serve the Kubernetes stand-in over HTTPS on this address (needs --kube-tls-dir), as
+    /// a pod reaches its API server.
+    #[arg(long, value_name = "ADDR", requires = "kube_tls_dir")]
+    pub kube_tls_listen: Option<String>,
+    /// Generate a CA and a server certificate for localhost/127.0.0.1 into this directory for
+    /// --kube-tls-listen; its ca.crt is what a pod finds at
+    /// /var/run/secrets/kubernetes.io/serviceaccount/ca.crt.
+    #[arg(long, value_name = "DIR", requires = "kube_tls_listen")]
+    pub kube_tls_dir: Option<PathBuf>,
+    /// Serve Secrets in the Seldon namespace from this directory: each subdirectory is a Secret,
+    /// each file in it a data key. Read on every request, so rewriting a file rotates it.
+    #[arg(long, value_name = "DIR")]
+    pub kube_secrets_dir: Option<PathBuf>,
     /// Change the population every few seconds (models deleted and restored, experiments
     /// started and stopped), so the inspector has something to show.
     #[arg(long)]
@@ -104,6 +117,10 @@ pub struct SimConfig {
     pub kube_grants: Option<Vec<kube::Grant>>,
     /// Mutual-TLS address and the directory its certificates are generated into.
     pub tls: Option<(SocketAddr, PathBuf)>,
+    /// The Kubernetes stand-in's HTTPS address and the directory its certificates go to.
+    pub kube_tls: Option<(SocketAddr, PathBuf)>,
+    /// Where the Kubernetes stand-in's Secrets live.
+    pub kube_secrets_dir: Option<PathBuf>,
     /// `--live`: how often the population changes.
     pub live: Option<Duration>,
 }
@@ -143,6 +160,10 @@ impl SimArgs {
         };
         let tls_listen = match &self.tls_listen {
             Some(text) => c.check("--tls-listen", text, parse_socket_addr),
+            None => None,
+        };
+        let kube_tls_listen = match &self.kube_tls_listen {
+            Some(text) => c.check("--kube-tls-listen", text, parse_socket_addr),
             None => None,
         };
         for resource in &self.kube_forbid {
@@ -192,6 +213,8 @@ impl SimArgs {
                 kube_forbid: self.kube_forbid.clone(),
                 kube_grants: (!self.kube_rbac.is_empty()).then_some(grants),
                 tls: tls_listen.zip(self.tls_dir.clone()),
+                kube_tls: kube_tls_listen.zip(self.kube_tls_dir.clone()),
+                kube_secrets_dir: self.kube_secrets_dir.clone(),
                 live: self.live.then_some(LIVE_EVERY),
             }),
             _ => Err(ConfigErrors::default()),
@@ -209,6 +232,9 @@ pub struct Sim {
     kube_grants: Option<Vec<kube::Grant>>,
     /// The mutual-TLS listener and the certificates it serves with.
     tls: Option<(TcpListener, tls::TlsFiles)>,
+    /// The Kubernetes stand-in over HTTPS.
+    kube_tls: Option<kube::TlsListener>,
+    kube_secrets_dir: Option<PathBuf>,
     live: Option<Duration>,
 }
 
@@ -240,10 +266,19 @@ impl Sim {
             Some((addr, dir)) => Some((bind(addr).await?, tls::generate(&dir)?)),
             None => None,
         };
+        let kube_tls = match config.kube_tls {
+            Some((addr, dir)) => Some(kube::TlsListener::new(
+                bind(addr).await?,
+                &tls::generate(&dir)?,
+            )?),
+            None => None,
+        };
         Ok(Sim {
             listener,
             live: config.live,
             tls,
+            kube_tls,
+            kube_secrets_dir: config.kube_secrets_dir,
             kube_listener,
             scenario: config.scenario,
             faults: config.faults,
@@ -268,26 +303,45 @@ impl Sim {
             .and_then(|l| l.local_addr().ok())
     }
 
+    /// The Kubernetes stand-in's HTTPS address, when it was asked for.
+    pub fn kube_tls_addr(&self) -> Option<SocketAddr> {
+        use axum::serve::Listener;
+        self.kube_tls.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), SimError> {
         let shutdown = shutdown.shared();
-        let kube = self.kube_listener.map(|listener| {
-            (
-                listener,
-                kube::router(&self.scenario, &self.kube_forbid, self.kube_grants),
-            )
-        });
-        let kube = async {
-            match kube {
-                Some((listener, router)) => axum::serve(listener, router)
+        let router = kube::router(
+            &self.scenario,
+            &self.kube_forbid,
+            self.kube_grants,
+            self.kube_secrets_dir,
+        );
+        let kube_plain = async {
+            match self.kube_listener {
+                Some(listener) => axum::serve(listener, router.clone())
                     .with_graceful_shutdown(shutdown.clone())
                     .await
                     .map_err(SimError::KubeServe),
                 None => Ok(()),
             }
+        };
+        let kube_tls = async {
+            match self.kube_tls {
+                Some(listener) => axum::serve(listener, router.clone())
+                    .with_graceful_shutdown(shutdown.clone())
+                    .await
+                    .map_err(SimError::KubeServe),
+                None => Ok(()),
+            }
+        };
+        let kube = async {
+            let (plain, tls) = tokio::join!(kube_plain, kube_tls);
+            plain.and(tls)
         };
         let base = self.scenario.clone();
         let population = Arc::new(Population::new(self.scenario));
