@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ReceiverProcess, example_scenario, hodometer, http_get, listening_port, row};
+use common::{
+    ReceiverProcess, example_scenario, hodometer, http_get, listening_port, row, stdout_of,
+};
 use serde_json::Value;
 
 const CLIENT_SECRET: &str = "seldon-controlplane-client";
@@ -250,13 +252,7 @@ fn collect_ssl(cluster: &Cluster, env: &[(&str, &str)]) -> String {
         .env("CONTROL_PLANE_SECURITY_PROTOCOL", "SSL")
         .env("METRICS_LEVEL", "resource")
         .envs(env.iter().copied());
-    let out = command.output().expect("run collect");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    stdout_of(&mut command)
 }
 
 #[test]
@@ -325,29 +321,22 @@ fn a_missing_secret_is_named_when_rbac_allows_the_get() {
         kubeconfig.to_str().expect("utf-8"),
         "--kube-secrets-dir",
         dir.path().to_str().expect("utf-8"),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("start sim");
-    let mut lines = BufReader::new(sim.stdout.take().expect("stdout"));
-    let port = listening_port(&mut lines, "hodometer sim: ");
+    ]);
+    let mut sim = KillOnDrop(
+        sim.stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sim"),
+    );
+    // The kubeconfig is written before the addresses are printed.
+    let mut lines = BufReader::new(sim.0.stdout.take().expect("stdout"));
     listening_port(&mut lines, "hodometer sim: ");
-    let out = hodometer(&["collect", "--output", "table", "--rpc-timeout", "5s"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("SCHEDULER_PORT", port.to_string())
-        .env("CONTROL_PLANE_SECURITY_PROTOCOL", "SSL")
-        .env("CONTROL_PLANE_CLIENT_TLS_SECRET_NAME", "nowhere")
-        .env("METRICS_LEVEL", "resource")
-        .output()
-        .expect("run collect");
-    let _ = sim.kill();
-    let _ = sim.wait();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let table = stdout_of(
+        hodometer(&["collect", "--output", "table", "--rpc-timeout", "5s"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("CONTROL_PLANE_SECURITY_PROTOCOL", "SSL")
+            .env("CONTROL_PLANE_CLIENT_TLS_SECRET_NAME", "nowhere")
+            .env("METRICS_LEVEL", "resource"),
     );
     assert!(
         row(&table, "model_count").contains(

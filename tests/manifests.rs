@@ -7,7 +7,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{ReceiverProcess, SimProcess, dead_port, example_scenario, hodometer, http_get, row};
+use common::{
+    ReceiverProcess, SimProcess, dead_port, example_scenario, hodometer, http_get, row, stdout_of,
+};
 use serde_json::{Value, json};
 
 /// Every variable Seldon's operator sets on the original hodometer container (SeldonConfig
@@ -187,13 +189,7 @@ fn collect_table(env: &[(&str, &str)]) -> String {
     command.env("SCHEDULER_HOST", "127.0.0.1");
     command.env("METRICS_LEVEL", "resource");
     command.envs(env.iter().copied());
-    let out = command.output().expect("run collect");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    stdout_of(&mut command)
 }
 
 #[test]

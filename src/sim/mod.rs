@@ -321,26 +321,11 @@ impl Sim {
             self.kube_grants,
             self.kube_secrets_dir,
         );
-        let kube_plain = async {
-            match self.kube_listener {
-                Some(listener) => axum::serve(listener, router.clone())
-                    .with_graceful_shutdown(shutdown.clone())
-                    .await
-                    .map_err(SimError::KubeServe),
-                None => Ok(()),
-            }
-        };
-        let kube_tls = async {
-            match self.kube_tls {
-                Some(listener) => axum::serve(listener, router.clone())
-                    .with_graceful_shutdown(shutdown.clone())
-                    .await
-                    .map_err(SimError::KubeServe),
-                None => Ok(()),
-            }
-        };
         let kube = async {
-            let (plain, tls) = tokio::join!(kube_plain, kube_tls);
+            let (plain, tls) = tokio::join!(
+                serve_kube(self.kube_listener, router.clone(), shutdown.clone()),
+                serve_kube(self.kube_tls, router, shutdown.clone()),
+            );
             plain.and(tls)
         };
         let base = self.scenario.clone();
@@ -377,6 +362,25 @@ impl Sim {
             live.abort();
         }
         kube.and(plain).and(tls)
+    }
+}
+
+/// Serves the Kubernetes stand-in on `listener` (plain or HTTPS), when there is one.
+async fn serve_kube<L>(
+    listener: Option<L>,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SimError>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    match listener {
+        Some(listener) => axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(SimError::KubeServe),
+        None => Ok(()),
     }
 }
 
