@@ -626,6 +626,41 @@ mod tests {
     }
 
     #[test]
+    fn secret_mode_reads_keys_by_base_name_and_needs_kubernetes() {
+        let secret = settings(&[
+            "--tls",
+            "--tls-client-secret",
+            "certs",
+            "--tls-client-cert",
+            "/tmp/certs/cpc/client.pem",
+        ])
+        .expect("valid: no file is read in Secret mode");
+        let tls = secret.plan.scheduler.tls.expect("TLS on");
+        let key_of = |pem: &Pem| match pem {
+            Pem::InSecret(item) => (item.secret.clone(), item.key.clone()),
+            Pem::Loaded(_) => panic!("expected a Secret item"),
+        };
+        assert_eq!(
+            key_of(&tls.client_cert),
+            ("certs".into(), "client.pem".into())
+        );
+        assert_eq!(key_of(&tls.client_key), ("certs".into(), "tls.key".into()));
+        // No server Secret and no server CA file: the client Secret's CA verifies the scheduler.
+        assert_eq!(key_of(&tls.server_ca), ("certs".into(), "ca.crt".into()));
+        assert!(tls.kube.is_some());
+
+        let errors = settings(&["--tls", "--tls-client-secret", "certs", "--no-kube"])
+            .expect_err("Secrets need the API");
+        let text = errors.to_string();
+        assert!(
+            text.contains("CONTROL_PLANE_CLIENT_TLS_SECRET_NAME") && text.contains("--no-kube"),
+            "{text}"
+        );
+        // Without TLS the names are ignored, as the Helm chart sets them either way.
+        assert!(settings(&["--tls-client-secret", "Not A Name", "--no-kube"]).is_ok());
+    }
+
+    #[test]
     fn log_levels_accept_the_originals_logrus_names() {
         assert_eq!(parse_log_level("warning"), Ok(tracing::Level::WARN));
         assert_eq!(parse_log_level(" Warning "), Ok(tracing::Level::WARN));
