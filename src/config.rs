@@ -381,16 +381,15 @@ impl CommonArgs {
         let client_secret = secret_name(c, CLIENT_SECRET_SETTING, &self.tls_client_secret);
         let server_secret = secret_name(c, SERVER_SECRET_SETTING, &self.tls_server_secret);
         let in_secret = |c: &mut Checker,
-                         secret: &Option<String>,
+                         secret: &str,
                          secret_setting: &'static str,
                          key_setting: &'static str,
                          location: &Option<String>,
                          default_key: &str| {
-            let secret = secret.clone()?;
             let location = location.as_deref().unwrap_or(default_key);
             let key = c.check(key_setting, location, secret_key_of)?;
             Some(Pem::InSecret(SecretKey {
-                secret,
+                secret: secret.to_string(),
                 secret_setting,
                 key,
                 key_setting,
@@ -405,12 +404,11 @@ impl CommonArgs {
             }),
         };
         let (key, cert, client_ca) = match &client_secret {
-            Some(Some(_)) => {
-                let secret = client_secret.clone().flatten();
+            Some(Some(secret)) => {
                 let mut item = |setting, location: &Option<String>, default_key| {
                     in_secret(
                         c,
-                        &secret,
+                        secret,
                         CLIENT_SECRET_SETTING,
                         setting,
                         location,
@@ -423,16 +421,18 @@ impl CommonArgs {
                     item(CLIENT_CA_SETTING, &self.tls_client_ca, "ca.crt"),
                 )
             }
-            _ => (
+            Some(None) => (
                 file(c, KEY_SETTING, &self.tls_client_key),
                 file(c, CERT_SETTING, &self.tls_client_cert),
                 file(c, CLIENT_CA_SETTING, &self.tls_client_ca),
             ),
+            // An invalid Secret name is already reported; files were not asked for.
+            None => (None, None, None),
         };
         let server_ca = match (&server_secret, &self.tls_server_ca) {
-            (Some(Some(_)), location) => in_secret(
+            (Some(Some(secret)), location) => in_secret(
                 c,
-                &server_secret.clone().flatten(),
+                secret,
                 SERVER_SECRET_SETTING,
                 SERVER_CA_SETTING,
                 location,
