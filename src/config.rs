@@ -9,11 +9,15 @@ use uuid::Uuid;
 
 use crate::collect::CollectPlan;
 use crate::collect::kube::KubeTarget;
-use crate::collect::scheduler::{CallPolicy, ClientTls, SchedulerTarget};
+use crate::collect::scheduler::{CallPolicy, SchedulerTarget};
 use crate::logging::LogSettings;
 use crate::metrics::Level;
 use crate::payload::DEFAULT_TOKEN;
 use crate::publish::{Endpoint, PublishPolicy, parse_endpoint, parse_endpoint_list};
+use crate::tls_secret::{
+    CLIENT_SECRET_SETTING, Pem, SERVER_SECRET_SETTING, SecretKey, TlsSource, parse_secret_name,
+    secret_key_of,
+};
 use crate::validate::{
     Checker, ConfigErrors, parse_do_not_track, parse_duration, parse_host, parse_level,
     parse_log_format, parse_log_level, parse_namespace, parse_port, parse_uuid,
@@ -28,6 +32,20 @@ pub struct Settings {
     pub do_not_track: bool,
     pub token: String,
     pub log: LogSettings,
+    /// The setting the scheduler port came from, shown next to the address (SCHEDULER_PORT is an
+    /// alias people meet in Seldon's docs; saying which one won saves a puzzled operator).
+    pub scheduler_port_from: &'static str,
+}
+
+impl Settings {
+    /// `host:port (port from SETTING)`, for the inspector header and `collect --output table`.
+    pub fn scheduler_description(&self) -> String {
+        format!(
+            "{} (port from {})",
+            self.plan.scheduler.address(),
+            self.scheduler_port_from
+        )
+    }
 }
 
 /// Where to collect from and what to share: the options of every command that collects, as
@@ -37,9 +55,14 @@ pub struct CommonArgs {
     /// Scheduler host name or address [default: localhost; seldon-scheduler for daemon].
     #[arg(long, env = "SCHEDULER_HOST")]
     pub scheduler_host: Option<String>,
-    /// Scheduler plaintext gRPC port.
-    #[arg(long, env = "SCHEDULER_PLAINTXT_PORT", default_value = "9004")]
-    pub scheduler_port: String,
+    /// Scheduler plaintext gRPC port [default: 9004; SCHEDULER_PORT is read too, when
+    /// SCHEDULER_PLAINTXT_PORT is unset].
+    #[arg(long, env = "SCHEDULER_PLAINTXT_PORT")]
+    pub scheduler_port: Option<String>,
+    /// SCHEDULER_PORT, the name Seldon's usage docs give the plaintext port; the code's name,
+    /// SCHEDULER_PLAINTXT_PORT (or --scheduler-port), wins when both are set.
+    #[arg(long = "scheduler-port-alias", env = "SCHEDULER_PORT", hide = true)]
+    pub scheduler_port_alias: Option<String>,
     /// Scheduler TLS gRPC port, used when TLS is on.
     #[arg(long, env = "SCHEDULER_TLS_PORT", default_value = "9044")]
     pub scheduler_tls_port: String,
@@ -77,6 +100,23 @@ pub struct CommonArgs {
         value_name = "FILE"
     )]
     pub tls_server_ca: Option<String>,
+    /// Read the client key, certificate and CA from this Kubernetes Secret (in the Seldon
+    /// namespace) instead of files; the data keys are the base names of the three client
+    /// locations (default tls.key, tls.crt, ca.crt). Re-read at every collection.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_CLIENT_TLS_SECRET_NAME",
+        value_name = "SECRET"
+    )]
+    pub tls_client_secret: Option<String>,
+    /// Read the CA that verifies the scheduler from this Secret, under the base name of the
+    /// server CA location (default ca.crt).
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_SERVER_TLS_SECRET_NAME",
+        value_name = "SECRET"
+    )]
+    pub tls_server_secret: Option<String>,
     /// Level of metrics to share: off, cluster, resource or feature (DO_NOT_TRACK=1 forces off).
     #[arg(long, env = "METRICS_LEVEL", default_value = "cluster")]
     pub level: String,
@@ -187,6 +227,10 @@ impl PublishArgs {
     }
 }
 
+const PORT_SETTING: &str = "--scheduler-port (SCHEDULER_PLAINTXT_PORT)";
+const PORT_ALIAS_SETTING: &str = "SCHEDULER_PORT";
+const TLS_PORT_SETTING: &str = "--scheduler-tls-port (SCHEDULER_TLS_PORT)";
+const DEFAULT_SCHEDULER_PORT: &str = "9004";
 const KEY_SETTING: &str = "--tls-client-key (CONTROL_PLANE_CLIENT_TLS_KEY_LOCATION)";
 const CERT_SETTING: &str = "--tls-client-cert (CONTROL_PLANE_CLIENT_TLS_CRT_LOCATION)";
 const CLIENT_CA_SETTING: &str = "--tls-client-ca (CONTROL_PLANE_CLIENT_TLS_CA_LOCATION)";
@@ -228,16 +272,9 @@ impl CommonArgs {
             self.scheduler_host.as_deref().unwrap_or(default_host),
             parse_host,
         );
-        let port = c.check(
-            "--scheduler-port (SCHEDULER_PLAINTXT_PORT)",
-            &self.scheduler_port,
-            parse_port,
-        );
-        let tls_port = c.check(
-            "--scheduler-tls-port (SCHEDULER_TLS_PORT)",
-            &self.scheduler_tls_port,
-            parse_port,
-        );
+        let (port_setting, port_text) = self.scheduler_port_setting();
+        let port = c.check(port_setting, port_text, parse_port);
+        let tls_port = c.check(TLS_PORT_SETTING, &self.scheduler_tls_port, parse_port);
         let ssl = c.check_opt(
             "--security-protocol (CONTROL_PLANE_SECURITY_PROTOCOL)",
             self.security_protocol.as_deref(),
@@ -247,11 +284,7 @@ impl CommonArgs {
                 _ => Err("expected SSL or PLAINTEXT".into()),
             },
         );
-        let tls = if self.tls || matches!(ssl, Some(Some(true))) {
-            self.client_tls(c).map(Some)
-        } else {
-            Some(None)
-        };
+        let tls_on = self.tls || matches!(ssl, Some(Some(true)));
         let level = c.check("--level (METRICS_LEVEL)", &self.level, parse_level);
         let cluster_id = match &self.cluster_id {
             Some(text) => c.check("--cluster-id (CLUSTER_ID)", text, parse_uuid),
@@ -296,7 +329,31 @@ impl CommonArgs {
             c,
         );
         let kube = !self.no_kube || self.kube;
+        let kube_target = if kube {
+            match (&kube_context, &namespace, rpc_timeout) {
+                (Some(context), Some(namespace), Some(timeout)) => Some(Some(KubeTarget {
+                    kubeconfig: self.kubeconfig.clone(),
+                    context: context.clone(),
+                    namespace: namespace.clone(),
+                    timeout,
+                    inline: None,
+                })),
+                _ => None,
+            }
+        } else {
+            Some(None)
+        };
+        let tls = if tls_on {
+            self.client_tls(c, kube_target.as_ref()).map(Some)
+        } else {
+            Some(None)
+        };
         let tls = tls?;
+        let scheduler_port_from = if tls.is_some() {
+            TLS_PORT_SETTING
+        } else {
+            port_setting
+        };
         Some(Settings {
             plan: CollectPlan {
                 cluster_id: cluster_id?,
@@ -307,17 +364,7 @@ impl CommonArgs {
                     tls,
                     policy: CallPolicy::patient(),
                 },
-                kube: if kube {
-                    Some(KubeTarget {
-                        kubeconfig: self.kubeconfig.clone(),
-                        context: kube_context?,
-                        namespace: namespace?,
-                        timeout: rpc_timeout?,
-                        inline: None,
-                    })
-                } else {
-                    None
-                },
+                kube: kube_target?,
                 extensions: extensions?,
             },
             level: if do_not_track { Level::Off } else { level? },
@@ -327,30 +374,113 @@ impl CommonArgs {
                 level: log_level?,
                 format: log_format?,
             },
+            scheduler_port_from,
         })
     }
 
-    /// The mutual-TLS files: key, certificate and CA are required; the server CA defaults to the
-    /// client CA.
-    fn client_tls(&self, c: &mut Checker) -> Option<ClientTls> {
-        let mut required = |setting: &'static str, value: &Option<String>| match value {
-            Some(path) => c.check(setting, path, read_pem),
+    /// The plaintext port's setting and text: the flag or SCHEDULER_PLAINTXT_PORT, else the
+    /// SCHEDULER_PORT alias, else the default.
+    fn scheduler_port_setting(&self) -> (&'static str, &str) {
+        match (&self.scheduler_port, &self.scheduler_port_alias) {
+            (Some(port), _) => (PORT_SETTING, port),
+            (None, Some(port)) => (PORT_ALIAS_SETTING, port),
+            (None, None) => ("the default", DEFAULT_SCHEDULER_PORT),
+        }
+    }
+
+    /// The mutual-TLS material: key, certificate and CA are required, from files or, with
+    /// `CONTROL_PLANE_CLIENT_TLS_SECRET_NAME`, from that Secret under the base names of the
+    /// `…_LOCATION` values; the server CA comes from its own Secret or file, else the client CA.
+    /// `kube` is the Kubernetes target (`Some(None)` with `--no-kube`, `None` if it was invalid).
+    fn client_tls(&self, c: &mut Checker, kube: Option<&Option<KubeTarget>>) -> Option<TlsSource> {
+        let secret_name = |c: &mut Checker, setting, value: &Option<String>| {
+            // The Helm chart sets the names even when empty; empty means "not in a Secret".
+            let name = value.as_deref().filter(|v| !v.trim().is_empty());
+            c.check_opt(setting, name, parse_secret_name)
+        };
+        let client_secret = secret_name(c, CLIENT_SECRET_SETTING, &self.tls_client_secret);
+        let server_secret = secret_name(c, SERVER_SECRET_SETTING, &self.tls_server_secret);
+        let in_secret = |c: &mut Checker,
+                         secret: &str,
+                         secret_setting: &'static str,
+                         key_setting: &'static str,
+                         location: &Option<String>,
+                         default_key: &str| {
+            let location = location.as_deref().unwrap_or(default_key);
+            let key = c.check(key_setting, location, secret_key_of)?;
+            Some(Pem::InSecret(SecretKey {
+                secret: secret.to_string(),
+                secret_setting,
+                key,
+                key_setting,
+            }))
+        };
+        let file = |c: &mut Checker, setting, value: &Option<String>| match value {
+            Some(path) => c.check(setting, path, read_pem).map(Pem::Loaded),
             None => c.check(setting, "", |_| {
-                Err::<Vec<u8>, _>("required when TLS is on".into())
+                Err::<Pem, _>(
+                    "required when TLS is on (or set CONTROL_PLANE_CLIENT_TLS_SECRET_NAME)".into(),
+                )
             }),
         };
-        let key = required(KEY_SETTING, &self.tls_client_key);
-        let cert = required(CERT_SETTING, &self.tls_client_cert);
-        let client_ca = required(CLIENT_CA_SETTING, &self.tls_client_ca);
-        let server_ca = match &self.tls_server_ca {
-            Some(path) => c.check(SERVER_CA_SETTING, path, read_pem),
-            None => client_ca,
+        let (key, cert, client_ca) = match &client_secret {
+            Some(Some(secret)) => {
+                let mut item = |setting, location: &Option<String>, default_key| {
+                    in_secret(
+                        c,
+                        secret,
+                        CLIENT_SECRET_SETTING,
+                        setting,
+                        location,
+                        default_key,
+                    )
+                };
+                (
+                    item(KEY_SETTING, &self.tls_client_key, "tls.key"),
+                    item(CERT_SETTING, &self.tls_client_cert, "tls.crt"),
+                    item(CLIENT_CA_SETTING, &self.tls_client_ca, "ca.crt"),
+                )
+            }
+            Some(None) => (
+                file(c, KEY_SETTING, &self.tls_client_key),
+                file(c, CERT_SETTING, &self.tls_client_cert),
+                file(c, CLIENT_CA_SETTING, &self.tls_client_ca),
+            ),
+            // An invalid Secret name is already reported; files were not asked for.
+            None => (None, None, None),
         };
-        Some(ClientTls {
+        let server_ca = match (&server_secret, &self.tls_server_ca) {
+            (Some(Some(secret)), location) => in_secret(
+                c,
+                secret,
+                SERVER_SECRET_SETTING,
+                SERVER_CA_SETTING,
+                location,
+                "ca.crt",
+            ),
+            (_, Some(_)) => file(c, SERVER_CA_SETTING, &self.tls_server_ca),
+            (_, None) => client_ca.clone(),
+        };
+        let source = TlsSource {
             server_ca: server_ca?,
             client_cert: cert?,
             client_key: key?,
-        })
+            kube: kube?.clone(),
+        };
+        if source.uses_secrets() && source.kube.is_none() {
+            let setting = if matches!(client_secret, Some(Some(_))) {
+                CLIENT_SECRET_SETTING
+            } else {
+                SERVER_SECRET_SETTING
+            };
+            c.check(setting, "", |_| {
+                Err::<(), _>(
+                    "Secrets are read through the Kubernetes API, which --no-kube turns off".into(),
+                )
+            });
+            return None;
+        }
+        Some(source)
     }
 }
 
@@ -480,6 +610,80 @@ mod tests {
         );
         let text = checker.finish().expect_err("too long").to_string();
         assert!(text.contains("--rpc-timeout"), "{text}");
+    }
+
+    #[derive(clap::Parser)]
+    struct Common {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, ConfigErrors> {
+        use clap::Parser;
+        let args = std::iter::once("hodometer").chain(args.iter().copied());
+        Common::try_parse_from(args)
+            .expect("arguments parse")
+            .common
+            .validate("localhost")
+    }
+
+    #[test]
+    fn scheduler_port_alias_is_read_and_the_codes_name_wins() {
+        let alias = settings(&["--scheduler-port-alias", "9100"]).expect("valid");
+        assert_eq!(alias.plan.scheduler.port, 9100);
+        assert_eq!(
+            alias.scheduler_description(),
+            "localhost:9100 (port from SCHEDULER_PORT)"
+        );
+        let both = settings(&["--scheduler-port-alias", "9100", "--scheduler-port", "9200"])
+            .expect("valid");
+        assert_eq!(both.plan.scheduler.port, 9200);
+        assert!(
+            both.scheduler_description()
+                .ends_with("(port from --scheduler-port (SCHEDULER_PLAINTXT_PORT))"),
+            "{}",
+            both.scheduler_description()
+        );
+        let neither = settings(&[]).expect("valid");
+        assert_eq!(neither.plan.scheduler.port, 9004);
+        assert!(neither.scheduler_description().contains("the default"));
+        let bad = settings(&["--scheduler-port-alias", "x"]).expect_err("bad port");
+        assert!(bad.to_string().contains("SCHEDULER_PORT"), "{bad}");
+    }
+
+    #[test]
+    fn secret_mode_reads_keys_by_base_name_and_needs_kubernetes() {
+        let secret = settings(&[
+            "--tls",
+            "--tls-client-secret",
+            "certs",
+            "--tls-client-cert",
+            "/tmp/certs/cpc/client.pem",
+        ])
+        .expect("valid: no file is read in Secret mode");
+        let tls = secret.plan.scheduler.tls.expect("TLS on");
+        let key_of = |pem: &Pem| match pem {
+            Pem::InSecret(item) => (item.secret.clone(), item.key.clone()),
+            Pem::Loaded(_) => panic!("expected a Secret item"),
+        };
+        assert_eq!(
+            key_of(&tls.client_cert),
+            ("certs".into(), "client.pem".into())
+        );
+        assert_eq!(key_of(&tls.client_key), ("certs".into(), "tls.key".into()));
+        // No server Secret and no server CA file: the client Secret's CA verifies the scheduler.
+        assert_eq!(key_of(&tls.server_ca), ("certs".into(), "ca.crt".into()));
+        assert!(tls.kube.is_some());
+
+        let errors = settings(&["--tls", "--tls-client-secret", "certs", "--no-kube"])
+            .expect_err("Secrets need the API");
+        let text = errors.to_string();
+        assert!(
+            text.contains("CONTROL_PLANE_CLIENT_TLS_SECRET_NAME") && text.contains("--no-kube"),
+            "{text}"
+        );
+        // Without TLS the names are ignored, as the Helm chart sets them either way.
+        assert!(settings(&["--tls-client-secret", "Not A Name", "--no-kube"]).is_ok());
     }
 
     #[test]

@@ -27,5 +27,6 @@ pub mod redact;
 pub mod report;
 pub mod sim;
 pub mod tls;
+pub mod tls_secret;
 pub mod tui;
 pub mod validate;

@@ -198,6 +198,12 @@ fn once_exits_non_zero_when_an_endpoint_fails_and_the_others_still_get_it() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(good.events().len(), 1);
     assert!(stderr(&out).contains("failed"), "{}", stderr(&out));
+    // The summary line's message itself tells the truth, not only its `ok` field.
+    assert!(
+        stderr(&out).contains(r#""message":"collected and partly published""#),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -329,11 +329,16 @@ fn names_leave_only_in_an_extension_an_operator_put_there() {
 #[test]
 fn the_daemon_logs_the_warning_and_publishes_the_extensions() {
     let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let summary = ReceiverProcess::start(&["--record", "summary"]);
     let sim = scheduler();
     let out = hodometer(&["daemon", "--once", "--no-kube"])
         .env("SCHEDULER_HOST", "127.0.0.1")
         .env("SCHEDULER_PLAINTXT_PORT", sim.port_arg())
         .env("PUBLISH_URL", format!("http://127.0.0.1:{}", receiver.port))
+        .env(
+            "EXTRA_PUBLISH_URLS",
+            format!("http://127.0.0.1:{}", summary.port),
+        )
         .env("HODOMETER_EXTENSIONS", "team=ml,contact=ops@acme.com")
         .env("LOG_FORMAT", "json")
         .output()
@@ -357,6 +362,19 @@ fn the_daemon_logs_the_warning_and_publishes_the_extensions() {
     let sent = events[0].to_string();
     assert!(sent.contains("\"ext.team\":\"ml\""), "{sent}");
     assert!(sent.contains("\"ext.contact\":\"ops@acme.com\""), "{sent}");
+
+    // The summary keeps each cluster's latest extensions beside its metrics, never as gauges.
+    let (_, text) = http_get(&format!("127.0.0.1:{}", summary.port), "/events");
+    let summary: serde_json::Value = serde_json::from_str(&text).expect("summary JSON");
+    let cluster = &summary["clusters"][0];
+    assert_eq!(
+        cluster["extensions"],
+        serde_json::json!({"team": "ml", "contact": "ops@acme.com"}),
+        "{text}"
+    );
+    assert!(cluster["metrics"].get("ext.team").is_none(), "{text}");
+    let (_, metrics) = http_get(&format!("127.0.0.1:{}", receiver.port), "/metrics");
+    assert!(!metrics.contains("ops@acme.com"), "{metrics}");
 }
 
 #[test]

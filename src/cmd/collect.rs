@@ -69,7 +69,11 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     // One event: what is printed is exactly what is published.
     let event = payload::build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4());
     let text = match (args.output, &event) {
-        (Output::Table, _) => report::table(&snapshot, settings.level),
+        (Output::Table, _) => format!(
+            "scheduler {}\n\n{}",
+            settings.scheduler_description(),
+            report::table(&snapshot, settings.level)
+        ),
         (Output::Json, Some(event)) => format!("{}\n", event.json),
         (Output::Json, None) => String::new(),
     };

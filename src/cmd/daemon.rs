@@ -76,7 +76,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(
         metrics_level = %config.settings.level,
-        scheduler = %config.settings.plan.scheduler.address(),
+        scheduler = %config.settings.scheduler_description(),
         endpoints = config.publish.endpoints.len(),
         interval = ?config.interval,
         "hodometer daemon starting"

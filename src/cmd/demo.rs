@@ -57,6 +57,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         kube_forbid: Vec::new(),
         kube_grants: None,
         tls: None,
+        kube_tls: None,
+        kube_secrets_dir: None,
         live: Some(LIVE_EVERY),
     })
     .await?;
@@ -105,6 +107,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             do_not_track: false,
             token: DEFAULT_TOKEN.into(),
             log: LogSettings::INFO,
+            scheduler_port_from: "the demo's simulator",
         },
         publish: PublishSettings {
             endpoints: vec![parse_endpoint(&receiver_url).map_err(anyhow::Error::msg)?],

@@ -196,7 +196,7 @@ pub fn kubeconfig_user(target: &KubeTarget) -> Option<String> {
 
 /// An explicit configuration first, then in-cluster, then the default kubeconfig. `Ok(None)`
 /// when there is no configuration of any kind.
-async fn load_config(target: &KubeTarget) -> Result<Option<(Config, String)>, String> {
+pub(crate) async fn load_config(target: &KubeTarget) -> Result<Option<(Config, String)>, String> {
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
     if !target.explicit() && in_cluster {
         match Config::incluster() {

@@ -18,6 +18,7 @@ use crate::proto::{
     ExperimentStatusRequest, ModelStatusRequest, PipelineStatusRequest, SchedulerStatusRequest,
     ServerStatusRequest,
 };
+use crate::tls_secret::TlsSource;
 
 /// The name hodometer subscribes under, visible in the scheduler's logs.
 pub const SUBSCRIBER_NAME: &str = "hodometer";
@@ -33,8 +34,9 @@ pub struct SchedulerTarget {
     pub port: u16,
     /// Deadline for each call, retries included.
     pub rpc_timeout: Duration,
-    /// Mutual TLS (`CONTROL_PLANE_SECURITY_PROTOCOL=SSL`); `port` is then the TLS port.
-    pub tls: Option<ClientTls>,
+    /// Mutual TLS (`CONTROL_PLANE_SECURITY_PROTOCOL=SSL`); `port` is then the TLS port. Its
+    /// material is loaded at every collection, so a rotated Secret is picked up.
+    pub tls: Option<TlsSource>,
     /// How hard to try: [`CallPolicy::patient`] for collections, [`CallPolicy::fast_fail`] where a
     /// person waits for the answer.
     pub policy: CallPolicy,
@@ -91,7 +93,7 @@ impl CallPolicy {
     }
 }
 
-/// PEM contents of the files named by the `CONTROL_PLANE_*_TLS_*_LOCATION` variables.
+/// PEM contents of the files or Secret keys named by the `CONTROL_PLANE_*_TLS_*` variables.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientTls {
     /// The CA that verifies the scheduler's certificate.
@@ -138,6 +140,9 @@ pub enum CallError {
     Failed { rpc: &'static str, detail: String },
     #[error("scheduler address {address} is not usable: {detail}")]
     BadAddress { address: String, detail: String },
+    /// The mutual-TLS material (from files or Secrets) could not be loaded.
+    #[error("mutual TLS: {0}")]
+    Tls(String),
 }
 
 fn last_error_suffix(last: &Option<String>) -> String {
@@ -171,7 +176,14 @@ impl SchedulerFacts {
 /// Runs the five calls concurrently over one HTTP/2 connection. Never fails as a whole: each
 /// part that could not be read is an error inside the facts.
 pub async fn collect(target: &SchedulerTarget) -> SchedulerFacts {
-    let client = match connect(target) {
+    let tls = match &target.tls {
+        Some(source) => match source.load().await {
+            Ok(tls) => Some(tls),
+            Err(error) => return SchedulerFacts::all_failed(CallError::Tls(error.to_string())),
+        },
+        None => None,
+    };
+    let client = match connect(target, tls.as_ref()) {
         Ok(client) => client,
         Err(error) => return SchedulerFacts::all_failed(error),
     };
@@ -244,22 +256,18 @@ impl SchedulerFacts {
     }
 }
 
-fn connect(target: &SchedulerTarget) -> Result<Client, CallError> {
+fn connect(target: &SchedulerTarget, tls: Option<&ClientTls>) -> Result<Client, CallError> {
     let address = target.address();
     let bad = |detail: String| CallError::BadAddress {
         address: address.clone(),
         detail,
     };
-    let scheme = if target.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .map_err(|e| bad(e.to_string()))?
         .connect_timeout(target.policy.connect_timeout.min(target.rpc_timeout))
         .tcp_nodelay(true);
-    if let Some(tls) = &target.tls {
+    if let Some(tls) = tls {
         crate::tls::install_crypto_provider();
         let config = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&tls.server_ca))

@@ -14,7 +14,7 @@ use crate::metrics::Level;
 use crate::payload::build_event;
 use crate::publish::{EndpointOutcome, Publisher, describe_outcomes};
 
-use super::{DaemonConfig, DaemonExit, Shared, collect_and_record, jitter, lock};
+use super::{DaemonConfig, DaemonExit, Shared, collect_and_record, cycle_message, jitter, lock};
 
 /// How often consent is re-read at most: SPEC 12 asks for at least every 30 s.
 const CONSENT_REFRESH: Duration = Duration::from_secs(10);
@@ -207,7 +207,8 @@ async fn cycle(
         unknown = %unknown.join(","),
         endpoints = %describe_outcomes(&outcomes),
         ok = all_ok,
-        "collected and published"
+        "{}",
+        cycle_message(&outcomes)
     );
     status.insert("lastEvent".into(), event.json.clone());
     let lines: Vec<String> = outcomes

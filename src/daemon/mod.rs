@@ -198,14 +198,16 @@ async fn cycle(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) -
         m.ready = true;
     }
     // One line per cycle: what was sent (by name, never values from model definitions) and how
-    // each endpoint answered.
+    // each endpoint answered. The message itself says whether the event got out, so an operator
+    // grepping the logs reads the truth without parsing `ok`.
     tracing::info!(
         metrics_level = %settings.level,
         sent = %event.fields.join(","),
         unknown = %unknown.join(","),
         endpoints = %describe_outcomes(&outcomes),
         ok = all_ok,
-        "collected and published"
+        "{}",
+        cycle_message(&outcomes)
     );
     all_ok
 }
@@ -227,6 +229,18 @@ async fn collect_and_record(
     };
     lock(metrics).record_collection(outcome);
     (snapshot, unknown)
+}
+
+/// The per-cycle log message: published to every endpoint, to some, or to none.
+fn cycle_message(outcomes: &[EndpointOutcome]) -> &'static str {
+    let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+    if accepted == outcomes.len() {
+        "collected and published"
+    } else if accepted > 0 {
+        "collected and partly published"
+    } else {
+        "collected but not published"
+    }
 }
 
 fn router(metrics: Shared) -> Router {
@@ -265,6 +279,40 @@ mod tests {
 
     fn addr() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+
+    fn outcome(index: usize, ok: bool) -> EndpointOutcome {
+        EndpointOutcome {
+            index,
+            endpoint: format!("http://e{index}"),
+            result: if ok {
+                Ok(())
+            } else {
+                Err(crate::publish::PublishError::Connect {
+                    reason: "refused".into(),
+                })
+            },
+            attempts: 1,
+            latency: Duration::ZERO,
+            last_status: None,
+        }
+    }
+
+    #[test]
+    fn the_cycle_message_says_whether_the_event_got_out() {
+        let (good, bad) = (outcome(0, true), outcome(1, false));
+        assert_eq!(
+            cycle_message(&[good.clone(), good.clone()]),
+            "collected and published"
+        );
+        assert_eq!(
+            cycle_message(&[bad.clone(), good]),
+            "collected and partly published"
+        );
+        assert_eq!(
+            cycle_message(&[bad.clone(), bad]),
+            "collected but not published"
+        );
     }
 
     #[tokio::test]

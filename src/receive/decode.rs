@@ -18,7 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::metrics::{METRICS, ValueType};
+use crate::metrics::{EXTENSION_PREFIX, METRICS, ValueType};
 
 /// Most properties one event may carry (Mixpanel's limit).
 pub const MAX_PROPERTIES: usize = 255;
@@ -50,8 +50,8 @@ pub struct ValidEvent {
     pub distinct_id: String,
     /// Unix seconds; a fractional time (the Python SDK sends one) is cut to its integer part.
     pub time: i64,
-    /// The numeric usage metrics it carries (bools as 0/1) and its version strings
-    /// ([`INFO_METRICS`]), by property name.
+    /// The numeric usage metrics it carries (bools as 0/1), its version strings
+    /// ([`INFO_METRICS`]) and its extensions (`ext.<key>` strings), by property name.
     pub metrics: Map<String, Value>,
     /// The event as JSON, with `properties.time` as the integer above.
     pub json: String,
@@ -357,6 +357,12 @@ pub const MAX_INFO_BYTES: usize = 64;
 /// (as 0/1), plus the [`INFO_METRICS`] strings. A property of another JSON type is left out
 /// rather than refused: the receiver records what it is sent, and only the gauges need these.
 fn tracked_metrics(properties: &Map<String, Value>) -> Map<String, Value> {
+    // Extensions (`ext.<key>`, operator-supplied strings) ride along so the summary can show each
+    // cluster's latest ones; they never become labels (the gauges take numbers only).
+    let extensions = properties
+        .iter()
+        .filter(|(name, value)| name.starts_with(EXTENSION_PREFIX) && value.is_string())
+        .map(|(name, value)| (name.clone(), value.clone()));
     METRICS
         .iter()
         .filter_map(|def| {
@@ -376,6 +382,7 @@ fn tracked_metrics(properties: &Map<String, Value>) -> Map<String, Value> {
             };
             Some((def.name.to_string(), value))
         })
+        .chain(extensions)
         .collect()
 }
 

@@ -174,6 +174,7 @@ mod tests {
                 first_time: 5,
                 last_time: 5,
                 metrics,
+                extensions: Default::default(),
             }],
         )
     }

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::decode::ValidEvent;
+use crate::metrics::EXTENSION_PREFIX;
 
 /// The layout below; a store written by a newer layout is refused rather than misread.
 const SCHEMA_VERSION: i64 = 1;
@@ -146,6 +147,34 @@ pub struct ClusterSummary {
     pub last_time: i64,
     /// The numeric usage metrics and version strings of the latest event.
     pub metrics: Map<String, Value>,
+    /// The operator-supplied extensions of the latest event, by key (without `ext.`).
+    pub extensions: Map<String, Value>,
+}
+
+impl ClusterSummary {
+    /// Splits what the writer tracks for a cluster into its metrics and its extensions.
+    fn new(
+        cluster_id: String,
+        events: u64,
+        times: (i64, i64),
+        tracked: Map<String, Value>,
+    ) -> Self {
+        let (extensions, metrics): (Map<String, Value>, Map<String, Value>) = tracked
+            .into_iter()
+            .partition(|(name, _)| name.starts_with(EXTENSION_PREFIX));
+        let extensions = extensions
+            .into_iter()
+            .map(|(name, value)| (name[EXTENSION_PREFIX.len()..].to_string(), value))
+            .collect();
+        ClusterSummary {
+            cluster_id,
+            events,
+            first_time: times.0,
+            last_time: times.1,
+            metrics,
+            extensions,
+        }
+    }
 }
 
 /// Counts the writer keeps for `/metrics`, readable without asking it.
@@ -425,15 +454,14 @@ fn read_summary(connection: &Connection, max_clusters: usize) -> Result<Summary,
     )?;
     let mut clusters = statement
         .query_map([max_clusters as i64], |row| {
-            let metrics: String = row.get(4)?;
-            Ok(ClusterSummary {
-                cluster_id: row.get(0)?,
-                events: row.get(1)?,
-                first_time: row.get(2)?,
-                last_time: row.get(3)?,
+            let tracked: String = row.get(4)?;
+            Ok(ClusterSummary::new(
+                row.get(0)?,
+                row.get(1)?,
+                (row.get(2)?, row.get(3)?),
                 // Written by this module from a JSON object; anything else reads as none.
-                metrics: serde_json::from_str(&metrics).unwrap_or_default(),
-            })
+                serde_json::from_str(&tracked).unwrap_or_default(),
+            ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     clusters.sort_by(|a, b| a.cluster_id.cmp(&b.cluster_id));

@@ -1,18 +1,25 @@
-//! A minimal, read-only Kubernetes API stand-in: the reads hodometer makes (SPEC 4), answered
-//! over plain HTTP with real Kubernetes JSON shapes (lists with `continue` paging, metadata-only
-//! lists, `Status` objects for 401/403/404), generated from the same population as the simulated
-//! scheduler so every metric has something to show.
+//! A minimal, read-only Kubernetes API stand-in: the reads hodometer makes, answered
+//! over plain HTTP (or HTTPS, see [`TlsListener`]) with real Kubernetes JSON shapes (lists with
+//! `continue` paging, metadata-only lists, `Status` objects for 401/403/404), generated from the
+//! same population as the simulated scheduler so every metric has something to show. Secrets
+//! come from a directory, re-read on every request, so a test can rotate one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use base64::Engine;
 use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::population::{KubeSpec, Scenario, ServerSpec, Workload};
 use super::service::SIM_NAMESPACE;
@@ -39,6 +46,8 @@ struct World {
     grants: Option<Vec<Grant>>,
     /// The namespace's ConfigMaps (consent and status), written through the API.
     configmaps: ConfigMapStore,
+    /// Each subdirectory is a Secret in the Seldon namespace, each file in it a data key.
+    secrets_dir: Option<PathBuf>,
 }
 
 /// One allowed (API group, resource, verb), from a Role (namespaced only) or a ClusterRole.
@@ -48,7 +57,7 @@ pub struct Grant {
     pub resource: String,
     pub verb: String,
     pub cluster_scope: bool,
-    /// `resourceNames`: when not empty, only objects of these names (never `create`).
+    /// `resourceNames`: when not empty, only requests for these objects (by name) are allowed.
     pub resource_names: Vec<String>,
 }
 
@@ -100,19 +109,26 @@ pub fn load_grants(path: &std::path::Path) -> Result<Vec<Grant>, String> {
 }
 
 /// The stand-in's routes over a scenario. `forbid` adds to the scenario's own forbidden
-/// resources; `grants`, when given, allow nothing else.
-pub fn router(scenario: &Scenario, forbid: &[String], grants: Option<Vec<Grant>>) -> Router {
+/// resources; `grants`, when given, allow nothing else; `secrets_dir` holds the Secrets.
+pub fn router(
+    scenario: &Scenario,
+    forbid: &[String],
+    grants: Option<Vec<Grant>>,
+    secrets_dir: Option<PathBuf>,
+) -> Router {
     let mut kube = scenario.kubernetes.clone();
     kube.forbid.extend(forbid.iter().cloned());
     let world = Arc::new(World {
         kube,
         servers: scenario.servers.clone(),
         grants,
+        secrets_dir,
         configmaps: ConfigMapStore::default(),
     });
     Router::new()
         .route("/version", get(version))
         .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/namespaces/{ns}/secrets/{name}", get(secret))
         .route(
             "/apis/mlops.seldon.io/v1alpha1/namespaces/{ns}/servers",
             get(servers),
@@ -168,11 +184,23 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response {
 fn denial(
     world: &World,
     headers: &HeaderMap,
-    (group, resource): (&str, &str),
+    group_resource: (&str, &str),
     verb: &str,
     cluster_scope: bool,
 ) -> Option<Response> {
-    authorize(world, headers, (group, resource), verb, cluster_scope, None)
+    denial_of(world, headers, group_resource, verb, cluster_scope, None)
+}
+
+/// As [`denial`], for a request naming one object, which `resourceNames` may restrict.
+fn denial_of(
+    world: &World,
+    headers: &HeaderMap,
+    (group, resource): (&str, &str),
+    verb: &str,
+    cluster_scope: bool,
+    name: Option<&str>,
+) -> Option<Response> {
+    authorize(world, headers, (group, resource), verb, cluster_scope, name)
         .err()
         .map(|refusal| *refusal)
 }
@@ -578,6 +606,124 @@ async fn deployment(
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
     get_workload(&world, &headers, &ns, &name, "Deployment").await
+}
+
+/// `GET` one Secret: the files of `secrets_dir/NAME`, read now, so rewriting one rotates it.
+async fn secret(
+    State(world): State<Arc<World>>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    if let Some(denied) = denial_of(&world, &headers, ("", "secrets"), "get", false, Some(&name)) {
+        return denied;
+    }
+    let not_found = || {
+        status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("secrets \"{name}\" not found"),
+        )
+    };
+    // A name with a path in it cannot be a Secret; it must not escape the directory either.
+    let valid_name = !name.is_empty() && !name.contains(['/', '\\']) && !name.starts_with('.');
+    let Some(dir) = world
+        .secrets_dir
+        .as_ref()
+        .filter(|_| ns == SIM_NAMESPACE && valid_name)
+    else {
+        return not_found();
+    };
+    match secret_data(&dir.join(&name)) {
+        Some(data) => ok(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": SIM_NAMESPACE},
+            "data": data,
+        })),
+        None => not_found(),
+    }
+}
+
+/// Each regular file of `dir` as a data key with its base64 contents; `None` if `dir` is no directory.
+fn secret_data(dir: &FsPath) -> Option<serde_json::Map<String, Value>> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut data = serde_json::Map::new();
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let (Some(key), true) = (
+            entry.file_name().to_str().map(str::to_string),
+            path.is_file(),
+        ) else {
+            continue;
+        };
+        if let Ok(bytes) = std::fs::read(&path) {
+            data.insert(key, Value::String(engine.encode(bytes)));
+        }
+    }
+    Some(data)
+}
+
+/// How long a client may take over its TLS handshake before the stand-in moves on.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The stand-in over HTTPS: accepts TCP, completes the TLS handshake, hands the stream to axum.
+/// Handshakes run one at a time, which is plenty for a test stand-in.
+pub struct TlsListener {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl TlsListener {
+    /// Serves the certificate and key (PEM) of `files`.
+    pub fn new(
+        listener: TcpListener,
+        files: &super::tls::TlsFiles,
+    ) -> Result<TlsListener, super::tls::TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |path: &FsPath, e: &dyn std::fmt::Display| super::tls::TlsError::Read {
+            path: path.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        };
+        let chain = CertificateDer::pem_file_iter(&files.server_cert)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| invalid(&files.server_cert, &e))?;
+        let key = PrivateKeyDer::from_pem_file(&files.server_key)
+            .map_err(|e| invalid(&files.server_key, &e))?;
+        crate::tls::install_crypto_provider();
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| invalid(&files.server_cert, &e))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsListener {
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.listener.accept().await else {
+                // Out of descriptors or similar: wait a little rather than spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => return (tls, addr),
+                Ok(Err(error)) => tracing::debug!(%addr, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,14 +14,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
 use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::validate::{Checker, ConfigErrors, parse_socket_addr};
+use crate::validate::ConfigErrors;
 use faults::{Fault, Faults};
 use population::{Counts, Scenario};
 use service::{Population, SimScheduler};
@@ -29,61 +28,6 @@ use wire::scheduler_server::SchedulerServer;
 
 /// Messages can be large (model definitions); match the client's raised limit.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-
-#[derive(Debug, Args)]
-pub struct SimArgs {
-    /// Address for the scheduler's gRPC API (port 0 picks a free one; the address is printed).
-    #[arg(long, default_value = "127.0.0.1:9004")]
-    pub listen: String,
-    /// Scenario file (JSON) describing models, servers, pipelines and experiments.
-    #[arg(long, conflicts_with_all = ["models", "servers", "pipelines", "experiments"])]
-    pub scenario: Option<PathBuf>,
-    /// Number of generated models.
-    #[arg(long)]
-    pub models: Option<u64>,
-    /// Number of generated servers.
-    #[arg(long)]
-    pub servers: Option<u64>,
-    /// Number of generated pipelines.
-    #[arg(long)]
-    pub pipelines: Option<u64>,
-    /// Number of generated experiments.
-    #[arg(long)]
-    pub experiments: Option<u64>,
-    /// Seed for the generated population: the same seed gives the same population.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Inject a fault (repeatable): delay:RPC:MS, cut:RPC:N[:TIMES], unavailable:RPC[:TIMES],
-    /// refuse:N. RPC is status, models, servers, pipelines, experiments or all.
-    #[arg(long = "fault", value_name = "SPEC")]
-    pub faults: Vec<String>,
-    /// Also serve a read-only Kubernetes API stand-in (plain HTTP) on this address.
-    #[arg(long)]
-    pub kube_listen: Option<String>,
-    /// Write a kubeconfig pointing at the Kubernetes stand-in to this file.
-    #[arg(long, requires = "kube_listen")]
-    pub kubeconfig_out: Option<PathBuf>,
-    /// Make the Kubernetes stand-in answer 403 for a resource (repeatable): nodes, servers,
-    /// statefulsets, deployments or version.
-    #[arg(long, value_name = "RESOURCE", requires = "kube_listen")]
-    pub kube_forbid: Vec<String>,
-    /// Enforce RBAC on the Kubernetes stand-in: allow only what these Role/ClusterRole manifests
-    /// grant (repeatable), e.g. assets/k8s/role.yaml and assets/k8s/clusterrole.yaml.
-    #[arg(long, value_name = "FILE", requires = "kube_listen")]
-    pub kube_rbac: Vec<PathBuf>,
-    /// Change the population every few seconds (models deleted and restored, experiments
-    /// started and stopped), so the inspector has something to show.
-    #[arg(long)]
-    pub live: bool,
-    /// Also serve the scheduler over mutual TLS on this address (needs --tls-dir).
-    #[arg(long, requires = "tls_dir")]
-    pub tls_listen: Option<String>,
-    /// Generate a CA, a server and a client certificate into this directory for --tls-listen.
-    #[arg(long, requires = "tls_listen")]
-    pub tls_dir: Option<PathBuf>,
-}
-
-const FORBIDDABLE: [&str; 5] = ["nodes", "servers", "statefulsets", "deployments", "version"];
 
 /// The population `hodometer sim` serves when given neither a scenario nor counts.
 pub const DEFAULT_COUNTS: Counts = Counts {
@@ -105,6 +49,10 @@ pub struct SimConfig {
     pub kube_grants: Option<Vec<kube::Grant>>,
     /// Mutual-TLS address and the directory its certificates are generated into.
     pub tls: Option<(SocketAddr, PathBuf)>,
+    /// The Kubernetes stand-in's HTTPS address and the directory its certificates go to.
+    pub kube_tls: Option<(SocketAddr, PathBuf)>,
+    /// Where the Kubernetes stand-in's Secrets live.
+    pub kube_secrets_dir: Option<PathBuf>,
     /// `--live`: how often the population changes.
     pub live: Option<Duration>,
 }
@@ -134,72 +82,6 @@ pub enum SimError {
     Serve(#[from] tonic::transport::Error),
 }
 
-impl SimArgs {
-    pub fn validate(&self) -> Result<SimConfig, ConfigErrors> {
-        let mut c = Checker::default();
-        let listen = c.check("--listen", &self.listen, parse_socket_addr);
-        let kube_listen = match &self.kube_listen {
-            Some(text) => c.check("--kube-listen", text, parse_socket_addr).map(Some),
-            None => Some(None),
-        };
-        let tls_listen = match &self.tls_listen {
-            Some(text) => c.check("--tls-listen", text, parse_socket_addr),
-            None => None,
-        };
-        for resource in &self.kube_forbid {
-            c.check("--kube-forbid", resource, |r| {
-                if FORBIDDABLE.contains(&r) {
-                    Ok(())
-                } else {
-                    Err(format!("expected one of {}", FORBIDDABLE.join(", ")))
-                }
-            });
-        }
-        let mut grants = Vec::new();
-        for path in &self.kube_rbac {
-            if let Some(more) = c.check("--kube-rbac", &path.display().to_string(), |_| {
-                kube::load_grants(path)
-            }) {
-                grants.extend(more);
-            }
-        }
-        let faults: Vec<Fault> = self
-            .faults
-            .iter()
-            .filter_map(|spec| c.check("--fault", spec, Fault::parse))
-            .collect();
-        let scenario = match &self.scenario {
-            Some(path) => c.check("--scenario", &path.display().to_string(), |_| {
-                Scenario::load(path).map_err(|e| e.to_string())
-            }),
-            None => {
-                let counts = Counts {
-                    models: self.models.unwrap_or(DEFAULT_COUNTS.models),
-                    servers: self.servers.unwrap_or(DEFAULT_COUNTS.servers),
-                    pipelines: self.pipelines.unwrap_or(DEFAULT_COUNTS.pipelines),
-                    experiments: self.experiments.unwrap_or(DEFAULT_COUNTS.experiments),
-                };
-                Some(Scenario::generate(counts, self.seed))
-            }
-        };
-        c.finish()?;
-        match (listen, scenario, kube_listen) {
-            (Some(listen), Some(scenario), Some(kube_listen)) => Ok(SimConfig {
-                listen,
-                scenario,
-                faults,
-                kube_listen,
-                kubeconfig_out: self.kubeconfig_out.clone(),
-                kube_forbid: self.kube_forbid.clone(),
-                kube_grants: (!self.kube_rbac.is_empty()).then_some(grants),
-                tls: tls_listen.zip(self.tls_dir.clone()),
-                live: self.live.then_some(LIVE_EVERY),
-            }),
-            _ => Err(ConfigErrors::default()),
-        }
-    }
-}
-
 /// A bound, not yet serving simulator: binding first lets callers learn the port before serving.
 pub struct Sim {
     listener: TcpListener,
@@ -210,6 +92,9 @@ pub struct Sim {
     kube_grants: Option<Vec<kube::Grant>>,
     /// The mutual-TLS listener and the certificates it serves with.
     tls: Option<(TcpListener, tls::TlsFiles)>,
+    /// The Kubernetes stand-in over HTTPS.
+    kube_tls: Option<kube::TlsListener>,
+    kube_secrets_dir: Option<PathBuf>,
     live: Option<Duration>,
 }
 
@@ -242,10 +127,19 @@ impl Sim {
             Some((addr, dir)) => Some((bind(addr).await?, tls::generate(&dir)?)),
             None => None,
         };
+        let kube_tls = match config.kube_tls {
+            Some((addr, dir)) => Some(kube::TlsListener::new(
+                bind(addr).await?,
+                &tls::generate(&dir)?,
+            )?),
+            None => None,
+        };
         Ok(Sim {
             listener,
             live: config.live,
             tls,
+            kube_tls,
+            kube_secrets_dir: config.kube_secrets_dir,
             kube_listener,
             scenario: config.scenario,
             faults: config.faults,
@@ -270,26 +164,30 @@ impl Sim {
             .and_then(|l| l.local_addr().ok())
     }
 
+    /// The Kubernetes stand-in's HTTPS address, when it was asked for.
+    pub fn kube_tls_addr(&self) -> Option<SocketAddr> {
+        use axum::serve::Listener;
+        self.kube_tls.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), SimError> {
         let shutdown = shutdown.shared();
-        let kube = self.kube_listener.map(|listener| {
-            (
-                listener,
-                kube::router(&self.scenario, &self.kube_forbid, self.kube_grants),
-            )
-        });
+        let router = kube::router(
+            &self.scenario,
+            &self.kube_forbid,
+            self.kube_grants,
+            self.kube_secrets_dir,
+        );
         let kube = async {
-            match kube {
-                Some((listener, router)) => axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.clone())
-                    .await
-                    .map_err(SimError::KubeServe),
-                None => Ok(()),
-            }
+            let (plain, tls) = tokio::join!(
+                serve_kube(self.kube_listener, router.clone(), shutdown.clone()),
+                serve_kube(self.kube_tls, router, shutdown.clone()),
+            );
+            plain.and(tls)
         };
         let base = self.scenario.clone();
         let population = Arc::new(Population::new(self.scenario));
@@ -325,6 +223,25 @@ impl Sim {
             live.abort();
         }
         kube.and(plain).and(tls)
+    }
+}
+
+/// Serves the Kubernetes stand-in on `listener` (plain or HTTPS), when there is one.
+async fn serve_kube<L>(
+    listener: Option<L>,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SimError>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    match listener {
+        Some(listener) => axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(SimError::KubeServe),
+        None => Ok(()),
     }
 }
 

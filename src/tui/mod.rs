@@ -53,7 +53,7 @@ fn info(config: &InspectConfig, log_file: &Path) -> Info {
     let plan = &config.settings.plan;
     Info {
         cluster_id: plan.cluster_id.to_string(),
-        scheduler: plan.scheduler.address(),
+        scheduler: config.settings.scheduler_description(),
         kube: match &plan.kube {
             None => "(--no-kube)".into(),
             Some(target) => collect::kube::describe_target(target),

@@ -138,6 +138,17 @@ pub fn collect(port: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("run hodometer collect")
 }
 
+/// Runs `command`, which must succeed, and returns its stdout.
+pub fn stdout_of(command: &mut Command) -> String {
+    let out = command.output().expect("run hodometer");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The event printed by `collect --output json`.
 pub fn event(output: &Output) -> serde_json::Value {
     assert!(

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Benchmarks of the daemon as it ships (BENCHMARKS.md, "The daemon in its image"):
+#  1. one `daemon --once --no-kube` cycle against `sim` at 10^5 models, 10^4 pipelines,
+#     10^3 experiments and 10^3 servers: wall time, CPU (user + sys) and peak RSS (GNU time);
+#  2. the image from scripts/image.sh: its size, the time from `podman run` to the first event
+#     at a loopback receiver, and the container's idle RSS and CPU after that first cycle.
+# Figures go to BENCHMARKS.md by hand.
+#
+#   scripts/bench-daemon.sh [RUNS]   (default 5; HODOMETER_BIN to skip the release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=${1:-5}
+command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install time)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "needs curl" >&2; exit 1; }
+if [[ -z "${HODOMETER_BIN:-}" ]]; then
+  cargo build --release --locked --quiet
+  HODOMETER_BIN="${CARGO_TARGET_DIR:-target}/release/hodometer"
+fi
+work=$(mktemp -d)
+pids=()
+flags=(--storage-driver vfs --runtime runc --cgroup-manager cgroupfs
+       --root "$work/storage" --runroot "$work/run")
+cleanup() {
+  podman "${flags[@]}" rm -f -t 0 hodometer-bench >/dev/null 2>&1 || true
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+# The daemon runs from its own copy, as in its pod: no other process maps the file.
+bin="$work/hodometer"
+cp "$HODOMETER_BIN" "$bin"
+cp "$HODOMETER_BIN" "$work/peer"
+
+# Starts `peer ARGS…` in the background and prints the port of its first "listening" line.
+start() {
+  local out="$work/$1.out"
+  "$work/peer" "$@" >"$out" 2>/dev/null &
+  pids+=($!)
+  until grep -q listening "$out"; do sleep 0.01; done
+  head -n 1 "$out" | grep -o '[0-9]*$'
+}
+receiver=$(start receive --listen 127.0.0.1:0 --record summary)
+export PUBLISH_URL="http://127.0.0.1:$receiver" SCHEDULER_HOST=127.0.0.1 METRICS_LEVEL=feature \
+  LOG_LEVEL=warn
+
+echo "daemon --once --no-kube at 100000 models, 10000 pipelines, 1000 experiments, 1000 servers"
+port=$(start sim --listen 127.0.0.1:0 --models 100000 --pipelines 10000 --experiments 1000 \
+  --servers 1000 --seed 7)
+printf '%-4s %10s %12s %12s %10s %14s\n' run wall_s user_s sys_s cpu_s peak_rss_MiB
+for i in $(seq "$runs"); do
+  SCHEDULER_PLAINTXT_PORT=$port /usr/bin/time -f '%e %U %S %M' -o "$work/stats" \
+    "$bin" daemon --once --no-kube
+  read -r wall user sys rss_kib <"$work/stats"
+  printf '%-4s %10s %12s %12s %10s %14.1f\n' "$i" "$wall" "$user" "$sys" \
+    "$(echo "$user + $sys" | bc)" "$(echo "$rss_kib / 1024" | bc -l)"
+done
+
+echo "image"
+HODOMETER_BIN="$HODOMETER_BIN" HODOMETER_IMAGE_TAR="$work/image.tar" \
+  PODMAN_GLOBAL_FLAGS="${flags[*]}" scripts/image.sh localhost/hodometer:bench
+echo "image size: $(podman "${flags[@]}" image inspect --format '{{.Size}}' localhost/hodometer:bench) bytes;" \
+  "OCI archive $(stat -c %s "$work/image.tar") bytes"
+small=$(start sim --listen 127.0.0.1:0 --scenario assets/scenarios/example.json)
+received() { curl -sf "$PUBLISH_URL/events" | grep -o '"events":[0-9]*' | head -n 1 | grep -o '[0-9]*$'; }
+before=$(received)
+t0=$(date +%s.%N)
+podman "${flags[@]}" run --detach --name hodometer-bench --network host --read-only \
+  --user 1000:1000 --cap-drop ALL --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+  --env METRICS_LEVEL --env LOG_LEVEL --env PUBLISH_URL --env SCHEDULER_HOST \
+  --env SCHEDULER_PLAINTXT_PORT="$small" localhost/hodometer:bench >/dev/null
+until [[ "$(received)" != "$before" ]]; do sleep 0.005; done
+t1=$(date +%s.%N)
+printf 'cold start to first event (podman run included): %.0f ms\n' "$(echo "($t1 - $t0) * 1000" | bc -l)"
+pid=$(podman "${flags[@]}" inspect --format '{{.State.Pid}}' hodometer-bench)
+sleep 10
+ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+t_before=$(ticks)
+sleep 20
+echo "idle, 10 s after the first cycle: $(grep -E 'VmRSS|RssAnon|RssFile' "/proc/$pid/status" | tr -s ' \t' ' ' | paste -sd ';')"
+echo "CPU over the next 20 s idle: $(( $(ticks) - t_before )) ticks"
