@@ -71,11 +71,11 @@ fn admin_request(
 
 const CONFIGMAPS: &str = "/api/v1/namespaces/seldon-mesh/configmaps";
 
-/// Applies assets/k8s/consent-configmaps.yaml as the administrator.
+/// Applies the shipped, empty consent and status ConfigMaps as the administrator.
 fn apply_configmaps(addr: &str) {
-    let text = std::fs::read_to_string(manifest("consent-configmaps.yaml")).expect("manifest");
-    let docs: Vec<Value> = serde_saphyr::from_str_multiple(&text).expect("YAML");
-    for doc in docs {
+    for file in ["consent-configmap.yaml", "status-configmap.yaml"] {
+        let text = std::fs::read_to_string(manifest(file)).expect("manifest");
+        let doc: Value = serde_saphyr::from_str(&text).expect("YAML");
         let (status, body) = admin_request(addr, "POST", CONFIGMAPS, "application/json", &doc);
         assert_eq!(status, 201, "{body}");
     }
