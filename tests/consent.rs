@@ -496,3 +496,102 @@ fn dry_run_prints_the_manifest_for_gitops() {
         .collect();
     assert_eq!(listed, metrics_at(Level::Cluster));
 }
+
+/// One request with the daemon's service-account token (the kubeconfig's): its status, then
+/// (for a watch) each event handed to `events` as it arrives, until `lines` of them.
+fn service_account_stream(
+    addr: &str,
+    path: &str,
+    lines: usize,
+    events: Option<std::sync::mpsc::Sender<Value>>,
+) -> u16 {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
+        hodometer::sim::kube::SIM_TOKEN
+    )
+    .expect("write");
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    reader.read_line(&mut head).expect("status line");
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let mut chunked = false;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).expect("header");
+        chunked |= header
+            .to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked");
+        if header == "\r\n" {
+            break;
+        }
+    }
+    let Some(events) = events.filter(|_| status == 200 && chunked) else {
+        return status;
+    };
+    // Each watch event arrives as its own chunk: size line, JSON line, blank line.
+    for _ in 0..lines {
+        let mut size = String::new();
+        reader.read_line(&mut size).expect("chunk size");
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("chunk");
+        let mut end = String::new();
+        reader.read_line(&mut end).expect("chunk end");
+        let event = serde_json::from_str(line.trim()).expect("a JSON watch event");
+        if events.send(event).is_err() {
+            break;
+        }
+    }
+    status
+}
+
+#[test]
+fn the_stand_in_watches_one_named_configmap_as_the_role_allows() {
+    let role = manifest_arg("role.yaml");
+    let sim = SimProcess::start_with_kube(&["--kube-rbac", &role]);
+    let addr = kube_addr(&sim);
+    apply_configmaps(&addr);
+    let consent = "fieldSelector=metadata.name%3Dhodometer-consent";
+
+    // Listing every ConfigMap is not what the Role grants; the named one is.
+    assert_eq!(service_account_stream(&addr, CONFIGMAPS, 0, None), 403);
+    let named = format!("{CONFIGMAPS}?{consent}");
+    assert_eq!(service_account_stream(&addr, &named, 0, None), 200);
+    let status_watch =
+        format!("{CONFIGMAPS}?fieldSelector=metadata.name%3Dhodometer-status&watch=true");
+    assert_eq!(
+        service_account_stream(&addr, &status_watch, 0, None),
+        403,
+        "the Role allows no watch on hodometer-status"
+    );
+
+    let (sender, received) = std::sync::mpsc::channel();
+    let watcher = {
+        let addr = addr.clone();
+        let path = format!("{CONFIGMAPS}?{consent}&watch=true&timeoutSeconds=30");
+        std::thread::spawn(move || service_account_stream(&addr, &path, 2, Some(sender)))
+    };
+    let next = || received.recv_timeout(PATIENCE).expect("a watch event");
+    // The watch first replays the object as ADDED; then an edit arrives as MODIFIED.
+    let added = next();
+    edit_consent(&addr, json!({"level": "cluster"}));
+    let modified = next();
+    assert_eq!(watcher.join().expect("watcher"), 200);
+    let events = [added, modified];
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "hodometer-consent");
+    assert_eq!(events[1]["type"], "MODIFIED");
+    assert_eq!(events[1]["object"]["data"]["level"], "cluster");
+    assert_ne!(
+        events[0]["object"]["metadata"]["resourceVersion"],
+        events[1]["object"]["metadata"]["resourceVersion"]
+    );
+}
