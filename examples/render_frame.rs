@@ -38,6 +38,7 @@ fn main() {
         endpoints: vec!["http://127.0.0.1:8001/".into()],
         log_file: "/tmp/hodometer-inspect.log".into(),
         refresh_every: Duration::from_secs(5),
+        do_not_track: false,
     };
     let mut app = App::new(info, Level::Feature, "tok".into(), SystemTime::now());
     app.on_snapshot(snapshot);

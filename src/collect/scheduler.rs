@@ -97,7 +97,7 @@ pub struct SchedulerFacts {
 }
 
 impl SchedulerFacts {
-    fn all_failed(error: CallError) -> SchedulerFacts {
+    pub(crate) fn all_failed(error: CallError) -> SchedulerFacts {
         SchedulerFacts {
             version: Err(error.clone()),
             models: Err(error.clone()),
@@ -111,10 +111,17 @@ impl SchedulerFacts {
 /// Runs the five calls concurrently over one HTTP/2 connection. Never fails as a whole: each
 /// part that could not be read is an error inside the facts.
 pub async fn collect(target: &SchedulerTarget) -> SchedulerFacts {
-    let client = match connect(target) {
-        Ok(client) => client,
-        Err(error) => return SchedulerFacts::all_failed(error),
-    };
+    match connect(target) {
+        Ok(client) => collect_over(target, client).await,
+        Err(error) => SchedulerFacts::all_failed(error),
+    }
+}
+
+/// [`collect`] over a client the caller keeps between collections (see `collect::Sources`).
+pub async fn collect_over(
+    target: &SchedulerTarget,
+    client: SchedulerClient<Channel>,
+) -> SchedulerFacts {
     let timeout = target.rpc_timeout;
     let (version, models, servers, pipelines, experiments) = tokio::join!(
         application_version(client.clone(), timeout),
@@ -231,7 +238,9 @@ impl SchedulerFacts {
     }
 }
 
-fn connect(target: &SchedulerTarget) -> Result<SchedulerClient<Channel>, CallError> {
+/// A lazy client for `target`: it connects on first use and reconnects after a failure, so one
+/// client serves every collection.
+pub fn connect(target: &SchedulerTarget) -> Result<SchedulerClient<Channel>, CallError> {
     let address = target.address();
     let bad = |detail: String| CallError::BadAddress {
         address: address.clone(),
