@@ -20,6 +20,9 @@ use scheduler::{CallError, SchedulerFacts, SchedulerTarget};
 /// The version the scheduler reports whatever release it is: it says nothing about Seldon Core.
 pub const SCHEDULER_PLACEHOLDER_VERSION: &str = "0.0.1";
 
+/// Why `is_kubernetes` and the Kubernetes metrics are unknown with `--no-kube`.
+pub const KUBE_NOT_READ: &str = "not read: Kubernetes is turned off (--no-kube)";
+
 /// What one collection needs to know.
 #[derive(Clone, Debug)]
 pub struct CollectPlan {
@@ -238,10 +241,10 @@ fn set_kube_metrics(s: &mut Snapshot, kube: &KubeFacts) {
         KubeFacts::Disabled | KubeFacts::NotConfigured | KubeFacts::Unusable(_) => {
             let (is_kubernetes, reason) = match kube {
                 // Nothing was read, so whether this is Kubernetes is not known.
-                KubeFacts::Disabled => {
-                    let reason = "not read: Kubernetes is turned off (--no-kube)".to_string();
-                    (Reading::unknown(reason.clone()), reason)
-                }
+                KubeFacts::Disabled => (
+                    Reading::unknown(KUBE_NOT_READ),
+                    KUBE_NOT_READ.to_string(),
+                ),
                 KubeFacts::Unusable(reason) => (Reading::unknown(reason.clone()), reason.clone()),
                 _ => (
                     Reading::Known(Value::Bool(false)),

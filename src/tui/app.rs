@@ -496,6 +496,9 @@ impl App {
                 Reading::Unknown(reason) => reason.clone(),
                 Reading::Known(_) => "not a Kubernetes installation".into(),
             }),
+            Reading::Unknown(reason) if reason == crate::collect::KUBE_NOT_READ => {
+                SourceState::NotUsed("not read".into())
+            }
             Reading::Unknown(reason) => SourceState::Down(reason.clone()),
         }
     }

@@ -48,8 +48,8 @@ enum Msg {
     },
     /// An outcome of the send with this `$insert_id`.
     Outcome(Uuid, EndpointOutcome),
-    /// The connection kept open to the scheduler closed: it may be gone, look now.
-    SchedulerDropped,
+    /// The connection kept open to the scheduler closed, or opened again: look now.
+    SchedulerChanged,
 }
 
 /// Takes over the terminal until the operator quits; the terminal is restored on every exit,
@@ -138,7 +138,7 @@ async fn event_loop(
                     app.on_snapshot(snapshot);
                 }
                 Msg::Outcome(insert_id, outcome) => app.on_outcome(insert_id, outcome),
-                Msg::SchedulerDropped => {
+                Msg::SchedulerChanged => {
                     if let Some(Effect::Refresh) = app.on_action(keys::Action::Refresh) {
                         tasks.push(spawn_refresh(&sources, tx.clone()));
                     }
@@ -168,23 +168,41 @@ fn spawn_refresh(sources: &Arc<Mutex<Sources>>, tx: mpsc::UnboundedSender<Msg>) 
     })
 }
 
-/// Keeps one idle TCP connection to the scheduler and reports when it closes, so a killed
-/// scheduler or a dead `kubectl port-forward` is looked at at once rather than at the next
-/// refresh. It sends nothing; a server that closes idle connections only causes a refresh.
+/// Keeps an idle TCP connection to the scheduler and reports when it closes or cannot be made,
+/// and when it can be made again, so a killed scheduler or a dead `kubectl port-forward` (and its
+/// return) is looked at at once rather than at the next refresh. It sends nothing, and it is
+/// renewed every [`WATCH_HOLD`] so a server shutting down gracefully never waits long for it.
 fn spawn_watch(address: String, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut watching = false;
         loop {
-            if let Ok(mut stream) = tokio::net::TcpStream::connect(&address).await {
-                // Reads (and drops) whatever the server says until the connection ends.
-                let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
-                if tx.send(Msg::SchedulerDropped).is_err() {
-                    return;
+            let changed = match tokio::net::TcpStream::connect(&address).await {
+                Ok(mut stream) => {
+                    let came_back = !watching;
+                    watching = true;
+                    if came_back && tx.send(Msg::SchedulerChanged).is_err() {
+                        return;
+                    }
+                    // Reads (and drops) whatever the server says until the connection ends.
+                    let mut sink = tokio::io::sink();
+                    let drain = tokio::io::copy(&mut stream, &mut sink);
+                    if tokio::time::timeout(WATCH_HOLD, drain).await.is_err() {
+                        continue;
+                    }
+                    std::mem::take(&mut watching)
                 }
+                Err(_) => std::mem::take(&mut watching),
+            };
+            if changed && tx.send(Msg::SchedulerChanged).is_err() {
+                return;
             }
             tokio::time::sleep(WATCH_RETRY).await;
         }
     })
 }
+
+/// How long one watch connection is held before it is renewed.
+const WATCH_HOLD: Duration = Duration::from_secs(10);
 
 /// How often the watch tries to connect again while the scheduler is away.
 const WATCH_RETRY: Duration = Duration::from_secs(1);

@@ -46,8 +46,11 @@ pub fn render(app: &App, frame: &mut Frame) {
     );
     render_levels(app, frame, levels);
     let dialog_area = if area.width >= SIDE_BY_SIDE_WIDTH {
+        // The table keeps the 80 columns it is drawn for; the payload takes the rest, up to 45%.
+        let payload_width = (area.width - 80).min(area.width * 45 / 100);
         let [metrics, payload] =
-            Layout::horizontal([Constraint::Fill(1), Constraint::Percentage(44)]).areas(body);
+            Layout::horizontal([Constraint::Fill(1), Constraint::Length(payload_width)])
+                .areas(body);
         render_metrics(app, frame, metrics);
         render_payload(app, frame, payload);
         // Dialogs cover the table, never the payload they are about.
@@ -81,7 +84,15 @@ fn header(app: &App) -> Vec<Line<'static>> {
     let next = match app.last_refresh {
         Some(at) if !app.refreshing => {
             let wait = app.info.refresh_every.saturating_sub(age(app.now, at));
-            format!(", next try in {} (r: now)", short_age(wait))
+            let what = if [app.scheduler_state(), app.kube_state()]
+                .iter()
+                .any(|s| matches!(s, SourceState::Down(_)))
+            {
+                "next try"
+            } else {
+                "next"
+            };
+            format!(", {what} in {} (r: now)", short_age(wait))
         }
         _ => String::new(),
     };
@@ -204,7 +215,7 @@ fn render_metrics(app: &App, frame: &mut Frame, area: Rect) {
     let table = Table::new(
         rows.into_iter().skip(offset),
         [
-            Constraint::Length(26),
+            Constraint::Length(24),
             Constraint::Length(8),
             Constraint::Length(TREND_WIDTH),
             Constraint::Fill(1),
@@ -312,12 +323,12 @@ fn render_payload(app: &App, frame: &mut Frame, area: Rect) {
     let (title, body) = match shown_event(app) {
         Some(event) => (
             format!(
-                " payload at level {}: {} bytes, {} (b) ",
+                " payload, level {}, {} bytes, {} ",
                 event.level,
                 event.json.len(),
                 match app.payload_form {
-                    PayloadForm::Pretty => "pretty-printed",
-                    PayloadForm::Raw => "exactly as sent",
+                    PayloadForm::Pretty => "pretty (b: raw)",
+                    PayloadForm::Raw => "as sent (b: pretty)",
                 }
             ),
             payload_text(event, app.payload_form, inner_width),
@@ -331,8 +342,10 @@ fn render_payload(app: &App, frame: &mut Frame, area: Rect) {
             Text::from("Waiting for the first collection…"),
         ),
     };
+    // Raw lines are cut to the pane's width already, so wrapping only ever breaks pretty lines.
     let paragraph = Paragraph::new(body)
         .block(Block::bordered().title(title))
+        .wrap(Wrap { trim: false })
         .scroll((app.scroll, 0));
     frame.render_widget(paragraph, area);
 }
@@ -408,12 +421,12 @@ fn event_summary(event: &Event) -> Vec<Line<'static>> {
             Span::raw("level "),
             Span::styled(event.level.to_string(), Style::new().bold()),
             Span::raw(format!(
-                ", {} bytes, $insert_id {}, {} fields:",
+                ", {} bytes, {} fields",
                 event.json.len(),
-                event.insert_id.simple(),
                 event.fields.len()
             )),
         ]),
+        Line::raw(format!("$insert_id {}", event.insert_id.simple())),
         Line::styled(event.fields.join(", "), HINT),
         Line::raw(""),
     ]
