@@ -709,6 +709,66 @@ mod tests {
     }
 
     #[test]
+    fn sends_list_and_a_send_as_raw_bytes_160x48() {
+        let mut app = app(Level::Resource);
+        app.on_action(Action::Send);
+        app.on_action(Action::Confirm);
+        let sent = app.sends[0].event.insert_id;
+        app.on_outcome(
+            sent,
+            EndpointOutcome {
+                index: 0,
+                endpoint: "http://hodometer.seldon.io/".into(),
+                result: Ok(()),
+                attempts: 1,
+                latency: Duration::from_millis(7),
+                last_status: Some(200),
+            },
+        );
+        app.on_action(Action::Close);
+        app.on_action(Action::ListSends);
+        insta::assert_snapshot!(screen(&app, 160, 48));
+        app.on_action(Action::Open);
+        app.on_action(Action::TogglePayloadForm);
+        insta::assert_snapshot!(screen(&app, 160, 48));
+    }
+
+    #[test]
+    fn do_not_track_header_80x24() {
+        let mut info = info();
+        info.do_not_track = true;
+        let mut app = App::new(info, Level::Feature, "tok".into(), at(0));
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::Send);
+        insta::assert_snapshot!(screen(&app, 80, 24));
+    }
+
+    #[test]
+    fn a_refused_connection_is_said_in_full_with_the_port_forward_hint_80x24() {
+        let mut app = app(Level::Cluster);
+        let mut down = healthy(at(10));
+        for m in METRICS
+            .iter()
+            .filter(|m| m.source == crate::metrics::Source::Scheduler)
+        {
+            down.set(
+                m.id,
+                crate::metrics::Reading::unknown("scheduler connect: connection refused"),
+            );
+        }
+        app.on_snapshot(down);
+        app.on_tick(at(12));
+        let text = screen(&app, 80, 24);
+        assert!(
+            text.replace('\n', " ").contains(
+                "down: connect: connection refused — is `kubectl port-forward -n seldon-mesh svc/seldon-scheduler 9004:9004` running?"
+            ),
+            "{text}"
+        );
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
     fn help_lists_the_key_table_and_the_log_file_80x24() {
         let mut app = app(Level::Cluster);
         app.on_action(Action::ToggleHelp);
