@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use hodometer::metrics::{Level, METRICS, Reading, Snapshot, Value, ValueType};
-use hodometer::tui::app::{App, Info};
+use hodometer::tui::app::{App, Info, TREND_SAMPLES};
 use hodometer::tui::ui::render;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -21,16 +21,20 @@ fn main() {
     );
     let frames = u32::from(args.get(2).copied().unwrap_or(2000));
 
-    let mut snapshot = Snapshot::unknown("benchmark");
-    for m in METRICS {
-        let value = match m.value_type {
-            ValueType::Uuid | ValueType::Text => Value::Text(format!("{}-value", m.name)),
-            ValueType::Bool => Value::Bool(true),
-            ValueType::Integer => Value::Integer(12_345),
-            ValueType::Float => Value::Float(123.5),
-        };
-        snapshot.set(m.id, Reading::Known(value));
-    }
+    // Trends on: a full sparkline's worth of changing numbers for every numeric metric.
+    let snapshot = |step: u64| {
+        let mut snapshot = Snapshot::unknown("benchmark");
+        for m in METRICS {
+            let value = match m.value_type {
+                ValueType::Uuid | ValueType::Text => Value::Text(format!("{}-value", m.name)),
+                ValueType::Bool => Value::Bool(true),
+                ValueType::Integer => Value::Integer(12_345 + step % 7),
+                ValueType::Float => Value::Float(123.5 + (step % 5) as f64),
+            };
+            snapshot.set(m.id, Reading::Known(value));
+        }
+        snapshot
+    };
     let info = Info {
         cluster_id: "6f1c7b9e-2d0a-4c55-9a43-1f0e6f1d2a11".into(),
         scheduler: "localhost:9004".into(),
@@ -38,9 +42,12 @@ fn main() {
         endpoints: vec!["http://127.0.0.1:8001/".into()],
         log_file: "/tmp/hodometer-inspect.log".into(),
         refresh_every: Duration::from_secs(5),
+        do_not_track: false,
     };
     let mut app = App::new(info, Level::Feature, "tok".into(), SystemTime::now());
-    app.on_snapshot(snapshot);
+    for step in 0..TREND_SAMPLES as u64 {
+        app.on_snapshot(snapshot(step));
+    }
 
     // The off-screen backend cannot fail to create.
     let Ok(mut terminal) = Terminal::<TestBackend>::new(TestBackend::new(width, height));

@@ -1,4 +1,4 @@
-//! Secret-mode mutual TLS, as the original runs in-cluster (SPEC 14): with
+//! Secret-mode mutual TLS, as the original runs in-cluster: with
 //! `CONTROL_PLANE_CLIENT_TLS_SECRET_NAME` (and `CONTROL_PLANE_SERVER_TLS_SECRET_NAME`) set, the
 //! client key, certificate and CAs come from Kubernetes Secrets in the Seldon namespace, read
 //! through the API, under the data keys named by the base names of the `…_LOCATION` variables

@@ -389,7 +389,8 @@ fn the_inspector_marks_extensions_with_their_source_and_warnings() {
         dead_port(),
         dir.path().join("inspect.log").display(),
     );
-    let tmux = Tmux::start("extensions", &command);
+    // Wide enough that the table beside the payload has room for the marker and the warning.
+    let tmux = Tmux::start_sized("extensions", &command, (240, 40));
     let screen = tmux.wait_for("the extension rows", |s| {
         s.contains("ext.team") && s.contains("ext.owner")
     });

@@ -180,7 +180,8 @@ fn the_inspectors_log_goes_nowhere_an_attacker_chose() {
     tmux.wait_for("the inspector", |s| s.contains("scheduler"));
     tmux.keys(&["?"]);
     let screen = tmux.wait_for("the help screen naming the log", |s| s.contains("logs: "));
-    tmux.keys(&["Escape", "q"]);
+    // `q` closes the help, the second `q` quits (Escape then q would read as Alt-q).
+    tmux.keys(&["q", "q"]);
     tmux.wait_for("the inspector to exit", |s| s.contains("EXITED 0"));
 
     assert_eq!(

@@ -3,7 +3,12 @@
 
 mod common;
 
-use common::{BIN, ReceiverProcess, SimProcess, Tmux, example_scenario, http_get, row};
+use std::process::{Child, Stdio};
+use std::time::Instant;
+
+use common::{
+    BIN, ReceiverProcess, SimProcess, Tmux, example_scenario, http_get, listening_port, row,
+};
 
 #[test]
 fn inspect_flips_sharing_with_the_level_sends_after_confirmation_and_quits_cleanly() {
@@ -28,7 +33,10 @@ fn inspect_flips_sharing_with_the_level_sends_after_confirmation_and_quits_clean
     assert!(row(&screen, "model_count").contains("withheld"), "{screen}");
 
     tmux.keys(&["3"]);
-    let screen = tmux.wait_for("level feature", |s| s.contains("[3 feature]"));
+    // A capture can catch a frame half drawn: wait for the rows too, then look at them.
+    let screen = tmux.wait_for("level feature", |s| {
+        s.contains("[3 feature]") && s.contains("\"metrics_level\": \"feature\"")
+    });
     assert!(row(&screen, "model_count").contains("shared"), "{screen}");
     assert!(
         row(&screen, "gpu_enabled_count").contains("shared"),
@@ -36,7 +44,9 @@ fn inspect_flips_sharing_with_the_level_sends_after_confirmation_and_quits_clean
     );
 
     tmux.keys(&["Left", "Left"]);
-    let screen = tmux.wait_for("level cluster", |s| s.contains("[1 cluster]"));
+    let screen = tmux.wait_for("level cluster", |s| {
+        s.contains("[1 cluster]") && s.contains("\"metrics_level\": \"cluster\"")
+    });
     assert!(row(&screen, "model_count").contains("withheld"), "{screen}");
 
     tmux.keys(&["s"]);
@@ -63,7 +73,7 @@ fn inspect_flips_sharing_with_the_level_sends_after_confirmation_and_quits_clean
     );
 
     tmux.keys(&["Escape"]);
-    tmux.wait_for("the dialog closed", |s| !s.contains("Esc: close"));
+    tmux.wait_for("the dialog closed", |s| s.contains("s send"));
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("a clean exit", |s| s.contains("EXITED"));
     assert!(screen.contains("EXITED 0"), "{screen}");
@@ -101,4 +111,167 @@ fn without_a_terminal_it_says_so_and_suggests_collect() {
     let bare = common::hodometer(&[]).output().expect("run hodometer");
     assert_eq!(bare.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bare.stderr).contains("needs a terminal"));
+}
+
+/// What the receiver recorded, as the JSON texts it stored.
+fn received(receiver: &ReceiverProcess) -> String {
+    let (_, events) = http_get(&format!("127.0.0.1:{}", receiver.port), "/events");
+    events.trim().to_string()
+}
+
+#[test]
+fn do_not_track_locks_the_level_and_no_key_sends() {
+    let scenario = example_scenario();
+    let sim = SimProcess::start(&["--scenario", scenario.to_str().expect("utf-8")]);
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let command = format!(
+        "DO_NOT_TRACK=1 {BIN} inspect --no-kube --level feature --scheduler-port {} \
+         --publish-url http://127.0.0.1:{} --log-file /dev/null; echo EXITED $?; sleep 60",
+        sim.port, receiver.port
+    );
+    let tmux = Tmux::start("dnt", &command);
+    let screen = tmux.wait_for("the scheduler", |s| s.contains("connected"));
+    assert!(
+        screen.contains("[0 off]"),
+        "DO_NOT_TRACK wins over --level:\n{screen}"
+    );
+    assert!(
+        screen.contains("DO_NOT_TRACK is set"),
+        "the header says why:\n{screen}"
+    );
+    tmux.keys(&["3", "Right", "s", "y", "Enter"]);
+    let screen = tmux.wait_for("the refusal", |s| {
+        s.contains("nothing is sent from this session")
+    });
+    assert!(screen.contains("[0 off]"), "{screen}");
+    assert!(!screen.contains("send this payload?"), "{screen}");
+    assert_eq!(received(&receiver), "[]", "nothing left");
+}
+
+/// The text of the box (the send's dialog) whose content starts with `start` on the lowest
+/// such line: from that line down to the box's bottom, what lies between its side borders.
+fn boxed_lines_from(screen: &str, start: &str) -> Vec<String> {
+    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let first_box = |line: &Vec<char>| -> Option<(usize, String)> {
+        let left = line.iter().position(|c| *c == '│')?;
+        let inner: String = line[left + 1..].iter().take_while(|c| **c != '│').collect();
+        Some((left, inner))
+    };
+    let top = lines
+        .iter()
+        .rposition(|l| first_box(l).is_some_and(|(_, inner)| inner.starts_with(start)))
+        .expect("the box");
+    let (left, _) = first_box(&lines[top]).expect("the box");
+    lines[top..]
+        .iter()
+        .take_while(|l| l.get(left) == Some(&'│'))
+        .filter_map(|l| first_box(l).map(|(_, inner)| inner))
+        .collect()
+}
+
+#[test]
+fn the_confirmed_event_is_the_one_received_byte_for_byte_and_the_pane_stays_on_it() {
+    let scenario = example_scenario();
+    let sim = SimProcess::start(&["--scenario", scenario.to_str().expect("utf-8")]);
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let command = format!(
+        "{BIN} inspect --no-kube --level resource --refresh 1s --scheduler-port {} \
+         --publish-url http://127.0.0.1:{} --log-file /dev/null; sleep 60",
+        sim.port, receiver.port
+    );
+    let tmux = Tmux::start("bytes", &command);
+    tmux.wait_for("the scheduler", |s| s.contains("connected"));
+    tmux.keys(&["s"]);
+    let asking = tmux.wait_for("the dialog", |s| s.contains("send this payload?"));
+    let insert_id = asking
+        .split("$insert_id ")
+        .nth(1)
+        .and_then(|rest| rest.get(..32))
+        .expect("the dialog names the $insert_id")
+        .to_string();
+    let hyphenated = uuid::Uuid::parse_str(&insert_id)
+        .expect("uuid")
+        .hyphenated()
+        .to_string();
+    assert!(
+        asking.contains(&hyphenated),
+        "the pane shows the event being confirmed:\n{asking}"
+    );
+    // Refreshes (one a second) go on behind the dialog; the pane still shows that event.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let later = tmux.screen();
+    assert!(later.contains(&hyphenated), "the pane moved on:\n{later}");
+    // The pane shows one event, whose `$insert_id` is the dialog's.
+    assert_eq!(later.matches("\"$insert_id\"").count(), 1, "{later}");
+
+    tmux.keys(&["y"]);
+    tmux.wait_for("the outcome", |s| s.contains("ok (HTTP 200"));
+    tmux.keys(&["b"]);
+    let sent = tmux.wait_for("the bytes as sent", |s| s.contains("bytes exactly as sent"));
+    let lines = boxed_lines_from(&sent, "{\"event\"");
+    let shown: String = lines.concat().trim_end().to_string();
+    let stored = received(&receiver);
+    let stored = stored
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .expect("one stored event");
+    assert_eq!(shown, stored, "the screen's bytes are the bytes received");
+    assert!(stored.contains(&hyphenated));
+}
+
+/// A process killed when dropped, however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `hodometer sim` on `listen`, and the port it listens on.
+fn start_sim(listen: &str) -> (KillOnDrop, u16) {
+    let scenario = example_scenario();
+    let mut child = common::hodometer(&[
+        "sim",
+        "--listen",
+        listen,
+        "--scenario",
+        scenario.to_str().expect("utf-8"),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start sim");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let port = listening_port(&mut lines, "hodometer sim: ");
+    (KillOnDrop(child), port)
+}
+
+#[test]
+fn a_killed_scheduler_is_reported_at_once_and_its_return_picked_up() {
+    let (mut sim, port) = start_sim("127.0.0.1:0");
+    // A refresh every minute: what the screen shows within Tmux::wait_for's 30 s cannot come
+    // from the timer, only from noticing the connection drop (and come back).
+    let command = format!(
+        "{BIN} inspect --no-kube --refresh 60s --scheduler-port {port} \
+         --publish-url http://127.0.0.1:9 --log-file /dev/null; sleep 60"
+    );
+    let tmux = Tmux::start("killed", &command);
+    tmux.wait_for("the scheduler", |s| s.contains("connected"));
+    sim.0.kill().expect("kill sim");
+    sim.0.wait().expect("reap sim");
+    let killed = Instant::now();
+    let screen = tmux.wait_for("the scheduler down", |s| {
+        s.contains("down: connect: connection refused")
+    });
+    eprintln!("killed scheduler reported after {:?}", killed.elapsed());
+    let hint = format!("kubectl port-forward -n seldon-mesh svc/seldon-scheduler {port}:9004");
+    // The header wraps a long reason rather than cut it: read it with the line breaks undone.
+    assert!(screen.replace('\n', " ").contains(&hint), "{screen}");
+
+    let _sim = start_sim(&format!("127.0.0.1:{port}"));
+    tmux.wait_for("the scheduler back", |s| {
+        s.contains("connected") && !s.contains("down: connect")
+    });
 }

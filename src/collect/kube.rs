@@ -117,19 +117,62 @@ impl KubeReadings {
 
 /// Connects (in-cluster service account, else kubeconfig) and runs every read concurrently.
 pub async fn collect(target: &KubeTarget) -> KubeFacts {
+    match connect(target, None).await {
+        KubeConnection::Ready(ready) => collect_over(&ready, target.timeout).await,
+        KubeConnection::NotConfigured => KubeFacts::NotConfigured,
+        KubeConnection::Unusable(reason) => KubeFacts::Unusable(reason),
+    }
+}
+
+/// A client ready to read, kept by a caller that collects again and again (the inspector), so
+/// the kubeconfig is read and the client built once.
+#[derive(Clone)]
+pub struct KubeClient {
+    client: Client,
+    namespace: String,
+    /// The API server's URL, for people.
+    pub server: String,
+}
+
+/// What building a client gave.
+pub enum KubeConnection {
+    Ready(KubeClient),
+    NotConfigured,
+    Unusable(String),
+}
+
+/// Builds the client [`collect`] would use. `connect_timeout` shortens the wait for a connection
+/// where someone watches (the inspector); `None` keeps the target's own.
+pub async fn connect(target: &KubeTarget, connect_timeout: Option<Duration>) -> KubeConnection {
     crate::tls::install_crypto_provider();
-    let (config, namespace) = match load_config(target).await {
+    let (mut config, namespace) = match load_config(target).await {
         Ok(Some(found)) => found,
-        Ok(None) => return KubeFacts::NotConfigured,
-        Err(reason) => return KubeFacts::Unusable(reason),
+        Ok(None) => return KubeConnection::NotConfigured,
+        Err(reason) => return KubeConnection::Unusable(reason),
     };
-    let client = match Client::try_from(config) {
-        Ok(client) => client,
+    if let Some(timeout) = connect_timeout {
+        config.connect_timeout = Some(timeout);
+    }
+    let server = config.cluster_url.to_string();
+    match Client::try_from(config) {
+        Ok(client) => KubeConnection::Ready(KubeClient {
+            client,
+            namespace,
+            server,
+        }),
         Err(error) => {
-            return KubeFacts::Unusable(format!("cannot build a Kubernetes client: {error}"));
+            KubeConnection::Unusable(format!("cannot build a Kubernetes client: {error}"))
         }
-    };
-    let t = target.timeout;
+    }
+}
+
+/// Every read, over a client from [`connect`], each bounded by `timeout`.
+pub async fn collect_over(ready: &KubeClient, timeout: Duration) -> KubeFacts {
+    let KubeClient {
+        client, namespace, ..
+    } = ready;
+    let namespace = namespace.clone();
+    let t = timeout;
     let (version, nodes, global_installation, scheduler_image_tag, servers) = tokio::join!(
         bounded(t, "read /version", async {
             let info = client

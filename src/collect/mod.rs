@@ -6,16 +6,19 @@ pub mod kube;
 pub mod scheduler;
 pub mod workload;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
 use crate::metrics::{Extension, MetricId, Reading, Snapshot, Value};
-use kube::{KubeFacts, KubeTarget, ReadError};
+use kube::{KubeClient, KubeConnection, KubeFacts, KubeTarget, ReadError};
 use scheduler::{CallError, SchedulerFacts, SchedulerTarget};
 
 /// The version the scheduler reports whatever release it is: it says nothing about Seldon Core.
 pub const SCHEDULER_PLACEHOLDER_VERSION: &str = "0.0.1";
+
+/// Why `is_kubernetes` and the Kubernetes metrics are unknown with `--no-kube`.
+pub const KUBE_NOT_READ: &str = "not read: Kubernetes is turned off (--no-kube)";
 
 /// What one collection needs to know.
 #[derive(Clone, Debug)]
@@ -40,6 +43,123 @@ pub async fn collect(plan: &CollectPlan) -> Snapshot {
     };
     let (scheduler, kube) = tokio::join!(scheduler::collect(&plan.scheduler), kube_read);
     assemble(plan, &scheduler, &kube, SystemTime::now())
+}
+
+/// Collections again and again over the same connections: one scheduler channel (it reconnects
+/// by itself) and one Kubernetes client, built once instead of at every refresh.
+pub struct Sources {
+    plan: CollectPlan,
+    scheduler: Option<scheduler::Client>,
+    kube: Option<KubeClient>,
+    fast_fail: Option<Duration>,
+}
+
+/// The pause before the one quick retry of a fast-fail connection check.
+const QUICK_RETRY: Duration = Duration::from_millis(250);
+
+impl Sources {
+    pub fn new(plan: CollectPlan) -> Sources {
+        Sources {
+            plan,
+            scheduler: None,
+            kube: None,
+            fast_fail: None,
+        }
+    }
+
+    /// For someone watching (the inspector): before the calls, a connection check of the
+    /// scheduler within `connect_timeout` and one quick retry, and Kubernetes connections bounded
+    /// by the same, so a source that is down is reported in about two seconds rather than at the
+    /// end of the patient policy's deadline.
+    pub fn fast_fail(mut self, connect_timeout: Duration) -> Sources {
+        self.fast_fail = Some(connect_timeout);
+        self
+    }
+
+    pub fn plan(&self) -> &CollectPlan {
+        &self.plan
+    }
+
+    /// The Kubernetes API server's URL, once a client was built.
+    pub fn kube_server(&self) -> Option<&str> {
+        self.kube.as_ref().map(|k| k.server.as_str())
+    }
+
+    /// Like [`collect`], reusing the connections.
+    pub async fn collect(&mut self) -> Snapshot {
+        let kube = self.kube_client().await;
+        let kube_timeout = self.plan.kube.as_ref().map(|t| t.timeout);
+        let kube_read = async {
+            match (kube, kube_timeout) {
+                (Ok(ready), Some(timeout)) => kube::collect_over(&ready, timeout).await,
+                (Err(facts), _) => facts,
+                (Ok(_), None) => KubeFacts::Disabled,
+            }
+        };
+        let (scheduler, kube) = tokio::join!(self.read_scheduler(), kube_read);
+        assemble(&self.plan, &scheduler, &kube, SystemTime::now())
+    }
+
+    async fn read_scheduler(&self) -> SchedulerFacts {
+        let target = &self.plan.scheduler;
+        let client = match &self.scheduler {
+            Some(client) => client.clone(),
+            None => match scheduler::client_for(target).await {
+                Ok(client) => client,
+                Err(error) => return SchedulerFacts::all_failed(error),
+            },
+        };
+        if let Some(timeout) = self.fast_fail
+            && let Err(detail) = reachable(&target.address(), timeout).await
+        {
+            return SchedulerFacts::all_failed(CallError::Failed {
+                rpc: "connect",
+                detail,
+            });
+        }
+        scheduler::collect_over(target, client).await
+    }
+
+    /// The kept clients, built first when missing. A configuration that is missing or unusable
+    /// is looked at again next time: the operator may be fixing it.
+    async fn kube_client(&mut self) -> Result<KubeClient, KubeFacts> {
+        if self.scheduler.is_none() {
+            self.scheduler = scheduler::client_for(&self.plan.scheduler).await.ok();
+        }
+        let Some(target) = &self.plan.kube else {
+            return Err(KubeFacts::Disabled);
+        };
+        if let Some(ready) = &self.kube {
+            return Ok(ready.clone());
+        }
+        match kube::connect(target, self.fast_fail).await {
+            KubeConnection::Ready(ready) => {
+                self.kube = Some(ready.clone());
+                Ok(ready)
+            }
+            KubeConnection::NotConfigured => Err(KubeFacts::NotConfigured),
+            KubeConnection::Unusable(reason) => Err(KubeFacts::Unusable(reason)),
+        }
+    }
+}
+
+/// A TCP connection to `address` within `timeout`, with one quick retry.
+async fn reachable(address: &str, timeout: Duration) -> Result<(), String> {
+    let mut last_error = String::new();
+    for attempt in 0..2 {
+        if attempt > 0 {
+            tokio::time::sleep(QUICK_RETRY).await;
+        }
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last_error = "connection refused".into();
+            }
+            Ok(Err(error)) => last_error = error.to_string(),
+            Err(_) => last_error = format!("no connection within {timeout:?}"),
+        }
+    }
+    Err(last_error)
 }
 
 /// The pure step: facts from the sources → one reading per metric.
@@ -134,9 +254,10 @@ fn set_kube_metrics(s: &mut Snapshot, kube: &KubeFacts) {
         KubeFacts::Read(readings) => readings,
         KubeFacts::Disabled | KubeFacts::NotConfigured | KubeFacts::Unusable(_) => {
             let (is_kubernetes, reason) = match kube {
+                // Nothing was read, so whether this is Kubernetes is not known.
                 KubeFacts::Disabled => (
-                    Reading::Known(Value::Bool(false)),
-                    "Kubernetes is turned off (--no-kube)".to_string(),
+                    Reading::unknown(KUBE_NOT_READ),
+                    KUBE_NOT_READ.to_string(),
                 ),
                 KubeFacts::Unusable(reason) => (Reading::unknown(reason.clone()), reason.clone()),
                 _ => (
@@ -336,9 +457,9 @@ mod tests {
             &Reading::Known(Value::Float(1.5))
         );
         assert_eq!(s.get(MetricId::SeldonCoreVersion), &text("2.9.1"));
-        assert_eq!(
-            s.get(MetricId::IsKubernetes),
-            &Reading::Known(Value::Bool(false))
+        assert!(
+            unknown_reason(&s, MetricId::IsKubernetes).contains("not read"),
+            "--no-kube reads nothing, so is_kubernetes is not a fact"
         );
         assert_eq!(s.get(MetricId::ClusterId), &text(Uuid::nil().to_string()));
     }

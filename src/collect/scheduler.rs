@@ -26,7 +26,8 @@ pub const SUBSCRIBER_NAME: &str = "hodometer";
 /// Model statuses carry whole model definitions; gRPC's 4 MiB default is too tight for some.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-type Client = SchedulerClient<Channel>;
+/// The generated client over one (lazy, reconnecting) channel.
+pub type Client = SchedulerClient<Channel>;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerTarget {
@@ -162,7 +163,7 @@ pub struct SchedulerFacts {
 }
 
 impl SchedulerFacts {
-    fn all_failed(error: CallError) -> SchedulerFacts {
+    pub(crate) fn all_failed(error: CallError) -> SchedulerFacts {
         SchedulerFacts {
             version: Err(error.clone()),
             models: Err(error.clone()),
@@ -176,17 +177,30 @@ impl SchedulerFacts {
 /// Runs the five calls concurrently over one HTTP/2 connection. Never fails as a whole: each
 /// part that could not be read is an error inside the facts.
 pub async fn collect(target: &SchedulerTarget) -> SchedulerFacts {
+    match client_for(target).await {
+        Ok(client) => collect_over(target, client).await,
+        Err(error) => SchedulerFacts::all_failed(error),
+    }
+}
+
+/// A lazy client for `target`, with its mutual-TLS material loaded now (from files or Secrets,
+/// so a rotated Secret is picked up by the next client). It connects on first use and reconnects
+/// after a failure, so a caller may keep it across collections (see `collect::Sources`).
+pub async fn client_for(target: &SchedulerTarget) -> Result<Client, CallError> {
     let tls = match &target.tls {
-        Some(source) => match source.load().await {
-            Ok(tls) => Some(tls),
-            Err(error) => return SchedulerFacts::all_failed(CallError::Tls(error.to_string())),
-        },
+        Some(source) => Some(
+            source
+                .load()
+                .await
+                .map_err(|error| CallError::Tls(error.to_string()))?,
+        ),
         None => None,
     };
-    let client = match connect(target, tls.as_ref()) {
-        Ok(client) => client,
-        Err(error) => return SchedulerFacts::all_failed(error),
-    };
+    connect(target, tls.as_ref())
+}
+
+/// [`collect`] over a client the caller keeps between collections.
+pub async fn collect_over(target: &SchedulerTarget, client: Client) -> SchedulerFacts {
     let call = Call {
         client,
         policy: target.policy.for_call(target.rpc_timeout),

@@ -91,7 +91,7 @@ metric_table! {
     SeldonCoreVersion => "seldon_core_version", Cluster, Text, Scheduler,
         "the scheduler's `applicationVersion`; the scheduler's fixed placeholder `0.0.1` is replaced by the image tag of StatefulSet `seldon-scheduler` (container `scheduler`), else unknown";
     IsKubernetes => "is_kubernetes", Cluster, Bool, Kubernetes,
-        "true when a Kubernetes API answered, false when there is no Kubernetes configuration at all, unknown when configured but unreachable";
+        "true when a Kubernetes API answered, false when there is no Kubernetes configuration at all, unknown when configured but unreachable and with `--no-kube` (not read)";
     KubernetesVersion => "kubernetes_version", Cluster, Text, Kubernetes,
         "`gitVersion` from the API server's `/version`";
     KubernetesPlatform => "kubernetes_platform", Cluster, Text, Kubernetes,

@@ -644,6 +644,7 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(group.len());
         let mut effects = GroupEffects::default();
         let mut clusters: HashMap<&str, ClusterDelta> = HashMap::new();
+        let mut arrival: Vec<&str> = Vec::new();
         {
             let mut seen =
                 transaction.prepare_cached("INSERT OR IGNORE INTO seen (insert_id) VALUES (?1)")?;
@@ -659,6 +660,9 @@ impl Writer {
                         continue;
                     }
                     outcome.recorded += 1;
+                    if !clusters.contains_key(e.distinct_id.as_str()) {
+                        arrival.push(e.distinct_id.as_str());
+                    }
                     clusters
                         .entry(&e.distinct_id)
                         .and_modify(|delta| {
@@ -692,7 +696,10 @@ impl Writer {
             }
             let mut update = transaction.prepare_cached(UPDATE_CLUSTER)?;
             let mut insert = transaction.prepare_cached(INSERT_CLUSTER)?;
-            for (id, delta) in &clusters {
+            // In order of first arrival: which clusters the cap admits must not depend on a
+            // hash map's iteration order.
+            for id in &arrival {
+                let delta = &clusters[id];
                 let metrics = Value::Object(delta.metrics.clone()).to_string();
                 let values = params![id, delta.events, delta.first_time, delta.last_time, metrics];
                 if update.execute(values)? > 0 {

@@ -2,6 +2,7 @@
 //! in, effects (refresh, send) go out. No I/O and no drawing here, so every transition is
 //! unit-tested; rendering reads this state through `&App`.
 
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
@@ -24,6 +25,8 @@ pub struct Info {
     pub endpoints: Vec<String>,
     pub log_file: String,
     pub refresh_every: Duration,
+    /// `DO_NOT_TRACK` is set: the level is locked at off and nothing can be sent.
+    pub do_not_track: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,15 +35,36 @@ pub enum View {
     Payload,
 }
 
+/// How the payload is shown: indented for reading, or the bytes exactly as sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadForm {
+    Pretty,
+    Raw,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Dialog {
-    /// Asking: send this event (frozen when the dialog opened) to every endpoint?
+    /// Asking: send this event to every endpoint? The screen behind stays frozen on it.
     Confirm(Event),
-    /// Sent; outcomes fill in as they arrive, by endpoint index.
-    Sending {
-        event: Event,
-        outcomes: Vec<Option<EndpointOutcome>>,
-    },
+    /// One send of this session, by its `$insert_id`: outcomes as they arrive, and its bytes.
+    Sent(Uuid),
+    /// Every send of this session; `selected` is an index into [`App::sends`].
+    Sends { selected: usize },
+}
+
+/// One send of this session. Its outcomes keep arriving whether or not a dialog shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SendRecord {
+    pub event: Event,
+    pub at: SystemTime,
+    /// One per endpoint, in the publisher's order; `None` until that endpoint's outcome arrives.
+    pub outcomes: Vec<Option<EndpointOutcome>>,
+}
+
+impl SendRecord {
+    pub fn finished(&self) -> bool {
+        self.outcomes.iter().all(Option::is_some)
+    }
 }
 
 /// Work for the event loop to start.
@@ -48,6 +72,31 @@ pub enum Dialog {
 pub enum Effect {
     Refresh,
     Send(Event),
+}
+
+/// Samples of a numeric metric kept for its trend: enough for a sparkline at any width used.
+pub const TREND_SAMPLES: usize = 24;
+
+/// A numeric metric over this session: recent values and when it last changed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trend {
+    pub samples: VecDeque<f64>,
+    /// When the value last changed, and by how much.
+    pub last_change: Option<(SystemTime, f64)>,
+}
+
+impl Trend {
+    fn push(&mut self, value: f64, at: SystemTime) {
+        if let Some(&last) = self.samples.back()
+            && last != value
+        {
+            self.last_change = Some((at, value - last));
+        }
+        if self.samples.len() == TREND_SAMPLES {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(value);
+    }
 }
 
 /// How one metric is shown.
@@ -64,7 +113,7 @@ pub enum Shown {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct RowView {
+pub struct RowView<'a> {
     /// The property name: a metric's, or `ext.<key>` for an operator-supplied extension.
     pub name: String,
     pub level: Level,
@@ -72,6 +121,8 @@ pub struct RowView {
     pub shown: Shown,
     /// Shared at the chosen level (a stale or unknown value is still left out of the payload).
     pub shared: bool,
+    /// Numeric metrics only.
+    pub trend: Option<&'a Trend>,
 }
 
 /// The state of a source, for the header.
@@ -90,15 +141,27 @@ pub struct App {
     pub view: View,
     pub help: bool,
     pub scroll: u16,
+    /// Scroll inside a dialog (a send's bytes can be longer than the screen).
+    pub dialog_scroll: u16,
     pub dialog: Option<Dialog>,
+    pub payload_form: PayloadForm,
+    /// Why the last key did nothing (a refused send, a locked level); cleared by the next key.
+    pub message: Option<String>,
+    /// Every send of this session, oldest first.
+    pub sends: Vec<SendRecord>,
+    /// The Kubernetes API server, once a client was built.
+    pub kube_server: Option<String>,
     pub refreshing: bool,
     pub last_refresh: Option<SystemTime>,
     pub now: SystemTime,
     pub quit: bool,
     token: String,
     snapshot: Option<Snapshot>,
+    /// A collection that arrived while the screen was frozen on a confirmation.
+    held: Option<Snapshot>,
     /// Per metric: the last value read and when, to show while a source is down.
     last_known: Vec<Option<(Value, SystemTime)>>,
+    trends: Vec<Trend>,
     /// The event the payload pane shows and a send would send.
     preview: Option<Event>,
     /// Makes each event's `$insert_id`; fixed in rendering tests.
@@ -107,20 +170,29 @@ pub struct App {
 
 impl App {
     pub fn new(info: Info, level: Level, token: String, now: SystemTime) -> App {
+        // DO_NOT_TRACK wins over any level, whatever the caller passed.
+        let level = if info.do_not_track { Level::Off } else { level };
         App {
             info,
             level,
             view: View::Metrics,
             help: false,
             scroll: 0,
+            dialog_scroll: 0,
             dialog: None,
+            payload_form: PayloadForm::Pretty,
+            message: None,
+            sends: Vec::new(),
+            kube_server: None,
             refreshing: false,
             last_refresh: None,
             now,
             quit: false,
             token,
             snapshot: None,
+            held: None,
             last_known: vec![None; METRIC_COUNT],
+            trends: vec![Trend::default(); METRIC_COUNT],
             preview: None,
             new_insert_id: Uuid::new_v4,
         }
@@ -135,13 +207,16 @@ impl App {
     /// Which bindings apply now.
     pub fn context(&self) -> Context {
         match self.dialog {
+            None if self.help => Context::Help,
             None => Context::Main,
-            Some(Dialog::Confirm(_)) => Context::Dialog,
-            Some(Dialog::Sending { .. }) => Context::Sent,
+            Some(Dialog::Confirm(_)) => Context::Confirm,
+            Some(Dialog::Sent(_)) => Context::Sent,
+            Some(Dialog::Sends { .. }) => Context::Sends,
         }
     }
 
     pub fn on_action(&mut self, action: Action) -> Option<Effect> {
+        self.message = None;
         match action {
             Action::Quit => self.quit = true,
             Action::LevelDown => self.set_level(step(self.level, -1)),
@@ -159,35 +234,123 @@ impl App {
                 };
                 self.scroll = 0;
             }
+            Action::TogglePayloadForm => {
+                self.payload_form = match self.payload_form {
+                    PayloadForm::Pretty => PayloadForm::Raw,
+                    PayloadForm::Raw => PayloadForm::Pretty,
+                };
+            }
             Action::ToggleHelp => self.help = !self.help,
-            Action::ScrollUp => self.scroll = self.scroll.saturating_sub(1),
-            Action::ScrollDown => self.scroll = self.scroll.saturating_add(1),
+            Action::ScrollUp => self.scroll_by(-1),
+            Action::ScrollDown => self.scroll_by(1),
             Action::Refresh => {
                 if !self.refreshing {
                     self.refreshing = true;
                     return Some(Effect::Refresh);
                 }
             }
-            Action::Send => {
+            Action::Send => self.ask_to_send(),
+            Action::Confirm => return self.confirm(),
+            Action::ListSends => {
                 self.help = false;
-                // Nothing to send at level off, or before the first collection.
-                if let Some(event) = &self.preview {
-                    self.dialog = Some(Dialog::Confirm(event.clone()));
-                }
-            }
-            Action::Confirm => {
-                if let Some(Dialog::Confirm(event)) = self.dialog.take() {
-                    let outcomes = vec![None; self.info.endpoints.len()];
-                    self.dialog = Some(Dialog::Sending {
-                        event: event.clone(),
-                        outcomes,
+                if self.sends.is_empty() {
+                    self.message = Some("nothing was sent in this session yet".into());
+                } else {
+                    self.dialog = Some(Dialog::Sends {
+                        selected: self.sends.len() - 1,
                     });
-                    return Some(Effect::Send(event));
                 }
             }
-            Action::Cancel => self.dialog = None,
+            Action::Open => {
+                if let Some(Dialog::Sends { selected }) = self.dialog
+                    && let Some(record) = self.sends.get(selected)
+                {
+                    self.dialog = Some(Dialog::Sent(record.event.insert_id));
+                    self.dialog_scroll = 0;
+                }
+            }
+            Action::Close => self.close(),
         }
         None
+    }
+
+    fn scroll_by(&mut self, by: i8) {
+        let step = |at: u16| {
+            if by < 0 {
+                at.saturating_sub(1)
+            } else {
+                at.saturating_add(1)
+            }
+        };
+        match &mut self.dialog {
+            None => self.scroll = step(self.scroll),
+            Some(Dialog::Sends { selected }) => {
+                let last = self.sends.len().saturating_sub(1);
+                *selected = if by < 0 {
+                    selected.saturating_sub(1)
+                } else {
+                    (*selected + 1).min(last)
+                };
+            }
+            Some(_) => self.dialog_scroll = step(self.dialog_scroll),
+        }
+    }
+
+    fn ask_to_send(&mut self) {
+        self.help = false;
+        if self.info.do_not_track {
+            self.message = Some("DO_NOT_TRACK is set: nothing is sent from this session".into());
+            return;
+        }
+        if let Some(busy) = self.sends.iter().find(|s| !s.finished()) {
+            self.message = Some(format!(
+                "the send {} is still waiting for outcomes: try again once it is done (v: sends)",
+                short_id(busy.event.insert_id)
+            ));
+            return;
+        }
+        match &self.preview {
+            Some(event) => self.dialog = Some(Dialog::Confirm(event.clone())),
+            None if self.level == Level::Off => {
+                self.message = Some("level off: nothing to send".into());
+            }
+            None => self.message = Some("nothing to send before the first collection".into()),
+        }
+    }
+
+    fn confirm(&mut self) -> Option<Effect> {
+        let Some(Dialog::Confirm(event)) = self.dialog.take() else {
+            return None;
+        };
+        self.sends.push(SendRecord {
+            event: event.clone(),
+            at: self.now,
+            outcomes: vec![None; self.info.endpoints.len()],
+        });
+        self.dialog = Some(Dialog::Sent(event.insert_id));
+        self.dialog_scroll = 0;
+        self.release_held();
+        Some(Effect::Send(event))
+    }
+
+    /// Closing never ends a send: its outcomes keep arriving into the session list.
+    fn close(&mut self) {
+        if self.dialog.take().is_none() {
+            self.help = false;
+        }
+        self.dialog_scroll = 0;
+        self.release_held();
+    }
+
+    fn release_held(&mut self) {
+        if let Some(snapshot) = self.held.take() {
+            self.on_snapshot(snapshot);
+        }
+    }
+
+    /// The send a dialog shows, if any.
+    pub fn send(&self, insert_id: Uuid) -> Option<&SendRecord> {
+        self.sends.iter().find(|s| s.event.insert_id == insert_id)
     }
 
     /// The background refresh the event loop started on its own timer.
@@ -196,9 +359,19 @@ impl App {
     }
 
     pub fn on_snapshot(&mut self, snapshot: Snapshot) {
+        // While a send is being confirmed the screen shows exactly that event: hold what came.
+        if matches!(self.dialog, Some(Dialog::Confirm(_))) {
+            self.refreshing = false;
+            self.last_refresh = Some(snapshot.collected_at);
+            self.held = Some(snapshot);
+            return;
+        }
         for m in METRICS {
             if let Reading::Known(value) = snapshot.get(m.id) {
                 self.last_known[m.id as usize] = Some((value.clone(), snapshot.collected_at));
+                if let Some(number) = numeric(value) {
+                    self.trends[m.id as usize].push(number, snapshot.collected_at);
+                }
             }
         }
         self.refreshing = false;
@@ -207,9 +380,13 @@ impl App {
         self.rebuild_preview();
     }
 
-    pub fn on_outcome(&mut self, outcome: EndpointOutcome) {
-        if let Some(Dialog::Sending { outcomes, .. }) = &mut self.dialog
-            && let Some(slot) = outcomes.get_mut(outcome.index)
+    /// An outcome of the send whose `$insert_id` is `insert_id`, whichever dialog is open.
+    pub fn on_outcome(&mut self, insert_id: Uuid, outcome: EndpointOutcome) {
+        if let Some(record) = self
+            .sends
+            .iter_mut()
+            .find(|s| s.event.insert_id == insert_id)
+            && let Some(slot) = record.outcomes.get_mut(outcome.index)
         {
             *slot = Some(outcome);
         }
@@ -228,6 +405,10 @@ impl App {
     }
 
     fn set_level(&mut self, level: Level) {
+        if self.info.do_not_track {
+            self.message = Some("DO_NOT_TRACK is set: the level stays off".into());
+            return;
+        }
         if level != self.level {
             self.level = level;
             self.rebuild_preview();
@@ -247,7 +428,7 @@ impl App {
     }
 
     /// Every metric as the table shows it at the chosen level.
-    pub fn rows(&self) -> Vec<RowView> {
+    pub fn rows(&self) -> Vec<RowView<'_>> {
         let Some(snapshot) = &self.snapshot else {
             return METRICS
                 .iter()
@@ -257,6 +438,7 @@ impl App {
                     kind: RowKind::Metric(def),
                     shown: Shown::Unknown("not collected yet".into()),
                     shared: self.level.shares(def.level),
+                    trend: None,
                 })
                 .collect();
         };
@@ -279,12 +461,15 @@ impl App {
                         None => Shown::Unknown(reason),
                     },
                 };
+                // Extensions are text: only metrics have a trend.
+                let trend = row.kind.metric().map(|def| &self.trends[def.id as usize]);
                 RowView {
                     name: row.name,
                     level: row.level,
                     kind: row.kind,
                     shown,
                     shared: row.shared,
+                    trend: trend.filter(|trend| !trend.samples.is_empty()),
                 }
             })
             .collect()
@@ -323,6 +508,9 @@ impl App {
                 Reading::Unknown(reason) => reason.clone(),
                 Reading::Known(_) => "not a Kubernetes installation".into(),
             }),
+            Reading::Unknown(reason) if reason == crate::collect::KUBE_NOT_READ => {
+                SourceState::NotUsed("not read".into())
+            }
             Reading::Unknown(reason) => SourceState::Down(reason.clone()),
         }
     }
@@ -332,6 +520,20 @@ fn step(level: Level, by: i32) -> Level {
     let index = Level::ALL.iter().position(|l| *l == level).unwrap_or(0) as i32;
     let next = (index + by).clamp(0, Level::ALL.len() as i32 - 1) as usize;
     Level::ALL[next]
+}
+
+/// The value a trend follows: counts and sums, not text or flags.
+fn numeric(value: &Value) -> Option<f64> {
+    match value {
+        Value::Integer(n) => Some(*n as f64),
+        Value::Float(x) => Some(*x),
+        Value::Text(_) | Value::Bool(_) => None,
+    }
+}
+
+/// The first eight hex digits of an `$insert_id`: enough to tell this session's sends apart.
+pub fn short_id(id: Uuid) -> String {
+    id.simple().to_string()[..8].to_string()
 }
 
 /// How long ago `then` was; zero if the clock went backwards.
@@ -406,8 +608,25 @@ mod tests {
         assert!(app.preview().is_none());
     }
 
+    fn outcome(index: usize, result: Result<(), PublishError>) -> EndpointOutcome {
+        EndpointOutcome {
+            index,
+            endpoint: format!("endpoint {index}"),
+            result,
+            attempts: 1,
+            latency: Duration::from_millis(12),
+            last_status: Some(200),
+        }
+    }
+
+    fn rejected() -> Result<(), PublishError> {
+        Err(PublishError::Rejected {
+            error: "bad token".into(),
+        })
+    }
+
     #[test]
-    fn send_needs_confirmation_and_sends_the_event_that_was_shown() {
+    fn send_needs_confirmation_and_the_screen_stays_on_the_event_being_confirmed() {
         let mut app = app();
         app.on_snapshot(healthy(at(0)));
         let shown = app.preview().expect("preview").clone();
@@ -416,27 +635,29 @@ mod tests {
             None,
             "nothing leaves without confirmation"
         );
-        assert_eq!(app.context(), Context::Dialog);
-        // A refresh while the dialog is open changes the preview, not what was confirmed.
+        assert_eq!(app.context(), Context::Confirm);
+        // A refresh while the dialog is open is held: the screen does not change under it.
         app.on_snapshot(healthy(at(5)));
-        assert_ne!(app.preview().expect("preview"), &shown);
+        assert_eq!(app.preview(), Some(&shown), "the preview froze");
         assert_eq!(
             app.on_action(Action::Confirm),
             Some(Effect::Send(shown.clone()))
         );
-        match &app.dialog {
-            Some(Dialog::Sending { event, outcomes }) => {
-                assert_eq!(event, &shown);
-                assert_eq!(outcomes.len(), 2);
-            }
-            other => panic!("expected the sending dialog, got {other:?}"),
-        }
+        assert_eq!(app.dialog, Some(Dialog::Sent(shown.insert_id)));
+        let record = app.send(shown.insert_id).expect("recorded");
+        assert_eq!(record.event, shown);
+        assert_eq!(record.outcomes.len(), 2);
+        assert_ne!(
+            app.preview(),
+            Some(&shown),
+            "the held refresh is shown once the confirmation is over"
+        );
         assert_eq!(
             app.context(),
             Context::Sent,
             "once sent, the dialog only closes"
         );
-        assert_eq!(app.on_action(Action::Cancel), None);
+        assert_eq!(app.on_action(Action::Close), None);
         assert_eq!(app.context(), Context::Main);
     }
 
@@ -445,39 +666,139 @@ mod tests {
         let mut app = app();
         app.on_snapshot(healthy(at(0)));
         app.on_action(Action::Send);
-        assert_eq!(app.on_action(Action::Cancel), None);
+        assert_eq!(app.on_action(Action::Close), None);
         assert!(app.dialog.is_none());
+        assert!(app.sends.is_empty());
         app.on_action(Action::SetLevel(0));
         assert_eq!(app.on_action(Action::Send), None);
         assert!(
             app.dialog.is_none(),
             "no dialog when there is nothing to send"
         );
+        assert!(app.message.as_deref().is_some_and(|m| m.contains("off")));
     }
 
     #[test]
-    fn outcomes_fill_in_by_endpoint() {
+    fn do_not_track_locks_the_level_at_off_and_nothing_can_be_sent() {
+        let mut info = info();
+        info.do_not_track = true;
+        let mut app = App::new(info, Level::Feature, "tok".into(), at(0));
+        assert_eq!(app.level, Level::Off, "DO_NOT_TRACK wins over --level");
+        app.on_snapshot(healthy(at(0)));
+        for action in [Action::SetLevel(3), Action::LevelUp] {
+            app.on_action(action);
+            assert_eq!(app.level, Level::Off);
+            assert!(
+                app.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("DO_NOT_TRACK"))
+            );
+        }
+        assert_eq!(app.on_action(Action::Send), None);
+        assert_eq!(app.on_action(Action::Confirm), None);
+        assert!(app.dialog.is_none() && app.sends.is_empty());
+        assert!(app.preview().is_none());
+    }
+
+    #[test]
+    fn outcomes_are_matched_to_their_send_by_insert_id() {
         let mut app = app();
         app.on_snapshot(healthy(at(0)));
         app.on_action(Action::Send);
-        app.on_action(Action::Confirm);
-        app.on_outcome(EndpointOutcome {
-            index: 1,
-            endpoint: "http://127.0.0.1:8001/".into(),
-            result: Err(PublishError::Rejected {
-                error: "bad token".into(),
-            }),
-            attempts: 1,
-            latency: Duration::from_millis(12),
-            last_status: Some(200),
-        });
-        match &app.dialog {
-            Some(Dialog::Sending { outcomes, .. }) => {
-                assert!(outcomes[0].is_none());
-                assert_eq!(outcomes[1].as_ref().map(|o| o.attempts), Some(1));
-            }
+        let first = match app.on_action(Action::Confirm) {
+            Some(Effect::Send(event)) => event.insert_id,
             other => panic!("{other:?}"),
+        };
+        app.on_outcome(first, outcome(1, Ok(())));
+        app.on_action(Action::Close);
+        // The first send is still waiting for endpoint 0: a second one is refused, visibly.
+        app.on_action(Action::Send);
+        assert!(app.dialog.is_none());
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.contains(&short_id(first))),
+            "{:?}",
+            app.message
+        );
+        app.on_outcome(first, outcome(0, rejected()));
+        assert!(app.send(first).expect("first").finished());
+
+        app.on_snapshot(healthy(at(5)));
+        app.on_action(Action::Send);
+        let second = match app.on_action(Action::Confirm) {
+            Some(Effect::Send(event)) => event.insert_id,
+            other => panic!("{other:?}"),
+        };
+        assert_ne!(first, second);
+        // A late outcome of the first send lands in the first send, never in the open dialog.
+        app.on_outcome(first, outcome(1, rejected()));
+        app.on_outcome(second, outcome(0, Ok(())));
+        let second_record = app.send(second).expect("second");
+        assert!(
+            second_record.outcomes[0]
+                .as_ref()
+                .is_some_and(|o| o.is_ok())
+        );
+        assert!(
+            second_record.outcomes[1].is_none(),
+            "nothing arrived for it"
+        );
+        let first_record = app.send(first).expect("first");
+        assert!(
+            first_record.outcomes[0]
+                .as_ref()
+                .is_some_and(|o| !o.is_ok())
+        );
+        assert_eq!(app.dialog, Some(Dialog::Sent(second)));
+    }
+
+    #[test]
+    fn the_session_list_opens_each_send() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::ListSends);
+        assert!(app.dialog.is_none(), "nothing to list yet");
+        let mut ids = Vec::new();
+        for level in [1, 3] {
+            app.on_action(Action::SetLevel(level));
+            app.on_action(Action::Send);
+            if let Some(Effect::Send(event)) = app.on_action(Action::Confirm) {
+                ids.push(event.insert_id);
+                app.on_outcome(event.insert_id, outcome(0, Ok(())));
+                app.on_outcome(event.insert_id, outcome(1, Ok(())));
+            }
+            app.on_action(Action::Close);
         }
+        app.on_action(Action::ListSends);
+        assert_eq!(
+            app.dialog,
+            Some(Dialog::Sends { selected: 1 }),
+            "newest first selected"
+        );
+        app.on_action(Action::ScrollUp);
+        app.on_action(Action::Open);
+        assert_eq!(app.dialog, Some(Dialog::Sent(ids[0])));
+        assert_eq!(app.send(ids[0]).expect("first").event.level, Level::Cluster);
+    }
+
+    #[test]
+    fn trends_follow_numeric_metrics_and_mark_the_last_change() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        let mut more = healthy(at(5));
+        more.set(MetricId::ModelCount, Reading::Known(Value::Integer(5)));
+        app.on_snapshot(more);
+        let rows = app.rows();
+        let model = rows.iter().find(|r| r.name == "model_count").expect("row");
+        let trend = model.trend.expect("a count has a trend");
+        assert_eq!(trend.samples, [3.0, 5.0]);
+        assert_eq!(trend.last_change, Some((at(5), 2.0)));
+        let version = rows
+            .iter()
+            .find(|r| r.name == "kubernetes_version")
+            .expect("row");
+        assert!(version.trend.is_none(), "text has no trend");
     }
 
     #[test]

@@ -11,9 +11,16 @@ pub enum Action {
     /// Choose a level by its position in `off | cluster | resource | feature`.
     SetLevel(u8),
     TogglePayload,
+    /// Pretty-printed payload, or the bytes exactly as sent.
+    TogglePayloadForm,
     Send,
     Confirm,
-    Cancel,
+    /// The session's sends.
+    ListSends,
+    /// Open the send selected in the list.
+    Open,
+    /// Close the dialog or help on top; from a confirmation, cancel.
+    Close,
     Refresh,
     ScrollUp,
     ScrollDown,
@@ -21,13 +28,17 @@ pub enum Action {
     Quit,
 }
 
-/// Where a binding applies: the main screen, the send dialog asking for confirmation, or the
-/// dialog showing outcomes once sent (which only closes).
+/// Where a binding applies: what is on top of the screen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
     Main,
-    Dialog,
+    Help,
+    /// The send dialog asking for confirmation.
+    Confirm,
+    /// One send: its outcomes and bytes (it only closes; the send goes on).
     Sent,
+    /// The list of this session's sends.
+    Sends,
 }
 
 /// Where a binding is listed.
@@ -70,12 +81,13 @@ const fn bind(
 }
 
 use Action::*;
-use Context::{Dialog, Main, Sent};
+use Context::{Confirm as Asking, Help as HelpShown, Main, Sends, Sent};
+use KeyCode::{Char, Down, Enter, Esc, Left, Right, Up};
 use Listing::{Covered, Footer, Help};
 
 pub const BINDINGS: &[Binding] = &[
     bind(
-        &[KeyCode::Left, KeyCode::Char('h')],
+        &[Left, Char('h')],
         "←/→",
         LevelDown,
         Main,
@@ -83,7 +95,7 @@ pub const BINDINGS: &[Binding] = &[
         Footer,
     ),
     bind(
-        &[KeyCode::Right, KeyCode::Char('l')],
+        &[Right, Char('l')],
         "→",
         LevelUp,
         Main,
@@ -91,7 +103,7 @@ pub const BINDINGS: &[Binding] = &[
         Covered,
     ),
     bind(
-        &[KeyCode::Char('0')],
+        &[Char('0')],
         "0-3",
         SetLevel(0),
         Main,
@@ -99,7 +111,7 @@ pub const BINDINGS: &[Binding] = &[
         Footer,
     ),
     bind(
-        &[KeyCode::Char('1')],
+        &[Char('1')],
         "1",
         SetLevel(1),
         Main,
@@ -107,7 +119,7 @@ pub const BINDINGS: &[Binding] = &[
         Covered,
     ),
     bind(
-        &[KeyCode::Char('2')],
+        &[Char('2')],
         "2",
         SetLevel(2),
         Main,
@@ -115,7 +127,7 @@ pub const BINDINGS: &[Binding] = &[
         Covered,
     ),
     bind(
-        &[KeyCode::Char('3')],
+        &[Char('3')],
         "3",
         SetLevel(3),
         Main,
@@ -123,15 +135,23 @@ pub const BINDINGS: &[Binding] = &[
         Covered,
     ),
     bind(
-        &[KeyCode::Char('p')],
+        &[Char('p')],
         "p",
         TogglePayload,
         Main,
-        "payload: the exact JSON that would be sent (again: metrics)",
+        "payload: the JSON that would be sent (again: metrics)",
         Footer,
     ),
     bind(
-        &[KeyCode::Char('s')],
+        &[Char('b')],
+        "b",
+        TogglePayloadForm,
+        Main,
+        "bytes: the payload exactly as sent, or pretty-printed",
+        Help,
+    ),
+    bind(
+        &[Char('s')],
         "s",
         Send,
         Main,
@@ -139,32 +159,19 @@ pub const BINDINGS: &[Binding] = &[
         Footer,
     ),
     bind(
-        &[KeyCode::Char('r')],
-        "r",
-        Refresh,
+        &[Char('v')],
+        "v",
+        ListSends,
         Main,
-        "refresh now",
+        "sends: this session's sends, their outcomes and bytes",
         Footer,
     ),
+    bind(&[Char('r')], "r", Refresh, Main, "refresh now", Footer),
+    bind(&[Up, Char('k')], "↑/↓", ScrollUp, Main, "scroll", Help),
+    bind(&[Down, Char('j')], "↓", ScrollDown, Main, "scroll", Covered),
+    bind(&[Char('?')], "?", ToggleHelp, Main, "help", Footer),
     bind(
-        &[KeyCode::Up, KeyCode::Char('k')],
-        "↑/↓",
-        ScrollUp,
-        Main,
-        "scroll",
-        Help,
-    ),
-    bind(
-        &[KeyCode::Down, KeyCode::Char('j')],
-        "↓",
-        ScrollDown,
-        Main,
-        "scroll",
-        Covered,
-    ),
-    bind(&[KeyCode::Char('?')], "?", ToggleHelp, Main, "help", Footer),
-    bind(
-        &[KeyCode::Char('q'), KeyCode::Esc],
+        &[Char('q')],
         "q",
         Quit,
         Main,
@@ -172,35 +179,96 @@ pub const BINDINGS: &[Binding] = &[
         Footer,
     ),
     bind(
-        &[KeyCode::Char('y'), KeyCode::Enter],
+        &[Char('?'), Char('q'), Esc],
+        "Esc",
+        Close,
+        HelpShown,
+        "close",
+        Footer,
+    ),
+    bind(
+        &[Char('y'), Enter],
         "y",
         Confirm,
-        Dialog,
+        Asking,
         "yes: send it",
         Footer,
     ),
     bind(
-        &[KeyCode::Char('n'), KeyCode::Esc],
+        &[Char('n'), Char('q'), Esc],
         "n/Esc",
-        Cancel,
-        Dialog,
+        Close,
+        Asking,
         "no: cancel",
         Footer,
     ),
     bind(
-        &[KeyCode::Esc, KeyCode::Enter, KeyCode::Char('q')],
-        "Esc",
-        Cancel,
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
         Sent,
-        "close the outcomes",
+        "scroll the bytes",
         Footer,
     ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        Sent,
+        "scroll the bytes",
+        Covered,
+    ),
+    bind(
+        &[Char('b')],
+        "b",
+        TogglePayloadForm,
+        Sent,
+        "bytes: exactly as sent, or pretty-printed",
+        Footer,
+    ),
+    bind(
+        &[Esc, Enter, Char('q')],
+        "Esc",
+        Close,
+        Sent,
+        "close (the send goes on)",
+        Footer,
+    ),
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        Sends,
+        "select a send",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        Sends,
+        "select a send",
+        Covered,
+    ),
+    bind(
+        &[Enter],
+        "Enter",
+        Open,
+        Sends,
+        "open: its outcomes and exact bytes",
+        Footer,
+    ),
+    bind(&[Esc, Char('q')], "Esc", Close, Sends, "close", Footer),
 ];
 
-/// The action for a key in a context; Ctrl-C quits everywhere.
+/// The action for a key in a context. Ctrl-C quits everywhere; a key held with any other
+/// modifier than Shift (which `?` needs) is no binding, so `Alt-y` never confirms a send.
 pub fn action_for(key: KeyEvent, context: Context) -> Option<Action> {
-    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == Char('c') {
         return Some(Quit);
+    }
+    if !(key.modifiers - KeyModifiers::SHIFT).is_empty() {
+        return None;
     }
     BINDINGS
         .iter()
@@ -233,20 +301,42 @@ mod tests {
 
     #[test]
     fn keys_dispatch_by_context() {
+        assert_eq!(action_for(key(Char('3')), Main), Some(SetLevel(3)));
+        assert_eq!(action_for(key(Left), Main), Some(LevelDown));
+        assert_eq!(action_for(key(Char('q')), Main), Some(Quit));
+        assert_eq!(action_for(key(Esc), Main), None, "Esc never quits");
+        assert_eq!(action_for(key(Char('y')), Main), None);
+        assert_eq!(action_for(key(Char('s')), Asking), None);
+        let ctrl_c = KeyEvent::new(Char('c'), KeyModifiers::CONTROL);
+        for context in [Main, HelpShown, Asking, Sent, Sends] {
+            assert_eq!(action_for(ctrl_c, context), Some(Quit), "{context:?}");
+        }
+    }
+
+    #[test]
+    fn q_and_esc_close_every_dialog_and_help() {
+        for context in [HelpShown, Asking, Sent, Sends] {
+            assert_eq!(
+                action_for(key(Char('q')), context),
+                Some(Close),
+                "{context:?}"
+            );
+            assert_eq!(action_for(key(Esc), context), Some(Close), "{context:?}");
+        }
+    }
+
+    #[test]
+    fn unexpected_modifiers_match_nothing() {
+        let alt_y = KeyEvent::new(Char('y'), KeyModifiers::ALT);
+        assert_eq!(action_for(alt_y, Asking), None, "Alt-y must not confirm");
+        let ctrl_s = KeyEvent::new(Char('s'), KeyModifiers::CONTROL);
+        assert_eq!(action_for(ctrl_s, Main), None);
+        let shifted = KeyEvent::new(Char('?'), KeyModifiers::SHIFT);
         assert_eq!(
-            action_for(key(KeyCode::Char('3')), Context::Main),
-            Some(SetLevel(3))
+            action_for(shifted, Main),
+            Some(ToggleHelp),
+            "Shift is how ? is typed"
         );
-        assert_eq!(
-            action_for(key(KeyCode::Left), Context::Main),
-            Some(LevelDown)
-        );
-        assert_eq!(action_for(key(KeyCode::Esc), Context::Main), Some(Quit));
-        assert_eq!(action_for(key(KeyCode::Esc), Context::Dialog), Some(Cancel));
-        assert_eq!(action_for(key(KeyCode::Char('y')), Context::Main), None);
-        assert_eq!(action_for(key(KeyCode::Char('s')), Context::Dialog), None);
-        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        assert_eq!(action_for(ctrl_c, Context::Dialog), Some(Quit));
     }
 
     #[test]
@@ -265,12 +355,25 @@ mod tests {
     }
 
     #[test]
+    fn every_context_can_be_left() {
+        for context in [HelpShown, Asking, Sent, Sends] {
+            assert!(
+                BINDINGS
+                    .iter()
+                    .any(|b| b.context == context && b.action == Close && b.listing == Footer),
+                "{context:?} lists no way out"
+            );
+        }
+    }
+
+    #[test]
     fn hints_come_from_the_table() {
-        let main = hints(Context::Main);
+        let main = hints(Main);
         assert!(main.contains(&("s", "send")));
         assert!(main.contains(&("p", "payload")));
-        assert!(hints(Context::Dialog).contains(&("y", "yes")));
-        assert_eq!(hints(Context::Sent), vec![("Esc", "close")]);
+        assert!(main.contains(&("v", "sends")));
+        assert!(hints(Asking).contains(&("y", "yes")));
+        assert!(hints(Sent).contains(&("Esc", "close")));
         assert!(main.contains(&("?", "help")));
         assert!(!main.iter().any(|(label, _)| *label == "y"));
     }

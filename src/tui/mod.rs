@@ -9,14 +9,17 @@ pub mod keys;
 pub mod ui;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context as _;
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
-use crate::collect::{self, CollectPlan};
+use crate::collect::{self, Sources};
 use crate::config::{PublishSettings, Settings};
 use crate::metrics::Snapshot;
 use crate::payload::Event;
@@ -32,18 +35,30 @@ pub struct InspectConfig {
     pub log_file: Option<PathBuf>,
 }
 
+/// The inspector's fast-fail policy: how long a connection to a source may take. With one quick
+/// retry, a source that is down is reported within about two seconds; the daemon keeps its
+/// patient policy.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(700);
+
 /// What background tasks report to the event loop.
 enum Msg {
-    Collected(Snapshot),
-    Outcome(EndpointOutcome),
+    Collected {
+        snapshot: Snapshot,
+        kube_server: Option<String>,
+    },
+    /// An outcome of the send with this `$insert_id`.
+    Outcome(Uuid, EndpointOutcome),
+    /// The connection kept open to the scheduler closed, or opened again: look now.
+    SchedulerChanged,
 }
 
 /// Takes over the terminal until the operator quits; the terminal is restored on every exit,
-/// a panic included (ratatui's `init` installs the hook).
+/// a panic included (ratatui's `try_init` installs the hook).
 /// `log_file` is where logs actually go, shown on the help screen.
 pub async fn run(config: InspectConfig, log_file: &Path) -> anyhow::Result<()> {
     let publisher = Publisher::new(config.publish.policy.clone())?;
-    let mut terminal = ratatui::init();
+    let mut terminal = ratatui::try_init()
+        .context("cannot take over the terminal (raw mode or the alternate screen failed)")?;
     let result = event_loop(&mut terminal, &config, log_file, publisher).await;
     ratatui::restore();
     result
@@ -66,6 +81,7 @@ fn info(config: &InspectConfig, log_file: &Path) -> Info {
             .collect(),
         log_file: log_file.display().to_string(),
         refresh_every: config.refresh,
+        do_not_track: config.settings.do_not_track,
     }
 }
 
@@ -86,11 +102,18 @@ async fn event_loop(
     // Ages on screen are in whole seconds: a redraw a second keeps them current.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let sources = Arc::new(Mutex::new(
+        Sources::new(config.settings.plan.clone()).fast_fail(CONNECT_TIMEOUT),
+    ));
+    tasks.push(spawn_watch(
+        config.settings.plan.scheduler.address(),
+        tx.clone(),
+    ));
 
     while !app.quit {
         if app.refresh_due() {
             app.on_refresh_started();
-            tasks.push(spawn_refresh(config.settings.plan.clone(), tx.clone()));
+            tasks.push(spawn_refresh(&sources, tx.clone()));
         }
         terminal.draw(|frame| ui::render(&app, frame))?;
         tokio::select! {
@@ -98,7 +121,7 @@ async fn event_loop(
                 Some(Ok(TermEvent::Key(key))) if key.kind == KeyEventKind::Press => {
                     if let Some(action) = keys::action_for(key, app.context()) {
                         match app.on_action(action) {
-                            Some(Effect::Refresh) => tasks.push(spawn_refresh(config.settings.plan.clone(), tx.clone())),
+                            Some(Effect::Refresh) => tasks.push(spawn_refresh(&sources, tx.clone())),
                             Some(Effect::Send(event)) => tasks.push(spawn_send(&publisher, event, config, tx.clone())),
                             None => {}
                         }
@@ -110,8 +133,16 @@ async fn event_loop(
                 None => break,
             },
             Some(msg) = rx.recv() => match msg {
-                Msg::Collected(snapshot) => app.on_snapshot(snapshot),
-                Msg::Outcome(outcome) => app.on_outcome(outcome),
+                Msg::Collected { snapshot, kube_server } => {
+                    app.kube_server = kube_server;
+                    app.on_snapshot(snapshot);
+                }
+                Msg::Outcome(insert_id, outcome) => app.on_outcome(insert_id, outcome),
+                Msg::SchedulerChanged => {
+                    if let Some(Effect::Refresh) = app.on_action(keys::Action::Refresh) {
+                        tasks.push(spawn_refresh(&sources, tx.clone()));
+                    }
+                }
             },
             _ = tick.tick() => app.on_tick(SystemTime::now()),
         }
@@ -123,12 +154,58 @@ async fn event_loop(
     Ok(())
 }
 
-fn spawn_refresh(plan: CollectPlan, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
+/// One collection over the kept connections (one at a time: the app never starts two).
+fn spawn_refresh(sources: &Arc<Mutex<Sources>>, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
+    let sources = Arc::clone(sources);
     tokio::spawn(async move {
-        let snapshot = collect::collect(&plan).await;
-        let _ = tx.send(Msg::Collected(snapshot));
+        let mut sources = sources.lock().await;
+        let snapshot = sources.collect().await;
+        let kube_server = sources.kube_server().map(str::to_string);
+        let _ = tx.send(Msg::Collected {
+            snapshot,
+            kube_server,
+        });
     })
 }
+
+/// Keeps an idle TCP connection to the scheduler and reports when it closes or cannot be made,
+/// and when it can be made again, so a killed scheduler or a dead `kubectl port-forward` (and its
+/// return) is looked at at once rather than at the next refresh. It sends nothing, and it is
+/// renewed every [`WATCH_HOLD`] so a server shutting down gracefully never waits long for it.
+fn spawn_watch(address: String, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut watching = false;
+        loop {
+            let changed = match tokio::net::TcpStream::connect(&address).await {
+                Ok(mut stream) => {
+                    let came_back = !watching;
+                    watching = true;
+                    if came_back && tx.send(Msg::SchedulerChanged).is_err() {
+                        return;
+                    }
+                    // Reads (and drops) whatever the server says until the connection ends.
+                    let mut sink = tokio::io::sink();
+                    let drain = tokio::io::copy(&mut stream, &mut sink);
+                    if tokio::time::timeout(WATCH_HOLD, drain).await.is_err() {
+                        continue;
+                    }
+                    std::mem::take(&mut watching)
+                }
+                Err(_) => std::mem::take(&mut watching),
+            };
+            if changed && tx.send(Msg::SchedulerChanged).is_err() {
+                return;
+            }
+            tokio::time::sleep(WATCH_RETRY).await;
+        }
+    })
+}
+
+/// How long one watch connection is held before it is renewed.
+const WATCH_HOLD: Duration = Duration::from_secs(10);
+
+/// How often the watch tries to connect again while the scheduler is away.
+const WATCH_RETRY: Duration = Duration::from_secs(1);
 
 /// Sends exactly `event`, the one the operator confirmed, reporting each outcome as it arrives.
 fn spawn_send(
@@ -143,7 +220,7 @@ fn spawn_send(
         let mut outcomes = std::pin::pin!(publisher.publish_each(&event, &endpoints));
         while let Some(outcome) = outcomes.next().await {
             tracing::info!(endpoint = %outcome.endpoint, outcome = outcome.outcome_label(), "sent from the inspector");
-            let _ = tx.send(Msg::Outcome(outcome));
+            let _ = tx.send(Msg::Outcome(event.insert_id, outcome));
         }
     })
 }

@@ -8,76 +8,141 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
-use super::app::{App, Dialog, RowView, Shown, SourceState, View, age};
+use super::app::{
+    App, Dialog, PayloadForm, RowView, SendRecord, Shown, SourceState, Trend, View, age, short_id,
+};
 use super::keys::{BINDINGS, Context, Listing, hints};
-use crate::metrics::{Level, RowKind};
+use crate::metrics::{Level, METRICS, MetricDef, RowKind};
+use crate::payload::Event;
 
 const SHARED: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
 const WITHHELD: Style = Style::new().fg(Color::DarkGray);
+/// Unknown, omitted or stale: neither a value that leaves nor one held back by the level.
+const UNKNOWN: Style = Style::new()
+    .fg(Color::Magenta)
+    .add_modifier(Modifier::ITALIC);
 const WARN: Style = Style::new().fg(Color::Yellow);
-const BAD: Style = Style::new().fg(Color::Red);
+const BAD: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+const HINT: Style = Style::new().fg(Color::DarkGray);
+
+/// From this width the metrics table and the payload sit side by side.
+pub const SIDE_BY_SIDE_WIDTH: u16 = 120;
 
 pub fn render(app: &App, frame: &mut Frame) {
-    let [header, levels, body, footer] = Layout::vertical([
-        Constraint::Length(4),
+    let area = frame.area();
+    let header_lines = header(app);
+    let header_height = wrapped_height(&header_lines, area.width).min(area.height / 3);
+    let [header_area, levels, body, message, footer] = Layout::vertical([
+        Constraint::Length(header_height),
         Constraint::Length(1),
         Constraint::Min(3),
+        Constraint::Length(u16::from(app.message.is_some())),
         Constraint::Length(1),
     ])
-    .areas(frame.area());
-    render_header(app, frame, header);
+    .areas(area);
+    frame.render_widget(
+        Paragraph::new(header_lines).wrap(Wrap { trim: false }),
+        header_area,
+    );
     render_levels(app, frame, levels);
-    match app.view {
-        View::Metrics => render_metrics(app, frame, body),
-        View::Payload => render_payload(app, frame, body),
+    let dialog_area = if area.width >= SIDE_BY_SIDE_WIDTH {
+        // The table keeps the 80 columns it is drawn for; the payload takes the rest, up to 45%.
+        let payload_width = (area.width - 80).min(area.width * 45 / 100);
+        let [metrics, payload] =
+            Layout::horizontal([Constraint::Fill(1), Constraint::Length(payload_width)])
+                .areas(body);
+        render_metrics(app, frame, metrics);
+        render_payload(app, frame, payload);
+        // Dialogs cover the table, never the payload they are about.
+        metrics
+    } else {
+        match app.view {
+            View::Metrics => render_metrics(app, frame, body),
+            View::Payload => render_payload(app, frame, body),
+        }
+        area
+    };
+    if let Some(text) = &app.message {
+        frame.render_widget(Paragraph::new(Line::styled(text.clone(), WARN)), message);
     }
     render_footer(app, frame, footer);
     if let Some(dialog) = &app.dialog {
-        render_dialog(app, dialog, frame);
+        render_dialog(app, dialog, frame, dialog_area);
     } else if app.help {
         render_help(app, frame);
     }
 }
 
-fn render_header(app: &App, frame: &mut Frame, area: Rect) {
-    let scheduler = source_spans(
-        "scheduler",
-        &app.info.scheduler,
-        &app.scheduler_state(),
-        "Seldon ",
-    );
-    let kube = source_spans("Kubernetes", &app.info.kube, &app.kube_state(), "");
+fn header(app: &App) -> Vec<Line<'static>> {
     let refreshed = match (app.refreshing, app.last_refresh) {
         (true, None) => "collecting…".to_string(),
         (true, Some(_)) => "refreshing…".to_string(),
         (false, Some(at)) => format!("refreshed {} ago", short_age(age(app.now, at))),
         (false, None) => "not collected yet".to_string(),
     };
-    // When the next background refresh (and so the next retry of a source that is down) starts.
+    // When the next background refresh (and so the next try of a source that is down) starts.
     let next = match app.last_refresh {
         Some(at) if !app.refreshing => {
             let wait = app.info.refresh_every.saturating_sub(age(app.now, at));
-            format!(", next in {} (r: now)", short_age(wait))
+            let what = if [app.scheduler_state(), app.kube_state()]
+                .iter()
+                .any(|s| matches!(s, SourceState::Down(_)))
+            {
+                "next try"
+            } else {
+                "next"
+            };
+            format!(", {what} in {} (r: now)", short_age(wait))
         }
         _ => String::new(),
     };
-    let lines = vec![
+    let mut lines = vec![
         Line::from(vec![
             Span::styled("hodometer inspect  ", Style::new().bold()),
-            Span::styled(refreshed + &next, WITHHELD),
+            Span::styled(refreshed + &next, HINT),
         ]),
         Line::raw(format!("cluster id {}", app.info.cluster_id)),
-        Line::from(scheduler),
-        Line::from(kube),
+        Line::from(source_spans(
+            format!("scheduler {}", app.info.scheduler),
+            &app.scheduler_state(),
+            "Seldon ",
+            port_forward_hint(&app.info.scheduler),
+        )),
+        Line::from(source_spans(
+            match &app.kube_server {
+                Some(server) => format!("Kubernetes {} ({server})", app.info.kube),
+                None => format!("Kubernetes {}", app.info.kube),
+            },
+            &app.kube_state(),
+            "",
+            None,
+        )),
     ];
-    frame.render_widget(Paragraph::new(lines), area);
+    if app.info.do_not_track {
+        lines.push(Line::styled(
+            "DO_NOT_TRACK is set: the level is locked at off and nothing can be sent",
+            BAD,
+        ));
+    }
+    lines
+}
+
+/// What to check when a scheduler on this machine refuses connections: over `kubectl
+/// port-forward`, the port-forward died.
+fn port_forward_hint(scheduler: &str) -> Option<String> {
+    let (host, port) = scheduler.rsplit_once(':')?;
+    ["localhost", "127.0.0.1", "[::1]"].contains(&host).then(|| {
+        format!(
+            " — is `kubectl port-forward -n seldon-mesh svc/seldon-scheduler {port}:9004` running?"
+        )
+    })
 }
 
 fn source_spans(
-    name: &str,
-    target: &str,
+    name: String,
     state: &SourceState,
     version_prefix: &str,
+    refused_hint: Option<String>,
 ) -> Vec<Span<'static>> {
     let (text, style) = match state {
         SourceState::Connecting => ("connecting…".to_string(), WARN),
@@ -86,12 +151,16 @@ fn source_spans(
         }
         SourceState::Connected(None) => ("connected".to_string(), SHARED),
         SourceState::NotUsed(why) => (format!("not used: {why}"), WITHHELD),
-        SourceState::Down(why) => (format!("down: {why}"), BAD),
+        SourceState::Down(why) => {
+            // The reason in full; the header wraps rather than cut it at the screen edge.
+            let why = why.strip_prefix("scheduler ").unwrap_or(why);
+            let hint = refused_hint
+                .filter(|_| why.contains("connection refused"))
+                .unwrap_or_default();
+            (format!("down: {why}{hint}"), BAD)
+        }
     };
-    vec![
-        Span::raw(format!("{name} {target}: ")),
-        Span::styled(text, style),
-    ]
+    vec![Span::raw(format!("{name}: ")), Span::styled(text, style)]
 }
 
 fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
@@ -110,8 +179,13 @@ fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
             Span::raw(format!(" {label} "))
         });
     }
-    let shared = app.preview().map_or(0, |e| e.fields.len());
-    spans.push(Span::styled(format!("   {shared} fields shared"), WITHHELD));
+    let shared = shown_event(app).map_or(0, |e| e.fields.len());
+    let note = if app.info.do_not_track {
+        "   locked by DO_NOT_TRACK".to_string()
+    } else {
+        format!("   {shared} fields shared")
+    };
+    spans.push(Span::styled(note, HINT));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -121,18 +195,19 @@ fn render_metrics(app: &App, frame: &mut Frame, area: Rect) {
     for row in app.rows() {
         if group != Some(row.level) {
             group = Some(row.level);
-            let state = if app.level.shares(row.level) {
-                "shared at this level"
+            let (state, style) = if app.level.shares(row.level) {
+                ("shared at this level", SHARED)
             } else {
-                "withheld"
+                ("withheld", WITHHELD)
             };
             rows.push(Row::new(vec![
                 Cell::from(format!("── {} ──", row.level)).style(Style::new().bold()),
                 Cell::from(""),
-                Cell::from(state).style(WITHHELD),
+                Cell::from(""),
+                Cell::from(state).style(style),
             ]));
         }
-        rows.push(metric_row(&row));
+        rows.push(metric_row(app, &row));
     }
     // Scroll no further than the last row reaching the bottom of the pane (one line is the header).
     let visible = usize::from(area.height.saturating_sub(1));
@@ -140,30 +215,60 @@ fn render_metrics(app: &App, frame: &mut Frame, area: Rect) {
     let table = Table::new(
         rows.into_iter().skip(offset),
         [
-            Constraint::Length(26),
-            Constraint::Length(9),
+            Constraint::Length(24),
+            Constraint::Length(8),
+            Constraint::Length(TREND_WIDTH),
             Constraint::Fill(1),
         ],
     )
-    .header(Row::new(vec!["metric", "sharing", "value"]).style(Style::new().underlined()));
+    .header(Row::new(vec!["metric", "sharing", "trend", "value"]).style(Style::new().underlined()));
     frame.render_widget(table, area);
 }
 
-fn metric_row(row: &RowView) -> Row<'static> {
+/// Columns of the trend: a sparkline of this session's values.
+const TREND_WIDTH: u16 = 8;
+
+fn metric_row(app: &App, row: &RowView) -> Row<'static> {
     let (sharing, sharing_style) = match (&row.shown, row.shared) {
-        (Shown::Known(_), true) => ("shared", SHARED),
-        (_, true) => ("omitted", WARN),
+        (Shown::Known(_), true) => ("● shared", SHARED),
+        (_, true) => ("omitted", UNKNOWN),
         (_, false) => ("withheld", WITHHELD),
     };
-    let value = match &row.shown {
-        Shown::Known(value) => Span::raw(value.clone()),
-        Shown::Stale { value, age, reason } => Span::styled(
-            format!("{value} (stale {} ago: {reason})", short_age(*age)),
-            WARN,
-        ),
-        Shown::Unknown(reason) => Span::styled(format!("unknown, because {reason}"), WARN),
+    let unit = row
+        .kind
+        .metric()
+        .and_then(unit)
+        .map(|u| format!(" {u}"))
+        .unwrap_or_default();
+    let mut value = match &row.shown {
+        Shown::Known(value) => vec![Span::styled(
+            format!("{value}{unit}"),
+            if row.shared {
+                Style::new().bold()
+            } else {
+                WITHHELD
+            },
+        )],
+        Shown::Stale { value, age, reason } => vec![Span::styled(
+            format!("{value}{unit} (stale {} ago: {reason})", short_age(*age)),
+            UNKNOWN,
+        )],
+        Shown::Unknown(reason) => vec![Span::styled(format!("unknown: {reason}"), UNKNOWN)],
     };
-    let mut value = vec![value];
+    if let (Shown::Known(_), Some(trend)) = (&row.shown, row.trend)
+        && let Some((at, delta)) = trend.last_change
+    {
+        value.push(Span::styled(
+            format!("  {delta:+} {} ago", short_age(age(app.now, at))),
+            HINT,
+        ));
+    }
+    let dim = |style: Style| if row.shared { style } else { WITHHELD };
+    let name_style = if row.shared {
+        Style::new().bold()
+    } else {
+        WITHHELD
+    };
     if let RowKind::Extension(ext) = &row.kind {
         value.push(Span::styled(
             format!("  operator-supplied, from {}", ext.source),
@@ -173,23 +278,74 @@ fn metric_row(row: &RowView) -> Row<'static> {
             value.push(Span::styled(format!("  ⚠ {suspicion}"), WARN));
         }
     }
-    let name_style = if row.shared { Style::new() } else { WITHHELD };
     Row::new(vec![
         Cell::from(row.name.clone()).style(name_style),
         Cell::from(sharing).style(sharing_style),
+        Cell::from(row.trend.map(sparkline).unwrap_or_default())
+            .style(dim(Style::new().fg(Color::Cyan))),
         Cell::from(Line::from(value)),
     ])
 }
 
+/// The unit a metric's value is in, read from its name (`server_memory_gb_sum`: GB).
+fn unit(def: &MetricDef) -> Option<&'static str> {
+    if def.name.contains("_gb") {
+        Some("GB")
+    } else if def.name.contains("_cores") {
+        Some("cores")
+    } else {
+        None
+    }
+}
+
+/// The latest values of a trend as bars from lowest to highest; flat when nothing changed.
+fn sparkline(trend: &Trend) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let samples: Vec<f64> = trend
+        .samples
+        .iter()
+        .rev()
+        .take(usize::from(TREND_WIDTH))
+        .rev()
+        .copied()
+        .collect();
+    let low = samples.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    samples
+        .iter()
+        .map(|v| {
+            if high > low {
+                let at = ((v - low) / (high - low) * 7.0).round() as usize;
+                BARS[at.min(7)]
+            } else {
+                BARS[0]
+            }
+        })
+        .collect()
+}
+
+/// The event on screen: while a send is being confirmed, that event; otherwise the preview.
+fn shown_event(app: &App) -> Option<&Event> {
+    match &app.dialog {
+        Some(Dialog::Confirm(event)) => Some(event),
+        _ => app.preview(),
+    }
+}
+
 fn render_payload(app: &App, frame: &mut Frame, area: Rect) {
-    let (title, body) = match app.preview() {
+    let inner_width = area.width.saturating_sub(2);
+    let (title, body) = match shown_event(app) {
         Some(event) => (
             format!(
-                " payload at level {}: {} bytes, exactly as sent ",
+                " payload, level {}, {} bytes, {} ",
                 event.level,
-                event.json.len()
+                event.json.len(),
+                match app.payload_form {
+                    PayloadForm::Pretty => "pretty (b: raw)",
+                    PayloadForm::Raw => "as sent (b: pretty)",
+                }
             ),
-            Text::from(event.json.clone()),
+            payload_text(event, app.payload_form, inner_width),
         ),
         None if app.level == Level::Off => (
             " payload ".into(),
@@ -200,6 +356,7 @@ fn render_payload(app: &App, frame: &mut Frame, area: Rect) {
             Text::from("Waiting for the first collection…"),
         ),
     };
+    // Raw lines are cut to the pane's width already, so wrapping only ever breaks pretty lines.
     let paragraph = Paragraph::new(body)
         .block(Block::bordered().title(title))
         .wrap(Wrap { trim: false })
@@ -207,45 +364,111 @@ fn render_payload(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(paragraph, area);
 }
 
+/// The event pretty-printed with the level that adds each field marked, or its exact bytes cut
+/// into lines of `width` (no word wrapping, so the lines join back into the very bytes).
+fn payload_text(event: &Event, form: PayloadForm, width: u16) -> Text<'static> {
+    let pretty = match form {
+        PayloadForm::Pretty => serde_json::from_str::<serde_json::Value>(&event.json)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok()),
+        PayloadForm::Raw => None,
+    };
+    let Some(pretty) = pretty else {
+        let width = usize::from(width.max(1));
+        // The JSON is ASCII (payload::ascii_json): byte chunks are character chunks.
+        return Text::from(
+            event
+                .json
+                .as_bytes()
+                .chunks(width)
+                .map(|chunk| Line::raw(String::from_utf8_lossy(chunk).into_owned()))
+                .collect::<Vec<_>>(),
+        );
+    };
+    Text::from(
+        pretty
+            .lines()
+            .map(|line| {
+                let added_by = line
+                    .trim_start()
+                    .strip_prefix('"')
+                    .and_then(|rest| rest.split_once('"'))
+                    .and_then(|(name, _)| METRICS.iter().find(|m| m.name == name))
+                    .map(|m| m.level)
+                    .filter(|level| *level != Level::Cluster);
+                match added_by {
+                    Some(level) => Line::from(vec![
+                        Span::raw(line.to_string()),
+                        Span::styled(format!("  +{level}"), Style::new().fg(Color::Cyan)),
+                    ]),
+                    None => Line::raw(line.to_string()),
+                }
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
 fn render_footer(app: &App, frame: &mut Frame, area: Rect) {
     let mut spans = Vec::new();
     for (label, text) in hints(app.context()) {
         spans.push(Span::styled(label, Style::new().bold()));
-        spans.push(Span::styled(format!(" {text}  "), WITHHELD));
+        spans.push(Span::styled(format!(" {text}  "), HINT));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-fn popup(frame: &mut Frame, width: u16, height: u16) -> Rect {
-    let area = frame.area();
-    let [area] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+/// A centred box of at most `width`×`height` inside `within`, cleared.
+fn popup(frame: &mut Frame, within: Rect, width: u16, height: u16) -> Rect {
+    let [area] = Layout::horizontal([Constraint::Length(width.min(within.width))])
         .flex(Flex::Center)
-        .areas(area);
-    let [area] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .areas(within);
+    let [area] = Layout::vertical([Constraint::Length(height.min(within.height))])
         .flex(Flex::Center)
         .areas(area);
     frame.render_widget(Clear, area);
     area
 }
 
-fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame) {
-    let mut lines = Vec::new();
-    let event = match dialog {
-        Dialog::Confirm(event) | Dialog::Sending { event, .. } => event,
-    };
-    lines.push(Line::from(vec![
-        Span::raw("level "),
-        Span::styled(event.level.to_string(), Style::new().bold()),
-        Span::raw(format!(
-            ", {} bytes, {} fields:",
-            event.json.len(),
-            event.fields.len()
-        )),
-    ]));
-    lines.push(Line::styled(event.fields.join(", "), WITHHELD));
-    lines.push(Line::raw(""));
-    match dialog {
-        Dialog::Confirm(_) => {
+fn event_summary(event: &Event) -> Vec<Line<'static>> {
+    vec![
+        Line::from(vec![
+            Span::raw("level "),
+            Span::styled(event.level.to_string(), Style::new().bold()),
+            Span::raw(format!(
+                ", {} bytes, {} fields",
+                event.json.len(),
+                event.fields.len()
+            )),
+        ]),
+        Line::raw(format!("$insert_id {}", event.insert_id.simple())),
+        Line::styled(event.fields.join(", "), HINT),
+        Line::raw(""),
+    ]
+}
+
+fn outcome_lines(app: &App, record: &SendRecord) -> Vec<Line<'static>> {
+    app.info
+        .endpoints
+        .iter()
+        .zip(&record.outcomes)
+        .map(|(endpoint, outcome)| {
+            let (text, style) = match outcome {
+                None => ("sending…".to_string(), WARN),
+                Some(o) => (o.detail(), if o.is_ok() { SHARED } else { BAD }),
+            };
+            Line::from(vec![
+                Span::raw(format!("  {endpoint} ")),
+                Span::styled(text, style),
+            ])
+        })
+        .collect()
+}
+
+fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
+    let width = within.width.saturating_sub(4).min(100);
+    let (title, lines, scroll) = match dialog {
+        Dialog::Confirm(event) => {
+            let mut lines = event_summary(event);
             lines.push(Line::raw("to every endpoint:"));
             for endpoint in &app.info.endpoints {
                 lines.push(Line::raw(format!("  {endpoint}")));
@@ -255,37 +478,73 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame) {
                 "y: send exactly the payload shown    n/Esc: cancel",
                 Style::new().bold(),
             ));
+            (" send this payload? ".to_string(), lines, 0)
         }
-        Dialog::Sending { outcomes, .. } => {
-            for (endpoint, outcome) in app.info.endpoints.iter().zip(outcomes) {
-                let (text, style) = match outcome {
-                    None => ("sending…".to_string(), WARN),
-                    Some(o) => (o.detail(), if o.is_ok() { SHARED } else { BAD }),
-                };
-                lines.push(Line::from(vec![
-                    Span::raw(format!("  {endpoint} ")),
-                    Span::styled(text, style),
-                ]));
+        Dialog::Sent(insert_id) => match app.send(*insert_id) {
+            Some(record) => {
+                let mut lines = event_summary(&record.event);
+                lines.extend(outcome_lines(app, record));
+                lines.push(Line::raw(""));
+                lines.extend(
+                    payload_text(&record.event, app.payload_form, width.saturating_sub(2)).lines,
+                );
+                let title = format!(
+                    " sent {} ({}) ",
+                    short_id(*insert_id),
+                    match app.payload_form {
+                        PayloadForm::Pretty => "pretty-printed; b: bytes as sent",
+                        PayloadForm::Raw => "bytes exactly as sent",
+                    }
+                );
+                (title, lines, app.dialog_scroll)
             }
-            lines.push(Line::raw(""));
-            lines.push(Line::styled("Esc: close", Style::new().bold()));
+            None => (" sent ".to_string(), vec![Line::raw("no such send")], 0),
+        },
+        Dialog::Sends { selected } => {
+            let lines = app
+                .sends
+                .iter()
+                .enumerate()
+                .map(|(i, record)| {
+                    let outcomes: Vec<&str> = record
+                        .outcomes
+                        .iter()
+                        .map(|o| match o {
+                            None => "sending",
+                            Some(o) if o.is_ok() => "ok",
+                            Some(_) => "failed",
+                        })
+                        .collect();
+                    let text = format!(
+                        "{} ago  {}  level {}  {} bytes  {}",
+                        short_age(age(app.now, record.at)),
+                        short_id(record.event.insert_id),
+                        record.event.level,
+                        record.event.json.len(),
+                        outcomes.join(", ")
+                    );
+                    if i == *selected {
+                        Line::styled(format!("> {text}"), Style::new().reversed())
+                    } else {
+                        Line::raw(format!("  {text}"))
+                    }
+                })
+                .collect();
+            (" sends of this session ".to_string(), lines, 0)
         }
-    }
-    let title = match dialog {
-        Dialog::Confirm(_) => " send this payload? ",
-        Dialog::Sending { .. } => " sent ",
     };
-    let width = frame.area().width.saturating_sub(4).min(100);
     // One spare row: word wrapping can take a row more than counting characters says.
     let area = popup(
         frame,
+        within,
         width,
         wrapped_height(&lines, width.saturating_sub(2)) + 3,
     );
     frame.render_widget(
         Paragraph::new(lines)
             .block(Block::bordered().title(title))
-            .wrap(Wrap { trim: false }),
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0)),
         area,
     );
 }
@@ -297,8 +556,10 @@ fn render_help(app: &App, frame: &mut Frame) {
         .map(|b| {
             let context = match b.context {
                 Context::Main => "",
-                Context::Dialog => " (send dialog)",
-                Context::Sent => " (once sent)",
+                Context::Help => " (help)",
+                Context::Confirm => " (send dialog)",
+                Context::Sent => " (a send)",
+                Context::Sends => " (list of sends)",
             };
             Line::from(vec![
                 Span::styled(format!("{:>6}  ", b.label), Style::new().bold()),
@@ -308,10 +569,17 @@ fn render_help(app: &App, frame: &mut Frame) {
         .collect();
     lines.push(Line::raw(""));
     lines.push(Line::raw(format!("logs: {}", app.info.log_file)));
-    let width = frame.area().width.saturating_sub(4).min(72);
-    let area = popup(frame, width, lines.len() as u16 + 2);
+    let width = frame.area().width.saturating_sub(4).min(80);
+    let area = popup(
+        frame,
+        frame.area(),
+        width,
+        wrapped_height(&lines, width.saturating_sub(2)) + 2,
+    );
     frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" keys ")),
+        Paragraph::new(lines)
+            .block(Block::bordered().title(" keys "))
+            .wrap(Wrap { trim: false }),
         area,
     );
 }
@@ -425,26 +693,93 @@ mod tests {
         let mut app = app(Level::Resource);
         app.on_action(Action::Send);
         app.on_action(Action::Confirm);
-        app.on_outcome(EndpointOutcome {
-            index: 1,
-            endpoint: "http://127.0.0.1:8001/".into(),
-            result: Ok(()),
-            attempts: 1,
-            latency: Duration::from_millis(7),
-            last_status: Some(200),
-        });
+        let sent = app.sends[0].event.insert_id;
+        app.on_outcome(
+            sent,
+            EndpointOutcome {
+                index: 1,
+                endpoint: "http://127.0.0.1:8001/".into(),
+                result: Ok(()),
+                attempts: 1,
+                latency: Duration::from_millis(7),
+                last_status: Some(200),
+            },
+        );
         insta::assert_snapshot!(screen(&app, 80, 24));
-        app.on_outcome(EndpointOutcome {
-            index: 0,
-            endpoint: "http://hodometer.seldon.io/".into(),
-            result: Err(PublishError::Rejected {
-                error: "bad token".into(),
-            }),
-            attempts: 1,
-            latency: Duration::from_millis(80),
-            last_status: Some(200),
-        });
+        app.on_outcome(
+            sent,
+            EndpointOutcome {
+                index: 0,
+                endpoint: "http://hodometer.seldon.io/".into(),
+                result: Err(PublishError::Rejected {
+                    error: "bad token".into(),
+                }),
+                attempts: 1,
+                latency: Duration::from_millis(80),
+                last_status: Some(200),
+            },
+        );
         insta::assert_snapshot!(screen(&app, 80, 24));
+    }
+
+    #[test]
+    fn sends_list_and_a_send_as_raw_bytes_160x48() {
+        let mut app = app(Level::Resource);
+        app.on_action(Action::Send);
+        app.on_action(Action::Confirm);
+        let sent = app.sends[0].event.insert_id;
+        app.on_outcome(
+            sent,
+            EndpointOutcome {
+                index: 0,
+                endpoint: "http://hodometer.seldon.io/".into(),
+                result: Ok(()),
+                attempts: 1,
+                latency: Duration::from_millis(7),
+                last_status: Some(200),
+            },
+        );
+        app.on_action(Action::Close);
+        app.on_action(Action::ListSends);
+        insta::assert_snapshot!(screen(&app, 160, 48));
+        app.on_action(Action::Open);
+        app.on_action(Action::TogglePayloadForm);
+        insta::assert_snapshot!(screen(&app, 160, 48));
+    }
+
+    #[test]
+    fn do_not_track_header_80x24() {
+        let mut info = info();
+        info.do_not_track = true;
+        let mut app = App::new(info, Level::Feature, "tok".into(), at(0));
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::Send);
+        insta::assert_snapshot!(screen(&app, 80, 24));
+    }
+
+    #[test]
+    fn a_refused_connection_is_said_in_full_with_the_port_forward_hint_80x24() {
+        let mut app = app(Level::Cluster);
+        let mut down = healthy(at(10));
+        for m in METRICS
+            .iter()
+            .filter(|m| m.source == crate::metrics::Source::Scheduler)
+        {
+            down.set(
+                m.id,
+                crate::metrics::Reading::unknown("scheduler connect: connection refused"),
+            );
+        }
+        app.on_snapshot(down);
+        app.on_tick(at(12));
+        let text = screen(&app, 80, 24);
+        assert!(
+            text.replace('\n', " ").contains(
+                "down: connect: connection refused — is `kubectl port-forward -n seldon-mesh svc/seldon-scheduler 9004:9004` running?"
+            ),
+            "{text}"
+        );
+        insta::assert_snapshot!(text);
     }
 
     #[test]

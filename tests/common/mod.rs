@@ -269,6 +269,12 @@ pub struct Tmux {
 impl Tmux {
     /// `name` keeps tests that run at once on servers of their own.
     pub fn start(name: &str, command: &str) -> Tmux {
+        Tmux::start_sized(name, command, (120, 40))
+    }
+
+    /// As [`Tmux::start`] in a terminal of `(columns, rows)`.
+    pub fn start_sized(name: &str, command: &str, (columns, rows): (u16, u16)) -> Tmux {
+        let (columns, rows) = (columns.to_string(), rows.to_string());
         let tmux = Tmux {
             socket: format!("hodometer-test-{}-{name}", std::process::id()),
         };
@@ -279,9 +285,9 @@ impl Tmux {
                 "-s",
                 "inspect",
                 "-x",
-                "120",
+                &columns,
                 "-y",
-                "40",
+                &rows,
                 command,
             ])
             .status()
