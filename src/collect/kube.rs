@@ -208,16 +208,18 @@ pub async fn collect_over(ready: &KubeClient, timeout: Duration) -> KubeFacts {
     }))
 }
 
-/// A client and the namespace it works in, for the consent and status ConfigMaps; `Err` with a
-/// reason when there is no usable configuration.
-pub async fn connect(target: &KubeTarget) -> Result<(Client, String), String> {
-    crate::tls::install_crypto_provider();
-    let (config, namespace) = load_config(target)
-        .await?
-        .ok_or("no Kubernetes configuration (no service account and no kubeconfig)")?;
-    let client =
-        Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
-    Ok((client, namespace))
+/// The client [`connect`] builds and the namespace it works in, for the consent and status
+/// ConfigMaps; `Err` with a reason when there is no usable configuration.
+pub async fn connect_client(target: &KubeTarget) -> Result<(Client, String), String> {
+    match connect(target, None).await {
+        KubeConnection::Ready(KubeClient {
+            client, namespace, ..
+        }) => Ok((client, namespace)),
+        KubeConnection::NotConfigured => {
+            Err("no Kubernetes configuration (no service account and no kubeconfig)".into())
+        }
+        KubeConnection::Unusable(reason) => Err(reason),
+    }
 }
 
 /// The user name of the kubeconfig context in use, when a kubeconfig is: who approves when the

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
-use crate::collect::kube::{KubeTarget, connect};
+use crate::collect::kube::{KubeTarget, connect_client};
 
 use super::STATUS_CONFIGMAP;
 
@@ -44,7 +44,7 @@ pub struct ConsentApi {
 
 impl ConsentApi {
     pub async fn connect(target: &KubeTarget, consent_name: &str) -> Result<ConsentApi, String> {
-        let (client, namespace) = connect(target).await?;
+        let (client, namespace) = connect_client(target).await?;
         Ok(ConsentApi {
             configmaps: Api::namespaced(client.clone(), &namespace),
             client,
