@@ -359,6 +359,51 @@ pub fn manifest_yaml(name: &str, namespace: &str, data: &BTreeMap<String, String
     yaml
 }
 
+/// One line on the in-cluster reporter for the inspector's header, from its status ConfigMap
+/// (`Err`: why it could not be read, e.g. the missing permission; `None`: not deployed).
+pub fn reporter_line(
+    status: Result<Option<&BTreeMap<String, String>>, String>,
+    now: SystemTime,
+) -> String {
+    let data = match status {
+        Err(why) => return why,
+        Ok(None) => return format!("not deployed (no {STATUS_CONFIGMAP} ConfigMap)"),
+        Ok(Some(data)) => data,
+    };
+    let get = |key: &str| data.get(key).map(String::as_str).unwrap_or("");
+    if get("effectiveLevel").is_empty() {
+        return "deployed, no report yet".into();
+    }
+    let mut line = format!("level {} ({})", get("effectiveLevel"), get("source"));
+    if !get("reason").is_empty() {
+        line.push_str(&format!(": {}", get("reason")));
+    }
+    let pending = get("pendingFields").lines().count();
+    if pending > 0 {
+        line.push_str(&format!(", {pending} pending approval"));
+    }
+    let when = |key: &str| humantime::parse_rfc3339_weak(get(key)).ok();
+    if let Some(at) = when("lastCollectionAt") {
+        let age = now.duration_since(at).unwrap_or_default();
+        line.push_str(&format!("; last {} ago", whole_seconds(age)));
+    }
+    let outcomes: Vec<&str> = get("lastOutcomes").lines().collect();
+    if !outcomes.is_empty() {
+        line.push_str(&format!(": {}", outcomes.join("; ")));
+    }
+    if let Some(at) = when("nextSendAt") {
+        match at.duration_since(now) {
+            Ok(wait) => line.push_str(&format!("; next in {}", whole_seconds(wait))),
+            Err(_) => line.push_str("; next due"),
+        }
+    }
+    line
+}
+
+fn whole_seconds(duration: std::time::Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(std::time::Duration::from_secs(duration.as_secs()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,5 +595,32 @@ mod tests {
             serde_json::from_value(parsed["data"].clone()).expect("string data");
         assert_eq!(back, data);
         assert_eq!(given(parse(&back)), consent);
+    }
+
+    #[test]
+    fn the_reporter_line_says_level_source_last_and_next_send_or_why_not() {
+        let now = humantime::parse_rfc3339("2026-11-30T10:00:10Z").expect("time");
+        let status = data(&[
+            ("effectiveLevel", "cluster"),
+            ("source", "consent"),
+            ("pendingFields", "node_count\next.team"),
+            ("lastCollectionAt", "2026-11-30T10:00:00Z"),
+            ("lastOutcomes", "http://r/ ok (HTTP 200, 1 attempt, 3 ms)"),
+            ("nextSendAt", "2026-11-30T10:01:10Z"),
+        ]);
+        assert_eq!(
+            reporter_line(Ok(Some(&status)), now),
+            "level cluster (consent), 2 pending approval; last 10s ago: http://r/ ok (HTTP 200, 1 attempt, 3 ms); next in 1m"
+        );
+        assert_eq!(
+            reporter_line(Ok(None), now),
+            "not deployed (no hodometer-status ConfigMap)"
+        );
+        assert_eq!(
+            reporter_line(Ok(Some(&data(&[]))), now),
+            "deployed, no report yet"
+        );
+        let forbidden = "forbidden: get configmaps hodometer-status".to_string();
+        assert_eq!(reporter_line(Err(forbidden.clone()), now), forbidden);
     }
 }

@@ -595,3 +595,41 @@ fn the_stand_in_watches_one_named_configmap_as_the_role_allows() {
         events[1]["object"]["metadata"]["resourceVersion"]
     );
 }
+
+/// `hodometer inspect` in tmux against the sim, with its kubeconfig.
+fn inspect_in_tmux(name: &str, sim: &SimProcess, dir: &Path) -> common::Tmux {
+    let command = format!(
+        "{} inspect --scheduler-port {} --kubeconfig {} --publish-url http://127.0.0.1:9 \
+         --refresh 2s --log-file {}; sleep 60",
+        common::BIN,
+        sim.port,
+        sim.kubeconfig.as_ref().expect("kubeconfig").display(),
+        dir.join("inspect.log").display(),
+    );
+    common::Tmux::start_sized(name, &command, (200, 40))
+}
+
+#[test]
+fn the_inspector_header_shows_the_in_cluster_reporter() {
+    let (sim, _addr, _receiver, url) = cluster(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmux = inspect_in_tmux("reporter-none", &sim, dir.path());
+    tmux.wait_for("a deployed reporter without a report", |s| {
+        s.contains("in-cluster reporter: deployed, no report yet")
+    });
+    approve(&sim, "cluster");
+    let _daemon = Daemon::start(&sim, &url, &[]);
+    let screen = tmux.wait_for("the reporter's level, source and last send", |s| {
+        s.contains("in-cluster reporter: level cluster (consent); last ")
+    });
+    assert!(screen.contains(" ok (HTTP 200"), "{screen}");
+    assert!(screen.contains("next in "), "{screen}");
+
+    // Where the inspector's user may not read the status, the header names the permission.
+    let editor = manifest_arg("consent-editor-role.yaml");
+    let restricted = SimProcess::start_with_kube(&["--kube-rbac", &editor]);
+    let other = inspect_in_tmux("reporter-forbidden", &restricted, dir.path());
+    other.wait_for("the missing permission", |s| {
+        s.contains("in-cluster reporter: forbidden: get configmaps hodometer-status")
+    });
+}

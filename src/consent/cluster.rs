@@ -170,6 +170,19 @@ impl ConsentApi {
             .map_err(|e| self.error(e, "patch", STATUS_CONFIGMAP))
     }
 
+    /// The inspector's header line on the in-cluster reporter (see [`super::reporter_line`]).
+    pub async fn reporter_line(&self) -> String {
+        let status = self.read_status().await;
+        // A status ConfigMap without data is deployed, not yet reported.
+        let empty = BTreeMap::new();
+        let status = match &status {
+            Ok(None) => Ok(None),
+            Ok(Some(cm)) => Ok(Some(cm.data.as_ref().unwrap_or(&empty))),
+            Err(error) => Err(error.to_string()),
+        };
+        super::reporter_line(status, std::time::SystemTime::now())
+    }
+
     /// Who the API server takes the caller for (`SelfSubjectReview`); `None` when it cannot say.
     pub async fn whoami(&self) -> Option<String> {
         let api: Api<SelfSubjectReview> = Api::all(self.client.clone());

@@ -151,6 +151,8 @@ pub struct App {
     pub sends: Vec<SendRecord>,
     /// The Kubernetes API server, once a client was built.
     pub kube_server: Option<String>,
+    /// The in-cluster reporter, from its status ConfigMap (consent, SPEC 12), once read.
+    pub reporter: Option<String>,
     pub refreshing: bool,
     pub last_refresh: Option<SystemTime>,
     pub now: SystemTime,
@@ -184,6 +186,7 @@ impl App {
             message: None,
             sends: Vec::new(),
             kube_server: None,
+            reporter: None,
             refreshing: false,
             last_refresh: None,
             now,

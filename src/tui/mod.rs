@@ -50,6 +50,8 @@ enum Msg {
     Outcome(Uuid, EndpointOutcome),
     /// The connection kept open to the scheduler closed, or opened again: look now.
     SchedulerChanged,
+    /// The in-cluster reporter's line, from its status ConfigMap.
+    Reporter(String),
 }
 
 /// Takes over the terminal until the operator quits; the terminal is restored on every exit,
@@ -136,7 +138,11 @@ async fn event_loop(
                 Msg::Collected { snapshot, kube_server } => {
                     app.kube_server = kube_server;
                     app.on_snapshot(snapshot);
+                    if let Some(target) = &config.settings.plan.kube {
+                        tasks.push(spawn_reporter(target.clone(), tx.clone()));
+                    }
                 }
+                Msg::Reporter(line) => app.reporter = Some(line),
                 Msg::Outcome(insert_id, outcome) => app.on_outcome(insert_id, outcome),
                 Msg::SchedulerChanged => {
                     if let Some(Effect::Refresh) = app.on_action(keys::Action::Refresh) {
@@ -152,6 +158,20 @@ async fn event_loop(
         task.abort();
     }
     Ok(())
+}
+
+/// Reads the in-cluster reporter's status after each collection; nothing when there is no
+/// usable Kubernetes configuration.
+fn spawn_reporter(
+    target: collect::kube::KubeTarget,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let name = crate::consent::DEFAULT_CONSENT_CONFIGMAP;
+        if let Ok(api) = crate::consent::cluster::ConsentApi::connect(&target, name).await {
+            let _ = tx.send(Msg::Reporter(api.reporter_line().await));
+        }
+    })
 }
 
 /// One collection over the kept connections (one at a time: the app never starts two).

@@ -118,6 +118,17 @@ fn header(app: &App) -> Vec<Line<'static>> {
             None,
         )),
     ];
+    if let Some(reporter) = &app.reporter {
+        let style = if reporter.starts_with("forbidden") {
+            BAD
+        } else {
+            Style::new()
+        };
+        lines.push(Line::from(vec![
+            Span::raw("in-cluster reporter: "),
+            Span::styled(reporter.clone(), style),
+        ]));
+    }
     if app.info.do_not_track {
         lines.push(Line::styled(
             "DO_NOT_TRACK is set: the level is locked at off and nothing can be sent",
