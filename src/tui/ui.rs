@@ -440,7 +440,8 @@ fn event_summary(event: &Event) -> Vec<Line<'static>> {
                 event.fields.len()
             )),
         ]),
-        Line::raw(format!("$insert_id {}", event.insert_id.simple())),
+        // Written as in the payload, so the operator can match the two by eye.
+        Line::raw(format!("$insert_id {}", event.insert_id.hyphenated())),
         Line::styled(event.fields.join(", "), HINT),
         Line::raw(""),
     ]
