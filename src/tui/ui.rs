@@ -103,7 +103,10 @@ fn header(app: &App) -> Vec<Line<'static>> {
         ]),
         Line::raw(format!("cluster id {}", app.info.cluster_id)),
         Line::from(source_spans(
-            format!("scheduler {}", app.info.scheduler),
+            match &app.info.scheduler_port_from {
+                Some(from) => format!("scheduler {} (port from {from})", app.info.scheduler),
+                None => format!("scheduler {}", app.info.scheduler),
+            },
             &app.scheduler_state(),
             "Seldon ",
             port_forward_hint(&app.info.scheduler),
