@@ -38,6 +38,7 @@ fn main() {
     let info = Info {
         cluster_id: "6f1c7b9e-2d0a-4c55-9a43-1f0e6f1d2a11".into(),
         scheduler: "localhost:9004".into(),
+        scheduler_port_from: None,
         kube: "context bench".into(),
         endpoints: vec!["http://127.0.0.1:8001/".into()],
         log_file: "/tmp/hodometer-inspect.log".into(),

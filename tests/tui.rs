@@ -186,13 +186,15 @@ fn the_confirmed_event_is_the_one_received_byte_for_byte_and_the_pane_stays_on_i
     let insert_id = asking
         .split("$insert_id ")
         .nth(1)
-        .and_then(|rest| rest.get(..32))
+        .and_then(|rest| rest.get(..36))
         .expect("the dialog names the $insert_id")
         .to_string();
+    // The dialog writes it as the payload does.
     let hyphenated = uuid::Uuid::parse_str(&insert_id)
         .expect("uuid")
         .hyphenated()
         .to_string();
+    assert_eq!(insert_id, hyphenated);
     assert!(
         asking.contains(&hyphenated),
         "the pane shows the event being confirmed:\n{asking}"

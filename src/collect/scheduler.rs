@@ -26,6 +26,10 @@ pub const SUBSCRIBER_NAME: &str = "hodometer";
 /// Model statuses carry whole model definitions; gRPC's 4 MiB default is too tight for some.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// HTTP/2 flow-control windows of the scheduler connection (see `connect`).
+const STREAM_WINDOW_BYTES: u32 = 128 * 1024;
+const CONNECTION_WINDOW_BYTES: u32 = 512 * 1024;
+
 /// The generated client over one (lazy, reconnecting) channel.
 pub type Client = SchedulerClient<Channel>;
 
@@ -280,7 +284,12 @@ fn connect(target: &SchedulerTarget, tls: Option<&ClientTls>) -> Result<Client, 
     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .map_err(|e| bad(e.to_string()))?
         .connect_timeout(target.policy.connect_timeout.min(target.rpc_timeout))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // Small flow-control windows: the reader folds each item as it arrives, so data the
+        // scheduler sends ahead only waits in buffers. These bound what the five concurrent
+        // streams can hold at once (the defaults allow megabytes per stream).
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
     if let Some(tls) = tls {
         crate::tls::install_crypto_provider();
         let config = ClientTlsConfig::new()

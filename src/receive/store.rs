@@ -147,7 +147,9 @@ pub struct ClusterSummary {
     pub last_time: i64,
     /// The numeric usage metrics and version strings of the latest event.
     pub metrics: Map<String, Value>,
-    /// The operator-supplied extensions of the latest event, by key (without `ext.`).
+    /// The operator-supplied extensions of the latest event, by key (without `ext.`); left out
+    /// of the JSON when there are none.
+    #[serde(skip_serializing_if = "Map::is_empty")]
     pub extensions: Map<String, Value>,
 }
 

@@ -18,7 +18,10 @@ use crate::publish::EndpointOutcome;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Info {
     pub cluster_id: String,
+    /// The scheduler's `host:port`.
     pub scheduler: String,
+    /// The setting the port came from (`SCHEDULER_PLAINTXT_PORT`, its alias, …), when known.
+    pub scheduler_port_from: Option<String>,
     /// The kubeconfig context, or why Kubernetes is not read.
     pub kube: String,
     /// Every endpoint a send goes to, credentials redacted.

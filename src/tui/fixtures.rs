@@ -9,6 +9,7 @@ pub fn info() -> Info {
     Info {
         cluster_id: "6f1c7b9e-2d0a-4c55-9a43-1f0e6f1d2a11".into(),
         scheduler: "localhost:9004".into(),
+        scheduler_port_from: None,
         kube: "context kind-seldon".into(),
         endpoints: vec![
             "http://hodometer.seldon.io/".into(),

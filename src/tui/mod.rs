@@ -70,7 +70,8 @@ fn info(config: &InspectConfig, log_file: &Path) -> Info {
     let plan = &config.settings.plan;
     Info {
         cluster_id: plan.cluster_id.to_string(),
-        scheduler: config.settings.scheduler_description(),
+        scheduler: plan.scheduler.address(),
+        scheduler_port_from: Some(config.settings.scheduler_port_from.to_string()),
         kube: match &plan.kube {
             None => "(--no-kube)".into(),
             Some(target) => collect::kube::describe_target(target),

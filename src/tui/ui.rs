@@ -103,7 +103,10 @@ fn header(app: &App) -> Vec<Line<'static>> {
         ]),
         Line::raw(format!("cluster id {}", app.info.cluster_id)),
         Line::from(source_spans(
-            format!("scheduler {}", app.info.scheduler),
+            match &app.info.scheduler_port_from {
+                Some(from) => format!("scheduler {} (port from {from})", app.info.scheduler),
+                None => format!("scheduler {}", app.info.scheduler),
+            },
             &app.scheduler_state(),
             "Seldon ",
             port_forward_hint(&app.info.scheduler),
@@ -451,7 +454,8 @@ fn event_summary(event: &Event) -> Vec<Line<'static>> {
                 event.fields.len()
             )),
         ]),
-        Line::raw(format!("$insert_id {}", event.insert_id.simple())),
+        // Written as in the payload, so the operator can match the two by eye.
+        Line::raw(format!("$insert_id {}", event.insert_id.hyphenated())),
         Line::styled(event.fields.join(", "), HINT),
         Line::raw(""),
     ]

@@ -165,12 +165,19 @@ pub fn event(output: &Output) -> serde_json::Value {
     })
 }
 
-/// A port nothing listens on: bound, then released.
+/// A port nothing listens on. It is taken from just below the kernel's ephemeral range, so no
+/// `127.0.0.1:0` bind elsewhere in the suite (a simulator, a receiver) can be given it while a
+/// test relies on it being dead.
 pub fn dead_port() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    port.to_string()
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let start = ephemeral_low.saturating_sub(2000).max(1024);
+    (start..ephemeral_low)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below the ephemeral range")
+        .to_string()
 }
 
 /// `hodometer receive` on a free loopback port, killed when dropped.
