@@ -29,19 +29,7 @@ pub const KEY_NOTE: &str = "note";
 
 /// A ConfigMap name: a DNS subdomain (lower-case letters, digits, `-` and `.`, at most 253).
 pub fn parse_configmap_name(text: &str) -> Result<String, String> {
-    let name = text.trim();
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if valid {
-        Ok(name.to_string())
-    } else {
-        Err("expected a ConfigMap name (lower-case letters, digits, '-' and '.')".into())
-    }
+    crate::validate::parse_object_name(text, "ConfigMap")
 }
 
 /// Where the effective level comes from.

@@ -312,19 +312,7 @@ fn present_keys(data: &BTreeMap<String, Vec<u8>>) -> String {
 
 /// A Secret name as Kubernetes accepts it: a DNS subdomain.
 pub fn parse_secret_name(text: &str) -> Result<String, String> {
-    let name = text.trim();
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if valid {
-        Ok(name.to_string())
-    } else {
-        Err("expected a Secret name (lower-case letters, digits, '-' and '.')".into())
-    }
+    crate::validate::parse_object_name(text, "Secret")
 }
 
 /// The Secret data key a `…_LOCATION` path stands for in Secret mode: its base name, as the

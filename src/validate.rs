@@ -176,6 +176,26 @@ pub fn parse_namespace(text: &str) -> Result<String, String> {
     }
 }
 
+/// The name of a namespaced Kubernetes object (a ConfigMap, a Secret): a DNS subdomain, that is
+/// lower-case letters, digits, `-` and `.`, starting and ending alphanumeric, at most 253.
+pub fn parse_object_name(text: &str, kind: &str) -> Result<String, String> {
+    let name = text.trim();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "expected a {kind} name (lower-case letters, digits, '-' and '.')"
+        ))
+    }
+}
+
 /// A listening address: an IP and a port (port 0 picks a free one).
 pub fn parse_socket_addr(text: &str) -> Result<std::net::SocketAddr, String> {
     text.trim()
