@@ -60,12 +60,7 @@ fn admin_request(
     .expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let (status, body) = common::status_and_body(&response);
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 

@@ -249,15 +249,18 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     .expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
+    let (status, body) = status_and_body(&response);
+    (status, body.to_string())
+}
+
+/// The status code and body of a whole HTTP/1.1 response read from a `Connection: close` socket.
+pub fn status_and_body(response: &str) -> (u16, &str) {
     let status = response
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("status code");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, body)
 }
 
