@@ -1,4 +1,4 @@
-//! Consent that lives in the cluster (SPEC 12): the ConfigMap people write to approve what the
+//! Consent that lives in the cluster: the ConfigMap people write to approve what the
 //! in-cluster reporter shares, read into the policy the daemon follows. Pure: no I/O here.
 //!
 //! The rule, in order: `DO_NOT_TRACK` shares nothing; a consent with an invalid `level`,

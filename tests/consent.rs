@@ -1,4 +1,4 @@
-//! Consent in the cluster (SPEC 12), end to end with real binaries over loopback: `sim` with
+//! Consent in the cluster, end to end with real binaries over loopback: `sim` with
 //! its Kubernetes stand-in, a `hodometer daemon --interval 2s` governed by the consent
 //! ConfigMap, a capture endpoint (`hodometer receive --record all`), and `hodometer consent`.
 

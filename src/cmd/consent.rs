@@ -1,4 +1,4 @@
-//! `hodometer consent`: show and approve what the in-cluster reporter shares (SPEC 12), through
+//! `hodometer consent`: show and approve what the in-cluster reporter shares, through
 //! the consent ConfigMap, with optimistic concurrency.
 
 use std::io::{BufRead, IsTerminal, Write};

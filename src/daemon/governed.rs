@@ -1,4 +1,4 @@
-//! The daemon under consent (SPEC 12): each cycle shares only what the consent ConfigMap
+//! The daemon under consent: each cycle shares only what the consent ConfigMap
 //! approves, re-reading it often enough that a lowered level or `off` applies at once, even to
 //! an event still being retried, and reports what it did in the status ConfigMap.
 
@@ -16,7 +16,7 @@ use crate::publish::{EndpointOutcome, Publisher, describe_outcomes};
 
 use super::{DaemonConfig, DaemonExit, Shared, collect_and_record, cycle_message, jitter, lock};
 
-/// How often consent is re-read at most: SPEC 12 asks for at least every 30 s.
+/// How often consent is re-read: well within the 30 s in which a lowered level must apply.
 const CONSENT_REFRESH: Duration = Duration::from_secs(10);
 
 /// Runs collection cycles under consent until the end (or after one with `--once`).

@@ -727,7 +727,7 @@ impl axum::serve::Listener for TlsListener {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ConfigMaps (consent and status, SPEC 12) and SelfSubjectReview: the writes hodometer makes.
+// ConfigMaps (consent and status) and SelfSubjectReview: the writes hodometer makes.
 // ---------------------------------------------------------------------------------------------
 
 /// The namespace's ConfigMaps, with a cluster-wide `resourceVersion` counter and a feed of

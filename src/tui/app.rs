@@ -154,7 +154,7 @@ pub struct App {
     pub sends: Vec<SendRecord>,
     /// The Kubernetes API server, once a client was built.
     pub kube_server: Option<String>,
-    /// The in-cluster reporter, from its status ConfigMap (consent, SPEC 12), once read.
+    /// The in-cluster reporter, from its status ConfigMap (consent), once read.
     pub reporter: Option<String>,
     pub refreshing: bool,
     pub last_refresh: Option<SystemTime>,
