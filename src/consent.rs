@@ -27,6 +27,27 @@ pub const KEY_APPROVED_BY: &str = "approvedBy";
 pub const KEY_APPROVED_AT: &str = "approvedAt";
 pub const KEY_NOTE: &str = "note";
 
+/// The data keys of the status ConfigMap: written by the daemon, read by the inspector and
+/// `consent show`.
+pub mod status_key {
+    pub const EFFECTIVE_LEVEL: &str = "effectiveLevel";
+    pub const SOURCE: &str = "source";
+    pub const REASON: &str = "reason";
+    /// The consent ConfigMap's `resourceVersion` the reporter follows: its acknowledgement.
+    pub const CONSENT_VERSION: &str = "consentVersion";
+    /// The fields it shares when their values are known, one per line.
+    pub const SHARED_FIELDS: &str = "sharedFields";
+    pub const PENDING_FIELDS: &str = "pendingFields";
+    pub const LAST_COLLECTION_AT: &str = "lastCollectionAt";
+    /// The last event sent, its exact JSON bytes.
+    pub const LAST_EVENT: &str = "lastEvent";
+    pub const LAST_OUTCOMES: &str = "lastOutcomes";
+    pub const NEXT_SEND_AT: &str = "nextSendAt";
+    /// Where it publishes (credentials redacted), one per line, and how often.
+    pub const ENDPOINTS: &str = "endpoints";
+    pub const INTERVAL: &str = "interval";
+}
+
 /// A ConfigMap name: a DNS subdomain (lower-case letters, digits, `-` and `.`, at most 253).
 pub fn parse_configmap_name(text: &str) -> Result<String, String> {
     crate::validate::parse_object_name(text, "ConfigMap")
@@ -164,6 +185,8 @@ pub struct Policy {
     pub reason: Option<String>,
     pub approved_by: Option<String>,
     pub approved_at: Option<SystemTime>,
+    /// The consent ConfigMap's `resourceVersion` this policy was read from.
+    pub consent_version: Option<String>,
 }
 
 impl Policy {
@@ -176,6 +199,7 @@ impl Policy {
             reason,
             approved_by: None,
             approved_at: None,
+            consent_version: None,
         }
     }
 
@@ -227,6 +251,7 @@ pub fn decide(reading: &ConsentReading, env_level: Level, do_not_track: bool) ->
             reason: None,
             approved_by: consent.approved_by.clone(),
             approved_at: consent.approved_at,
+            consent_version: None,
         },
     }
 }
@@ -247,6 +272,15 @@ pub fn metric_fields_at(level: Level) -> BTreeSet<String> {
         .iter()
         .filter(|def| level.shares(def.level))
         .map(|def| def.name.to_string())
+        .collect()
+}
+
+/// The fields the policy lets leave, among `candidates`: what the reporter shares.
+pub fn shared_fields(policy: &Policy, candidates: &[(String, Level)]) -> Vec<String> {
+    candidates
+        .iter()
+        .filter(|(name, level)| policy.allows(name, *level))
+        .map(|(name, _)| name.clone())
         .collect()
 }
 
@@ -347,6 +381,81 @@ pub fn manifest_yaml(name: &str, namespace: &str, data: &BTreeMap<String, String
     yaml
 }
 
+/// What the status ConfigMap says of the in-cluster reporter, parsed for the inspector.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReporterStatus {
+    /// `None` before its first report (or an unreadable value).
+    pub level: Option<Level>,
+    pub source: String,
+    pub consent_version: Option<String>,
+    pub shared: BTreeSet<String>,
+    pub pending: BTreeSet<String>,
+    /// Its last event, exactly as sent.
+    pub last_event: Option<String>,
+    pub endpoints: Vec<String>,
+    pub interval: Option<String>,
+}
+
+impl ReporterStatus {
+    pub fn parse(data: &BTreeMap<String, String>) -> ReporterStatus {
+        let text = |key: &str| {
+            data.get(key)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let lines = |key: &str| -> Vec<String> {
+            data.get(key)
+                .map(|v| {
+                    v.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        ReporterStatus {
+            level: text(status_key::EFFECTIVE_LEVEL).and_then(|l| Level::parse(&l)),
+            source: text(status_key::SOURCE).unwrap_or_default(),
+            consent_version: text(status_key::CONSENT_VERSION),
+            shared: lines(status_key::SHARED_FIELDS).into_iter().collect(),
+            pending: lines(status_key::PENDING_FIELDS).into_iter().collect(),
+            // The bytes as written: never trimmed.
+            last_event: data
+                .get(status_key::LAST_EVENT)
+                .filter(|v| !v.is_empty())
+                .cloned(),
+            endpoints: lines(status_key::ENDPOINTS),
+            interval: text(status_key::INTERVAL),
+        }
+    }
+}
+
+/// What the consent ConfigMap held when it was read: the version a write must replace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsentSeen {
+    /// It does not exist: a write creates it.
+    Missing,
+    Found {
+        resource_version: String,
+        reading: ConsentReading,
+    },
+    /// Why it could not be read, e.g. the missing permission.
+    Unreadable(String),
+}
+
+/// The in-cluster reporter as the inspector last read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// The header line (see [`reporter_line`]).
+    pub line: String,
+    /// `None` when not deployed or unreadable.
+    pub status: Option<ReporterStatus>,
+    pub consent: ConsentSeen,
+    /// `NAME in NAMESPACE`, as an approval writes it.
+    pub consent_configmap: String,
+}
+
 /// One line on the in-cluster reporter for the inspector's header, from its status ConfigMap
 /// (`Err`: why it could not be read, e.g. the missing permission; `None`: not deployed).
 pub fn reporter_line(
@@ -359,27 +468,31 @@ pub fn reporter_line(
         Ok(Some(data)) => data,
     };
     let get = |key: &str| data.get(key).map(String::as_str).unwrap_or("");
-    if get("effectiveLevel").is_empty() {
+    if get(status_key::EFFECTIVE_LEVEL).is_empty() {
         return "deployed, no report yet".into();
     }
-    let mut line = format!("level {} ({})", get("effectiveLevel"), get("source"));
-    if !get("reason").is_empty() {
-        line.push_str(&format!(": {}", get("reason")));
+    let mut line = format!(
+        "level {} ({})",
+        get(status_key::EFFECTIVE_LEVEL),
+        get(status_key::SOURCE)
+    );
+    if !get(status_key::REASON).is_empty() {
+        line.push_str(&format!(": {}", get(status_key::REASON)));
     }
-    let pending = get("pendingFields").lines().count();
+    let pending = get(status_key::PENDING_FIELDS).lines().count();
     if pending > 0 {
         line.push_str(&format!(", {pending} pending approval"));
     }
     let when = |key: &str| humantime::parse_rfc3339_weak(get(key)).ok();
-    if let Some(at) = when("lastCollectionAt") {
+    if let Some(at) = when(status_key::LAST_COLLECTION_AT) {
         let age = now.duration_since(at).unwrap_or_default();
         line.push_str(&format!("; last {} ago", whole_seconds(age)));
     }
-    let outcomes: Vec<&str> = get("lastOutcomes").lines().collect();
+    let outcomes: Vec<&str> = get(status_key::LAST_OUTCOMES).lines().collect();
     if !outcomes.is_empty() {
         line.push_str(&format!(": {}", outcomes.join("; ")));
     }
-    if let Some(at) = when("nextSendAt") {
+    if let Some(at) = when(status_key::NEXT_SEND_AT) {
         match at.duration_since(now) {
             Ok(wait) => line.push_str(&format!("; next in {}", whole_seconds(wait))),
             Err(_) => line.push_str("; next due"),

@@ -610,12 +610,12 @@ fn the_inspector_header_shows_the_in_cluster_reporter() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tmux = inspect_in_tmux("reporter-none", &sim, dir.path());
     tmux.wait_for("a deployed reporter without a report", |s| {
-        s.contains("in-cluster reporter: deployed, no report yet")
+        s.contains("in-cluster reporter ◆: deployed, no report yet")
     });
     approve(&sim, "cluster");
     let _daemon = Daemon::start(&sim, &url, &[]);
     let screen = tmux.wait_for("the reporter's level, source and last send", |s| {
-        s.contains("in-cluster reporter: level cluster (consent); last ")
+        s.contains("in-cluster reporter ◆: level cluster (consent); last ")
     });
     assert!(screen.contains(" ok (HTTP 200"), "{screen}");
     assert!(screen.contains("next in "), "{screen}");
@@ -625,6 +625,138 @@ fn the_inspector_header_shows_the_in_cluster_reporter() {
     let restricted = SimProcess::start_with_kube(&["--kube-rbac", &editor]);
     let other = inspect_in_tmux("reporter-forbidden", &restricted, dir.path());
     other.wait_for("the missing permission", |s| {
-        s.contains("in-cluster reporter: forbidden: get configmaps hodometer-status")
+        s.contains("in-cluster reporter ◆: forbidden: get configmaps hodometer-status")
     });
+}
+
+/// The right-hand pane's text at 200 columns (between its borders), joined line by line: the
+/// bytes it shows when it shows them raw.
+fn right_pane(screen: &str) -> String {
+    screen
+        .lines()
+        .filter_map(|line| {
+            let start = line.find('│')?;
+            let end = line.rfind('│')?;
+            (end > start).then(|| line[start + '│'.len_utf8()..end].trim_end().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn approving_in_the_inspector_governs_the_daemon_and_its_status_holds_the_bytes() {
+    let (sim, _addr, receiver, url) = cluster(&[]);
+    let _daemon = Daemon::start(&sim, &url, &[("METRICS_LEVEL", "cluster")]);
+    wait_for("an event under METRICS_LEVEL", || events(&receiver).pop());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmux = inspect_in_tmux("approve", &sim, dir.path());
+    tmux.wait_for("the reporter at the environment's level", |s| {
+        s.contains("in-cluster reporter ◆: level cluster (environment)")
+    });
+
+    // The dialog shows the level, exactly the fields, where the reporter publishes and how often.
+    tmux.keys(&["2"]);
+    tmux.keys(&["a"]);
+    let resource = metrics_at(Level::Resource);
+    let dialog = tmux.wait_for("the approve dialog", |s| {
+        s.contains("approve for the in-cluster reporter?")
+    });
+    assert!(
+        dialog.contains(&format!(
+            "level resource, exactly these {} fields:",
+            resource.len()
+        )),
+        "{dialog}"
+    );
+    assert!(
+        dialog.contains("the reporter publishes to (every 2s):"),
+        "{dialog}"
+    );
+    assert!(dialog.contains(&format!("{url}/")), "{dialog}");
+    assert!(
+        dialog.contains("writes configmaps hodometer-consent in seldon-mesh over resourceVersion"),
+        "{dialog}"
+    );
+
+    let before = events(&receiver).len();
+    tmux.keys(&["y"]);
+    tmux.wait_for("the reporter's acknowledgement", |s| {
+        s.contains("acknowledged by the reporter")
+    });
+    let governed = wait_for("an event at the approved level", || {
+        events(&receiver)
+            .split_off(before)
+            .into_iter()
+            .find(|e| e["properties"]["metrics_level"] == "resource")
+    });
+    assert_eq!(fields(&governed), resource);
+    let consent = show(&sim)["consent"]["data"].clone();
+    let listed: BTreeSet<String> = consent["fields"]
+        .as_str()
+        .expect("fields")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        listed, resource,
+        "the consent lists exactly the fields shown"
+    );
+    assert_eq!(consent["approvedBy"], hodometer::sim::kube::SIM_USER);
+
+    // The level bar marks the reporter's level; its pane shows its last event byte for byte.
+    let screen = tmux.wait_for("the reporter's level marked", |s| {
+        s.contains("[2 resource]◆")
+    });
+    assert!(!screen.contains("1 cluster ◆"), "{screen}");
+    tmux.keys(&["e"]);
+    tmux.keys(&["b"]);
+    wait_for("the pane to show the status's lastEvent exactly", || {
+        let shown = right_pane(&tmux.screen());
+        let last = status_data(&sim)["lastEvent"].as_str()?.to_string();
+        (shown == last).then_some(())
+    });
+}
+
+#[test]
+fn the_inspector_shows_a_missing_permission_and_a_conflict_instead_of_writing() {
+    // The daemon's own service account under the shipped Role: it may read consent, not write it.
+    let role = manifest_arg("role.yaml");
+    let (sim, _addr, _receiver, _url) = cluster(&["--kube-rbac", &role]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmux = inspect_in_tmux("approve-forbidden", &sim, dir.path());
+    tmux.wait_for("the reporter read", |s| {
+        s.contains("in-cluster reporter ◆: ")
+    });
+    tmux.keys(&["a"]);
+    tmux.wait_for("the approve dialog", |s| {
+        s.contains("approve for the in-cluster reporter?")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the named missing permission", |s| {
+        s.contains("not written: forbidden: update configmaps hodometer-consent")
+    });
+
+    // An editor whose dialog was opened before someone else's change gets the conflict.
+    let editor = manifest_arg("consent-editor-role.yaml");
+    let (sim, addr, _receiver, _url) = cluster(&["--kube-rbac", &editor]);
+    let tmux = inspect_in_tmux("approve-conflict", &sim, dir.path());
+    tmux.wait_for("the reporter read", |s| {
+        s.contains("in-cluster reporter ◆: ")
+    });
+    tmux.keys(&["3"]);
+    tmux.keys(&["a"]);
+    tmux.wait_for("the approve dialog", |s| {
+        s.contains("approve for the in-cluster reporter?")
+    });
+    edit_consent(&addr, json!({"level": "off", "approvedBy": "someone else"}));
+    tmux.keys(&["y"]);
+    tmux.wait_for("the conflict", |s| {
+        s.contains(
+            "not written: conflict: configmaps hodometer-consent was changed by someone else",
+        )
+    });
+    assert_eq!(
+        show(&sim)["consent"]["data"]["level"],
+        "off",
+        "someone else's change stands"
+    );
 }

@@ -13,6 +13,7 @@ use crate::collect::kube::{DEFAULT_NAMESPACE, KubeTarget, kubeconfig_user};
 use crate::consent::cluster::{ClusterError, ConsentApi};
 use crate::consent::{
     self, Consent, DEFAULT_CONSENT_CONFIGMAP, KEY_LEVEL, STATUS_CONFIGMAP, parse_configmap_name,
+    status_key,
 };
 use crate::logging::{self, LogSettings};
 use crate::metrics::Level;
@@ -237,21 +238,41 @@ fn show_text(
         Ok(Some(cm)) => {
             let data = cm.data.clone().unwrap_or_default();
             let get = |key: &str| data.get(key).map(String::as_str).unwrap_or("");
-            if get("effectiveLevel").is_empty() {
+            if get(status_key::EFFECTIVE_LEVEL).is_empty() {
                 line(&mut text, "status", "no report yet");
             }
-            let level = format!("{} (source: {})", get("effectiveLevel"), get("source"));
+            let level = format!(
+                "{} (source: {})",
+                get(status_key::EFFECTIVE_LEVEL),
+                get(status_key::SOURCE)
+            );
             line(&mut text, "effective level", &level);
-            if !get("reason").is_empty() {
-                line(&mut text, "reason", get("reason"));
+            if !get(status_key::REASON).is_empty() {
+                line(&mut text, "reason", get(status_key::REASON));
             }
-            let pending = get("pendingFields").replace('\n', ", ");
-            line(&mut text, "pending fields", &pending);
-            line(&mut text, "last collection", get("lastCollectionAt"));
-            for outcome in get("lastOutcomes").lines() {
+            line(
+                &mut text,
+                "follows consent",
+                &format!("resourceVersion {}", get(status_key::CONSENT_VERSION)),
+            );
+            let list = |key: &str| get(key).replace('\n', ", ");
+            line(&mut text, "shared fields", &list(status_key::SHARED_FIELDS));
+            line(
+                &mut text,
+                "pending fields",
+                &list(status_key::PENDING_FIELDS),
+            );
+            line(&mut text, "publishes to", &list(status_key::ENDPOINTS));
+            line(&mut text, "every", get(status_key::INTERVAL));
+            line(
+                &mut text,
+                "last collection",
+                get(status_key::LAST_COLLECTION_AT),
+            );
+            for outcome in get(status_key::LAST_OUTCOMES).lines() {
                 line(&mut text, "last outcome", outcome);
             }
-            line(&mut text, "next send", get("nextSendAt"));
+            line(&mut text, "next send", get(status_key::NEXT_SEND_AT));
         }
     }
     text
@@ -304,40 +325,17 @@ async fn run_set(args: SetArgs) -> anyhow::Result<ExitCode> {
     }
 
     let api = connect(&cluster).await?;
-    approval.approved_by = match api.whoami().await {
-        Some(user) => Some(user),
-        None => kubeconfig_user(&cluster.target),
-    };
+    approval.approved_by = api.approver(&cluster.target).await;
     if !args.yes && !confirm(&api, &approval)? {
         eprintln!("hodometer: nothing written");
         return Ok(ExitCode::FAILURE);
     }
     let data = consent::consent_data(&approval);
-    let written = match api.read_consent().await {
-        Ok(Some(current)) => {
-            let version = args
-                .if_version
-                .clone()
-                .or(current.metadata.resource_version)
-                .unwrap_or_default();
-            api.update_consent(data, &version).await
-        }
-        Ok(None) if args.if_version.is_some() => Err(ClusterError::Conflict {
-            name: api.consent_name.clone(),
-            current: "none: the ConfigMap no longer exists".into(),
-        }),
-        Ok(None) => match api.create_consent(data).await {
-            Err(ClusterError::Forbidden { message, .. }) => {
-                anyhow::bail!(
-                    "configmaps {} does not exist in namespace {} and you may not create it (forbidden: create configmaps: {message}): the manifests (assets/k8s/) have not been applied",
-                    api.consent_name,
-                    api.namespace
-                )
-            }
-            other => other,
-        },
-        Err(error) => Err(error),
-    }?;
+    let seen = match (&args.if_version, api.read_consent().await?) {
+        (Some(version), _) => Some(version.clone()),
+        (None, current) => current.and_then(|cm| cm.metadata.resource_version),
+    };
+    let written = api.write_consent(data, seen.as_deref()).await?;
     let version = written.metadata.resource_version.unwrap_or_default();
     println!(
         "consent written: configmaps {} in {}: level {}, {} fields, approved by {} (resourceVersion {version})",

@@ -63,6 +63,7 @@ impl DaemonArgs {
                 interval: interval?,
                 once: self.once,
                 listen: listen?,
+                own_process: true,
             })
         })
     }

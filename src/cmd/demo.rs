@@ -1,6 +1,8 @@
 //! `hodometer demo`: the simulated scheduler with its Kubernetes stand-in and a receiver, all
-//! in this process on free loopback ports, and the inspector on them, publishing only to that
-//! receiver. The "try it with no cluster" command.
+//! in this process on free loopback ports, an in-cluster reporter (the daemon, governed by the
+//! stand-in's consent ConfigMap) publishing to that receiver every few seconds, and the
+//! inspector on all of them. The "try it with no cluster" command: approve a level in the
+//! inspector and watch the reporter acknowledge it and send at that level.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -8,14 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::PostParams;
 use kube::config::Kubeconfig;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::collect::CollectPlan;
-use crate::collect::kube::{InlineKubeconfig, KubeTarget};
+use crate::collect::kube::{InlineKubeconfig, KubeTarget, connect_client};
 use crate::collect::scheduler::{CallPolicy, SchedulerTarget};
 use crate::config::{PublishSettings, Settings};
+use crate::consent::DEFAULT_CONSENT_CONFIGMAP;
+use crate::daemon::{self, DaemonConfig};
 use crate::logging::LogSettings;
 use crate::metrics::Level;
 use crate::payload::DEFAULT_TOKEN;
@@ -81,46 +88,83 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let sim_task = tokio::spawn(sim.serve(until_stopped(stopped.clone())));
-    let receiver_task = tokio::spawn(receiver.serve(until_stopped(stopped)));
+    let receiver_task = tokio::spawn(receiver.serve(until_stopped(stopped.clone())));
+
+    let settings = Settings {
+        plan: CollectPlan {
+            cluster_id: Uuid::new_v4(),
+            scheduler: SchedulerTarget {
+                host: scheduler.ip().to_string(),
+                port: scheduler.port(),
+                rpc_timeout: Duration::from_secs(5),
+                tls: None,
+                policy: CallPolicy::patient(),
+            },
+            kube: Some(KubeTarget {
+                kubeconfig: None,
+                context: None,
+                namespace: None,
+                timeout: Duration::from_secs(5),
+                inline: Some(InlineKubeconfig(Arc::new(kubeconfig))),
+            }),
+            extensions: Vec::new(),
+        },
+        level: Level::Cluster,
+        do_not_track: false,
+        token: DEFAULT_TOKEN.into(),
+        log: LogSettings::INFO,
+        scheduler_port_from: "the demo's simulator",
+    };
+    let publish = PublishSettings {
+        endpoints: vec![parse_endpoint(&receiver_url).map_err(anyhow::Error::msg)?],
+        policy: PublishPolicy {
+            env_proxy: false,
+            ..PublishPolicy::default()
+        },
+    };
+    if let Some(target) = &settings.plan.kube {
+        apply_shipped_configmaps(target).await?;
+    }
+    let reporter = DaemonConfig {
+        settings: settings.clone(),
+        publish: publish.clone(),
+        interval: REPORTER_INTERVAL,
+        once: false,
+        listen: None,
+        consent: Some(DEFAULT_CONSENT_CONFIGMAP.into()),
+        own_process: false,
+    };
+    let reporter_task = tokio::spawn(daemon::run(reporter, until_stopped(stopped)));
 
     let config = InspectConfig {
-        settings: Settings {
-            plan: CollectPlan {
-                cluster_id: Uuid::new_v4(),
-                scheduler: SchedulerTarget {
-                    host: scheduler.ip().to_string(),
-                    port: scheduler.port(),
-                    rpc_timeout: Duration::from_secs(5),
-                    tls: None,
-                    policy: CallPolicy::patient(),
-                },
-                kube: Some(KubeTarget {
-                    kubeconfig: None,
-                    context: None,
-                    namespace: None,
-                    timeout: Duration::from_secs(5),
-                    inline: Some(InlineKubeconfig(Arc::new(kubeconfig))),
-                }),
-                extensions: Vec::new(),
-            },
-            level: Level::Cluster,
-            do_not_track: false,
-            token: DEFAULT_TOKEN.into(),
-            log: LogSettings::INFO,
-            scheduler_port_from: "the demo's simulator",
-        },
-        publish: PublishSettings {
-            endpoints: vec![parse_endpoint(&receiver_url).map_err(anyhow::Error::msg)?],
-            policy: PublishPolicy {
-                env_proxy: false,
-                ..PublishPolicy::default()
-            },
-        },
+        settings,
+        publish,
         refresh,
         log_file: None,
     };
     let result = tui::run(config, &log_file).await;
     let _ = stop.send(true);
-    let _ = tokio::join!(sim_task, receiver_task);
+    let _ = tokio::join!(sim_task, receiver_task, reporter_task);
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// How often the demo's in-cluster reporter sends: short, so an approval shows at once.
+const REPORTER_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Creates the empty consent and status ConfigMaps in the stand-in, as applying the shipped
+/// manifests (`assets/k8s/`) does in a cluster.
+async fn apply_shipped_configmaps(target: &KubeTarget) -> anyhow::Result<()> {
+    let (client, namespace) = connect_client(target)
+        .await
+        .map_err(|reason| anyhow::anyhow!("the Kubernetes stand-in: {reason}"))?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    for manifest in [
+        include_str!("../../assets/k8s/consent-configmap.yaml"),
+        include_str!("../../assets/k8s/status-configmap.yaml"),
+    ] {
+        let mut object: ConfigMap = serde_saphyr::from_str(manifest)?;
+        object.metadata.namespace = Some(namespace.clone());
+        configmaps.create(&PostParams::default(), &object).await?;
+    }
+    Ok(())
 }

@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
-use crate::collect::kube::{KubeTarget, connect_client};
+use crate::collect::kube::{KubeTarget, connect_client, kubeconfig_user};
 
-use super::STATUS_CONFIGMAP;
+use super::{ConsentSeen, Observed, ReporterStatus, STATUS_CONFIGMAP};
 
 /// Why a ConfigMap could not be read or written, in terms an operator can act on.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,15 @@ pub enum ClusterError {
     Conflict { name: String, current: String },
     #[error("configmaps {name} does not exist in namespace {namespace}")]
     NotFound { name: String, namespace: String },
+    /// The consent ConfigMap is missing and the caller may not create it.
+    #[error(
+        "configmaps {name} does not exist in namespace {namespace} and you may not create it (forbidden: create configmaps: {message}): the manifests (assets/k8s/) have not been applied"
+    )]
+    NotApplied {
+        name: String,
+        namespace: String,
+        message: String,
+    },
     #[error("Kubernetes: {0}")]
     Other(String),
 }
@@ -90,9 +99,29 @@ impl ConsentApi {
         self.read(STATUS_CONFIGMAP).await
     }
 
-    /// Replaces the consent's data, only if it is still at `resource_version`: a write racing
-    /// another gets [`ClusterError::Conflict`], never a silent overwrite.
-    pub async fn update_consent(
+    /// Writes the consent over the version the writer saw when deciding: replaced only if it is
+    /// still at `seen_version`, created only if it still does not exist (`None`). Anything else
+    /// is someone else's change: [`ClusterError::Conflict`], never a silent overwrite.
+    pub async fn write_consent(
+        &self,
+        data: BTreeMap<String, String>,
+        seen_version: Option<&str>,
+    ) -> Result<ConfigMap, ClusterError> {
+        match seen_version {
+            Some(version) => self.update_consent(data, version).await,
+            None => match self.create_consent(data).await {
+                Err(ClusterError::Forbidden { message, .. }) => Err(ClusterError::NotApplied {
+                    name: self.consent_name.clone(),
+                    namespace: self.namespace.clone(),
+                    message,
+                }),
+                other => other,
+            },
+        }
+    }
+
+    /// Replaces the consent's data, only if it is still at `resource_version`.
+    async fn update_consent(
         &self,
         data: BTreeMap<String, String>,
         resource_version: &str,
@@ -105,6 +134,10 @@ impl ConsentApi {
             .await
         {
             Ok(written) => Ok(written),
+            Err(kube::Error::Api(status)) if status.code == 404 => Err(ClusterError::Conflict {
+                name,
+                current: "none: the ConfigMap no longer exists".into(),
+            }),
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let current = match self.read_consent().await {
                     Ok(Some(cm)) => cm.metadata.resource_version.unwrap_or_default(),
@@ -117,7 +150,7 @@ impl ConsentApi {
     }
 
     /// Creates the consent ConfigMap (where the manifests were not applied and the caller may).
-    pub async fn create_consent(
+    async fn create_consent(
         &self,
         data: BTreeMap<String, String>,
     ) -> Result<ConfigMap, ClusterError> {
@@ -170,17 +203,41 @@ impl ConsentApi {
             .map_err(|e| self.error(e, "patch", STATUS_CONFIGMAP))
     }
 
-    /// The inspector's header line on the in-cluster reporter (see [`super::reporter_line`]).
-    pub async fn reporter_line(&self) -> String {
-        let status = self.read_status().await;
+    /// The in-cluster reporter as the inspector shows it: its status, and the consent with the
+    /// version an approval must replace.
+    pub async fn observe(&self) -> Observed {
+        let (consent, status) = tokio::join!(self.read_consent(), self.read_status());
         // A status ConfigMap without data is deployed, not yet reported.
         let empty = BTreeMap::new();
-        let status = match &status {
+        let status_data = match &status {
             Ok(None) => Ok(None),
             Ok(Some(cm)) => Ok(Some(cm.data.as_ref().unwrap_or(&empty))),
             Err(error) => Err(error.to_string()),
         };
-        super::reporter_line(status, std::time::SystemTime::now())
+        let line = super::reporter_line(status_data.clone(), std::time::SystemTime::now());
+        let status = status_data.ok().flatten().map(ReporterStatus::parse);
+        let consent = match consent {
+            Ok(None) => ConsentSeen::Missing,
+            Ok(Some(cm)) => ConsentSeen::Found {
+                resource_version: cm.metadata.resource_version.unwrap_or_default(),
+                reading: super::parse(&cm.data.unwrap_or_default()),
+            },
+            Err(error) => ConsentSeen::Unreadable(error.to_string()),
+        };
+        Observed {
+            line,
+            status,
+            consent,
+            consent_configmap: format!("{} in {}", self.consent_name, self.namespace),
+        }
+    }
+
+    /// Who approves: the API server's word for the caller, else the kubeconfig's user name.
+    pub async fn approver(&self, target: &KubeTarget) -> Option<String> {
+        match self.whoami().await {
+            Some(user) => Some(user),
+            None => kubeconfig_user(target),
+        }
     }
 
     /// Who the API server takes the caller for (`SelfSubjectReview`); `None` when it cannot say.

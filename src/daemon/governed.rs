@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::consent::cluster::ConsentApi;
-use crate::consent::{self, ConsentReading, Policy, Source};
+use crate::consent::{self, ConsentReading, Policy, Source, status_key};
 use crate::metrics::Level;
 use crate::payload::build_event;
 use crate::publish::{EndpointOutcome, Publisher, describe_outcomes};
@@ -68,9 +68,12 @@ pub(super) async fn work(
                 };
             }
             let pause = config.interval + jitter(config.interval);
-            status.insert("nextSendAt".into(), rfc3339(SystemTime::now() + pause));
+            status.insert(
+                status_key::NEXT_SEND_AT.into(),
+                rfc3339(SystemTime::now() + pause),
+            );
             write_status(api, &status).await;
-            super::code_pages::release_code_pages();
+            config.rest();
             // A change in what is shared starts a cycle at once: the acknowledgement is visible,
             // and a raised level need not wait for the next interval.
             tokio::select! {
@@ -97,8 +100,14 @@ async fn read_policy(config: &DaemonConfig, api: &ConsentApi, previous: Option<&
     }
     match api.read_consent().await {
         Ok(found) => {
+            let version = found
+                .as_ref()
+                .and_then(|cm| cm.metadata.resource_version.clone());
             let data = found.and_then(|cm| cm.data).unwrap_or_default();
-            consent::decide(&consent::parse(&data), settings.level, false)
+            Policy {
+                consent_version: version,
+                ..consent::decide(&consent::parse(&data), settings.level, false)
+            }
         }
         Err(error) => match previous {
             Some(previous) => {
@@ -137,27 +146,54 @@ async fn cycle(
     policy: &Policy,
     policies: &watch::Receiver<Policy>,
 ) -> (bool, BTreeMap<String, String>) {
-    let mut status = BTreeMap::from([
+    let endpoints: Vec<String> = config
+        .publish
+        .endpoints
+        .iter()
+        .map(|e| e.redacted().to_string())
+        .collect();
+    let mut status: BTreeMap<String, String> = [
         (
-            "effectiveLevel".to_string(),
+            status_key::EFFECTIVE_LEVEL,
             policy.level.as_str().to_string(),
         ),
-        ("source".to_string(), policy.source.as_str().to_string()),
+        (status_key::SOURCE, policy.source.as_str().to_string()),
         (
-            "reason".to_string(),
+            status_key::REASON,
             policy.reason.clone().unwrap_or_default(),
         ),
-    ]);
+        (
+            status_key::CONSENT_VERSION,
+            policy.consent_version.clone().unwrap_or_default(),
+        ),
+        (status_key::ENDPOINTS, endpoints.join("\n")),
+        (
+            status_key::INTERVAL,
+            humantime::format_duration(config.interval).to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value))
+    .collect();
     if policy.level == Level::Off {
         tracing::info!(source = %policy.source, "level off: nothing is collected and nothing is published");
-        status.insert("pendingFields".into(), String::new());
+        status.insert(status_key::PENDING_FIELDS.into(), String::new());
+        status.insert(status_key::SHARED_FIELDS.into(), String::new());
         lock(metrics).ready = true;
         return (true, status);
     }
     let (snapshot, unknown) = collect_and_record(&config.settings, policy.level, metrics).await;
-    status.insert("lastCollectionAt".into(), rfc3339(snapshot.collected_at));
-    let pending = consent::pending_fields(policy, &consent::candidate_fields(&snapshot));
-    status.insert("pendingFields".into(), pending.join("\n"));
+    status.insert(
+        status_key::LAST_COLLECTION_AT.into(),
+        rfc3339(snapshot.collected_at),
+    );
+    let candidates = consent::candidate_fields(&snapshot);
+    let pending = consent::pending_fields(policy, &candidates);
+    status.insert(status_key::PENDING_FIELDS.into(), pending.join("\n"));
+    status.insert(
+        status_key::SHARED_FIELDS.into(),
+        consent::shared_fields(policy, &candidates).join("\n"),
+    );
     let event = build_event(
         &snapshot,
         policy.level,
@@ -184,7 +220,7 @@ async fn cycle(
             "event dropped while being published: it exceeds what is now approved"
         );
         status.insert(
-            "lastOutcomes".into(),
+            status_key::LAST_OUTCOMES.into(),
             format!(
                 "dropped: consent changed to level {} ({}) while the event was being published",
                 now.level, now.source
@@ -210,12 +246,12 @@ async fn cycle(
         "{}",
         cycle_message(&outcomes)
     );
-    status.insert("lastEvent".into(), event.json.clone());
+    status.insert(status_key::LAST_EVENT.into(), event.json.clone());
     let lines: Vec<String> = outcomes
         .iter()
         .map(|o| format!("{} {}", o.endpoint, o.detail()))
         .collect();
-    status.insert("lastOutcomes".into(), lines.join("\n"));
+    status.insert(status_key::LAST_OUTCOMES.into(), lines.join("\n"));
     (all_ok, status)
 }
 

@@ -34,6 +34,20 @@ pub struct DaemonConfig {
     pub listen: Option<SocketAddr>,
     /// The consent ConfigMap that governs what is shared, when the Kubernetes API is used.
     pub consent: Option<String>,
+    /// The daemon is the whole process, so the binary's code pages are its own to release
+    /// between cycles; not so inside `demo`, where the inspector uses them all the time.
+    pub own_process: bool,
+}
+
+impl DaemonConfig {
+    /// Between cycles: hands back the code pages the last one touched (see `code_pages`).
+    fn rest(&self) -> usize {
+        if self.own_process {
+            code_pages::release_code_pages()
+        } else {
+            0
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +170,7 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
         if config.once {
             return DaemonExit::Clean;
         }
-        code_pages::release_code_pages();
+        config.rest();
         return std::future::pending().await;
     }
     loop {
@@ -169,7 +183,7 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
             };
         }
         let pause = config.interval + jitter(config.interval);
-        let released = code_pages::release_code_pages();
+        let released = config.rest();
         tracing::debug!(next_in = ?pause, released, "waiting for the next collection");
         tokio::time::sleep(pause).await;
     }

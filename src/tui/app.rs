@@ -2,12 +2,13 @@
 //! in, effects (refresh, send) go out. No I/O and no drawing here, so every transition is
 //! unit-tested; rendering reads this state through `&App`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
 use super::keys::{Action, Context};
+use crate::consent::{self, Consent, ConsentSeen, Observed};
 use crate::metrics::{
     Level, METRIC_COUNT, METRICS, MetricId, Reading, RowKind, Snapshot, Source, Value,
 };
@@ -36,6 +37,8 @@ pub struct Info {
 pub enum View {
     Metrics,
     Payload,
+    /// The in-cluster reporter's last event, from its status.
+    ReporterEvent,
 }
 
 /// How the payload is shown: indented for reading, or the bytes exactly as sent.
@@ -53,6 +56,51 @@ pub enum Dialog {
     Sent(Uuid),
     /// Every send of this session; `selected` is an index into [`App::sends`].
     Sends { selected: usize },
+    /// Asking: write this consent for the in-cluster reporter?
+    Approve(Approval),
+}
+
+/// An approval for the in-cluster reporter, as the dialog shows it and as it is written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Approval {
+    pub level: Level,
+    /// Exactly the fields approved, sorted.
+    pub fields: Vec<String>,
+    /// The consent's `resourceVersion` when the dialog opened (`None`: it does not exist). The
+    /// write replaces exactly that version, so someone else's change in between is a conflict.
+    pub seen_version: Option<String>,
+}
+
+impl Approval {
+    /// The consent ConfigMap's data, approved by `by` at `at`.
+    pub fn data(&self, by: Option<String>, at: SystemTime) -> BTreeMap<String, String> {
+        consent::consent_data(&Consent {
+            level: self.level,
+            fields: self.fields.iter().cloned().collect(),
+            approved_by: by,
+            approved_at: Some(at),
+            note: None,
+        })
+    }
+}
+
+/// Where this session's last approval stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApprovalStage {
+    Writing,
+    /// Written at this `resourceVersion`: waiting for the reporter to follow it.
+    Written {
+        version: String,
+        by: String,
+    },
+    /// Not written: the conflict, the missing permission or the failure.
+    Failed(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApprovalRecord {
+    pub approval: Approval,
+    pub stage: ApprovalStage,
 }
 
 /// One send of this session. Its outcomes keep arriving whether or not a dialog shows it.
@@ -75,6 +123,8 @@ impl SendRecord {
 pub enum Effect {
     Refresh,
     Send(Event),
+    /// Write this consent ConfigMap.
+    Approve(Approval),
 }
 
 /// Samples of a numeric metric kept for its trend: enough for a sparkline at any width used.
@@ -124,8 +174,19 @@ pub struct RowView<'a> {
     pub shown: Shown,
     /// Shared at the chosen level (a stale or unknown value is still left out of the payload).
     pub shared: bool,
+    /// What the in-cluster reporter does with it, once its status was read.
+    pub in_cluster: Option<InCluster>,
     /// Numeric metrics only.
     pub trend: Option<&'a Trend>,
+}
+
+/// A field as the in-cluster reporter treats it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InCluster {
+    Shares,
+    /// At or below its level but not approved: withheld until someone approves it.
+    Pending,
+    Withholds,
 }
 
 /// The state of a source, for the header.
@@ -154,8 +215,10 @@ pub struct App {
     pub sends: Vec<SendRecord>,
     /// The Kubernetes API server, once a client was built.
     pub kube_server: Option<String>,
-    /// The in-cluster reporter, from its status ConfigMap (consent), once read.
-    pub reporter: Option<String>,
+    /// The in-cluster reporter and its consent, once read.
+    pub reporter: Option<Observed>,
+    /// This session's last approval for the in-cluster reporter.
+    pub approval: Option<ApprovalRecord>,
     pub refreshing: bool,
     pub last_refresh: Option<SystemTime>,
     pub now: SystemTime,
@@ -190,6 +253,7 @@ impl App {
             sends: Vec::new(),
             kube_server: None,
             reporter: None,
+            approval: None,
             refreshing: false,
             last_refresh: None,
             now,
@@ -218,6 +282,7 @@ impl App {
             Some(Dialog::Confirm(_)) => Context::Confirm,
             Some(Dialog::Sent(_)) => Context::Sent,
             Some(Dialog::Sends { .. }) => Context::Sends,
+            Some(Dialog::Approve(_)) => Context::Approve,
         }
     }
 
@@ -232,14 +297,9 @@ impl App {
                     self.set_level(*level);
                 }
             }
-            Action::TogglePayload => {
-                self.view = if self.view == View::Metrics {
-                    View::Payload
-                } else {
-                    View::Metrics
-                };
-                self.scroll = 0;
-            }
+            Action::TogglePayload => self.toggle_view(View::Payload),
+            Action::ToggleReporterEvent => self.toggle_view(View::ReporterEvent),
+            Action::Approve => self.ask_to_approve(),
             Action::TogglePayloadForm => {
                 self.payload_form = match self.payload_form {
                     PayloadForm::Pretty => PayloadForm::Raw,
@@ -278,6 +338,16 @@ impl App {
             Action::Close => self.close(),
         }
         None
+    }
+
+    /// Shows `view`, or the metrics again when it is already shown.
+    fn toggle_view(&mut self, view: View) {
+        self.view = if self.view == view {
+            View::Metrics
+        } else {
+            view
+        };
+        self.scroll = 0;
     }
 
     fn scroll_by(&mut self, by: i8) {
@@ -324,7 +394,96 @@ impl App {
         }
     }
 
+    /// Opens "approve for the in-cluster reporter" on the level and fields on screen, when the
+    /// consent can be written from here.
+    fn ask_to_approve(&mut self) {
+        self.help = false;
+        let Some(observed) = &self.reporter else {
+            self.message = Some(format!(
+                "no in-cluster reporter to approve for: it has not been read (Kubernetes {})",
+                self.info.kube
+            ));
+            return;
+        };
+        if matches!(
+            self.approval,
+            Some(ApprovalRecord {
+                stage: ApprovalStage::Writing,
+                ..
+            })
+        ) {
+            self.message = Some("the last approval is still being written".into());
+            return;
+        }
+        let seen_version = match &observed.consent {
+            ConsentSeen::Missing => None,
+            ConsentSeen::Found {
+                resource_version, ..
+            } => Some(resource_version.clone()),
+            ConsentSeen::Unreadable(why) => {
+                self.message = Some(format!("cannot read the consent to approve over it: {why}"));
+                return;
+            }
+        };
+        let mut fields: Vec<String> = match &self.snapshot {
+            Some(snapshot) => consent::candidate_fields(snapshot)
+                .into_iter()
+                .filter(|(_, level)| self.level.shares(*level))
+                .map(|(name, _)| name)
+                .collect(),
+            None => consent::metric_fields_at(self.level).into_iter().collect(),
+        };
+        fields.sort();
+        self.dialog = Some(Dialog::Approve(Approval {
+            level: self.level,
+            fields,
+            seen_version,
+        }));
+        self.dialog_scroll = 0;
+    }
+
+    /// The outcome of writing the approval: the `resourceVersion` written and who approved it,
+    /// or why nothing was written.
+    pub fn on_approved(&mut self, result: Result<(String, String), String>) {
+        if let Some(record) = &mut self.approval {
+            record.stage = match result {
+                Ok((version, by)) => ApprovalStage::Written { version, by },
+                Err(why) => ApprovalStage::Failed(why),
+            };
+        }
+    }
+
+    /// Whether the in-cluster reporter follows this session's written approval.
+    pub fn approval_acknowledged(&self) -> bool {
+        match (&self.approval, &self.reporter) {
+            (
+                Some(ApprovalRecord {
+                    stage: ApprovalStage::Written { version, .. },
+                    ..
+                }),
+                Some(Observed {
+                    status: Some(status),
+                    ..
+                }),
+            ) => status.consent_version.as_ref() == Some(version),
+            _ => false,
+        }
+    }
+
+    pub fn on_reporter(&mut self, observed: Observed) {
+        self.reporter = Some(observed);
+    }
+
     fn confirm(&mut self) -> Option<Effect> {
+        if let Some(Dialog::Approve(approval)) = &self.dialog {
+            let approval = approval.clone();
+            self.dialog = None;
+            self.approval = Some(ApprovalRecord {
+                approval: approval.clone(),
+                stage: ApprovalStage::Writing,
+            });
+            return Some(Effect::Approve(approval));
+        }
         let Some(Dialog::Confirm(event)) = self.dialog.take() else {
             return None;
         };
@@ -444,6 +603,7 @@ impl App {
                     kind: RowKind::Metric(def),
                     shown: Shown::Unknown("not collected yet".into()),
                     shared: self.level.shares(def.level),
+                    in_cluster: self.in_cluster(def.name),
                     trend: None,
                 })
                 .collect();
@@ -470,6 +630,7 @@ impl App {
                 // Extensions are text: only metrics have a trend.
                 let trend = row.kind.metric().map(|def| &self.trends[def.id as usize]);
                 RowView {
+                    in_cluster: self.in_cluster(&row.name),
                     name: row.name,
                     level: row.level,
                     kind: row.kind,
@@ -479,6 +640,24 @@ impl App {
                 }
             })
             .collect()
+    }
+
+    /// What the in-cluster reporter does with the field `name`, by its last status.
+    fn in_cluster(&self, name: &str) -> Option<InCluster> {
+        let status = self.reporter.as_ref()?.status.as_ref()?;
+        status.level?;
+        Some(if status.shared.contains(name) {
+            InCluster::Shares
+        } else if status.pending.contains(name) {
+            InCluster::Pending
+        } else {
+            InCluster::Withholds
+        })
+    }
+
+    /// The in-cluster reporter's level, by its last status.
+    pub fn reporter_level(&self) -> Option<Level> {
+        self.reporter.as_ref()?.status.as_ref()?.level
     }
 
     pub fn scheduler_state(&self) -> SourceState {
@@ -551,7 +730,7 @@ pub fn age(now: SystemTime, then: SystemTime) -> Duration {
 mod tests {
     use super::*;
     use crate::publish::PublishError;
-    use crate::tui::fixtures::{at, healthy, info, scheduler_down};
+    use crate::tui::fixtures::{at, healthy, info, reporter, scheduler_down};
 
     fn app() -> App {
         App::new(info(), Level::Cluster, "tok".into(), at(0))
@@ -859,6 +1038,136 @@ mod tests {
         assert!(!app.refresh_due());
         app.on_tick(at(5));
         assert!(app.refresh_due());
+    }
+
+    #[test]
+    fn approve_opens_on_the_level_shown_and_writes_over_the_version_seen() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_reporter(reporter("cluster", "7", &["node_count"], &[]));
+        app.on_action(Action::SetLevel(2));
+        assert_eq!(app.on_action(Action::Approve), None, "asks first");
+        let expected = Approval {
+            level: Level::Resource,
+            fields: consent::metric_fields_at(Level::Resource)
+                .into_iter()
+                .collect(),
+            seen_version: Some("7".into()),
+        };
+        assert_eq!(app.dialog, Some(Dialog::Approve(expected.clone())));
+        assert_eq!(app.context(), Context::Approve);
+        // The level can no longer change under the dialog: keys go to the dialog.
+        assert_eq!(
+            app.on_action(Action::Confirm),
+            Some(Effect::Approve(expected))
+        );
+        assert!(app.dialog.is_none());
+        assert!(matches!(
+            app.approval.as_ref().map(|a| &a.stage),
+            Some(ApprovalStage::Writing)
+        ));
+        app.on_approved(Ok(("8".into(), "alice".into())));
+        assert!(!app.approval_acknowledged(), "the reporter still follows 7");
+        app.on_reporter(reporter(
+            "resource",
+            "8",
+            &["node_count", "model_count"],
+            &[],
+        ));
+        assert!(app.approval_acknowledged());
+        assert_eq!(app.reporter_level(), Some(Level::Resource));
+    }
+
+    #[test]
+    fn a_failed_write_is_kept_with_its_reason_and_cancel_writes_nothing() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_reporter(reporter("cluster", "7", &[], &[]));
+        app.on_action(Action::Approve);
+        assert_eq!(app.on_action(Action::Close), None);
+        assert!(app.approval.is_none(), "cancelled: nothing written");
+        app.on_action(Action::Approve);
+        app.on_action(Action::Confirm);
+        app.on_approved(Err(
+            "conflict: configmaps hodometer-consent was changed".into()
+        ));
+        assert!(matches!(
+            app.approval.as_ref().map(|a| &a.stage),
+            Some(ApprovalStage::Failed(why)) if why.starts_with("conflict")
+        ));
+        assert!(!app.approval_acknowledged());
+    }
+
+    #[test]
+    fn approve_is_refused_with_the_reason_when_the_consent_cannot_be_written_over() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::Approve);
+        assert!(app.dialog.is_none());
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.contains("has not been read")),
+            "{:?}",
+            app.message
+        );
+        let mut unreadable = reporter("cluster", "7", &[], &[]);
+        unreadable.consent = ConsentSeen::Unreadable(
+            "forbidden: get configmaps hodometer-consent (in namespace seldon-mesh)".into(),
+        );
+        app.on_reporter(unreadable);
+        app.on_action(Action::Approve);
+        assert!(app.dialog.is_none());
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.contains("forbidden: get configmaps hodometer-consent")),
+            "{:?}",
+            app.message
+        );
+        // Where it does not exist yet, the approval creates it.
+        let mut missing = reporter("cluster", "7", &[], &[]);
+        missing.consent = ConsentSeen::Missing;
+        app.on_reporter(missing);
+        app.on_action(Action::Approve);
+        assert!(matches!(
+            &app.dialog,
+            Some(Dialog::Approve(Approval {
+                seen_version: None,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn rows_mark_what_the_reporter_shares_and_what_waits_for_approval() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        let in_cluster = |app: &App, name: &str| {
+            app.rows()
+                .into_iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.in_cluster)
+        };
+        assert_eq!(in_cluster(&app, "node_count"), None, "not read yet");
+        app.on_reporter(reporter("resource", "7", &["node_count"], &["model_count"]));
+        assert_eq!(in_cluster(&app, "node_count"), Some(InCluster::Shares));
+        assert_eq!(in_cluster(&app, "model_count"), Some(InCluster::Pending));
+        assert_eq!(
+            in_cluster(&app, "gpu_enabled_count"),
+            Some(InCluster::Withholds)
+        );
+    }
+
+    #[test]
+    fn the_reporter_event_view_toggles_with_the_metrics() {
+        let mut app = app();
+        app.on_action(Action::ToggleReporterEvent);
+        assert_eq!(app.view, View::ReporterEvent);
+        app.on_action(Action::TogglePayload);
+        assert_eq!(app.view, View::Payload);
+        app.on_action(Action::TogglePayload);
+        assert_eq!(app.view, View::Metrics);
     }
 
     #[test]

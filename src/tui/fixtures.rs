@@ -2,7 +2,10 @@
 
 use std::time::{Duration, SystemTime};
 
+use std::collections::BTreeMap;
+
 use super::app::Info;
+use crate::consent::{ConsentReading, ConsentSeen, Observed, ReporterStatus, status_key};
 use crate::metrics::{METRICS, MetricId, Reading, Snapshot, Source, Value};
 
 pub fn info() -> Info {
@@ -59,4 +62,34 @@ pub fn scheduler_down(collected: SystemTime) -> Snapshot {
         );
     }
     s
+}
+
+/// The in-cluster reporter at `level` under consent `version` (the consent ConfigMap is at
+/// that version too), sharing `shared` and holding `pending` back.
+pub fn reporter(level: &str, version: &str, shared: &[&str], pending: &[&str]) -> Observed {
+    let status = BTreeMap::from([
+        (status_key::EFFECTIVE_LEVEL.to_string(), level.to_string()),
+        (status_key::SOURCE.to_string(), "consent".to_string()),
+        (status_key::CONSENT_VERSION.to_string(), version.to_string()),
+        (status_key::SHARED_FIELDS.to_string(), shared.join("\n")),
+        (status_key::PENDING_FIELDS.to_string(), pending.join("\n")),
+        (
+            status_key::ENDPOINTS.to_string(),
+            "http://hodometer.seldon.io/".to_string(),
+        ),
+        (status_key::INTERVAL.to_string(), "1h".to_string()),
+        (
+            status_key::LAST_EVENT.to_string(),
+            r#"{"event":"collect metrics","properties":{"node_count":3}}"#.to_string(),
+        ),
+    ]);
+    Observed {
+        line: format!("level {level} (consent)"),
+        status: Some(ReporterStatus::parse(&status)),
+        consent: ConsentSeen::Found {
+            resource_version: version.to_string(),
+            reading: ConsentReading::Unset,
+        },
+        consent_configmap: "hodometer-consent in seldon-mesh".into(),
+    }
 }

@@ -13,6 +13,10 @@ pub enum Action {
     TogglePayload,
     /// Pretty-printed payload, or the bytes exactly as sent.
     TogglePayloadForm,
+    /// The in-cluster reporter's last event, from its status.
+    ToggleReporterEvent,
+    /// Approve the level on screen for the in-cluster reporter (after confirmation).
+    Approve,
     Send,
     Confirm,
     /// The session's sends.
@@ -39,6 +43,8 @@ pub enum Context {
     Sent,
     /// The list of this session's sends.
     Sends,
+    /// "Approve for the in-cluster reporter" asking for confirmation.
+    Approve,
 }
 
 /// Where a binding is listed.
@@ -81,7 +87,7 @@ const fn bind(
 }
 
 use Action::*;
-use Context::{Confirm as Asking, Help as HelpShown, Main, Sends, Sent};
+use Context::{Approve as Approving, Confirm as Asking, Help as HelpShown, Main, Sends, Sent};
 use KeyCode::{Char, Down, Enter, Esc, Left, Right, Up};
 use Listing::{Covered, Footer, Help};
 
@@ -108,7 +114,7 @@ pub const BINDINGS: &[Binding] = &[
         SetLevel(0),
         Main,
         "level off, cluster, resource or feature",
-        Footer,
+        Help,
     ),
     bind(
         &[Char('1')],
@@ -165,6 +171,22 @@ pub const BINDINGS: &[Binding] = &[
         Main,
         "sends: this session's sends, their outcomes and bytes",
         Footer,
+    ),
+    bind(
+        &[Char('a')],
+        "a",
+        Approve,
+        Main,
+        "approve this level for the in-cluster reporter",
+        Footer,
+    ),
+    bind(
+        &[Char('e')],
+        "e",
+        ToggleReporterEvent,
+        Main,
+        "event: the in-cluster reporter's last event, exactly as sent",
+        Help,
     ),
     bind(&[Char('r')], "r", Refresh, Main, "refresh now", Footer),
     bind(&[Up, Char('k')], "↑/↓", ScrollUp, Main, "scroll", Help),
@@ -259,6 +281,38 @@ pub const BINDINGS: &[Binding] = &[
         Footer,
     ),
     bind(&[Esc, Char('q')], "Esc", Close, Sends, "close", Footer),
+    bind(
+        &[Char('y'), Enter],
+        "y",
+        Confirm,
+        Approving,
+        "yes: write the consent ConfigMap",
+        Footer,
+    ),
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        Approving,
+        "scroll the field list",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        Approving,
+        "scroll the field list",
+        Covered,
+    ),
+    bind(
+        &[Char('n'), Char('q'), Esc],
+        "n/Esc",
+        Close,
+        Approving,
+        "no: write nothing",
+        Footer,
+    ),
 ];
 
 /// The action for a key in a context. Ctrl-C quits everywhere; a key held with any other
@@ -308,14 +362,14 @@ mod tests {
         assert_eq!(action_for(key(Char('y')), Main), None);
         assert_eq!(action_for(key(Char('s')), Asking), None);
         let ctrl_c = KeyEvent::new(Char('c'), KeyModifiers::CONTROL);
-        for context in [Main, HelpShown, Asking, Sent, Sends] {
+        for context in [Main, HelpShown, Asking, Sent, Sends, Approving] {
             assert_eq!(action_for(ctrl_c, context), Some(Quit), "{context:?}");
         }
     }
 
     #[test]
     fn q_and_esc_close_every_dialog_and_help() {
-        for context in [HelpShown, Asking, Sent, Sends] {
+        for context in [HelpShown, Asking, Sent, Sends, Approving] {
             assert_eq!(
                 action_for(key(Char('q')), context),
                 Some(Close),
@@ -356,7 +410,7 @@ mod tests {
 
     #[test]
     fn every_context_can_be_left() {
-        for context in [HelpShown, Asking, Sent, Sends] {
+        for context in [HelpShown, Asking, Sent, Sends, Approving] {
             assert!(
                 BINDINGS
                     .iter()

@@ -21,10 +21,12 @@ use uuid::Uuid;
 
 use crate::collect::{self, Sources};
 use crate::config::{PublishSettings, Settings};
+use crate::consent::Observed;
+use crate::consent::cluster::ConsentApi;
 use crate::metrics::Snapshot;
 use crate::payload::Event;
 use crate::publish::{EndpointOutcome, Publisher};
-use app::{App, Effect, Info};
+use app::{App, Approval, Effect, Info};
 
 /// A validated inspector configuration.
 pub struct InspectConfig {
@@ -50,8 +52,10 @@ enum Msg {
     Outcome(Uuid, EndpointOutcome),
     /// The connection kept open to the scheduler closed, or opened again: look now.
     SchedulerChanged,
-    /// The in-cluster reporter's line, from its status ConfigMap.
-    Reporter(String),
+    /// The in-cluster reporter and its consent, as read.
+    Reporter(Box<Observed>),
+    /// The approval was written (`resourceVersion`, approver), or why not.
+    Approved(Result<(String, String), String>),
 }
 
 /// Takes over the terminal until the operator quits; the terminal is restored on every exit,
@@ -126,6 +130,11 @@ async fn event_loop(
                         match app.on_action(action) {
                             Some(Effect::Refresh) => tasks.push(spawn_refresh(&sources, tx.clone())),
                             Some(Effect::Send(event)) => tasks.push(spawn_send(&publisher, event, config, tx.clone())),
+                            Some(Effect::Approve(approval)) => {
+                                if let Some(target) = &config.settings.plan.kube {
+                                    tasks.push(spawn_approve(target.clone(), approval, tx.clone()));
+                                }
+                            }
                             None => {}
                         }
                     }
@@ -143,7 +152,14 @@ async fn event_loop(
                         tasks.push(spawn_reporter(target.clone(), tx.clone()));
                     }
                 }
-                Msg::Reporter(line) => app.reporter = Some(line),
+                Msg::Reporter(observed) => app.on_reporter(*observed),
+                Msg::Approved(result) => {
+                    app.on_approved(result);
+                    // The consent's new version, and soon the reporter's acknowledgement.
+                    if let Some(target) = &config.settings.plan.kube {
+                        tasks.push(spawn_reporter(target.clone(), tx.clone()));
+                    }
+                }
                 Msg::Outcome(insert_id, outcome) => app.on_outcome(insert_id, outcome),
                 Msg::SchedulerChanged => {
                     if let Some(Effect::Refresh) = app.on_action(keys::Action::Refresh) {
@@ -161,17 +177,46 @@ async fn event_loop(
     Ok(())
 }
 
-/// Reads the in-cluster reporter's status after each collection; nothing when there is no
-/// usable Kubernetes configuration.
+/// Reads the in-cluster reporter's status and consent after each collection; nothing when
+/// there is no usable Kubernetes configuration.
 fn spawn_reporter(
     target: collect::kube::KubeTarget,
     tx: mpsc::UnboundedSender<Msg>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let name = crate::consent::DEFAULT_CONSENT_CONFIGMAP;
-        if let Ok(api) = crate::consent::cluster::ConsentApi::connect(&target, name).await {
-            let _ = tx.send(Msg::Reporter(api.reporter_line().await));
+        if let Ok(api) = consent_api(&target).await {
+            let _ = tx.send(Msg::Reporter(Box::new(api.observe().await)));
         }
+    })
+}
+
+async fn consent_api(target: &collect::kube::KubeTarget) -> Result<ConsentApi, String> {
+    ConsentApi::connect(target, crate::consent::DEFAULT_CONSENT_CONFIGMAP).await
+}
+
+/// Writes the approval the operator confirmed over the consent version it was shown with.
+fn spawn_approve(
+    target: collect::kube::KubeTarget,
+    approval: Approval,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let result = async {
+            let api = consent_api(&target).await?;
+            let by = api.approver(&target).await;
+            let data = approval.data(by.clone(), SystemTime::now());
+            let written = api
+                .write_consent(data, approval.seen_version.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(level = %approval.level, fields = approval.fields.len(), "consent written from the inspector");
+            Ok((
+                written.metadata.resource_version.unwrap_or_default(),
+                by.unwrap_or_else(|| "?".into()),
+            ))
+        }
+        .await;
+        let _ = tx.send(Msg::Approved(result));
     })
 }
 

@@ -9,7 +9,8 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::app::{
-    App, Dialog, PayloadForm, RowView, SendRecord, Shown, SourceState, Trend, View, age, short_id,
+    App, ApprovalStage, Dialog, InCluster, PayloadForm, RowView, SendRecord, Shown, SourceState,
+    Trend, View, age, short_id,
 };
 use super::keys::{BINDINGS, Context, Listing, hints};
 use crate::metrics::{Level, METRICS, MetricDef, RowKind};
@@ -24,6 +25,8 @@ const UNKNOWN: Style = Style::new()
 const WARN: Style = Style::new().fg(Color::Yellow);
 const BAD: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
 const HINT: Style = Style::new().fg(Color::DarkGray);
+/// The in-cluster reporter's marks: its level, and the fields it shares.
+const IN_CLUSTER: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
 
 /// From this width the metrics table and the payload sit side by side.
 pub const SIDE_BY_SIDE_WIDTH: u16 = 120;
@@ -52,13 +55,18 @@ pub fn render(app: &App, frame: &mut Frame) {
             Layout::horizontal([Constraint::Fill(1), Constraint::Length(payload_width)])
                 .areas(body);
         render_metrics(app, frame, metrics);
-        render_payload(app, frame, payload);
+        if app.view == View::ReporterEvent {
+            render_reporter_event(app, frame, payload);
+        } else {
+            render_payload(app, frame, payload);
+        }
         // Dialogs cover the table, never the payload they are about.
         metrics
     } else {
         match app.view {
             View::Metrics => render_metrics(app, frame, body),
             View::Payload => render_payload(app, frame, body),
+            View::ReporterEvent => render_reporter_event(app, frame, body),
         }
         area
     };
@@ -122,15 +130,51 @@ fn header(app: &App) -> Vec<Line<'static>> {
         )),
     ];
     if let Some(reporter) = &app.reporter {
-        let style = if reporter.starts_with("forbidden") {
+        let style = if reporter.line.starts_with("forbidden") {
             BAD
         } else {
             Style::new()
         };
-        lines.push(Line::from(vec![
-            Span::raw("in-cluster reporter: "),
-            Span::styled(reporter.clone(), style),
-        ]));
+        let mut spans = vec![
+            Span::raw("in-cluster reporter "),
+            Span::styled("◆", IN_CLUSTER),
+            Span::raw(": "),
+            Span::styled(reporter.line.clone(), style),
+        ];
+        if let Some(status) = reporter.status.as_ref().filter(|s| s.level.is_some()) {
+            let legend = if status.pending.is_empty() {
+                "   ◆ shared by it"
+            } else {
+                "   ◆ shared by it, ◇ awaiting approval"
+            };
+            spans.push(Span::styled(legend, HINT));
+        }
+        lines.push(Line::from(spans));
+    }
+    if let Some(record) = &app.approval {
+        let approval = &record.approval;
+        let what = format!(
+            "your approval: level {}, {} fields: ",
+            approval.level,
+            approval.fields.len()
+        );
+        let (text, style) = match &record.stage {
+            ApprovalStage::Writing => ("writing the consent ConfigMap…".to_string(), WARN),
+            ApprovalStage::Written { version, by } if app.approval_acknowledged() => (
+                format!(
+                    "written (resourceVersion {version}, by {by}); acknowledged by the reporter"
+                ),
+                SHARED,
+            ),
+            ApprovalStage::Written { version, by } => (
+                format!(
+                    "written (resourceVersion {version}, by {by}); waiting for the reporter to acknowledge"
+                ),
+                WARN,
+            ),
+            ApprovalStage::Failed(why) => (format!("not written: {why}"), BAD),
+        };
+        lines.push(Line::from(vec![Span::raw(what), Span::styled(text, style)]));
     }
     if app.info.do_not_track {
         lines.push(Line::styled(
@@ -184,6 +228,8 @@ fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
             spans.push(Span::styled(" | ", WITHHELD));
         }
         let label = format!("{i} {level}");
+        // The in-cluster reporter's level is marked in the place of the opening space.
+        let reporter = app.reporter_level() == Some(*level);
         spans.push(if *level == app.level {
             Span::styled(
                 format!("[{label}]"),
@@ -192,6 +238,9 @@ fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
         } else {
             Span::raw(format!(" {label} "))
         });
+        if reporter {
+            spans.push(Span::styled("◆", IN_CLUSTER));
+        }
     }
     let shared = shown_event(app).map_or(0, |e| e.fields.len());
     let note = if app.info.do_not_track {
@@ -206,6 +255,8 @@ fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
 fn render_metrics(app: &App, frame: &mut Frame, area: Rect) {
     let mut rows = Vec::new();
     let mut group = None;
+    // A column for the in-cluster reporter once its status was read.
+    let in_cluster = app.reporter_level().is_some();
     for row in app.rows() {
         if group != Some(row.level) {
             group = Some(row.level);
@@ -214,35 +265,42 @@ fn render_metrics(app: &App, frame: &mut Frame, area: Rect) {
             } else {
                 ("withheld", WITHHELD)
             };
-            rows.push(Row::new(vec![
+            let mut cells = vec![
                 Cell::from(format!("── {} ──", row.level)).style(Style::new().bold()),
                 Cell::from(""),
                 Cell::from(""),
                 Cell::from(state).style(style),
-            ]));
+            ];
+            if in_cluster {
+                cells.insert(2, Cell::from(""));
+            }
+            rows.push(Row::new(cells));
         }
-        rows.push(metric_row(app, &row));
+        rows.push(metric_row(app, &row, in_cluster));
     }
     // Scroll no further than the last row reaching the bottom of the pane (one line is the header).
     let visible = usize::from(area.height.saturating_sub(1));
     let offset = usize::from(app.scroll).min(rows.len().saturating_sub(visible));
-    let table = Table::new(
-        rows.into_iter().skip(offset),
-        [
-            Constraint::Length(24),
-            Constraint::Length(8),
-            Constraint::Length(TREND_WIDTH),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(Row::new(vec!["metric", "sharing", "trend", "value"]).style(Style::new().underlined()));
+    let mut widths = vec![
+        Constraint::Length(24),
+        Constraint::Length(8),
+        Constraint::Length(TREND_WIDTH),
+        Constraint::Fill(1),
+    ];
+    let mut titles = vec!["metric", "sharing", "trend", "value"];
+    if in_cluster {
+        widths.insert(2, Constraint::Length(1));
+        titles.insert(2, "◆");
+    }
+    let table = Table::new(rows.into_iter().skip(offset), widths)
+        .header(Row::new(titles).style(Style::new().underlined()));
     frame.render_widget(table, area);
 }
 
 /// Columns of the trend: a sparkline of this session's values.
 const TREND_WIDTH: u16 = 8;
 
-fn metric_row(app: &App, row: &RowView) -> Row<'static> {
+fn metric_row(app: &App, row: &RowView, in_cluster: bool) -> Row<'static> {
     let (sharing, sharing_style) = match (&row.shown, row.shared) {
         (Shown::Known(_), true) => ("● shared", SHARED),
         (_, true) => ("omitted", UNKNOWN),
@@ -292,13 +350,22 @@ fn metric_row(app: &App, row: &RowView) -> Row<'static> {
             value.push(Span::styled(format!("  ⚠ {suspicion}"), WARN));
         }
     }
-    Row::new(vec![
+    let mut cells = vec![
         Cell::from(row.name.clone()).style(name_style),
         Cell::from(sharing).style(sharing_style),
         Cell::from(row.trend.map(sparkline).unwrap_or_default())
             .style(dim(Style::new().fg(Color::Cyan))),
         Cell::from(Line::from(value)),
-    ])
+    ];
+    if in_cluster {
+        let mark = match row.in_cluster {
+            Some(InCluster::Shares) => Span::styled("◆", IN_CLUSTER),
+            Some(InCluster::Pending) => Span::styled("◇", WARN),
+            Some(InCluster::Withholds) | None => Span::raw(""),
+        };
+        cells.insert(2, Cell::from(mark));
+    }
+    Row::new(cells)
 }
 
 /// The unit a metric's value is in, read from its name (`server_memory_gb_sum`: GB).
@@ -359,7 +426,7 @@ fn render_payload(app: &App, frame: &mut Frame, area: Rect) {
                     PayloadForm::Raw => "as sent (b: pretty)",
                 }
             ),
-            payload_text(event, app.payload_form, inner_width),
+            payload_text(&event.json, app.payload_form, inner_width),
         ),
         None if app.level == Level::Off => (
             " payload ".into(),
@@ -378,11 +445,43 @@ fn render_payload(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(paragraph, area);
 }
 
+/// The in-cluster reporter's last event, byte for byte from its status ConfigMap.
+fn render_reporter_event(app: &App, frame: &mut Frame, area: Rect) {
+    let inner_width = area.width.saturating_sub(2);
+    let status = app.reporter.as_ref().and_then(|r| r.status.as_ref());
+    let (title, body) = match status.and_then(|s| s.last_event.as_deref()) {
+        Some(json) => (
+            format!(
+                " in-cluster reporter's last event, {} bytes, {} ",
+                json.len(),
+                match app.payload_form {
+                    PayloadForm::Pretty => "pretty (b: raw)",
+                    PayloadForm::Raw => "as sent (b: pretty)",
+                }
+            ),
+            payload_text(json, app.payload_form, inner_width),
+        ),
+        None => (
+            " in-cluster reporter's last event ".to_string(),
+            Text::from(match &app.reporter {
+                None => "The in-cluster reporter has not been read.".to_string(),
+                Some(r) if r.status.is_none() => format!("Unknown: {}", r.line),
+                Some(_) => "It has sent no event yet.".to_string(),
+            }),
+        ),
+    };
+    let paragraph = Paragraph::new(body)
+        .block(Block::bordered().title(title))
+        .wrap(Wrap { trim: false })
+        .scroll((app.scroll, 0));
+    frame.render_widget(paragraph, area);
+}
+
 /// The event pretty-printed with the level that adds each field marked, or its exact bytes cut
 /// into lines of `width` (no word wrapping, so the lines join back into the very bytes).
-fn payload_text(event: &Event, form: PayloadForm, width: u16) -> Text<'static> {
+fn payload_text(json: &str, form: PayloadForm, width: u16) -> Text<'static> {
     let pretty = match form {
-        PayloadForm::Pretty => serde_json::from_str::<serde_json::Value>(&event.json)
+        PayloadForm::Pretty => serde_json::from_str::<serde_json::Value>(json)
             .ok()
             .and_then(|v| serde_json::to_string_pretty(&v).ok()),
         PayloadForm::Raw => None,
@@ -391,9 +490,7 @@ fn payload_text(event: &Event, form: PayloadForm, width: u16) -> Text<'static> {
         let width = usize::from(width.max(1));
         // The JSON is ASCII (payload::ascii_json): byte chunks are character chunks.
         return Text::from(
-            event
-                .json
-                .as_bytes()
+            json.as_bytes()
                 .chunks(width)
                 .map(|chunk| Line::raw(String::from_utf8_lossy(chunk).into_owned()))
                 .collect::<Vec<_>>(),
@@ -501,7 +598,12 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
                 lines.extend(outcome_lines(app, record));
                 lines.push(Line::raw(""));
                 lines.extend(
-                    payload_text(&record.event, app.payload_form, width.saturating_sub(2)).lines,
+                    payload_text(
+                        &record.event.json,
+                        app.payload_form,
+                        width.saturating_sub(2),
+                    )
+                    .lines,
                 );
                 let title = format!(
                     " sent {} ({}) ",
@@ -515,6 +617,55 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
             }
             None => (" sent ".to_string(), vec![Line::raw("no such send")], 0),
         },
+        Dialog::Approve(approval) => {
+            let status = app.reporter.as_ref().and_then(|r| r.status.as_ref());
+            let consent = app
+                .reporter
+                .as_ref()
+                .map(|r| r.consent_configmap.as_str())
+                .unwrap_or_default();
+            let mut lines = vec![
+                Line::from(vec![
+                    Span::raw("level "),
+                    Span::styled(approval.level.to_string(), Style::new().bold()),
+                    Span::raw(format!(", exactly these {} fields:", approval.fields.len())),
+                ]),
+                Line::styled(format!("  {}", approval.fields.join(", ")), HINT),
+                Line::raw(""),
+            ];
+            match status.filter(|s| !s.endpoints.is_empty()) {
+                Some(status) => {
+                    lines.push(Line::raw(format!(
+                        "the reporter publishes to (every {}):",
+                        status.interval.as_deref().unwrap_or("?")
+                    )));
+                    for endpoint in &status.endpoints {
+                        lines.push(Line::raw(format!("  {endpoint}")));
+                    }
+                }
+                None => lines.push(Line::styled(
+                    "where the reporter publishes and how often: unknown (it has not reported yet)",
+                    UNKNOWN,
+                )),
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::raw(match &approval.seen_version {
+                Some(version) => format!(
+                    "writes configmaps {consent} over resourceVersion {version}; a change by someone else since is shown, not overwritten"
+                ),
+                None => format!("creates configmaps {consent} (it does not exist yet)"),
+            }));
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                "y: approve and write    n/Esc: write nothing",
+                Style::new().bold(),
+            ));
+            (
+                " approve for the in-cluster reporter? ".to_string(),
+                lines,
+                app.dialog_scroll,
+            )
+        }
         Dialog::Sends { selected } => {
             let lines = app
                 .sends
@@ -565,24 +716,38 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
 }
 
 fn render_help(app: &App, frame: &mut Frame) {
-    let mut lines: Vec<Line> = BINDINGS
-        .iter()
-        .filter(|b| b.listing != Listing::Covered)
+    let listed = |context: Context| {
+        BINDINGS
+            .iter()
+            .filter(move |b| b.context == context && b.listing != Listing::Covered)
+    };
+    // The main screen's keys one per line; each dialog's on one line of its own, to fit 80×24.
+    let mut lines: Vec<Line> = listed(Context::Main)
         .map(|b| {
-            let context = match b.context {
-                Context::Main => "",
-                Context::Help => " (help)",
-                Context::Confirm => " (send dialog)",
-                Context::Sent => " (a send)",
-                Context::Sends => " (list of sends)",
-            };
             Line::from(vec![
                 Span::styled(format!("{:>6}  ", b.label), Style::new().bold()),
-                Span::raw(format!("{}{context}", b.help)),
+                Span::raw(b.help),
             ])
         })
         .collect();
     lines.push(Line::raw(""));
+    for (context, name) in [
+        (Context::Help, "help"),
+        (Context::Confirm, "send dialog"),
+        (Context::Sent, "a send"),
+        (Context::Sends, "list of sends"),
+        (Context::Approve, "approve dialog"),
+    ] {
+        let mut spans = vec![Span::raw(format!("{name}: "))];
+        for (i, b) in listed(context).enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(" · ", HINT));
+            }
+            spans.push(Span::styled(b.label, Style::new().bold()));
+            spans.push(Span::raw(format!(" {}", b.help)));
+        }
+        lines.push(Line::from(spans));
+    }
     lines.push(Line::raw(format!("logs: {}", app.info.log_file)));
     let width = frame.area().width.saturating_sub(4).min(80);
     let area = popup(
@@ -629,7 +794,7 @@ mod tests {
 
     use super::*;
     use crate::publish::{EndpointOutcome, PublishError};
-    use crate::tui::fixtures::{at, healthy, info, scheduler_down};
+    use crate::tui::fixtures::{at, healthy, info, reporter, scheduler_down};
     use crate::tui::keys::Action;
 
     fn app(level: Level) -> App {
@@ -798,13 +963,62 @@ mod tests {
     }
 
     #[test]
+    fn the_reporter_marked_in_the_level_bar_and_rows_160x48() {
+        let mut app = app(Level::Feature);
+        app.on_reporter(reporter(
+            "resource",
+            "7",
+            &["cluster_id", "node_count", "model_count"],
+            &["pipeline_count"],
+        ));
+        let text = screen(&app, 160, 48);
+        assert!(text.contains(" 2 resource ◆"), "{text}");
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn approve_dialog_80x24() {
+        let mut app = app(Level::Resource);
+        app.on_reporter(reporter("cluster", "7", &["node_count"], &[]));
+        app.on_action(Action::Approve);
+        insta::assert_snapshot!(screen(&app, 80, 24));
+    }
+
+    #[test]
+    fn the_reporter_last_event_pane_shows_its_bytes_80x24() {
+        let mut app = app(Level::Resource);
+        app.on_reporter(reporter("cluster", "7", &["node_count"], &[]));
+        app.on_action(Action::ToggleReporterEvent);
+        app.on_action(Action::TogglePayloadForm);
+        let text = screen(&app, 80, 24);
+        assert!(
+            text.contains(r#"{"event":"collect metrics","properties":{"node_count":3}}"#),
+            "{text}"
+        );
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
     fn help_lists_the_key_table_and_the_log_file_80x24() {
         let mut app = app(Level::Cluster);
         app.on_action(Action::ToggleHelp);
         let text = screen(&app, 80, 24);
+        // The popup's text with its wrapping undone.
+        let inside: Vec<&str> = text
+            .lines()
+            .filter_map(|line| {
+                let (start, end) = (line.find('│')?, line.rfind('│')?);
+                (end > start).then(|| &line[start + '│'.len_utf8()..end])
+            })
+            .collect();
+        let flat = inside
+            .join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         for binding in BINDINGS.iter().filter(|b| b.listing != Listing::Covered) {
             assert!(
-                text.contains(binding.help),
+                flat.contains(&format!("{} {}", binding.label, binding.help)),
                 "help lacks {:?}:\n{text}",
                 binding.help
             );
