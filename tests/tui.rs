@@ -277,3 +277,36 @@ fn a_killed_scheduler_is_reported_at_once_and_its_return_picked_up() {
         s.contains("connected") && !s.contains("down: connect")
     });
 }
+
+#[test]
+fn the_demo_shows_the_whole_consent_loop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "XDG_STATE_HOME={} {BIN} demo --refresh 1s; echo EXITED $?; sleep 60",
+        dir.path().display()
+    );
+    let tmux = Tmux::start("demo-consent", &command);
+    // The demo's reporter starts as a drop-in would: the consent is empty, the environment rules.
+    tmux.wait_for("the demo's reporter under the environment", |s| {
+        s.contains("in-cluster reporter ◆: level cluster (environment); last ")
+    });
+    tmux.keys(&["2"]);
+    tmux.keys(&["a"]);
+    tmux.wait_for("the approve dialog", |s| {
+        s.contains("approve for the in-cluster reporter?") && s.contains("every 5s")
+    });
+    tmux.keys(&["y"]);
+    let screen = tmux.wait_for("the reporter's acknowledgement at the new level", |s| {
+        s.contains("acknowledged by the reporter")
+            && s.contains("in-cluster reporter ◆: level resource (consent)")
+    });
+    assert!(screen.contains("[2 resource]◆"), "{screen}");
+    // Its next event, at the approved level, in its pane.
+    tmux.keys(&["e"]);
+    tmux.wait_for("the reporter's event at the approved level", |s| {
+        s.contains("in-cluster reporter's last event")
+            && s.contains("\"metrics_level\": \"resource\"")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
+}
