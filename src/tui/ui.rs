@@ -630,7 +630,7 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
                     Span::styled(approval.level.to_string(), Style::new().bold()),
                     Span::raw(format!(", exactly these {} fields:", approval.fields.len())),
                 ]),
-                Line::styled(format!("  {}", approval.fields.join(", ")), HINT),
+                Line::styled(approval.fields.join(", "), HINT),
                 Line::raw(""),
             ];
             match status.filter(|s| !s.endpoints.is_empty()) {
