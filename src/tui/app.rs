@@ -1100,31 +1100,24 @@ mod tests {
 
     #[test]
     fn approve_is_refused_with_the_reason_when_the_consent_cannot_be_written_over() {
+        let refused_with = |app: &mut App, reason: &str| {
+            app.on_action(Action::Approve);
+            assert!(app.dialog.is_none());
+            assert!(
+                app.message.as_deref().is_some_and(|m| m.contains(reason)),
+                "{:?}",
+                app.message
+            );
+        };
         let mut app = app();
         app.on_snapshot(healthy(at(0)));
-        app.on_action(Action::Approve);
-        assert!(app.dialog.is_none());
-        assert!(
-            app.message
-                .as_deref()
-                .is_some_and(|m| m.contains("has not been read")),
-            "{:?}",
-            app.message
-        );
+        refused_with(&mut app, "has not been read");
         let mut unreadable = reporter("cluster", "7", &[], &[]);
         unreadable.consent = ConsentSeen::Unreadable(
             "forbidden: get configmaps hodometer-consent (in namespace seldon-mesh)".into(),
         );
         app.on_reporter(unreadable);
-        app.on_action(Action::Approve);
-        assert!(app.dialog.is_none());
-        assert!(
-            app.message
-                .as_deref()
-                .is_some_and(|m| m.contains("forbidden: get configmaps hodometer-consent")),
-            "{:?}",
-            app.message
-        );
+        refused_with(&mut app, "forbidden: get configmaps hodometer-consent");
         // Where it does not exist yet, the approval creates it.
         let mut missing = reporter("cluster", "7", &[], &[]);
         missing.consent = ConsentSeen::Missing;
