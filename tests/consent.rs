@@ -689,6 +689,27 @@ fn approving_in_the_inspector_governs_the_daemon_and_its_status_holds_the_bytes(
             .find(|e| e["properties"]["metrics_level"] == "resource")
     });
     assert_eq!(fields(&governed), resource);
+    let status = wait_for("the status naming that event", || {
+        let status = status_data(&sim);
+        let last: Value = serde_json::from_str(status["lastEvent"].as_str()?).ok()?;
+        (last["properties"]["$insert_id"] == governed["properties"]["$insert_id"])
+            .then_some((status, last))
+    });
+    assert_eq!(
+        status.1, governed,
+        "status lastEvent differs from what was received"
+    );
+    let size: usize = status
+        .0
+        .as_object()
+        .expect("status data")
+        .iter()
+        .map(|(key, value)| key.len() + value.as_str().map_or(0, str::len))
+        .sum();
+    assert!(
+        size < 4096,
+        "the status is {size} bytes, more than a few KB"
+    );
     let consent = show(&sim)["consent"]["data"].clone();
     let listed: BTreeSet<String> = consent["fields"]
         .as_str()
