@@ -446,6 +446,13 @@ impl App {
     /// or why nothing was written.
     pub fn on_approved(&mut self, result: Result<(String, String), String>) {
         if let Some(record) = &mut self.approval {
+            // Also said on the message line: a short terminal may not have room for the header's.
+            self.message = Some(match &result {
+                Ok((version, _)) => format!(
+                    "consent written (resourceVersion {version}): waiting for the reporter to acknowledge"
+                ),
+                Err(why) => format!("consent not written: {why}"),
+            });
             record.stage = match result {
                 Ok((version, by)) => ApprovalStage::Written { version, by },
                 Err(why) => ApprovalStage::Failed(why),
@@ -1091,6 +1098,13 @@ mod tests {
         app.on_approved(Err(
             "conflict: configmaps hodometer-consent was changed".into()
         ));
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("consent not written: conflict")),
+            "{:?}",
+            app.message
+        );
         assert!(matches!(
             app.approval.as_ref().map(|a| &a.stage),
             Some(ApprovalStage::Failed(why)) if why.starts_with("conflict")
