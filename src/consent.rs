@@ -386,7 +386,6 @@ pub fn manifest_yaml(name: &str, namespace: &str, data: &BTreeMap<String, String
 pub struct ReporterStatus {
     /// `None` before its first report (or an unreadable value).
     pub level: Option<Level>,
-    pub source: String,
     pub consent_version: Option<String>,
     pub shared: BTreeSet<String>,
     pub pending: BTreeSet<String>,
@@ -416,7 +415,6 @@ impl ReporterStatus {
         };
         ReporterStatus {
             level: text(status_key::EFFECTIVE_LEVEL).and_then(|l| Level::parse(&l)),
-            source: text(status_key::SOURCE).unwrap_or_default(),
             consent_version: text(status_key::CONSENT_VERSION),
             shared: lines(status_key::SHARED_FIELDS).into_iter().collect(),
             pending: lines(status_key::PENDING_FIELDS).into_iter().collect(),

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 use super::keys::{Action, Context};
-use crate::consent::{self, Consent, ConsentSeen, Observed};
+use crate::consent::{self, Consent, ConsentReading, ConsentSeen, Observed};
 use crate::metrics::{
     Level, METRIC_COUNT, METRICS, MetricId, Reading, RowKind, Snapshot, Source, Value,
 };
@@ -69,6 +69,8 @@ pub struct Approval {
     /// The consent's `resourceVersion` when the dialog opened (`None`: it does not exist). The
     /// write replaces exactly that version, so someone else's change in between is a conflict.
     pub seen_version: Option<String>,
+    /// What that version said, shown so the operator knows what the approval replaces.
+    pub replaces: Option<ConsentReading>,
 }
 
 impl Approval {
@@ -415,11 +417,12 @@ impl App {
             self.message = Some("the last approval is still being written".into());
             return;
         }
-        let seen_version = match &observed.consent {
-            ConsentSeen::Missing => None,
+        let (seen_version, replaces) = match &observed.consent {
+            ConsentSeen::Missing => (None, None),
             ConsentSeen::Found {
-                resource_version, ..
-            } => Some(resource_version.clone()),
+                resource_version,
+                reading,
+            } => (Some(resource_version.clone()), Some(reading.clone())),
             ConsentSeen::Unreadable(why) => {
                 self.message = Some(format!("cannot read the consent to approve over it: {why}"));
                 return;
@@ -438,6 +441,7 @@ impl App {
             level: self.level,
             fields,
             seen_version,
+            replaces,
         }));
         self.dialog_scroll = 0;
     }
@@ -1060,6 +1064,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             seen_version: Some("7".into()),
+            replaces: Some(ConsentReading::Unset),
         };
         assert_eq!(app.dialog, Some(Dialog::Approve(expected.clone())));
         assert_eq!(app.context(), Context::Approve);

@@ -13,6 +13,7 @@ use super::app::{
     Trend, View, age, short_id,
 };
 use super::keys::{BINDINGS, Context, Listing, hints};
+use crate::consent::ConsentReading;
 use crate::metrics::{Level, METRICS, MetricDef, RowKind};
 use crate::payload::Event;
 
@@ -649,11 +650,27 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
                 )),
             }
             lines.push(Line::raw(""));
+            let replaced = match &approval.replaces {
+                None => "nothing: it does not exist yet, so it is created".to_string(),
+                Some(ConsentReading::Unset) => "an empty consent (METRICS_LEVEL rules)".to_string(),
+                Some(ConsentReading::Invalid(why)) => format!("an invalid consent ({why})"),
+                Some(ConsentReading::Given(given)) => format!(
+                    "level {}, {} fields, approved by {}{}",
+                    given.level,
+                    given.fields.len(),
+                    given.approved_by.as_deref().unwrap_or("?"),
+                    given
+                        .approved_at
+                        .map(|at| format!(" at {}", humantime::format_rfc3339_seconds(at)))
+                        .unwrap_or_default()
+                ),
+            };
+            lines.push(Line::raw(format!("replaces: {replaced}")));
             lines.push(Line::raw(match &approval.seen_version {
                 Some(version) => format!(
                     "writes configmaps {consent} over resourceVersion {version}; a change by someone else since is shown, not overwritten"
                 ),
-                None => format!("creates configmaps {consent} (it does not exist yet)"),
+                None => format!("creates configmaps {consent}"),
             }));
             lines.push(Line::raw(""));
             lines.push(Line::styled(
