@@ -676,6 +676,10 @@ fn approving_in_the_inspector_governs_the_daemon_and_its_status_holds_the_bytes(
         dialog.contains("writes configmaps hodometer-consent in seldon-mesh over resourceVersion"),
         "{dialog}"
     );
+    assert!(
+        dialog.contains("replaces: an empty consent (METRICS_LEVEL rules)"),
+        "{dialog}"
+    );
 
     let before = events(&receiver).len();
     tmux.keys(&["y"]);
