@@ -10,6 +10,12 @@
 #                                                             clusters tracked (10000, the default cap)
 #
 # PROFILE=debug uses the debug build (release builds take long: fat LTO); default release.
+# RECEIVER=PATH benchmarks another hodometer binary (e.g. an older build) with the same generator.
+#
+# Besides the generator's figures, the throughput run prints the receiver's CPU time during the
+# load per 1000 events (user + system, from /proc): a figure that does not depend on how much
+# of the shared cores the generator took. It also prints the store's disk syncs and events per
+# sync when the receiver exports them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +26,7 @@ else
   cargo build --locked --quiet --bin hodometer --example receive_load
 fi
 target=${CARGO_TARGET_DIR:-target}/$profile
-bin=$target/hodometer
+bin=${RECEIVER:-$target/hodometer}
 load=$target/examples/receive_load
 
 dir=$(mktemp -d)
@@ -36,6 +42,15 @@ start() {
 }
 
 rss() { awk '/^VmRSS/ {print $2 " kB"}' "/proc/$receiver/status"; }
+
+# The receiver's user + system CPU time so far, in clock ticks (fields 14 and 15 of stat; the
+# command name in field 2 has no spaces here).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$receiver/stat"; }
+
+# One counter of the receiver's /metrics, 0 when it does not export it.
+counter() {
+  curl -s "http://127.0.0.1:$port/metrics" | awk -v name="$1" '$1 == name {print $2; found=1} END {if (!found) print 0}'
+}
 
 case "${1:-}" in
 stalled)
@@ -65,8 +80,18 @@ metrics)
   events=${1:-20000}
   connections=${2:-16}
   batch=${3:-1}
+  echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   start --record all --store "$dir/events.db"
-  "$load" "$port" "$events" "$connections" "$batch"
+  ticks=$(cpu_ticks)
+  syncs=$(counter hodometer_receiver_store_syncs_total)
+  "$load" "$port" "$events" "$connections" "$batch" | tee "$dir/load"
+  sent=$(cut -d' ' -f1 "$dir/load")
+  ticks=$(($(cpu_ticks) - ticks))
+  syncs=$(($(counter hodometer_receiver_store_syncs_total) - syncs))
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v e="$sent" -v s="$syncs" 'BEGIN {
+    printf "receiver CPU during the load: %.2f s, %.3f s per 1000 events\n", t / hz, t / hz / e * 1000
+    if (s > 0) printf "store syncs: %d, %.1f events per sync\n", s, e / s
+  }'
   kill -TERM "$receiver"
   wait "$receiver"
   receiver=
