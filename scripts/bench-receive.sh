@@ -8,9 +8,14 @@
 #                                                             slowloris connections are held (2000 5)
 #   scripts/bench-receive.sh metrics [CLUSTERS]               /metrics size and time with CLUSTERS
 #                                                             clusters tracked (10000, the default cap)
+#   scripts/bench-receive.sh disk [WRITES]                    the disk's latency of one synced 4 KiB
+#                                                             overwrite (dd oflag=dsync, default 2000),
+#                                                             the floor under every durable commit
 #
 # PROFILE=debug uses the debug build (release builds take long: fat LTO); default release.
 # RECEIVER=PATH benchmarks another hodometer binary (e.g. an older build) with the same generator.
+# MEMORY=1 runs the throughput benchmark with the store in memory (no --store): the same work
+# without any disk sync, to see how much of the time the syncs take.
 #
 # Besides the generator's figures, the throughput run prints the receiver's CPU time during the
 # load per 1000 events (user + system, from /proc): a figure that does not depend on how much
@@ -66,6 +71,15 @@ stalled)
   echo "receiver RSS with the stalled connections: $(rss)"
   wait "$staller"
   ;;
+disk)
+  writes=${2:-2000}
+  # Over a file already on disk, as SQLite rewrites its WAL after a checkpoint: no file growth,
+  # so no metadata to journal with each write.
+  dd if=/dev/zero of="$dir/synced" bs=4k count="$writes" conv=fsync status=none
+  dd if=/dev/zero of="$dir/synced" bs=4k count="$writes" conv=notrunc oflag=dsync 2>&1 |
+    awk -v n="$writes" '/copied/ {for (i = 1; i <= NF; i++) if ($i == "s,") s = $(i - 1)
+      printf "%d synced 4 KiB writes in %s s: %.3f ms each\n", n, s, s / n * 1000}'
+  ;;
 metrics)
   clusters=${2:-10000}
   start --record summary --store "$dir/events.db"
@@ -81,7 +95,11 @@ metrics)
   connections=${2:-16}
   batch=${3:-1}
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-  start --record all --store "$dir/events.db"
+  if [ -n "${MEMORY:-}" ]; then
+    start --record all
+  else
+    start --record all --store "$dir/events.db"
+  fi
   ticks=$(cpu_ticks)
   syncs=$(counter hodometer_receiver_store_syncs_total)
   "$load" "$port" "$events" "$connections" "$batch" | tee "$dir/load"
@@ -95,8 +113,10 @@ metrics)
   kill -TERM "$receiver"
   wait "$receiver"
   receiver=
-  printf 'store: %s events, %s bytes\n' \
-    "$(sqlite3 "$dir/events.db" 'SELECT count(*) FROM events' 2>/dev/null || echo '?')" \
-    "$(du -b "$dir/events.db" | cut -f1)"
+  if [ -z "${MEMORY:-}" ]; then
+    printf 'store: %s events, %s bytes\n' \
+      "$(sqlite3 "$dir/events.db" 'SELECT count(*) FROM events' 2>/dev/null || echo '?')" \
+      "$(du -b "$dir/events.db" | cut -f1)"
+  fi
   ;;
 esac
