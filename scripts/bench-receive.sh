@@ -13,6 +13,8 @@
 #                                                             the floor under every durable commit
 #
 # PROFILE=debug uses the debug build (release builds take long: fat LTO); default release.
+# NO_BUILD=1 uses what is built already (build.rs watches the git refs, so on a machine where
+# other worktrees commit, every run would otherwise rebuild).
 # RECEIVER=PATH benchmarks another hodometer binary (e.g. an older build) with the same generator.
 # MEMORY=1 runs the throughput benchmark with the store in memory (no --store): the same work
 # without any disk sync, to see how much of the time the syncs take.
@@ -25,7 +27,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=${PROFILE:-release}
-if [ "$profile" = release ]; then
+if [ -n "${NO_BUILD:-}" ]; then
+  :
+elif [ "$profile" = release ]; then
   cargo build --release --locked --quiet --bin hodometer --example receive_load
 else
   cargo build --locked --quiet --bin hodometer --example receive_load
