@@ -785,6 +785,12 @@ impl Syncer {
         path: &Path,
         stats: Arc<StoreStats>,
     ) -> Result<Option<Syncer>, StoreError> {
+        // Only a WAL commit is made durable by syncing the WAL; in any other journal mode
+        // (a file system without shared memory, say) SQLite keeps syncing as it does.
+        let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Ok(None);
+        }
         // SQLite keeps the WAL (this name, this file) while the writer's connection is open:
         // it is removed only when the last connection closes, after the syncer has finished.
         let mut wal = path.as_os_str().to_owned();
