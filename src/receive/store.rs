@@ -1107,6 +1107,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn requests_waiting_together_share_one_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.db");
+        let store = Store::open(&config(Some(&path), true)).expect("open");
+        let handle = store.handle();
+        // Another connection holds the write lock, so the writer cannot commit until every
+        // request below is waiting for it.
+        let blocker = Connection::open(&path).expect("a second connection");
+        blocker
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("write lock");
+        let requests: Vec<_> = (0..20)
+            .map(|i| {
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    handle
+                        .record(vec![event(&format!("e{i}"), "c", i, 1)])
+                        .await
+                })
+            })
+            .collect();
+        // On this single-threaded runtime each yield lets every spawned request run up to
+        // waiting for its answer, that is, past handing its events to the writer.
+        for _ in 0..requests.len() {
+            tokio::task::yield_now().await;
+        }
+        blocker.execute_batch("ROLLBACK").expect("release");
+        for request in requests {
+            let outcome = request.await.expect("task").expect("recorded");
+            assert_eq!(outcome.recorded, 1);
+        }
+        // The writer took whatever was queued when it woke (and then waited on the lock), then
+        // all the rest: two groups at most, each made durable by one sync or both by one.
+        let syncs = handle.stats().syncs.load(Ordering::Relaxed);
+        assert!((1..=2).contains(&syncs), "{syncs} syncs for 20 requests");
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn a_store_made_with_the_unique_index_on_insert_id_is_still_written_and_deduplicated() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("events.db");
