@@ -8,6 +8,9 @@
 #                                                             slowloris connections are held (2000 5)
 #   scripts/bench-receive.sh metrics [CLUSTERS]               /metrics size and time with CLUSTERS
 #                                                             clusters tracked (10000, the default cap)
+#   scripts/bench-receive.sh frames                           WAL frames one commit of 16 events writes,
+#                                                             with and without a UNIQUE index on the
+#                                                             events' insert_id (sqlite3 CLI, no receiver)
 #   scripts/bench-receive.sh disk [WRITES]                    the disk's latency of one synced 4 KiB
 #                                                             overwrite (dd oflag=dsync, default 2000),
 #                                                             the floor under every durable commit
@@ -74,6 +77,36 @@ stalled)
   sleep "$((seconds - 1))"
   echo "receiver RSS with the stalled connections: $(rss)"
   wait "$staller"
+  ;;
+frames)
+  # The store's tables as the writer fills them: per commit 16 events from 16 senders, each
+  # sender's ids in sequence, one cluster row updated. Frames are counted over commits 200-1000
+  # with checkpoints off, so the WAL only grows.
+  for unique in "" UNIQUE; do
+    db=$dir/frames$unique.db
+    awk -v unique="$unique" -v wal="$db-wal" 'BEGIN {
+      q = "\047"
+      print "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;"
+      print "CREATE TABLE clusters (distinct_id TEXT PRIMARY KEY, events INTEGER NOT NULL) WITHOUT ROWID;"
+      print "CREATE TABLE events (seq INTEGER PRIMARY KEY, insert_id TEXT NOT NULL " unique ","
+      print "  distinct_id TEXT NOT NULL, time INTEGER NOT NULL, received_at INTEGER NOT NULL, json TEXT NOT NULL);"
+      print "CREATE TABLE seen (insert_id TEXT PRIMARY KEY) WITHOUT ROWID;"
+      print "INSERT INTO clusters VALUES (" q "c" q ", 0);"
+      for (c = 0; c < 1000; c++) {
+        print "BEGIN;"
+        for (i = 0; i < 16; i++) {
+          id = q sprintf("0000012345-%04d-%010d", i, c) q
+          print "INSERT INTO seen VALUES (" id ");"
+          print "INSERT INTO events (insert_id, distinct_id, time, received_at, json)"
+          print "  VALUES (" id ", " q "c" q ", 1, 1, printf(" q "%0300d" q ", 0));"
+        }
+        print "UPDATE clusters SET events = events + 16;"
+        print "COMMIT;"
+        if (c == 199 || c == 999) print ".shell stat -c %s " wal
+      }
+    }' | sqlite3 "$db" | tail -2 | tr '\n' ' ' |
+      awk -v index_="${unique:-no}" '{printf "%s index on insert_id: %.1f WAL frames (4 KiB pages) per commit of 16 events\n", index_ == "UNIQUE" ? "a UNIQUE" : "no", ($2 - $1) / 800 / 4120}'
+  done
   ;;
 disk)
   writes=${2:-2000}
