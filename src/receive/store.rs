@@ -907,6 +907,14 @@ mod tests {
         }
     }
 
+    /// A file store with whole events in a fresh directory, and its path.
+    fn file_store() -> (tempfile::TempDir, PathBuf, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.db");
+        let store = Store::open(&config(Some(&path), true)).expect("open");
+        (dir, path, store)
+    }
+
     /// Every page, joined, and how many pages there were.
     async fn all_events(handle: &StoreHandle, limit: usize) -> (Vec<Value>, usize) {
         let (mut events, mut pages, mut after) = (Vec::new(), 0, 0);
@@ -1068,9 +1076,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_store_keeps_everything_across_reopening() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("events.db");
-        let store = Store::open(&config(Some(&path), true)).expect("open");
+        let (_dir, path, store) = file_store();
         store
             .handle()
             .record(vec![event("a", "c", 1, 1)])
@@ -1092,8 +1098,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_store_answers_each_request_only_after_a_sync() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&config(Some(&dir.path().join("events.db")), true)).expect("open");
+        let (_dir, _, store) = file_store();
         let handle = store.handle();
         for i in 0..5 {
             handle
@@ -1108,9 +1113,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_waiting_together_share_one_sync() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("events.db");
-        let store = Store::open(&config(Some(&path), true)).expect("open");
+        let (_dir, path, store) = file_store();
         let handle = store.handle();
         // Another connection holds the write lock, so the writer cannot commit until every
         // request below is waiting for it.
