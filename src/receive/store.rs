@@ -810,17 +810,26 @@ impl Syncer {
         let thread = std::thread::Builder::new()
             .name("receive-sync".into())
             .spawn(move || {
+                // After a failed sync the kernel may have dropped the unwritten pages and a
+                // later sync would succeed without them, so nothing is acknowledged again until
+                // a restart has SQLite recover what is really on disk.
+                let mut durable = Ok(());
                 while let Ok(mut answers) = groups.recv() {
                     // Every group committed by now is made durable by the same sync.
                     while let Ok(more) = groups.try_recv() {
                         answers.extend(more);
                     }
-                    let synced = wal.sync_all().map_err(|error| {
-                        tracing::error!(%error, "cannot sync the store to disk");
-                        format!("cannot sync the store to disk: {error}")
-                    });
-                    stats.syncs.fetch_add(1, Ordering::Relaxed);
-                    answer_all(answers, &synced);
+                    if durable.is_ok() {
+                        durable = wal.sync_all().map_err(|error| {
+                            tracing::error!(
+                                %error,
+                                "cannot sync the store to disk; no event is acknowledged until the receiver restarts"
+                            );
+                            format!("cannot sync the store to disk: {error}")
+                        });
+                        stats.syncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    answer_all(answers, &durable);
                 }
             })
             .map_err(|e| StoreError::Write(format!("cannot start the sync thread: {e}")))?;
