@@ -7,17 +7,23 @@
 //! Sends EVENTS distinct events (default 20000) to 127.0.0.1:PORT over CONNECTIONS keep-alive
 //! connections (default 16), BATCH events per `POST /track?verbose=1` JSON request (default 1,
 //! as the Go publisher sends them), from CLUSTERS distinct cluster ids (default 1), checks that
-//! every answer is `{"status":1,...}`, and prints the rate and the p50/p99 request latency.
-//! Loopback only; the number of requests is fixed in advance.
+//! every answer is `{"status":1,...}`, and prints the rate, the p50/p99 request latency and its
+//! own CPU time. Loopback only; the number of requests is fixed in advance.
+//!
+//! The generator shares the machine's cores with the receiver, so it is kept cheap: one thread
+//! drives every connection, each request is serialised once and only the digits of its ids
+//! are rewritten in place, and answers are read into a reused buffer.
 //!
 //! `stall` opens CONNECTIONS connections (default 2000) that each send half a request's headers
 //! and then nothing, holds them SECONDS (default 5), and reports how many the receiver had
 //! closed or refused by then.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("stall") {
@@ -36,55 +42,75 @@ fn main() -> ExitCode {
         eprintln!("usage: receive_load PORT [EVENTS] [CONNECTIONS] [BATCH] [CLUSTERS]");
         return ExitCode::from(2);
     };
-    let (events, connections, batch) = (arg(1, 20_000), arg(2, 16), arg(3, 1));
-    let clusters = arg(4, 1);
-    let requests_per_connection = events.div_ceil(batch * connections);
-    let run = std::process::id();
-
+    let load = Load {
+        port,
+        run: std::process::id(),
+        connections: arg(2, 16),
+        batch: arg(3, 1),
+        clusters: arg(4, 1),
+        requests: 0,
+    };
+    let load = Load {
+        requests: arg(1, 20_000).div_ceil(load.batch * load.connections),
+        ..load
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("receive_load: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let workers: Vec<_> = (0..connections)
-        .map(|connection| {
-            std::thread::spawn(move || {
-                send_all(
-                    port,
-                    run,
-                    connection,
-                    requests_per_connection,
-                    batch,
-                    clusters,
-                )
-            })
-        })
-        .collect();
-    let mut sent = 0;
+    let results = runtime.block_on(futures::future::join_all(
+        (0..load.connections).map(|connection| send_all(&load, connection)),
+    ));
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
     let mut latencies = Vec::new();
-    for worker in workers {
-        match worker.join() {
-            Ok(Ok((count, waited))) => {
-                sent += count;
-                latencies.extend(waited);
-            }
-            Ok(Err(error)) => {
+    for result in results {
+        match result {
+            Ok(waited) => latencies.extend(waited),
+            Err(error) => {
                 eprintln!("receive_load: {error}");
                 return ExitCode::FAILURE;
             }
-            Err(_) => return ExitCode::FAILURE,
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let requests = latencies.len();
+    let sent = requests as u64 * load.batch;
     latencies.sort_unstable();
     let percentile = |p: f64| {
-        let at = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len());
-        latencies[at - 1].as_secs_f64() * 1000.0
+        let at = ((requests as f64 * p).ceil() as usize).clamp(1, requests.max(1));
+        latencies
+            .get(at - 1)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     println!(
-        "{sent} events in {:.0} requests of {batch} over {connections} connections: {seconds:.2} s, {:.0} events/s, latency p50 {:.2} ms p99 {:.2} ms",
-        sent as f64 / batch as f64,
+        "{sent} events in {requests} requests of {} over {} connections: {seconds:.2} s, {:.0} events/s, latency p50 {:.2} ms p99 {:.2} ms; generator CPU {cpu:.2} s",
+        load.batch,
+        load.connections,
         sent as f64 / seconds,
         percentile(0.50),
         percentile(0.99),
     );
     ExitCode::SUCCESS
+}
+
+/// User and system CPU time of this process so far, in seconds.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; zeroed is a valid rusage.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Holds connections that never finish their headers, as a slowloris does.
@@ -132,73 +158,154 @@ fn stall() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn send_all(
+struct Load {
     port: u16,
+    /// Distinguishes this run's `$insert_id`s from an earlier run's against the same store.
     run: u32,
-    connection: u64,
+    connections: u64,
+    /// Requests per connection.
     requests: u64,
     batch: u64,
     clusters: u64,
-) -> Result<(u64, Vec<std::time::Duration>), String> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
-    let mut writer = stream;
-    let mut sent = 0;
-    let mut latencies = Vec::with_capacity(requests as usize);
-    for request in 0..requests {
-        let events: Vec<String> = (0..batch)
-            .map(|i| {
-                let cluster = (connection * requests * batch + request * batch + i) % clusters;
-                event(&format!("{run}-{connection}-{request}-{i}"), cluster)
-            })
-            .collect();
-        let body = format!("[{}]", events.join(","));
+}
+
+/// Digits of the per-connection event number and of the cluster number inside a request.
+const EVENT_DIGITS: usize = 10;
+const CLUSTER_DIGITS: usize = 12;
+
+/// One connection's request, serialised once: between requests only the digits of each
+/// event's `$insert_id` and cluster id change, and they keep their width, so the length does.
+struct Template {
+    bytes: Vec<u8>,
+    /// Per event: where its event number and its cluster number start.
+    slots: Vec<(usize, usize)>,
+}
+
+impl Template {
+    fn new(load: &Load, connection: u64) -> Template {
+        let mut body = b"[".to_vec();
+        let mut slots = Vec::new();
+        for i in 0..load.batch {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(
+                br#"{"event":"collect metrics","properties":{"token":"e943e8a2ebd1352338ecac1f9fde8c7c","distinct_id":"6f1c7b9e-2d0a-4c55-9a43-"#,
+            );
+            let cluster = body.len();
+            body.extend_from_slice(&[b'0'; CLUSTER_DIGITS]);
+            body.extend_from_slice(
+                format!(
+                    r#"","time":1700000000,"ip":"0","$insert_id":"{:010}-{connection:04}-"#,
+                    load.run
+                )
+                .as_bytes(),
+            );
+            let event = body.len();
+            body.extend_from_slice(&[b'0'; EVENT_DIGITS]);
+            body.extend_from_slice(
+                br#"","model_count":24,"server_count":4,"server_memory_gb_sum":16.5}}"#,
+            );
+            slots.push((event, cluster));
+        }
+        body.push(b']');
         let head = format!(
-            "POST /track?verbose=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+            "POST /track?verbose=1 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            load.port,
             body.len()
         );
+        let mut bytes = head.into_bytes();
+        let offset = bytes.len();
+        bytes.extend_from_slice(&body);
+        let slots = slots
+            .into_iter()
+            .map(|(event, cluster)| (offset + event, offset + cluster))
+            .collect();
+        Template { bytes, slots }
+    }
+
+    /// Makes the template request number `request` of `connection`.
+    fn fill(&mut self, load: &Load, connection: u64, request: u64) {
+        for (i, &(event, cluster)) in (0_u64..).zip(&self.slots) {
+            let number = request * load.batch + i;
+            let cluster_number = (connection * load.requests * load.batch + number) % load.clusters;
+            put_digits(&mut self.bytes[event..event + EVENT_DIGITS], number);
+            put_digits(
+                &mut self.bytes[cluster..cluster + CLUSTER_DIGITS],
+                cluster_number,
+            );
+        }
+    }
+}
+
+/// Writes `value` zero-padded into all of `digits`.
+fn put_digits(digits: &mut [u8], mut value: u64) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// Sends one connection's share and returns how long each request waited for its answer.
+async fn send_all(load: &Load, connection: u64) -> Result<Vec<Duration>, String> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", load.port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut template = Template::new(load, connection);
+    let mut answer = Vec::with_capacity(1024);
+    let mut latencies = Vec::with_capacity(load.requests as usize);
+    for request in 0..load.requests {
+        template.fill(load, connection, request);
         let asked = Instant::now();
-        writer
-            .write_all(format!("{head}{body}").as_bytes())
+        stream
+            .write_all(&template.bytes)
+            .await
             .map_err(|e| e.to_string())?;
-        let answer = read_answer(&mut reader)?;
+        let body = read_answer(&mut stream, &mut answer).await?;
         latencies.push(asked.elapsed());
-        if !answer.contains("\"status\":1") {
-            return Err(format!("refused: {answer}"));
-        }
-        sent += batch;
-    }
-    Ok((sent, latencies))
-}
-
-fn event(insert_id: &str, cluster: u64) -> String {
-    format!(
-        r#"{{"event":"collect metrics","properties":{{"token":"e943e8a2ebd1352338ecac1f9fde8c7c","distinct_id":"6f1c7b9e-2d0a-4c55-9a43-{cluster:012}","time":1700000000,"ip":"0","$insert_id":"{insert_id}","model_count":24,"server_count":4,"server_memory_gb_sum":16.5}}}}"#
-    )
-}
-
-/// Reads one response with a Content-Length body and returns the body.
-fn read_answer(reader: &mut BufReader<TcpStream>) -> Result<String, String> {
-    let mut length = 0;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-            return Err("connection closed".into());
-        }
-        let trimmed = line.trim_end();
-        if trimmed.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = trimmed.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().map_err(|_| "bad Content-Length")?;
+        if !body.windows(10).any(|w| w == b"\"status\":1") {
+            return Err(format!("refused: {}", String::from_utf8_lossy(body)));
         }
     }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok(latencies)
+}
+
+/// Reads one response with a `Content-Length` body into `buffer` and returns the body.
+async fn read_answer<'a>(
+    stream: &mut tokio::net::TcpStream,
+    buffer: &'a mut Vec<u8>,
+) -> Result<&'a [u8], String> {
+    buffer.clear();
+    let (head, length) = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (end + 4, content_length(&buffer[..end])?);
+        }
+        read_more(stream, buffer).await?;
+    };
+    while buffer.len() < head + length {
+        read_more(stream, buffer).await?;
+    }
+    Ok(&buffer[head..head + length])
+}
+
+async fn read_more(stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>) -> Result<(), String> {
+    buffer.reserve(1024);
+    match stream.read_buf(buffer).await {
+        Ok(0) => Err("connection closed".into()),
+        Ok(_) => Ok(()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+fn content_length(head: &[u8]) -> Result<usize, String> {
+    head.split(|b| *b == b'\n')
+        .find_map(|line| {
+            let text = std::str::from_utf8(line).ok()?;
+            let (name, value) = text.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .ok_or_else(|| "an answer without a valid Content-Length".into())
 }

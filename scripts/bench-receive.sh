@@ -8,19 +8,37 @@
 #                                                             slowloris connections are held (2000 5)
 #   scripts/bench-receive.sh metrics [CLUSTERS]               /metrics size and time with CLUSTERS
 #                                                             clusters tracked (10000, the default cap)
+#   scripts/bench-receive.sh frames                           WAL frames one commit of 16 events writes,
+#                                                             with and without a UNIQUE index on the
+#                                                             events' insert_id (sqlite3 CLI, no receiver)
+#   scripts/bench-receive.sh disk [WRITES]                    the disk's latency of one synced 4 KiB
+#                                                             overwrite (dd oflag=dsync, default 2000),
+#                                                             the floor under every durable commit
 #
 # PROFILE=debug uses the debug build (release builds take long: fat LTO); default release.
+# NO_BUILD=1 uses what is built already (build.rs watches the git refs, so on a machine where
+# other worktrees commit, every run would otherwise rebuild).
+# RECEIVER=PATH benchmarks another hodometer binary (e.g. an older build) with the same generator.
+# MEMORY=1 runs the throughput benchmark with the store in memory (no --store): the same work
+# without any disk sync, to see how much of the time the syncs take.
+#
+# Besides the generator's figures, the throughput run prints the receiver's CPU time during the
+# load per 1000 events (user + system, from /proc): a figure that does not depend on how much
+# of the shared cores the generator took. It also prints the store's disk syncs and events per
+# sync when the receiver exports them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=${PROFILE:-release}
-if [ "$profile" = release ]; then
+if [ -n "${NO_BUILD:-}" ]; then
+  :
+elif [ "$profile" = release ]; then
   cargo build --release --locked --quiet --bin hodometer --example receive_load
 else
   cargo build --locked --quiet --bin hodometer --example receive_load
 fi
 target=${CARGO_TARGET_DIR:-target}/$profile
-bin=$target/hodometer
+bin=${RECEIVER:-$target/hodometer}
 load=$target/examples/receive_load
 
 dir=$(mktemp -d)
@@ -37,6 +55,15 @@ start() {
 
 rss() { awk '/^VmRSS/ {print $2 " kB"}' "/proc/$receiver/status"; }
 
+# The receiver's user + system CPU time so far, in clock ticks (fields 14 and 15 of stat; the
+# command name in field 2 has no spaces here).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$receiver/stat"; }
+
+# One counter of the receiver's /metrics, 0 when it does not export it.
+counter() {
+  curl -s "http://127.0.0.1:$port/metrics" | awk -v name="$1" '$1 == name {print $2; found=1} END {if (!found) print 0}'
+}
+
 case "${1:-}" in
 stalled)
   connections=${2:-2000}
@@ -50,6 +77,45 @@ stalled)
   sleep "$((seconds - 1))"
   echo "receiver RSS with the stalled connections: $(rss)"
   wait "$staller"
+  ;;
+frames)
+  # The store's tables as the writer fills them: per commit 16 events from 16 senders, each
+  # sender's ids in sequence, one cluster row updated. Frames are counted over commits 200-1000
+  # with checkpoints off, so the WAL only grows.
+  for unique in "" UNIQUE; do
+    db=$dir/frames$unique.db
+    awk -v unique="$unique" -v wal="$db-wal" 'BEGIN {
+      q = "\047"
+      print "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;"
+      print "CREATE TABLE clusters (distinct_id TEXT PRIMARY KEY, events INTEGER NOT NULL) WITHOUT ROWID;"
+      print "CREATE TABLE events (seq INTEGER PRIMARY KEY, insert_id TEXT NOT NULL " unique ","
+      print "  distinct_id TEXT NOT NULL, time INTEGER NOT NULL, received_at INTEGER NOT NULL, json TEXT NOT NULL);"
+      print "CREATE TABLE seen (insert_id TEXT PRIMARY KEY) WITHOUT ROWID;"
+      print "INSERT INTO clusters VALUES (" q "c" q ", 0);"
+      for (c = 0; c < 1000; c++) {
+        print "BEGIN;"
+        for (i = 0; i < 16; i++) {
+          id = q sprintf("0000012345-%04d-%010d", i, c) q
+          print "INSERT INTO seen VALUES (" id ");"
+          print "INSERT INTO events (insert_id, distinct_id, time, received_at, json)"
+          print "  VALUES (" id ", " q "c" q ", 1, 1, printf(" q "%0300d" q ", 0));"
+        }
+        print "UPDATE clusters SET events = events + 16;"
+        print "COMMIT;"
+        if (c == 199 || c == 999) print ".shell stat -c %s " wal
+      }
+    }' | sqlite3 "$db" | tail -2 | tr '\n' ' ' |
+      awk -v index_="${unique:-no}" '{printf "%s index on insert_id: %.1f WAL frames (4 KiB pages) per commit of 16 events\n", index_ == "UNIQUE" ? "a UNIQUE" : "no", ($2 - $1) / 800 / 4120}'
+  done
+  ;;
+disk)
+  writes=${2:-2000}
+  # Over a file already on disk, as SQLite rewrites its WAL after a checkpoint: no file growth,
+  # so no metadata to journal with each write.
+  dd if=/dev/zero of="$dir/synced" bs=4k count="$writes" conv=fsync status=none
+  dd if=/dev/zero of="$dir/synced" bs=4k count="$writes" conv=notrunc oflag=dsync 2>&1 |
+    awk -v n="$writes" '/copied/ {for (i = 1; i <= NF; i++) if ($i == "s,") s = $(i - 1)
+      printf "%d synced 4 KiB writes in %s s: %.3f ms each\n", n, s, s / n * 1000}'
   ;;
 metrics)
   clusters=${2:-10000}
@@ -65,13 +131,29 @@ metrics)
   events=${1:-20000}
   connections=${2:-16}
   batch=${3:-1}
-  start --record all --store "$dir/events.db"
-  "$load" "$port" "$events" "$connections" "$batch"
+  echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  if [ -n "${MEMORY:-}" ]; then
+    start --record all
+  else
+    start --record all --store "$dir/events.db"
+  fi
+  ticks=$(cpu_ticks)
+  syncs=$(counter hodometer_receiver_store_syncs_total)
+  "$load" "$port" "$events" "$connections" "$batch" | tee "$dir/load"
+  sent=$(cut -d' ' -f1 "$dir/load")
+  ticks=$(($(cpu_ticks) - ticks))
+  syncs=$(($(counter hodometer_receiver_store_syncs_total) - syncs))
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v e="$sent" -v s="$syncs" 'BEGIN {
+    printf "receiver CPU during the load: %.2f s, %.3f s per 1000 events\n", t / hz, t / hz / e * 1000
+    if (s > 0) printf "store syncs: %d, %.1f events per sync\n", s, e / s
+  }'
   kill -TERM "$receiver"
   wait "$receiver"
   receiver=
-  printf 'store: %s events, %s bytes\n' \
-    "$(sqlite3 "$dir/events.db" 'SELECT count(*) FROM events' 2>/dev/null || echo '?')" \
-    "$(du -b "$dir/events.db" | cut -f1)"
+  if [ -z "${MEMORY:-}" ]; then
+    printf 'store: %s events, %s bytes\n' \
+      "$(sqlite3 "$dir/events.db" 'SELECT count(*) FROM events' 2>/dev/null || echo '?')" \
+      "$(du -b "$dir/events.db" | cut -f1)"
+  fi
   ;;
 esac

@@ -689,6 +689,11 @@ fn a_store_keeps_events_and_dedup_across_a_restart() {
         3.0,
         "gauges come back from the store"
     );
+    assert_eq!(
+        sample(&samples, "hodometer_receiver_store_syncs_total", &[]),
+        1.0,
+        "the one request since the restart was answered after one disk sync"
+    );
     drop(second);
 
     // The same file in summary mode reads the same counts.

@@ -276,12 +276,22 @@ fn check_bounds(properties: &Map<String, Value>, props: &str) -> Result<(), Inva
         at_most(name.len(), MAX_NAME_BYTES, || {
             format!("a property name in {props}")
         })?;
-        check_value(value, &format!("{props}{name}"))?;
+        check_value(value, &PropertyPath(props, name))?;
     }
     Ok(())
 }
 
-fn check_value(value: &Value, path: &str) -> Result<(), Invalid> {
+/// Where a value sits (`properties.` prefix and property name), spelled out only in an error:
+/// accepted events, the common case, allocate nothing for it.
+struct PropertyPath<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for PropertyPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.0, self.1)
+    }
+}
+
+fn check_value(value: &Value, path: &PropertyPath<'_>) -> Result<(), Invalid> {
     match value {
         Value::String(text) => at_most(text.len(), MAX_STRING_BYTES, || path.to_string()),
         Value::Array(items) => {

@@ -28,6 +28,8 @@ pub struct Counts {
     pub cluster_events_dropped: u64,
     /// Events the in-memory ring forgot to make room.
     pub ring_events_forgotten: u64,
+    /// Disk syncs of a file store; events received per sync is the group commit's size.
+    pub store_syncs: u64,
 }
 
 /// One metric family without labels: name, type, help and value.
@@ -61,6 +63,12 @@ pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
             "counter",
             "Events and ids the in-memory store forgot to stay within its bounds.",
             counts.ring_events_forgotten,
+        ),
+        Single(
+            "hodometer_receiver_store_syncs_total",
+            "counter",
+            "Disk syncs of the --store file; each makes every request committed before it durable, so events received per sync is the group size.",
+            counts.store_syncs,
         ),
         Single(
             "hodometer_receiver_connections_refused_total",

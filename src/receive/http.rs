@@ -68,6 +68,7 @@ impl Counters {
             clusters_tracked: stat(|s| &s.clusters_tracked),
             cluster_events_dropped: stat(|s| &s.cluster_events_dropped),
             ring_events_forgotten: stat(|s| &s.ring_events_forgotten),
+            store_syncs: stat(|s| &s.syncs),
         }
     }
 }
@@ -170,12 +171,15 @@ async fn track(
 /// The answer Mixpanel senders understand: `{"status":1,"error":null}` (or `status` 0 with the
 /// reason) when they asked for `verbose=1`, else a bare `1` or `0`.
 fn answer(verbose: bool, status: StatusCode, error: Option<&str>) -> Response {
-    let ok = u8::from(error.is_none());
-    if verbose {
-        let body = json!({ "status": ok, "error": error });
-        (status, json_headers(), body.to_string()).into_response()
-    } else {
-        (status, ok.to_string()).into_response()
+    match (verbose, error) {
+        // Every accepted request gets this one: no need to build it each time.
+        (true, None) => (status, json_headers(), r#"{"status":1,"error":null}"#).into_response(),
+        (true, Some(error)) => {
+            let body = json!({ "status": 0, "error": error });
+            (status, json_headers(), body.to_string()).into_response()
+        }
+        (false, None) => (status, "1").into_response(),
+        (false, Some(_)) => (status, "0").into_response(),
     }
 }
 
