@@ -26,8 +26,12 @@ fn inspect_flips_sharing_with_the_level_sends_after_confirmation_and_quits_clean
     );
     let tmux = Tmux::start("send", &command);
 
+    // A capture can catch a frame half drawn: wait for the rows too.
     let screen = tmux.wait_for("both sources connected", |s| {
-        s.contains("connected, Seldon 2.9.1") && s.contains("connected, v1.31.2")
+        s.contains("connected, Seldon 2.9.1")
+            && s.contains("connected, v1.31.2")
+            && s.contains("\nmodel_count ")
+            && s.contains("\nnode_count ")
     });
     assert!(row(&screen, "node_count").contains("shared"), "{screen}");
     assert!(row(&screen, "model_count").contains("withheld"), "{screen}");
