@@ -3,14 +3,17 @@
 #
 #   scripts/image.sh [TAG]            (default TAG: localhost/hodometer:dev)
 #
-# The root filesystem is assembled from this machine: the binary (HODOMETER_BIN, default a
-# release build made here), the shared libraries `ldd` lists for it, the CA bundle and an
-# /etc/passwd with uid 1000 — nothing else. Then the Containerfile (FROM scratch) is built with
+# The root filesystem is assembled from this machine: the binary (HODOMETER_BIN, default the
+# daemon-only `hodometer-daemon` built here with the size-optimised `small` profile, installed
+# as /usr/local/bin/hodometer),
+# the shared libraries `ldd` lists for it, the CA bundle and an /etc/passwd with uid 1000 —
+# nothing else. Then the Containerfile (FROM scratch) is built with
 # podman (or docker when podman is absent) and saved to HODOMETER_IMAGE_TAR (default
 # target/hodometer-image.tar), which `podman load`, `docker load` or `skopeo` can read.
 #
 # Environment:
-#   HODOMETER_BIN        binary to ship (e.g. a debug build in tests); debug info is stripped
+#   HODOMETER_BIN        binary to ship (e.g. a debug build in tests); debug info is stripped.
+#                        The full `hodometer` works too; the daemon-only one is smaller at rest.
 #   HODOMETER_IMAGE_TAR  where the OCI archive goes
 #   PODMAN_GLOBAL_FLAGS  podman's global flags [default: the ones that work offline in
 #                        restricted sandboxes: --storage-driver vfs --runtime runc
@@ -25,8 +28,8 @@ read -r -a podman_flags <<<"${PODMAN_GLOBAL_FLAGS:---storage-driver vfs --runtim
 
 bin="${HODOMETER_BIN:-}"
 if [[ -z "$bin" ]]; then
-  (cd "$repo" && cargo build --release --locked)
-  bin="$target_dir/release/hodometer"
+  (cd "$repo" && cargo build --profile small --locked --bin hodometer-daemon)
+  bin="$target_dir/small/hodometer-daemon"
 fi
 [[ -x "$bin" ]] || { echo "image.sh: $bin is not an executable" >&2; exit 1; }
 
@@ -34,11 +37,13 @@ context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 rootfs="$context/rootfs"
 install -d -m 0755 "$rootfs/usr/local/bin" "$rootfs/etc/ssl/certs"
-install -m 0755 "$bin" "$rootfs/usr/local/bin/hodometer"
+# The binary goes in beside rootfs/: the Containerfile copies it owned by the daemon's user.
+install -m 0755 "$bin" "$context/hodometer"
 # A debug build carries hundreds of MB of debug info the container never reads.
 if command -v strip >/dev/null 2>&1; then
-  strip --strip-debug "$rootfs/usr/local/bin/hodometer"
+  strip --strip-debug "$context/hodometer"
 fi
+chmod 0555 "$context/hodometer"
 
 # Every shared library the dynamic loader resolves for the binary, the loader included, at the
 # same path; a static binary has none ("not a dynamic executable").

@@ -36,6 +36,17 @@ pub fn release_code_pages() -> usize {
     0
 }
 
+/// This process's resident file-backed memory (`RssFile`) in KiB, where the system reports it:
+/// what the advice above should lower. The kernel may decline it (it pages out a file's pages
+/// only for a process that owns the file or may write it), so the daemon logs both sides.
+pub fn resident_file_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("RssFile:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// `(start, length)` of a `/proc/self/maps` line when it maps `exe` without write access.
 fn read_only_mapping_of(line: &str, exe: &str) -> Option<(usize, usize)> {
     let mut fields = line.split_whitespace();
@@ -71,26 +82,15 @@ mod tests {
         assert_eq!(read_only_mapping_of(heap, exe), None);
     }
 
-    /// `RssFile` of this process, in kB.
-    #[cfg(target_os = "linux")]
-    fn resident_file_kb() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("RssFile:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("RssFile line")
-    }
-
     #[cfg(target_os = "linux")]
     #[test]
     fn the_running_test_binary_gives_back_its_code_pages() {
-        let before = resident_file_kb();
+        let before = resident_file_kib().expect("RssFile in /proc/self/status");
         assert!(
             release_code_pages() > 0,
             "the test binary has read-only mappings"
         );
-        let after = resident_file_kb();
+        let after = resident_file_kib().expect("RssFile in /proc/self/status");
         // The kernel keeps pages another process also maps; cargo-nextest runs this binary's tests
         // as concurrent processes, so only `cargo test` (one process) can see the drop.
         if std::env::var_os("NEXTEST_RUN_ID").is_none() {
