@@ -65,7 +65,8 @@ cycles() {
     env -i SCHEDULER_HOST=127.0.0.1 SCHEDULER_PLAINTXT_PORT="$port" PUBLISH_URL="$1" \
       /usr/bin/time -f '%e %U %S %M' -o "$work/stats" \
       "$bin" daemon --once --no-kube --publish-deadline 1s >/dev/null 2>&1 || true
-    read -r wall user sys rss_kib <"$work/stats"
+    # The last line: GNU time puts "Command exited with non-zero status" above it.
+    read -r wall user sys rss_kib < <(tail -n 1 "$work/stats")
     printf '%-4s %10s %12s %12s %10s %14.1f\n' "$i" "$wall" "$user" "$sys" \
       "$(echo "$user + $sys" | bc)" "$(echo "$rss_kib / 1024" | bc -l)"
   done
