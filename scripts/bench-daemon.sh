@@ -3,12 +3,12 @@
 #  1. one `daemon --once --no-kube` cycle against `sim` at 10^5 models, 10^4 pipelines,
 #     10^3 experiments and 10^3 servers: wall time, CPU (user + sys) and peak RSS (GNU time),
 #     publishing to a closed port (the issue's command) and to a loopback receiver;
-#  2. the image from scripts/image.sh: its size, the time from `podman run` to the first event
-#     at a loopback receiver, and the container's idle RSS, cgroup memory and CPU after that
-#     first cycle.
+#  2. the image from scripts/image.sh: its size; then, in fresh containers, the time from
+#     `podman run` to the first event at a loopback receiver, and the idle RSS, cgroup memory
+#     and CPU after that first cycle.
 # Figures go to BENCHMARKS.md by hand.
 #
-#   scripts/bench-daemon.sh [RUNS]   (default 5)
+#   scripts/bench-daemon.sh [RUNS]   (default 5: cycles of each kind, and containers)
 #
 # Environment: HODOMETER_BIN, the binary the image ships (default: target/small/hodometer-daemon,
 # built here as scripts/image.sh builds it), and HODOMETER_PEER_BIN, the full binary that runs
@@ -83,25 +83,36 @@ echo "image size: $(podman "${flags[@]}" image inspect --format '{{.Size}}' loca
   "OCI archive $(stat -c %s "$work/image.tar") bytes"
 small=$(start sim --listen 127.0.0.1:0 --scenario assets/scenarios/example.json)
 received() { curl -sf "$PUBLISH_URL/events" | grep -o '"events":[0-9]*' | head -n 1 | grep -o '[0-9]*$'; }
-before=$(received)
-t0=$(date +%s.%N)
-podman "${flags[@]}" run --detach --name hodometer-bench --network host --read-only \
-  --user 1000:1000 --cap-drop ALL --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
-  --env METRICS_LEVEL --env LOG_LEVEL --env PUBLISH_URL --env SCHEDULER_HOST \
-  --env SCHEDULER_PLAINTXT_PORT="$small" localhost/hodometer:bench >/dev/null
-until [[ "$(received)" != "$before" ]]; do sleep 0.005; done
-t1=$(date +%s.%N)
-printf 'cold start to first event (podman run included): %.0f ms\n' "$(echo "($t1 - $t0) * 1000" | bc -l)"
-pid=$(podman "${flags[@]}" inspect --format '{{.State.Pid}}' hodometer-bench)
-sleep 10
-ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
-t_before=$(ticks)
-sleep 20
-echo "idle, 10 s after the first cycle: $(grep -E 'VmRSS|RssAnon|RssFile' "/proc/$pid/status" | tr -s ' \t' ' ' | paste -sd ';')"
-# What the cgroup is charged (the kubelet's view): page cache counts for the cgroup that first
-# read it, so the image's files, read when podman unpacked them, are charged elsewhere here.
-memcg=$(awk -F: '$2 == "memory" || $2 == "" { print $3; exit }' "/proc/$pid/cgroup")
-for file in /sys/fs/cgroup/memory"$memcg"/memory.usage_in_bytes /sys/fs/cgroup"$memcg"/memory.current; do
-  if [[ -r "$file" ]]; then echo "cgroup memory, $(basename "$file"): $(cat "$file") bytes"; fi
+status_kb() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+# What the cgroup is charged (the kubelet's view). Page cache counts for the cgroup that first
+# read it: the image's files, read when podman unpacked them, are charged elsewhere here.
+cgroup_bytes() {
+  local memcg file
+  memcg=$(awk -F: '$2 == "memory" || $2 == "" { print $3; exit }' "/proc/$1/cgroup")
+  for file in /sys/fs/cgroup/memory"$memcg"/memory.usage_in_bytes /sys/fs/cgroup"$memcg"/memory.current; do
+    if [[ -r "$file" ]]; then cat "$file"; return; fi
+  done
+  echo "?"
+}
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+echo "the image, each run a fresh container: cold start (podman run to the first event at the"
+echo "receiver), then after 30 s idle: memory (kB, the cgroup in bytes) and CPU ticks of the last 20 s"
+printf '%-4s %14s %8s %8s %8s %14s %10s\n' run cold_start_ms VmRSS RssAnon RssFile cgroup_bytes idle_ticks
+for i in $(seq "$runs"); do
+  before=$(received)
+  t0=$(date +%s.%N)
+  podman "${flags[@]}" run --detach --name hodometer-bench --network host --read-only \
+    --user 1000:1000 --cap-drop ALL --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+    --env METRICS_LEVEL --env LOG_LEVEL --env PUBLISH_URL --env SCHEDULER_HOST \
+    --env SCHEDULER_PLAINTXT_PORT="$small" localhost/hodometer:bench >/dev/null
+  until [[ "$(received)" != "$before" ]]; do sleep 0.005; done
+  t1=$(date +%s.%N)
+  pid=$(podman "${flags[@]}" inspect --format '{{.State.Pid}}' hodometer-bench)
+  sleep 10
+  t_before=$(ticks "$pid")
+  sleep 20
+  printf '%-4s %14.0f %8s %8s %8s %14s %10s\n' "$i" "$(echo "($t1 - $t0) * 1000" | bc -l)" \
+    "$(status_kb "$pid" VmRSS)" "$(status_kb "$pid" RssAnon)" "$(status_kb "$pid" RssFile)" \
+    "$(cgroup_bytes "$pid")" "$(( $(ticks "$pid") - t_before ))"
+  podman "${flags[@]}" rm -f -t 0 hodometer-bench >/dev/null
 done
-echo "CPU over the next 20 s idle: $(( $(ticks) - t_before )) ticks"

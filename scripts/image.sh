@@ -5,9 +5,8 @@
 #
 # The root filesystem is assembled from this machine: the binary (HODOMETER_BIN, default the
 # daemon-only `hodometer-daemon` built here with the size-optimised `small` profile, installed
-# as /usr/local/bin/hodometer),
-# the shared libraries `ldd` lists for it, the CA bundle and an /etc/passwd with uid 1000 —
-# nothing else. Then the Containerfile (FROM scratch) is built with
+# as /usr/local/bin/hodometer), the shared libraries `ldd` lists for it, the CA bundle and an
+# /etc/passwd with uid 1000 — nothing else. Then the Containerfile (FROM scratch) is built with
 # podman (or docker when podman is absent) and saved to HODOMETER_IMAGE_TAR (default
 # target/hodometer-image.tar), which `podman load`, `docker load` or `skopeo` can read.
 #
@@ -37,13 +36,11 @@ context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 rootfs="$context/rootfs"
 install -d -m 0755 "$rootfs/usr/local/bin" "$rootfs/etc/ssl/certs"
-# The binary goes in beside rootfs/: the Containerfile copies it owned by the daemon's user.
-install -m 0755 "$bin" "$context/hodometer"
+install -m 0755 "$bin" "$rootfs/usr/local/bin/hodometer"
 # A debug build carries hundreds of MB of debug info the container never reads.
 if command -v strip >/dev/null 2>&1; then
-  strip --strip-debug "$context/hodometer"
+  strip --strip-debug "$rootfs/usr/local/bin/hodometer"
 fi
-chmod 0555 "$context/hodometer"
 
 # Every shared library the dynamic loader resolves for the binary, the loader included, at the
 # same path; a static binary has none ("not a dynamic executable").
