@@ -181,9 +181,9 @@ fn the_image_runs_the_original_pod_and_publishes() {
     assert_eq!(p["model_count"], 3, "{p}");
     assert_eq!(p["metrics_level"], "feature", "{p}");
 
-    // Between collections the daemon hands its code pages back to the kernel, which allows it
-    // only for a process that owns the binary (or may write it): the image makes uid 1000 the
-    // owner. Without that, the pages stay resident and this fails.
+    // Between collections the daemon unmaps the code pages the cycle touched. Root owns the
+    // binary in the image, and the kernel pages out a file's pages only for its owner (or a
+    // writer): with that advice instead, the pages stayed resident and this failed.
     let resident = |line: &Value, field: &str| {
         line[field]
             .as_u64()

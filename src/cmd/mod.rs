@@ -61,9 +61,7 @@ impl Command {
             Command::Consent(args) => consent::run(args).await,
         }
     }
-}
 
-impl Command {
     /// The runtime this command runs on. The daemon waits on the network and sleeps for hours:
     /// one thread does its work, and leaves the work-stealing scheduler's code and threads out
     /// of its resident memory.
