@@ -82,7 +82,10 @@ HODOMETER_BIN="$HODOMETER_BIN" HODOMETER_IMAGE_TAR="$work/image.tar" \
 echo "image size: $(podman "${flags[@]}" image inspect --format '{{.Size}}' localhost/hodometer:bench) bytes;" \
   "OCI archive $(stat -c %s "$work/image.tar") bytes"
 small=$(start sim --listen 127.0.0.1:0 --scenario assets/scenarios/example.json)
-received() { curl -sf "$PUBLISH_URL/events" | grep -o '"events":[0-9]*' | head -n 1 | grep -o '[0-9]*$'; }
+# The receiver's event count; empty when it did not answer (the callers wait for a number).
+received() {
+  curl -sf "$PUBLISH_URL/events" | grep -o '"events":[0-9]*' | head -n 1 | grep -o '[0-9]*$' || true
+}
 status_kb() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 # What the cgroup is charged (the kubelet's view). Page cache counts for the cgroup that first
 # read it: the image's files, read when podman unpacked them, are charged elsewhere here.
@@ -99,13 +102,14 @@ echo "the image, each run a fresh container: cold start (podman run to the first
 echo "receiver), then after 30 s idle: memory (kB, the cgroup in bytes) and CPU ticks of the last 20 s"
 printf '%-4s %14s %8s %8s %8s %14s %10s\n' run cold_start_ms VmRSS RssAnon RssFile cgroup_bytes idle_ticks
 for i in $(seq "$runs"); do
-  before=$(received)
+  before=""
+  until [[ -n "$before" ]]; do before=$(received); done
   t0=$(date +%s.%N)
   podman "${flags[@]}" run --detach --name hodometer-bench --network host --read-only \
     --user 1000:1000 --cap-drop ALL --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
     --env METRICS_LEVEL --env LOG_LEVEL --env PUBLISH_URL --env SCHEDULER_HOST \
     --env SCHEDULER_PLAINTXT_PORT="$small" localhost/hodometer:bench >/dev/null
-  until [[ "$(received)" != "$before" ]]; do sleep 0.005; done
+  until now=$(received) && [[ -n "$now" && "$now" != "$before" ]]; do sleep 0.005; done
   t1=$(date +%s.%N)
   pid=$(podman "${flags[@]}" inspect --format '{{.State.Pid}}' hodometer-bench)
   sleep 10
