@@ -3,14 +3,16 @@
 #
 #   scripts/image.sh [TAG]            (default TAG: localhost/hodometer:dev)
 #
-# The root filesystem is assembled from this machine: the binary (HODOMETER_BIN, default a
-# release build made here), the shared libraries `ldd` lists for it, the CA bundle and an
+# The root filesystem is assembled from this machine: the binary (HODOMETER_BIN, default the
+# daemon-only `hodometer-daemon` built here with the size-optimised `small` profile, installed
+# as /usr/local/bin/hodometer), the shared libraries `ldd` lists for it, the CA bundle and an
 # /etc/passwd with uid 1000 — nothing else. Then the Containerfile (FROM scratch) is built with
 # podman (or docker when podman is absent) and saved to HODOMETER_IMAGE_TAR (default
 # target/hodometer-image.tar), which `podman load`, `docker load` or `skopeo` can read.
 #
 # Environment:
-#   HODOMETER_BIN        binary to ship (e.g. a debug build in tests); debug info is stripped
+#   HODOMETER_BIN        binary to ship (e.g. a debug build in tests); debug info is stripped.
+#                        The full `hodometer` works too; the daemon-only one is smaller at rest.
 #   HODOMETER_IMAGE_TAR  where the OCI archive goes
 #   PODMAN_GLOBAL_FLAGS  podman's global flags [default: the ones that work offline in
 #                        restricted sandboxes: --storage-driver vfs --runtime runc
@@ -25,8 +27,8 @@ read -r -a podman_flags <<<"${PODMAN_GLOBAL_FLAGS:---storage-driver vfs --runtim
 
 bin="${HODOMETER_BIN:-}"
 if [[ -z "$bin" ]]; then
-  (cd "$repo" && cargo build --release --locked)
-  bin="$target_dir/release/hodometer"
+  (cd "$repo" && cargo build --profile small --locked --bin hodometer-daemon)
+  bin="$target_dir/small/hodometer-daemon"
 fi
 [[ -x "$bin" ]] || { echo "image.sh: $bin is not an executable" >&2; exit 1; }
 

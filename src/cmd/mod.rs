@@ -61,6 +61,42 @@ impl Command {
             Command::Consent(args) => consent::run(args).await,
         }
     }
+
+    /// The runtime this command runs on. The daemon waits on the network and sleeps for hours:
+    /// one thread does its work, and leaves the work-stealing scheduler's code and threads out
+    /// of its resident memory.
+    pub fn runtime(&self) -> tokio::runtime::Builder {
+        match self {
+            Command::Daemon(_) => tokio::runtime::Builder::new_current_thread(),
+            _ => tokio::runtime::Builder::new_multi_thread(),
+        }
+    }
+}
+
+/// Runs a parsed command on the runtime `builder` makes and turns its result into the exit code:
+/// configuration errors as [`EXIT_CONFIG`], anything else as 1. Both binaries end here.
+pub fn run_to_exit_code(
+    mut builder: tokio::runtime::Builder,
+    command: impl Future<Output = anyhow::Result<ExitCode>>,
+) -> ExitCode {
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hodometer: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(code) => code,
+        Err(error) => {
+            if let Some(config) = error.downcast_ref::<crate::validate::ConfigErrors>() {
+                eprint!("hodometer: {config}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            eprintln!("hodometer: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The inspector needs a terminal; without one, say so and point at `collect`.

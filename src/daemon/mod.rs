@@ -183,8 +183,15 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
             };
         }
         let pause = config.interval + jitter(config.interval);
+        let resident_file_kib_before = code_pages::resident_file_kib();
         let released = config.rest();
-        tracing::debug!(next_in = ?pause, released, "waiting for the next collection");
+        tracing::debug!(
+            next_in = ?pause,
+            released,
+            resident_file_kib_before,
+            resident_file_kib_after = code_pages::resident_file_kib(),
+            "waiting for the next collection"
+        );
         tokio::time::sleep(pause).await;
     }
 }
