@@ -35,15 +35,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// section, so the code that runs is not spread among them. The image's binary also gets its
 /// relative relocations packed (DT_RELR): the loader reads a few kB at start instead of ~0.4 MB
 /// of entries. That needs glibc 2.36 where it runs (an older loader refuses the binary), which
-/// the image has when it is built here with this machine's glibc; the `hodometer` binary, which
-/// may be copied anywhere, keeps the classic relocations.
+/// the image has when it is built here with this machine's glibc; the full build (`tools`),
+/// which may be copied anywhere, keeps the classic relocations.
 fn link_for_resident_memory() {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         return;
     }
     println!("cargo:rustc-link-arg-bins=-Wl,-z,keep-text-section-prefix");
-    if host_glibc_has_dt_relr() {
-        println!("cargo:rustc-link-arg-bin=hodometer-daemon=-Wl,-z,pack-relative-relocs");
+    let image_build = std::env::var_os("CARGO_FEATURE_TOOLS").is_none();
+    if image_build && host_glibc_has_dt_relr() {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }
 

@@ -10,8 +10,8 @@
 #
 #   scripts/bench-daemon.sh [RUNS]   (default 5: cycles of each kind, and containers)
 #
-# Environment: HODOMETER_BIN, the binary the image ships (default: target/small/hodometer-daemon,
-# built here as scripts/image.sh builds it), and HODOMETER_PEER_BIN, the full binary that runs
+# Environment: HODOMETER_BIN, the binary the image ships (default: target/small/hodometer built
+# with only `daemon`, as scripts/image.sh builds it), and HODOMETER_PEER_BIN, the full binary that runs
 # `sim` and `receive` (default: target/release/hodometer, built here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +21,8 @@ command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install t
 command -v curl >/dev/null || { echo "needs curl" >&2; exit 1; }
 target_dir="${CARGO_TARGET_DIR:-target}"
 if [[ -z "${HODOMETER_BIN:-}" ]]; then
-  cargo build --profile small --locked --quiet --bin hodometer-daemon
-  HODOMETER_BIN="$target_dir/small/hodometer-daemon"
+  cargo build --profile small --locked --quiet --no-default-features --bin hodometer
+  HODOMETER_BIN="$target_dir/small/hodometer"
 fi
 if [[ -z "${HODOMETER_PEER_BIN:-}" ]]; then
   cargo build --release --locked --quiet --bin hodometer

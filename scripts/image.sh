@@ -3,9 +3,9 @@
 #
 #   scripts/image.sh [TAG]            (default TAG: localhost/hodometer:dev)
 #
-# The root filesystem is assembled from this machine: the binary (HODOMETER_BIN, default the
-# daemon-only `hodometer-daemon` built here with the size-optimised `small` profile, installed
-# as /usr/local/bin/hodometer), the shared libraries `ldd` lists for it, the CA bundle and an
+# The root filesystem is assembled from this machine: the binary (HODOMETER_BIN, default
+# `hodometer` built here with only `daemon` (`--no-default-features`) and the size-optimised
+# `small` profile, installed as /usr/local/bin/hodometer), the shared libraries `ldd` lists for it, the CA bundle and an
 # /etc/passwd with uid 1000 — nothing else. Then the Containerfile (FROM scratch) is built with
 # podman (or docker when podman is absent) and saved to HODOMETER_IMAGE_TAR (default
 # target/hodometer-image.tar), which `podman load`, `docker load` or `skopeo` can read.
@@ -27,8 +27,8 @@ read -r -a podman_flags <<<"${PODMAN_GLOBAL_FLAGS:---storage-driver vfs --runtim
 
 bin="${HODOMETER_BIN:-}"
 if [[ -z "$bin" ]]; then
-  (cd "$repo" && cargo build --profile small --locked --bin hodometer-daemon)
-  bin="$target_dir/small/hodometer-daemon"
+  (cd "$repo" && cargo build --profile small --locked --no-default-features --bin hodometer)
+  bin="$target_dir/small/hodometer"
 fi
 [[ -x "$bin" ]] || { echo "image.sh: $bin is not an executable" >&2; exit 1; }
 

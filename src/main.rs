@@ -11,11 +11,19 @@ fn main() -> ExitCode {
     let command = match Cli::parse().command {
         Some(command) => command,
         // Bare `hodometer` is the inspector, configured from the environment as `inspect` would be.
+        #[cfg(feature = "tools")]
         None => match Cli::try_parse_from(["hodometer", "inspect"]).map(|cli| cli.command) {
             Ok(Some(command)) => command,
             Ok(None) => return ExitCode::from(EXIT_CONFIG),
             Err(error) => error.exit(),
         },
+        #[cfg(not(feature = "tools"))]
+        None => {
+            eprintln!(
+                "hodometer: this build (the container image's) has only `hodometer daemon`; the full build has the inspector"
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
     };
     run_to_exit_code(command.runtime(), command.run())
 }

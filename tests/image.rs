@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{ReceiverProcess, SimProcess, example_scenario, http_get};
+use common::{BIN, ReceiverProcess, SimProcess, example_scenario, http_get};
 use serde_json::Value;
 
 /// Storage under the test's own directory, so the host's image store is never touched; vfs, runc
@@ -73,9 +73,9 @@ fn the_image_runs_the_original_pod_and_publishes() {
     let archive = dir.path().join("hodometer-image.tar");
     let built = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/image.sh"))
         .arg(&tag)
-        // The daemon-only binary the image ships, as built for this test run: no release build
-        // in CI.
-        .env("HODOMETER_BIN", env!("CARGO_BIN_EXE_hodometer-daemon"))
+        // The binary under test: no second (release) build in CI. The image ships the same
+        // program built without the `tools` feature; `daemon` is the same code in both.
+        .env("HODOMETER_BIN", BIN)
         .env("HODOMETER_IMAGE_TAR", &archive)
         .env("PODMAN_GLOBAL_FLAGS", flags.join(" "))
         .output()

@@ -3,15 +3,21 @@
 //! values arrive as text and are validated together (see `validate`), so every bad setting is
 //! reported at once.
 
+// Without the `tools` feature (the container image's build) only `daemon` is built in.
+#[cfg(feature = "tools")]
 pub mod collect;
+#[cfg(feature = "tools")]
 pub mod consent;
 pub mod daemon;
+#[cfg(feature = "tools")]
 pub mod demo;
+#[cfg(feature = "tools")]
 pub mod inspect;
+#[cfg(feature = "tools")]
 pub mod receive;
+#[cfg(feature = "tools")]
 pub mod sim;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -34,30 +40,42 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Interactive inspector: live metrics, what each level shares, the exact payload, and send.
+    #[cfg(feature = "tools")]
     Inspect(inspect::InspectArgs),
     /// Try it with no cluster: a simulated installation and receiver, and the inspector on them.
+    #[cfg(feature = "tools")]
     Demo(demo::DemoArgs),
     /// Collect once and print the event that would be sent at --level.
+    #[cfg(feature = "tools")]
     Collect(collect::CollectArgs),
     /// Collect and publish at start and every --interval: the headless, in-cluster mode.
     Daemon(daemon::DaemonArgs),
     /// Run a simulated Seldon scheduler for demos, tests and benchmarks.
+    #[cfg(feature = "tools")]
     Sim(sim::SimArgs),
     /// Receive published events: validate, deduplicate, record, and serve /events and /metrics.
+    #[cfg(feature = "tools")]
     Receive(receive::ReceiveArgs),
     /// Show or approve what the in-cluster reporter shares (the consent ConfigMap).
+    #[cfg(feature = "tools")]
     Consent(consent::ConsentArgs),
 }
 
 impl Command {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self {
+            #[cfg(feature = "tools")]
             Command::Inspect(args) => inspect::run(args).await,
+            #[cfg(feature = "tools")]
             Command::Demo(args) => demo::run(args).await,
+            #[cfg(feature = "tools")]
             Command::Collect(args) => collect::run(args).await,
             Command::Daemon(args) => daemon::run(args).await,
+            #[cfg(feature = "tools")]
             Command::Sim(args) => sim::run(args).await,
+            #[cfg(feature = "tools")]
             Command::Receive(args) => receive::run(args).await,
+            #[cfg(feature = "tools")]
             Command::Consent(args) => consent::run(args).await,
         }
     }
@@ -66,15 +84,16 @@ impl Command {
     /// one thread does its work, and leaves the work-stealing scheduler's code and threads out
     /// of its resident memory.
     pub fn runtime(&self) -> tokio::runtime::Builder {
-        match self {
-            Command::Daemon(_) => tokio::runtime::Builder::new_current_thread(),
-            _ => tokio::runtime::Builder::new_multi_thread(),
+        if matches!(self, Command::Daemon(_)) {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
         }
     }
 }
 
 /// Runs a parsed command on the runtime `builder` makes and turns its result into the exit code:
-/// configuration errors as [`EXIT_CONFIG`], anything else as 1. Both binaries end here.
+/// configuration errors as [`EXIT_CONFIG`], anything else as 1.
 pub fn run_to_exit_code(
     mut builder: tokio::runtime::Builder,
     command: impl Future<Output = anyhow::Result<ExitCode>>,
@@ -100,7 +119,9 @@ pub fn run_to_exit_code(
 }
 
 /// The inspector needs a terminal; without one, say so and point at `collect`.
+#[cfg(feature = "tools")]
 fn require_terminal() -> Option<ExitCode> {
+    use std::io::IsTerminal;
     if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
         return None;
     }
@@ -112,6 +133,7 @@ fn require_terminal() -> Option<ExitCode> {
 }
 
 /// Prints the line tests and scripts read to learn a port when port 0 was asked for.
+#[cfg(feature = "tools")]
 fn announce(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
