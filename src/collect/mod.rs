@@ -73,6 +73,9 @@ impl Sources {
     /// end of the patient policy's deadline.
     pub fn fast_fail(mut self, connect_timeout: Duration) -> Sources {
         self.fast_fail = Some(connect_timeout);
+        // The calls too: a scheduler that dies after the connection check is reported within
+        // seconds, not after the patient policy's retries up to the RPC timeout.
+        self.plan.scheduler.policy = scheduler::CallPolicy::fast_fail();
         self
     }
 
