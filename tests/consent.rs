@@ -657,8 +657,9 @@ fn approving_in_the_inspector_governs_the_daemon_and_its_status_holds_the_bytes(
     tmux.keys(&["2"]);
     tmux.keys(&["a"]);
     let resource = metrics_at(Level::Resource);
+    // Its last line too: a capture can catch the dialog half drawn.
     let dialog = tmux.wait_for("the approve dialog", |s| {
-        s.contains("approve for the in-cluster reporter?")
+        s.contains("approve for the in-cluster reporter?") && s.contains("y: approve and write")
     });
     assert!(
         dialog.contains(&format!(
