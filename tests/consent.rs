@@ -114,6 +114,22 @@ fn status_data(sim: &SimProcess) -> Value {
     show(sim)["status"]["data"].clone()
 }
 
+/// The status once its `lastEvent` is `event` (found by `$insert_id`); fails if the bytes there
+/// are not the event the endpoint received.
+fn status_holding(sim: &SimProcess, event: &Value) -> Value {
+    let (status, last) = wait_for("the status naming that event", || {
+        let status = status_data(sim);
+        let last: Value = serde_json::from_str(status["lastEvent"].as_str()?).ok()?;
+        (last["properties"]["$insert_id"] == event["properties"]["$insert_id"])
+            .then_some((status, last))
+    });
+    assert_eq!(
+        &last, event,
+        "status lastEvent differs from what was received"
+    );
+    status
+}
+
 fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
@@ -237,31 +253,18 @@ fn consent_set_by_the_cli_governs_the_daemon_within_a_cycle() {
     assert_eq!(fields(&governed), metrics_at(Level::Cluster));
 
     // The status holds the event the endpoint received, and who approved.
-    let status = wait_for("the status naming that event", || {
-        let status = status_data(&sim);
-        let last: Value = serde_json::from_str(status["lastEvent"].as_str()?).ok()?;
-        (last["properties"]["$insert_id"] == governed["properties"]["$insert_id"])
-            .then_some((status, last))
-    });
-    assert_eq!(
-        status.1, governed,
-        "status lastEvent differs from what was received"
-    );
-    assert_eq!(status.0["effectiveLevel"], "cluster");
-    assert_eq!(status.0["source"], "consent");
-    assert_eq!(status.0["pendingFields"], "");
+    let status = status_holding(&sim, &governed);
+    assert_eq!(status["effectiveLevel"], "cluster");
+    assert_eq!(status["source"], "consent");
+    assert_eq!(status["pendingFields"], "");
     assert!(
-        status.0["lastOutcomes"]
+        status["lastOutcomes"]
             .as_str()
             .is_some_and(|o| o.contains(" ok (HTTP 200")),
         "{}",
-        status.0
+        status
     );
-    assert!(
-        status.0["nextSendAt"]
-            .as_str()
-            .is_some_and(|t| !t.is_empty())
-    );
+    assert!(status["nextSendAt"].as_str().is_some_and(|t| !t.is_empty()));
     let consent = show(&sim)["consent"]["data"].clone();
     assert_eq!(
         consent["approvedBy"],
@@ -694,18 +697,8 @@ fn approving_in_the_inspector_governs_the_daemon_and_its_status_holds_the_bytes(
             .find(|e| e["properties"]["metrics_level"] == "resource")
     });
     assert_eq!(fields(&governed), resource);
-    let status = wait_for("the status naming that event", || {
-        let status = status_data(&sim);
-        let last: Value = serde_json::from_str(status["lastEvent"].as_str()?).ok()?;
-        (last["properties"]["$insert_id"] == governed["properties"]["$insert_id"])
-            .then_some((status, last))
-    });
-    assert_eq!(
-        status.1, governed,
-        "status lastEvent differs from what was received"
-    );
+    let status = status_holding(&sim, &governed);
     let size: usize = status
-        .0
         .as_object()
         .expect("status data")
         .iter()
