@@ -405,6 +405,11 @@ fn the_inspector_marks_extensions_with_their_source_and_warnings() {
     assert!(owner.contains("looks like an e-mail address"), "{screen}");
 
     tmux.keys(&["3"]);
-    let screen = tmux.wait_for("level feature", |s| s.contains("[3 feature]"));
+    // A capture can catch the level bar redrawn before the table: wait for the row itself.
+    let screen = tmux.wait_for("level feature", |s| {
+        s.contains("[3 feature]")
+            && s.lines()
+                .any(|l| l.starts_with("ext.owner ") && l.contains("● shared"))
+    });
     assert!(row(&screen, "ext.owner").contains("shared"), "{screen}");
 }
