@@ -1572,6 +1572,121 @@ fn no_acknowledged_event_is_lost_when_the_receiver_is_killed_mid_load() {
     );
 }
 
+/// A shared object that makes `fsync` and `fdatasync` of any `*-wal` file fail with EIO while
+/// the file named by `HODOMETER_TEST_FAIL_SYNC` exists: a disk that starts failing and later
+/// seems to recover, as a faulty block device does.
+const FAILING_SYNC: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int fails(int fd) {
+    const char *trigger = getenv("HODOMETER_TEST_FAIL_SYNC");
+    if (trigger == NULL || access(trigger, F_OK) != 0) return 0;
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (n < 4) return 0;
+    path[n] = 0;
+    return strcmp(path + n - 4, "-wal") == 0;
+}
+
+int fsync(int fd) {
+    if (fails(fd)) { errno = EIO; return -1; }
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    return real(fd);
+}
+
+int fdatasync(int fd) {
+    if (fails(fd)) { errno = EIO; return -1; }
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    return real(fd);
+}
+"#;
+
+/// After a failed disk sync the kernel may have dropped the pages it could not write, and a
+/// later sync can succeed without them; so the receiver must not acknowledge anything again
+/// until a restart has SQLite recover what is really on disk. The fault is injected at the
+/// system call (LD_PRELOAD), into the real binary.
+#[test]
+fn after_a_failed_disk_sync_nothing_is_acknowledged_until_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("failing_sync.c");
+    let shim = dir.path().join("failing_sync.so");
+    std::fs::write(&source, FAILING_SYNC).expect("write the shim's source");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .expect("run cc (the C compiler Rust links with)");
+    assert!(built.success(), "cc could not build the shim: {built}");
+    let trigger = dir.path().join("disk-fails");
+    let store = dir.path().join("events.db");
+    let store = store.to_str().expect("utf-8 path");
+    let log = dir.path().join("stderr");
+
+    let mut child = hodometer(&[
+        "receive",
+        "--listen",
+        "127.0.0.1:0",
+        "--record",
+        "all",
+        "--store",
+        store,
+    ])
+    .env("LD_PRELOAD", &shim)
+    .env("HODOMETER_TEST_FAIL_SYNC", &trigger)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::fs::File::create(&log).expect("stderr file"))
+    .spawn()
+    .expect("start receive");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let port = common::listening_port(&mut lines, "hodometer receive: listening on ");
+    let send = |id: &str| {
+        let body = event(id, 1700000000, json!({})).to_string();
+        post_json(port, "/track?verbose=1", body.as_bytes())
+    };
+
+    assert_verbose_success(&send("before-the-fault"));
+    std::fs::write(&trigger, b"").expect("make the disk fail");
+    let reason = verbose_rejection(&send("during-the-fault"), 500);
+    assert_eq!(reason, "the events could not be recorded; try again");
+    std::fs::remove_file(&trigger).expect("let the disk recover");
+    let reason = verbose_rejection(&send("after-the-fault"), 500);
+    assert_eq!(
+        reason, "the events could not be recorded; try again",
+        "a sync that succeeds after a failed one proves nothing: still refused"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let logged = std::fs::read_to_string(&log).expect("read stderr");
+    assert!(
+        logged.contains("no event is acknowledged until the receiver restarts"),
+        "the operator is told why: {logged}"
+    );
+
+    // A restart recovers the store; the senders' retries are acknowledged, each event once.
+    let restarted = ReceiverProcess::start(&["--record", "all", "--store", store]);
+    for id in ["during-the-fault", "after-the-fault"] {
+        let body = event(id, 1700000000, json!({})).to_string();
+        assert_verbose_success(&post_json(
+            restarted.port,
+            "/track?verbose=1",
+            body.as_bytes(),
+        ));
+    }
+    assert_eq!(
+        recorded_ids(restarted.port),
+        ["before-the-fault", "during-the-fault", "after-the-fault"]
+    );
+}
+
 #[test]
 fn the_store_and_its_companions_are_owner_only_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
