@@ -15,12 +15,15 @@
 #                                                             overwrite (dd oflag=dsync, default 2000),
 #                                                             the floor under every durable commit
 #
-# PROFILE=debug uses the debug build (release builds take long: fat LTO); default release.
+# PROFILE=debug uses the debug build, PROFILE=profiling release code with thin LTO and symbols
+# (for perf; minutes to build where a fat-LTO release build takes 12-18); default release.
 # NO_BUILD=1 uses what is built already (build.rs watches the git refs, so on a machine where
 # other worktrees commit, every run would otherwise rebuild).
 # RECEIVER=PATH benchmarks another hodometer binary (e.g. an older build) with the same generator.
 # MEMORY=1 runs the throughput benchmark with the store in memory (no --store): the same work
 # without any disk sync, to see how much of the time the syncs take.
+# RECORD=none runs it with nothing recorded at all (--record none: HTTP, decoding and validation
+# only): the most any store could reach with this generator on this machine.
 #
 # Besides the generator's figures, the throughput run prints the receiver's CPU time during the
 # load per 1000 events (user + system, from /proc): a figure that does not depend on how much
@@ -32,10 +35,9 @@ cd "$(dirname "$0")/.."
 profile=${PROFILE:-release}
 if [ -n "${NO_BUILD:-}" ]; then
   :
-elif [ "$profile" = release ]; then
-  cargo build --release --locked --quiet --bin hodometer --example receive_load
 else
-  cargo build --locked --quiet --bin hodometer --example receive_load
+  # The dev profile builds into target/debug.
+  cargo build --profile "${profile/#debug/dev}" --locked --quiet --bin hodometer --example receive_load
 fi
 target=${CARGO_TARGET_DIR:-target}/$profile
 bin=${RECEIVER:-$target/hodometer}
@@ -132,7 +134,9 @@ metrics)
   connections=${2:-16}
   batch=${3:-1}
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-  if [ -n "${MEMORY:-}" ]; then
+  if [ "${RECORD:-}" = none ]; then
+    start --record none
+  elif [ -n "${MEMORY:-}" ]; then
     start --record all
   else
     start --record all --store "$dir/events.db"
@@ -150,7 +154,7 @@ metrics)
   kill -TERM "$receiver"
   wait "$receiver"
   receiver=
-  if [ -z "${MEMORY:-}" ]; then
+  if [ -z "${MEMORY:-}" ] && [ "${RECORD:-}" != none ]; then
     printf 'store: %s events, %s bytes\n' \
       "$(sqlite3 "$dir/events.db" 'SELECT count(*) FROM events' 2>/dev/null || echo '?')" \
       "$(du -b "$dir/events.db" | cut -f1)"
