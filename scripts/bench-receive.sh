@@ -143,13 +143,20 @@ metrics)
   fi
   ticks=$(cpu_ticks)
   syncs=$(counter hodometer_receiver_store_syncs_total)
+  sync_s=$(counter hodometer_receiver_store_sync_seconds_total)
+  commits=$(counter hodometer_receiver_store_commits_total)
+  commit_s=$(counter hodometer_receiver_store_commit_seconds_total)
   "$load" "$port" "$events" "$connections" "$batch" | tee "$dir/load"
   sent=$(cut -d' ' -f1 "$dir/load")
   ticks=$(($(cpu_ticks) - ticks))
   syncs=$(($(counter hodometer_receiver_store_syncs_total) - syncs))
-  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v e="$sent" -v s="$syncs" 'BEGIN {
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v e="$sent" -v s="$syncs" \
+    -v ss="$(counter hodometer_receiver_store_sync_seconds_total)" -v ss0="$sync_s" \
+    -v c="$(counter hodometer_receiver_store_commits_total)" -v c0="$commits" \
+    -v cs="$(counter hodometer_receiver_store_commit_seconds_total)" -v cs0="$commit_s" 'BEGIN {
     printf "receiver CPU during the load: %.2f s, %.3f s per 1000 events\n", t / hz, t / hz / e * 1000
-    if (s > 0) printf "store syncs: %d, %.1f events per sync\n", s, e / s
+    if (s > 0) printf "store syncs: %d, %.1f events per sync, %.0f us per sync\n", s, e / s, (ss - ss0) / s * 1e6
+    if (c > c0) printf "store commits: %d, %.1f events per commit, %.0f us per commit\n", c - c0, e / (c - c0), (cs - cs0) / (c - c0) * 1e6
   }'
   kill -TERM "$receiver"
   wait "$receiver"

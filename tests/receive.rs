@@ -694,6 +694,18 @@ fn a_store_keeps_events_and_dedup_across_a_restart() {
         1.0,
         "the one request since the restart was answered after one disk sync"
     );
+    assert_eq!(
+        sample(&samples, "hodometer_receiver_store_commits_total", &[]),
+        1.0,
+        "and one commit"
+    );
+    for timed in [
+        "hodometer_receiver_store_sync_seconds_total",
+        "hodometer_receiver_store_commit_seconds_total",
+    ] {
+        let seconds = sample(&samples, timed, &[]);
+        assert!(seconds > 0.0 && seconds < 60.0, "{timed} {seconds}");
+    }
     drop(second);
 
     // The same file in summary mode reads the same counts.

@@ -30,10 +30,19 @@ pub struct Counts {
     pub ring_events_forgotten: u64,
     /// Disk syncs of a file store; events received per sync is the group commit's size.
     pub store_syncs: u64,
+    /// Nanoseconds spent in those syncs.
+    pub store_sync_nanos: u64,
+    /// Group commits of the store, and nanoseconds the writer spent in them.
+    pub store_commits: u64,
+    pub store_commit_nanos: u64,
 }
 
 /// One metric family without labels: name, type, help and value.
-struct Single(&'static str, &'static str, &'static str, u64);
+struct Single(&'static str, &'static str, &'static str, f64);
+
+fn seconds(nanos: u64) -> f64 {
+    nanos as f64 / 1e9
+}
 
 /// Renders the counters and, per cluster, the latest value of each numeric usage metric and
 /// its version strings (as labels of an info gauge, valued 1).
@@ -44,54 +53,72 @@ pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
             "hodometer_receiver_events_received_total",
             "counter",
             "Events in accepted /track requests since the receiver started, duplicates included.",
-            counts.received,
+            counts.received as f64,
         ),
         Single(
             "hodometer_receiver_events_duplicate_total",
             "counter",
             "Accepted events whose $insert_id was already recorded, so not recorded again.",
-            counts.duplicates,
+            counts.duplicates as f64,
         ),
         Single(
             "hodometer_receiver_cluster_events_dropped_total",
             "counter",
             "Recorded events of clusters beyond --max-clusters, whose metrics are not tracked.",
-            counts.cluster_events_dropped,
+            counts.cluster_events_dropped as f64,
         ),
         Single(
             "hodometer_receiver_ring_events_forgotten_total",
             "counter",
             "Events and ids the in-memory store forgot to stay within its bounds.",
-            counts.ring_events_forgotten,
+            counts.ring_events_forgotten as f64,
         ),
         Single(
             "hodometer_receiver_store_syncs_total",
             "counter",
             "Disk syncs of the --store file; each makes every request committed before it durable, so events received per sync is the group size.",
-            counts.store_syncs,
+            counts.store_syncs as f64,
+        ),
+        Single(
+            "hodometer_receiver_store_sync_seconds_total",
+            "counter",
+            "Time spent in those disk syncs; divided by the syncs, the disk's latency that each acknowledgement waits for.",
+            seconds(counts.store_sync_nanos),
+        ),
+        Single(
+            "hodometer_receiver_store_commits_total",
+            "counter",
+            "Transactions of the store's writer; each records every request waiting for it (group commit).",
+            counts.store_commits as f64,
+        ),
+        Single(
+            "hodometer_receiver_store_commit_seconds_total",
+            "counter",
+            "Time the store's writer spent in those transactions.",
+            seconds(counts.store_commit_nanos),
         ),
         Single(
             "hodometer_receiver_connections_refused_total",
             "counter",
             "Connections answered 503 at once because --max-connections were open.",
-            counts.connections_refused,
+            counts.connections_refused as f64,
         ),
         Single(
             "hodometer_receiver_connections_open",
             "gauge",
             "Connections open now.",
-            counts.connections_open,
+            counts.connections_open as f64,
         ),
         Single(
             "hodometer_receiver_clusters_tracked",
             "gauge",
             "Clusters whose metrics are tracked (at most --max-clusters).",
-            counts.clusters_tracked,
+            counts.clusters_tracked as f64,
         ),
     ];
     for Single(name, kind, help, value) in singles {
         family(&mut out, name, kind, help);
-        sample(&mut out, name, &[], value as f64);
+        sample(&mut out, name, &[], value);
     }
     family(
         &mut out,

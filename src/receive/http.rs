@@ -69,6 +69,9 @@ impl Counters {
             cluster_events_dropped: stat(|s| &s.cluster_events_dropped),
             ring_events_forgotten: stat(|s| &s.ring_events_forgotten),
             store_syncs: stat(|s| &s.syncs),
+            store_sync_nanos: stat(|s| &s.sync_nanos),
+            store_commits: stat(|s| &s.commits),
+            store_commit_nanos: stat(|s| &s.commit_nanos),
         }
     }
 }

@@ -198,6 +198,17 @@ pub struct StoreStats {
     pub ring_events_forgotten: AtomicU64,
     /// Syncs of a file store to disk; each makes every group committed before it durable.
     pub syncs: AtomicU64,
+    /// Time spent in those syncs, in nanoseconds: a sender waits for one of them.
+    pub sync_nanos: AtomicU64,
+    /// Group commits (transactions), and the time the writer spent in them, in nanoseconds.
+    pub commits: AtomicU64,
+    pub commit_nanos: AtomicU64,
+}
+
+/// Adds the time since `start` to a nanosecond counter.
+fn add_elapsed(counter: &AtomicU64, start: std::time::Instant) {
+    let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    counter.fetch_add(nanos, Ordering::Relaxed);
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -626,7 +637,11 @@ impl Writer {
         if group.is_empty() {
             return;
         }
-        match self.write(&group) {
+        let start = std::time::Instant::now();
+        let written = self.write(&group);
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        add_elapsed(&self.stats.commit_nanos, start);
+        match written {
             Ok((outcomes, effects)) => {
                 self.apply(effects);
                 let answers = group
@@ -820,7 +835,10 @@ impl Syncer {
                         answers.extend(more);
                     }
                     if durable.is_ok() {
-                        durable = wal.sync_all().map_err(|error| {
+                        let start = std::time::Instant::now();
+                        let synced = wal.sync_all();
+                        add_elapsed(&stats.sync_nanos, start);
+                        durable = synced.map_err(|error| {
                             tracing::error!(
                                 %error,
                                 "cannot sync the store to disk; no event is acknowledged until the receiver restarts"
@@ -1114,9 +1132,15 @@ mod tests {
                 .record(vec![event(&format!("e{i}"), "c", i, 1)])
                 .await
                 .expect("record");
-            // One request at a time: each answer waited for a sync of its own.
-            assert_eq!(handle.stats().syncs.load(Ordering::Relaxed), i as u64 + 1);
+            // One request at a time: each answer waited for a commit and a sync of its own.
+            let stats = handle.stats();
+            assert_eq!(stats.syncs.load(Ordering::Relaxed), i as u64 + 1);
+            assert_eq!(stats.commits.load(Ordering::Relaxed), i as u64 + 1);
         }
+        // Each sync and each commit took some time, and the time was counted.
+        let stats = handle.stats();
+        assert!(stats.sync_nanos.load(Ordering::Relaxed) >= 5);
+        assert!(stats.commit_nanos.load(Ordering::Relaxed) >= 5);
         store.close().await;
     }
 
