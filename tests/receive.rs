@@ -1643,23 +1643,13 @@ fn after_a_failed_disk_sync_nothing_is_acknowledged_until_a_restart() {
     let store = store.to_str().expect("utf-8 path");
     let log = dir.path().join("stderr");
 
-    let mut child = hodometer(&[
-        "receive",
-        "--listen",
-        "127.0.0.1:0",
-        "--record",
-        "all",
-        "--store",
-        store,
-    ])
-    .env("LD_PRELOAD", &shim)
-    .env("HODOMETER_TEST_FAIL_SYNC", &trigger)
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::fs::File::create(&log).expect("stderr file"))
-    .spawn()
-    .expect("start receive");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let port = common::listening_port(&mut lines, "hodometer receive: listening on ");
+    let mut command = ReceiverProcess::command(&["--record", "all", "--store", store]);
+    command
+        .env("LD_PRELOAD", &shim)
+        .env("HODOMETER_TEST_FAIL_SYNC", &trigger)
+        .stderr(std::fs::File::create(&log).expect("stderr file"));
+    let receiver = ReceiverProcess::spawn(command);
+    let port = receiver.port;
     let send = |id: &str| {
         let body = event(id, 1700000000, json!({})).to_string();
         post_json(port, "/track?verbose=1", body.as_bytes())
@@ -1675,8 +1665,7 @@ fn after_a_failed_disk_sync_nothing_is_acknowledged_until_a_restart() {
         reason, "the events could not be recorded; try again",
         "a sync that succeeds after a failed one proves nothing: still refused"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(receiver); // killed: its log is complete
     let logged = std::fs::read_to_string(&log).expect("read stderr");
     assert!(
         logged.contains("no event is acknowledged until the receiver restarts"),
@@ -1705,13 +1694,8 @@ fn the_store_and_its_companions_are_owner_only_whatever_the_umask() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("events.db");
-    let mut command = hodometer(&[
-        "receive",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        store.to_str().expect("utf-8"),
-    ]);
+    let mut command = ReceiverProcess::command(&["--store", store.to_str().expect("utf-8")]);
+    command.stderr(std::process::Stdio::null());
     // SAFETY: umask is async-signal-safe and touches only the child.
     unsafe {
         command.pre_exec(|| {
@@ -1719,13 +1703,8 @@ fn the_store_and_its_companions_are_owner_only_whatever_the_umask() {
             Ok(())
         });
     }
-    let mut child = command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start receive");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let port = common::listening_port(&mut lines, "hodometer receive: listening on ");
+    let receiver = ReceiverProcess::spawn(command);
+    let port = receiver.port;
     let body = event("perm1", unix_now(), json!({})).to_string();
     assert_verbose_success(&post_json(port, "/track?verbose=1", body.as_bytes()));
     for name in ["events.db", "events.db-wal", "events.db-shm"] {
@@ -1735,8 +1714,7 @@ fn the_store_and_its_companions_are_owner_only_whatever_the_umask() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{name} is {:o}", mode & 0o777);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(receiver);
 }
 
 #[test]

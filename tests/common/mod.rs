@@ -188,11 +188,23 @@ pub struct ReceiverProcess {
 
 impl ReceiverProcess {
     pub fn start(extra: &[&str]) -> ReceiverProcess {
+        let mut command = Self::command(extra);
+        command.stderr(Stdio::null());
+        Self::spawn(command)
+    }
+
+    /// `hodometer receive --listen 127.0.0.1:0 EXTRA…`, for a test to add to before
+    /// [`ReceiverProcess::spawn`].
+    pub fn command(extra: &[&str]) -> Command {
         let mut args = vec!["receive", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child = hodometer(&args)
+        hodometer(&args)
+    }
+
+    /// Starts `command` (a receive command) and waits until it listens.
+    pub fn spawn(mut command: Command) -> ReceiverProcess {
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .expect("start hodometer receive");
         let mut lines = BufReader::new(child.stdout.take().expect("receive stdout"));
