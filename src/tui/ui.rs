@@ -213,8 +213,10 @@ fn source_spans(
         SourceState::Down(why) => {
             // The reason in full; the header wraps rather than cut it at the screen edge.
             let why = why.strip_prefix("scheduler ").unwrap_or(why);
+            // The connection check says "connection refused"; a call that failed mid-way quotes
+            // the OS: "Connection refused (os error 111)".
             let hint = refused_hint
-                .filter(|_| why.contains("connection refused"))
+                .filter(|_| why.to_ascii_lowercase().contains("connection refused"))
                 .unwrap_or_default();
             (format!("down: {why}{hint}"), BAD)
         }
@@ -977,6 +979,27 @@ mod tests {
             "{text}"
         );
         insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn a_call_refused_mid_way_gets_the_port_forward_hint_too() {
+        let mut app = app(Level::Cluster);
+        let mut down = healthy(at(10));
+        let reason = "scheduler ModelStatus: no complete answer in 2 attempts; last error: tcp \
+                      connect error: Connection refused (os error 111)";
+        for m in METRICS
+            .iter()
+            .filter(|m| m.source == crate::metrics::Source::Scheduler)
+        {
+            down.set(m.id, crate::metrics::Reading::unknown(reason));
+        }
+        app.on_snapshot(down);
+        app.on_tick(at(12));
+        let text = screen(&app, 80, 24).replace('\n', " ");
+        assert!(
+            text.contains("(os error 111) — is `kubectl port-forward -n seldon-mesh svc/seldon-scheduler 9004:9004` running?"),
+            "{text}"
+        );
     }
 
     #[test]
