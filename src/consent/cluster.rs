@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 
 use crate::collect::kube::{KubeTarget, connect_client, kubeconfig_user};
@@ -92,6 +93,38 @@ impl ConsentApi {
     /// The consent ConfigMap, `None` when it does not exist.
     pub async fn read_consent(&self) -> Result<Option<ConfigMap>, ClusterError> {
         self.read(&self.consent_name).await
+    }
+
+    /// Watches the consent ConfigMap from `since` (a resourceVersion; "0" for as it is now) until
+    /// it changes, for at most `timeout_secs`: the version of the change, or `None` when the watch
+    /// ended first. A version too old to watch from (410 Gone) is an error, as is a refusal.
+    pub async fn next_consent_change(
+        &self,
+        since: &str,
+        timeout_secs: u32,
+    ) -> Result<Option<String>, ClusterError> {
+        let name = &self.consent_name;
+        let params = WatchParams::default()
+            .fields(&format!("metadata.name={name}"))
+            .timeout(timeout_secs);
+        let events = self
+            .configmaps
+            .watch(&params, since)
+            .await
+            .map_err(|e| self.error(e, "watch", name))?;
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            match event.map_err(|e| self.error(e, "watch", name))? {
+                WatchEvent::Added(cm) | WatchEvent::Modified(cm) | WatchEvent::Deleted(cm) => {
+                    return Ok(Some(cm.metadata.resource_version.unwrap_or_default()));
+                }
+                WatchEvent::Bookmark(_) => {}
+                WatchEvent::Error(status) => {
+                    return Err(self.error(kube::Error::Api(status), "watch", name));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The daemon's status ConfigMap, `None` when it does not exist.

@@ -1,11 +1,12 @@
 //! The daemon under consent: each cycle shares only what the consent ConfigMap
-//! approves, re-reading it often enough that a lowered level or `off` applies at once, even to
-//! an event still being retried, and reports what it did in the status ConfigMap.
+//! approves, re-reading it as soon as a watch sees it change (and periodically, should the watch
+//! be refused), so that a lowered level or `off` applies at once, even to an event still being
+//! retried, and reports what it did in the status ConfigMap.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::consent::cluster::ConsentApi;
@@ -16,8 +17,12 @@ use crate::publish::{EndpointOutcome, Publisher, describe_outcomes};
 
 use super::{DaemonConfig, DaemonExit, Shared, collect_and_record, cycle_message, jitter, lock};
 
-/// How often consent is re-read: well within the 30 s in which a lowered level must apply.
+/// How often consent is re-read whatever the watch says: well within the 30 s in which a lowered
+/// level must apply.
 const CONSENT_REFRESH: Duration = Duration::from_secs(10);
+/// How long one watch of the consent runs before it is opened again (API servers end watches
+/// after a few minutes anyway).
+const CONSENT_WATCH_SECONDS: u32 = 290;
 
 /// Runs collection cycles under consent until the end (or after one with `--once`).
 pub(super) async fn work(
@@ -39,11 +44,22 @@ pub(super) async fn work(
         });
     };
     let refresh = config.interval.min(CONSENT_REFRESH);
+    let changed = Notify::new();
     let poll = async {
         loop {
-            tokio::time::sleep(refresh).await;
+            tokio::select! {
+                () = tokio::time::sleep(refresh) => {}
+                () = changed.notified() => tracing::debug!("the consent changed: reading it now"),
+            }
             refresh_policy().await;
         }
+    };
+    let watcher = async {
+        // One cycle and out: nothing to watch for.
+        if !config.once {
+            watch_consent(api, &updates.subscribe(), &changed, refresh).await;
+        }
+        std::future::pending::<()>().await
     };
     let cycles = async {
         let mut last: Option<Policy> = None;
@@ -87,6 +103,48 @@ pub(super) async fn work(
     tokio::select! {
         exit = cycles => exit,
         () = poll => DaemonExit::Clean,
+        () = watcher => DaemonExit::Clean,
+    }
+}
+
+/// Wakes `changed` as soon as the consent ConfigMap changes, through a watch from the version
+/// last read. A Role from older manifests (or an API server) may refuse the watch: then the
+/// periodic read every `refresh` is all there is, as before the watch.
+async fn watch_consent(
+    api: &ConsentApi,
+    policies: &watch::Receiver<Policy>,
+    changed: &Notify,
+    refresh: Duration,
+) {
+    let last_read = || {
+        policies
+            .borrow()
+            .consent_version
+            .clone()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "0".into())
+    };
+    let mut since = last_read();
+    loop {
+        let opened = std::time::Instant::now();
+        match api.next_consent_change(&since, CONSENT_WATCH_SECONDS).await {
+            Ok(Some(version)) => {
+                since = if version.is_empty() {
+                    last_read()
+                } else {
+                    version
+                };
+                changed.notify_one();
+            }
+            // Its time ran out: open it again, but never in a tight loop.
+            Ok(None) if opened.elapsed() >= refresh => {}
+            Ok(None) => tokio::time::sleep(refresh).await,
+            Err(error) => {
+                tracing::debug!(%error, "cannot watch the consent; it is read every {refresh:?}");
+                tokio::time::sleep(refresh).await;
+                since = last_read();
+            }
+        }
     }
 }
 
