@@ -55,8 +55,8 @@ pub(super) async fn work(
         }
     };
     let watcher = async {
-        // One cycle and out: nothing to watch for.
-        if !config.once {
+        // One cycle and out, or DO_NOT_TRACK (consent is never read): nothing to watch for.
+        if !config.once && !config.settings.do_not_track {
             watch_consent(api, &updates.subscribe(), &changed, refresh).await;
         }
         std::future::pending::<()>().await
