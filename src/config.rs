@@ -8,8 +8,8 @@ use clap::Args;
 use uuid::Uuid;
 
 use crate::collect::CollectPlan;
-use crate::collect::kube::KubeTarget;
 use crate::collect::scheduler::{CallPolicy, SchedulerTarget};
+use crate::k8s::KubeTarget;
 use crate::logging::LogSettings;
 use crate::metrics::Level;
 use crate::payload::DEFAULT_TOKEN;

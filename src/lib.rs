@@ -6,6 +6,9 @@
 //! peers hodometer talks to, for demos and tests. `validate`, `logging`, `prometheus`, `metrics`,
 //! `clock`, `backoff`, `redact` and `private_fs` are leaves every layer may use and that import
 //! nothing above them; `collect`, `payload` and `publish` never use the commands or the views.
+//! `k8s` is the one Kubernetes client module (configuration, connection, identity) below every
+//! user of the API; `tls` holds the scheduler's client material, read by `tls_secret` and used by
+//! `collect`.
 
 pub mod backoff;
 pub mod clock;
@@ -15,6 +18,7 @@ pub mod config;
 pub mod consent;
 pub mod daemon;
 pub mod extensions;
+pub mod k8s;
 pub mod logging;
 pub mod metrics;
 pub mod payload;

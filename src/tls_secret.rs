@@ -18,8 +18,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
-use crate::collect::kube::{KubeTarget, load_config};
-use crate::collect::scheduler::ClientTls;
+use crate::k8s::{KubeTarget, load_config};
+use crate::tls::ClientTls;
 
 pub const CLIENT_SECRET_SETTING: &str =
     "--tls-client-secret (CONTROL_PLANE_CLIENT_TLS_SECRET_NAME)";

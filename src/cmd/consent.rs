@@ -9,12 +9,12 @@ use std::time::SystemTime;
 use clap::{Args, Subcommand};
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use crate::collect::kube::{DEFAULT_NAMESPACE, KubeTarget, kubeconfig_user};
 use crate::consent::cluster::{ClusterError, ConsentApi};
 use crate::consent::{
     self, Consent, DEFAULT_CONSENT_CONFIGMAP, KEY_LEVEL, STATUS_CONFIGMAP, parse_configmap_name,
     status_key,
 };
+use crate::k8s::{DEFAULT_NAMESPACE, KubeTarget, kubeconfig_user};
 use crate::logging::{self, LogSettings};
 use crate::metrics::Level;
 use crate::validate::{Checker, parse_duration, parse_level, parse_namespace};

@@ -18,11 +18,11 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::collect::CollectPlan;
-use crate::collect::kube::{InlineKubeconfig, KubeTarget, connect_client};
 use crate::collect::scheduler::{CallPolicy, SchedulerTarget};
 use crate::config::{PublishSettings, Settings};
 use crate::consent::DEFAULT_CONSENT_CONFIGMAP;
 use crate::daemon::{self, DaemonConfig};
+use crate::k8s::{InlineKubeconfig, KubeTarget, connect_client};
 use crate::logging::LogSettings;
 use crate::metrics::Level;
 use crate::payload::DEFAULT_TOKEN;

@@ -4,69 +4,22 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, PodSpec};
 use kube::api::{ApiResource, DynamicObject, ListParams, ObjectList};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
 use super::workload::{ServerSummary, image_tag, operator_is_clusterwide, server_facts};
+pub use crate::k8s::{KubeClient, KubeConnection, KubeTarget, connect};
 
-/// The namespace Seldon Core v2 installs into by default.
-pub const DEFAULT_NAMESPACE: &str = "seldon-mesh";
 pub const OPERATOR_DEPLOYMENT: &str = "seldon-v2-controller-manager";
 pub const SCHEDULER_STATEFULSET: &str = "seldon-scheduler";
 pub const SCHEDULER_CONTAINER: &str = "scheduler";
 /// Items per page when listing: bounds memory whatever the cluster's size.
 const PAGE_SIZE: u32 = 250;
-
-/// Where and how to read Kubernetes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KubeTarget {
-    /// `--kubeconfig`: this file instead of `KUBECONFIG` / `~/.kube/config`.
-    pub kubeconfig: Option<PathBuf>,
-    /// `--kube-context`: a kubeconfig context instead of the current one.
-    pub context: Option<String>,
-    /// `--namespace` / `POD_NAMESPACE`; otherwise the in-cluster or context namespace.
-    pub namespace: Option<String>,
-    /// Deadline for each read (a paged list counts as one read).
-    pub timeout: Duration,
-    /// A configuration built in memory (the demo's stand-in): used as it is, never a file and
-    /// never the in-cluster service account.
-    pub inline: Option<InlineKubeconfig>,
-}
-
-/// A kubeconfig held in memory. Compared by identity: two targets are the same only when they
-/// share the very same configuration.
-#[derive(Clone)]
-pub struct InlineKubeconfig(pub std::sync::Arc<Kubeconfig>);
-
-impl PartialEq for InlineKubeconfig {
-    fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for InlineKubeconfig {}
-
-impl std::fmt::Debug for InlineKubeconfig {
-    // The configuration holds a token: never print it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("InlineKubeconfig(..)")
-    }
-}
-
-impl KubeTarget {
-    /// Whether the operator named a configuration (`--kubeconfig`, `--kube-context`, or one built
-    /// in memory): then it wins over the in-cluster service account.
-    fn explicit(&self) -> bool {
-        self.kubeconfig.is_some() || self.context.is_some() || self.inline.is_some()
-    }
-}
 
 /// Why a read produced no value, and whether the API server answered at all.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,54 +77,10 @@ pub async fn collect(target: &KubeTarget) -> KubeFacts {
     }
 }
 
-/// A client ready to read, kept by a caller that collects again and again (the inspector), so
-/// the kubeconfig is read and the client built once.
-#[derive(Clone)]
-pub struct KubeClient {
-    client: Client,
-    namespace: String,
-    /// The API server's URL, for people.
-    pub server: String,
-}
-
-/// What building a client gave.
-pub enum KubeConnection {
-    Ready(KubeClient),
-    NotConfigured,
-    Unusable(String),
-}
-
-/// Builds the client [`collect`] would use. `connect_timeout` shortens the wait for a connection
-/// where someone watches (the inspector); `None` keeps the target's own.
-pub async fn connect(target: &KubeTarget, connect_timeout: Option<Duration>) -> KubeConnection {
-    crate::tls::install_crypto_provider();
-    let (mut config, namespace) = match load_config(target).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return KubeConnection::NotConfigured,
-        Err(reason) => return KubeConnection::Unusable(reason),
-    };
-    if let Some(timeout) = connect_timeout {
-        config.connect_timeout = Some(timeout);
-    }
-    let server = config.cluster_url.to_string();
-    match Client::try_from(config) {
-        Ok(client) => KubeConnection::Ready(KubeClient {
-            client,
-            namespace,
-            server,
-        }),
-        Err(error) => {
-            KubeConnection::Unusable(format!("cannot build a Kubernetes client: {error}"))
-        }
-    }
-}
-
 /// Every read, over a client from [`connect`], each bounded by `timeout`.
 pub async fn collect_over(ready: &KubeClient, timeout: Duration) -> KubeFacts {
-    let KubeClient {
-        client, namespace, ..
-    } = ready;
-    let namespace = namespace.clone();
+    let client = ready.client();
+    let namespace = ready.namespace().to_string();
     let t = timeout;
     let (version, nodes, global_installation, scheduler_image_tag, servers) = tokio::join!(
         bounded(t, "read /version", async {
@@ -206,144 +115,6 @@ pub async fn collect_over(ready: &KubeClient, timeout: Duration) -> KubeFacts {
         scheduler_image_tag,
         servers,
     }))
-}
-
-/// The client [`connect`] builds and the namespace it works in, for the consent and status
-/// ConfigMaps; `Err` with a reason when there is no usable configuration.
-pub async fn connect_client(target: &KubeTarget) -> Result<(Client, String), String> {
-    match connect(target, None).await {
-        KubeConnection::Ready(KubeClient {
-            client, namespace, ..
-        }) => Ok((client, namespace)),
-        KubeConnection::NotConfigured => {
-            Err("no Kubernetes configuration (no service account and no kubeconfig)".into())
-        }
-        KubeConnection::Unusable(reason) => Err(reason),
-    }
-}
-
-/// The user name of the kubeconfig context in use, when a kubeconfig is: who approves when the
-/// API server cannot be asked.
-pub fn kubeconfig_user(target: &KubeTarget) -> Option<String> {
-    let kubeconfig = read_kubeconfig(target)?.ok()?;
-    let context_name = target
-        .context
-        .clone()
-        .or_else(|| kubeconfig.current_context.clone())?;
-    kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == context_name)
-        .and_then(|c| c.context.as_ref())
-        .and_then(|c| c.user.clone())
-        .filter(|u| !u.is_empty())
-}
-
-/// An explicit configuration first, then in-cluster, then the default kubeconfig. `Ok(None)`
-/// when there is no configuration of any kind.
-pub(crate) async fn load_config(target: &KubeTarget) -> Result<Option<(Config, String)>, String> {
-    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    if !target.explicit() && in_cluster {
-        match Config::incluster() {
-            Ok(mut config) => {
-                apply_timeouts(&mut config, target.timeout);
-                let namespace = target
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| config.default_namespace.clone());
-                return Ok(Some((config, namespace)));
-            }
-            Err(error) => {
-                tracing::debug!(%error, "in-cluster configuration unusable; trying kubeconfig")
-            }
-        }
-    }
-    let kubeconfig = match read_kubeconfig(target) {
-        Some(Ok(kubeconfig)) => kubeconfig,
-        Some(Err(reason)) => return Err(reason),
-        None => {
-            return match &target.context {
-                Some(context) => Err(format!(
-                    "--kube-context {context:?} given, but there is no kubeconfig"
-                )),
-                None if in_cluster => {
-                    Err("in-cluster configuration is incomplete and there is no kubeconfig".into())
-                }
-                None => Ok(None),
-            };
-        }
-    };
-    let namespace = match &target.namespace {
-        Some(namespace) => namespace.clone(),
-        None => context_namespace(&kubeconfig, target.context.as_deref())
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
-    };
-    let options = KubeConfigOptions {
-        context: target.context.clone(),
-        ..Default::default()
-    };
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .map_err(|e| format!("kubeconfig unusable: {e}"))?;
-    apply_timeouts(&mut config, target.timeout);
-    Ok(Some((config, namespace)))
-}
-
-fn apply_timeouts(config: &mut Config, timeout: Duration) {
-    config.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
-    config.read_timeout = Some(timeout);
-    config.write_timeout = Some(timeout);
-}
-
-/// The kubeconfig to use: `--kubeconfig`, else `KUBECONFIG`, else `~/.kube/config`; `None` when
-/// there is none at all (which means: not a Kubernetes installation).
-fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
-    let unusable = |e: kube::config::KubeconfigError| format!("kubeconfig unusable: {e}");
-    if let Some(inline) = &target.inline {
-        return Some(Ok(Kubeconfig::clone(&inline.0)));
-    }
-    if let Some(path) = &target.kubeconfig {
-        return Some(Kubeconfig::read_from(path).map_err(unusable));
-    }
-    let exists = match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
-        Some(paths) => std::env::split_paths(&paths).any(|p| p.is_file()),
-        None => std::env::var_os("HOME")
-            .map(|home| PathBuf::from(home).join(".kube").join("config"))
-            .is_some_and(|p| p.is_file()),
-    };
-    exists.then(|| Kubeconfig::read().map_err(unusable))
-}
-
-/// How the inspector names where Kubernetes facts come from: the kubeconfig context, in-cluster,
-/// or that there is no configuration. Reads only local files.
-pub fn describe_target(target: &KubeTarget) -> String {
-    if !target.explicit() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-        return "in-cluster".into();
-    }
-    match read_kubeconfig(target) {
-        None => "(no kubeconfig)".into(),
-        Some(Err(reason)) => reason,
-        Some(Ok(kubeconfig)) => match target.context.clone().or(kubeconfig.current_context) {
-            Some(context) => format!("context {context}"),
-            None => "(no current context)".into(),
-        },
-    }
-}
-
-/// The namespace the kubeconfig context names, if it names one (kube-rs would say "default").
-fn context_namespace(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<String> {
-    let name = context
-        .map(str::to_string)
-        .or(kubeconfig.current_context.clone())?;
-    kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == name)?
-        .context
-        .as_ref()?
-        .namespace
-        .clone()
-        .filter(|n| !n.is_empty())
 }
 
 async fn bounded<T>(

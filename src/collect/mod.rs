@@ -238,7 +238,7 @@ fn namespace(plan: &CollectPlan, kube: &KubeFacts) -> String {
             .kube
             .as_ref()
             .and_then(|target| target.namespace.clone())
-            .unwrap_or_else(|| kube::DEFAULT_NAMESPACE.to_string()),
+            .unwrap_or_else(|| crate::k8s::DEFAULT_NAMESPACE.to_string()),
     }
 }
 

@@ -18,6 +18,7 @@ use crate::proto::{
     ExperimentStatusRequest, ModelStatusRequest, PipelineStatusRequest, SchedulerStatusRequest,
     ServerStatusRequest,
 };
+pub use crate::tls::ClientTls;
 use crate::tls_secret::TlsSource;
 
 /// The name hodometer subscribes under, visible in the scheduler's logs.
@@ -95,22 +96,6 @@ impl CallPolicy {
             deadline: self.backoff.deadline.min(rpc_timeout),
             ..self.backoff
         }
-    }
-}
-
-/// PEM contents of the files or Secret keys named by the `CONTROL_PLANE_*_TLS_*` variables.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientTls {
-    /// The CA that verifies the scheduler's certificate.
-    pub server_ca: Vec<u8>,
-    pub client_cert: Vec<u8>,
-    pub client_key: Vec<u8>,
-}
-
-impl std::fmt::Debug for ClientTls {
-    // Never print the private key, not even in debug logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientTls { .. }")
     }
 }
 

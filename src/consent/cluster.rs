@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 
-use crate::collect::kube::{KubeTarget, connect_client, kubeconfig_user};
+use crate::k8s::{KubeTarget, connect_client, kubeconfig_user};
 
 use super::{ConsentSeen, Observed, ReporterStatus, STATUS_CONFIGMAP};
 

@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::collect::{self, Sources};
+use crate::collect::Sources;
 use crate::config::{PublishSettings, Settings};
 use crate::consent::Observed;
 use crate::consent::cluster::ConsentApi;
@@ -78,7 +78,7 @@ fn info(config: &InspectConfig, log_file: &Path) -> Info {
         scheduler_port_from: Some(config.settings.scheduler_port_from.to_string()),
         kube: match &plan.kube {
             None => "(--no-kube)".into(),
-            Some(target) => collect::kube::describe_target(target),
+            Some(target) => crate::k8s::describe_target(target),
         },
         endpoints: config
             .publish
@@ -180,7 +180,7 @@ async fn event_loop(
 /// Reads the in-cluster reporter's status and consent after each collection; nothing when
 /// there is no usable Kubernetes configuration.
 fn spawn_reporter(
-    target: collect::kube::KubeTarget,
+    target: crate::k8s::KubeTarget,
     tx: mpsc::UnboundedSender<Msg>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -190,13 +190,13 @@ fn spawn_reporter(
     })
 }
 
-async fn consent_api(target: &collect::kube::KubeTarget) -> Result<ConsentApi, String> {
+async fn consent_api(target: &crate::k8s::KubeTarget) -> Result<ConsentApi, String> {
     ConsentApi::connect(target, crate::consent::DEFAULT_CONSENT_CONFIGMAP).await
 }
 
 /// Writes the approval the operator confirmed over the consent version it was shown with.
 fn spawn_approve(
-    target: collect::kube::KubeTarget,
+    target: crate::k8s::KubeTarget,
     approval: Approval,
     tx: mpsc::UnboundedSender<Msg>,
 ) -> JoinHandle<()> {
