@@ -654,8 +654,13 @@ fn the_stand_in_watches_one_named_configmap_as_the_role_allows() {
 
 /// `hodometer inspect` in tmux against the sim, with its kubeconfig.
 fn inspect_in_tmux(name: &str, sim: &SimProcess, dir: &Path) -> common::Tmux {
+    inspect_in_tmux_with(name, sim, dir, "")
+}
+
+/// The same with `extra` arguments.
+fn inspect_in_tmux_with(name: &str, sim: &SimProcess, dir: &Path, extra: &str) -> common::Tmux {
     let command = format!(
-        "{} inspect --scheduler-port {} --kubeconfig {} --publish-url http://127.0.0.1:9 \
+        "{} inspect {extra} --scheduler-port {} --kubeconfig {} --publish-url http://127.0.0.1:9 \
          --refresh 2s --log-file {}; sleep 60",
         common::BIN,
         sim.port,
@@ -836,4 +841,264 @@ fn the_inspector_shows_a_missing_permission_and_a_conflict_instead_of_writing() 
         "off",
         "someone else's change stands"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// One governance path (#20): what the policy does not allow never leaves, through any command.
+
+/// `hodometer collect --publish` with the sim's kubeconfig: under the cluster's consent.
+fn collect_publish(sim: &SimProcess, url: &str, env: &[(&str, &str)]) -> Output {
+    let kubeconfig = sim.kubeconfig.as_ref().expect("kubeconfig");
+    let port = sim.port_arg();
+    let mut command = hodometer(&[
+        "collect",
+        "--publish",
+        "--level",
+        "feature",
+        "--kubeconfig",
+        kubeconfig.to_str().expect("utf-8"),
+        "--scheduler-host",
+        "127.0.0.1",
+        "--scheduler-port",
+        &port,
+        "--publish-url",
+        url,
+    ]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run collect --publish")
+}
+
+const CLUSTER_ID: &str = "0b7f7a8e-2a55-4a43-9c5a-3d5d8c0f6f11";
+
+#[test]
+fn the_cluster_id_never_leaves_unless_it_is_approved() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    let mut listed = metrics_at(Level::Cluster);
+    listed.remove("cluster_id");
+    let list: Vec<&str> = listed.iter().map(String::as_str).collect();
+    edit_consent(
+        &addr,
+        json!({"level": "cluster", "fields": list.join("\n")}),
+    );
+    let _daemon = Daemon::start(
+        &sim,
+        &url,
+        &[("METRICS_LEVEL", "feature"), ("CLUSTER_ID", CLUSTER_ID)],
+    );
+    let event = wait_for("an event", || events(&receiver).pop());
+    assert!(!event.to_string().contains(CLUSTER_ID), "{event}");
+    assert_eq!(fields(&event), listed);
+    // Tied to no cluster: the event's own id, new for every event.
+    assert_eq!(
+        event["properties"]["distinct_id"],
+        event["properties"]["$insert_id"]
+    );
+    let status = status_holding(&sim, &receiver, "cluster");
+    assert_eq!(status["pendingFields"], "cluster_id");
+    assert!(!status.to_string().contains(CLUSTER_ID), "{status}");
+    // The receiver counts clusters only from events that name theirs: none here.
+    let (_, metrics) = http_get(&format!("127.0.0.1:{}", receiver.port), "/metrics");
+    assert!(!metrics.contains("cluster_id=\""), "{metrics}");
+
+    // collect --publish under the same consent: no more than it approves, and it says so.
+    let out = collect_publish(&sim, &url, &[("CLUSTER_ID", CLUSTER_ID)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("one event");
+    assert!(!text(&out.stdout).contains(CLUSTER_ID));
+    assert_eq!(fields(&printed), listed);
+    assert!(
+        text(&out.stderr).contains("a consent is in force"),
+        "{}",
+        text(&out.stderr)
+    );
+    let sent = wait_for("collect's event", || {
+        events(&receiver)
+            .into_iter()
+            .find(|e| e["properties"]["$insert_id"] == printed["properties"]["$insert_id"])
+    });
+    assert_eq!(sent, printed, "what collect printed is what was received");
+
+    // Approved: the cluster id leaves, as distinct_id too.
+    let mut with_id = listed.clone();
+    with_id.insert("cluster_id".into());
+    let list: Vec<&str> = with_id.iter().map(String::as_str).collect();
+    edit_consent(&addr, json!({"fields": list.join("\n")}));
+    let named = wait_for("an event naming the cluster", || {
+        events(&receiver)
+            .into_iter()
+            .find(|e| e["properties"]["cluster_id"] == CLUSTER_ID)
+    });
+    assert_eq!(named["properties"]["distinct_id"], CLUSTER_ID);
+}
+
+#[test]
+fn a_mis_cased_key_fails_closed_for_the_daemon_and_for_collect() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    // One wrong letter: it must not fall back to METRICS_LEVEL=feature.
+    edit_consent(&addr, json!({"Level": "off", "note": "withdrawn"}));
+    let daemon = Daemon::start(&sim, &url, &[("METRICS_LEVEL", "feature")]);
+    let status = wait_for("the status", || {
+        let s = status_data(&sim);
+        (s["source"] == "invalid-consent").then_some(s)
+    });
+    assert_eq!(status["effectiveLevel"], "off");
+    assert_eq!(status["consentState"], "invalid");
+    assert!(
+        status["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("\"Level\" is in the wrong case")),
+        "{status}"
+    );
+    cycles_pass(&sim, 2);
+    assert!(events(&receiver).is_empty());
+    assert!(daemon.log().contains("wrong case"), "{}", daemon.log());
+
+    let out = collect_publish(&sim, &url, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("the consent in force is invalid: nothing is sent"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(events(&receiver).is_empty());
+}
+
+#[test]
+fn a_consent_that_was_read_and_is_gone_is_a_warning() {
+    let (sim, addr, _receiver, url) = cluster(&[]);
+    approve(&sim, "cluster");
+    let daemon = Daemon::start(&sim, &url, &[("METRICS_LEVEL", "resource")]);
+    wait_for("the consent followed", || {
+        (status_data(&sim)["source"] == "consent").then_some(())
+    });
+    // Someone empties it (RFC 7386: null removes a key).
+    edit_consent(
+        &addr,
+        json!({"level": null, "fields": null, "approvedBy": null, "approvedAt": null}),
+    );
+    let status = wait_for("the warning", || {
+        let s = status_data(&sim);
+        (s["consentState"] == "empty").then_some(s)
+    });
+    assert_eq!(status["source"], "environment");
+    assert_eq!(status["effectiveLevel"], "resource");
+    assert!(
+        status["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("is gone") && w.contains("empty")),
+        "{status}"
+    );
+    assert!(daemon.log().contains("is gone"), "{}", daemon.log());
+    let shown = text(&consent(&sim, &["show"]).stdout);
+    assert!(
+        shown.contains("warning") && shown.contains("is gone"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn consent_set_refuses_the_field_names_the_reporter_would_refuse() {
+    let (sim, _addr, _receiver, _url) = cluster(&[]);
+    let out = consent(
+        &sim,
+        &[
+            "set", "--level", "cluster", "--field", "made_up", "--field", "ext.Team", "--field",
+            "ext.team", "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("\"made_up\"") && stderr.contains("\"ext.Team\""),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("\"ext.team\""),
+        "a valid extension name: {stderr}"
+    );
+    assert_eq!(show(&sim)["consent"]["data"], json!({}), "nothing written");
+}
+
+#[test]
+fn the_inspector_writes_the_named_consent_and_its_approval_follows_the_cluster() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    // A renamed consent, as the operator configured it for every command.
+    let named = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "team-consent", "namespace": "seldon-mesh"}});
+    let (code, body) = admin_request(&addr, "POST", CONFIGMAPS, "application/json", &named);
+    assert_eq!(code, 201, "{body}");
+    let _daemon = Daemon::start(
+        &sim,
+        &url,
+        &[
+            ("METRICS_LEVEL", "cluster"),
+            ("HODOMETER_CONSENT_CONFIGMAP", "team-consent"),
+        ],
+    );
+    wait_for("an event under METRICS_LEVEL", || events(&receiver).pop());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmux = inspect_in_tmux_with(
+        "approve-named",
+        &sim,
+        dir.path(),
+        "--consent-configmap team-consent",
+    );
+    tmux.wait_for("the reporter at the environment's level", |s| {
+        s.contains("in-cluster reporter ◆: level cluster (environment)")
+    });
+    tmux.keys(&["2"]);
+    tmux.keys(&["a"]);
+    let dialog = tmux.wait_for("the approve dialog", |s| {
+        s.contains("approve for the in-cluster reporter?") && s.contains("y: approve and write")
+    });
+    assert!(
+        dialog.contains("writes configmaps team-consent in seldon-mesh"),
+        "{dialog}"
+    );
+    tmux.keys(&["y"]);
+    // Acknowledged: the header and the message line say so.
+    let screen = tmux.wait_for("the reporter's acknowledgement", |s| {
+        s.matches("acknowledged by the reporter").count() >= 2
+    });
+    assert!(!screen.contains("waiting for the reporter"), "{screen}");
+    let team = consent_named(&addr, "team-consent");
+    assert_eq!(team["data"]["level"], "resource", "{team}");
+    assert_eq!(
+        consent_named(&addr, "hodometer-consent")["data"],
+        Value::Null,
+        "the default consent is untouched"
+    );
+    assert_eq!(status_data(&sim)["source"], "consent");
+
+    // Someone else replaces it: the approval reads as replaced, with their level and name.
+    let path = format!("{CONFIGMAPS}/team-consent");
+    let patch = json!({"data": {"level": "feature", "approvedBy": "bob", "fields": "cluster_id"}});
+    let (code, body) = admin_request(
+        &addr,
+        "PATCH",
+        &path,
+        "application/merge-patch+json",
+        &patch,
+    );
+    assert_eq!(code, 200, "{body}");
+    let version = consent_named(&addr, "team-consent")["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("resourceVersion")
+        .to_string();
+    let replaced = format!("replaced by bob (level feature, resourceVersion {version})");
+    let screen = tmux.wait_for("the approval replaced", |s| {
+        s.matches(replaced.as_str()).count() >= 2
+    });
+    assert!(!screen.contains("acknowledged by the reporter"), "{screen}");
+}
+
+/// A ConfigMap as the stand-in's administrator reads it.
+fn consent_named(addr: &str, name: &str) -> Value {
+    let path = format!("{CONFIGMAPS}/{name}");
+    let (code, body) = admin_request(addr, "GET", &path, "application/json", &Value::Null);
+    assert_eq!(code, 200, "{body}");
+    body
 }

@@ -284,7 +284,13 @@ pub struct App {
 impl App {
     pub fn new(info: Info, level: Level, token: String, now: SystemTime) -> App {
         // The level bar starts at what the run's policy allows (DO_NOT_TRACK: off).
-        let level = policy::decide(info.do_not_track, level, &ConsentRead::NotGoverned, None).level;
+        let level = policy::decide(
+            info.do_not_track,
+            level,
+            &ConsentRead::NotGoverned,
+            &Default::default(),
+        )
+        .level;
         App {
             info,
             level,
@@ -720,7 +726,13 @@ impl App {
                 error: why.clone(),
             },
         };
-        policy::decide(self.info.do_not_track, self.level, &read, None).at_most(self.level)
+        policy::decide(
+            self.info.do_not_track,
+            self.level,
+            &read,
+            &Default::default(),
+        )
+        .at_most(self.level)
     }
 
     /// A new event (and `$insert_id`) whenever what would be sent changes.
