@@ -1102,3 +1102,40 @@ fn consent_named(addr: &str, name: &str) -> Value {
     assert_eq!(code, 200, "{body}");
     body
 }
+
+#[test]
+fn the_inspectors_send_is_bounded_by_the_consent_and_says_so() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    edit_consent(
+        &addr,
+        json!({"level": "cluster", "fields": "node_count\ncollector_version"}),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "{} inspect --level feature --scheduler-port {} --kubeconfig {} --publish-url {url} \
+         --cluster-id {CLUSTER_ID} --refresh 2s --log-file {}; sleep 60",
+        common::BIN,
+        sim.port,
+        sim.kubeconfig.as_ref().expect("kubeconfig").display(),
+        dir.path().join("inspect.log").display(),
+    );
+    let tmux = common::Tmux::start_sized("send-bounded", &command, (200, 40));
+    tmux.wait_for("the consent read", |s| s.contains("2 fields shared"));
+    tmux.keys(&["s"]);
+    let dialog = tmux.wait_for("the send dialog", |s| {
+        s.contains("send this payload?") && s.contains("y: send exactly the payload shown")
+    });
+    assert!(
+        dialog.contains("bounded by the consent hodometer-consent in seldon-mesh (level cluster"),
+        "{dialog}"
+    );
+    tmux.keys(&["y"]);
+    tmux.wait_for("the outcome", |s| s.contains("ok (HTTP 200"));
+    let event = wait_for("the event", || events(&receiver).pop());
+    let expected: BTreeSet<String> = ["collector_version", "node_count"]
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    assert_eq!(fields(&event), expected);
+    assert!(!event.to_string().contains(CLUSTER_ID), "{event}");
+}

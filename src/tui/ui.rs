@@ -578,6 +578,9 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
     let (title, lines, scroll) = match dialog {
         Dialog::Confirm(event) => {
             let mut lines = event_summary(event);
+            if let Some(bound) = app.consent_bound() {
+                lines.push(Line::styled(bound, WARN));
+            }
             lines.push(Line::raw("to every endpoint:"));
             for endpoint in &app.info.endpoints {
                 lines.push(Line::raw(format!("  {endpoint}")));
