@@ -114,6 +114,14 @@ fn status_data(sim: &SimProcess) -> Value {
     show(sim)["status"]["data"].clone()
 }
 
+/// The status once its `key` reads `value`.
+fn status_when(sim: &SimProcess, key: &str, value: &str) -> Value {
+    wait_for(&format!("the status's {key} to be {value:?}"), || {
+        let status = status_data(sim);
+        (status[key] == value).then_some(status)
+    })
+}
+
 /// The status once its `lastEvent` is an event the endpoint received at `level`; fails if the
 /// bytes there are not that event. (The daemon keeps collecting, so the status holds its latest
 /// event, which need not be the first one a test saw arrive.)
@@ -318,10 +326,7 @@ fn the_daemon_reads_a_new_consent_through_its_watch() {
         .as_str()
         .expect("resourceVersion")
         .to_string();
-    let status = wait_for("the acknowledgement", || {
-        let s = status_data(&sim);
-        (s["consentVersion"] == version.as_str()).then_some(s)
-    });
+    let status = status_when(&sim, "consentVersion", version.as_str());
     assert_eq!(status["source"], "consent");
     assert_eq!(status["effectiveLevel"], "cluster");
     assert!(
@@ -352,30 +357,33 @@ fn a_field_not_listed_is_withheld_and_reported_pending() {
     assert_eq!(status["pendingFields"], "node_count");
 }
 
-#[test]
-fn invalid_consent_sends_nothing_and_says_why() {
+/// Under `data` as the consent (and METRICS_LEVEL=feature), the daemon sends nothing over two
+/// more cycles, and its status and log name `offence`; the sim, receiver and URL for more.
+fn fails_closed(data: Value, offence: &str) -> (SimProcess, ReceiverProcess, String) {
     let (sim, addr, receiver, url) = cluster(&[]);
-    edit_consent(&addr, json!({"level": "everything"}));
+    edit_consent(&addr, data);
     let daemon = Daemon::start(&sim, &url, &[("METRICS_LEVEL", "feature")]);
-    let status = wait_for("the status", || {
-        let s = status_data(&sim);
-        (s["source"] == "invalid-consent").then_some(s)
-    });
+    let status = status_when(&sim, "source", "invalid-consent");
     assert_eq!(status["effectiveLevel"], "off");
+    assert_eq!(status["consentState"], "invalid");
     assert!(
         status["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("\"everything\"")),
+            .is_some_and(|r| r.contains(offence)),
         "{status}"
     );
     // Two more cycles: still nothing at the endpoint.
     cycles_pass(&sim, 2);
     assert!(events(&receiver).is_empty());
-    assert!(
-        daemon.log().contains("\\\"everything\\\""),
-        "{}",
-        daemon.log()
-    );
+    // The log is JSON: its quotes are escaped.
+    let logged = offence.replace('"', "\\\"");
+    assert!(daemon.log().contains(&logged), "{}", daemon.log());
+    (sim, receiver, url)
+}
+
+#[test]
+fn invalid_consent_sends_nothing_and_says_why() {
+    fails_closed(json!({"level": "everything"}), "\"everything\"");
 }
 
 #[test]
@@ -383,10 +391,7 @@ fn do_not_track_beats_consent() {
     let (sim, _addr, receiver, url) = cluster(&[]);
     approve(&sim, "feature");
     let _daemon = Daemon::start(&sim, &url, &[("DO_NOT_TRACK", "1")]);
-    let status = wait_for("the status", || {
-        let s = status_data(&sim);
-        (s["source"] == "do-not-track").then_some(s)
-    });
+    let status = status_when(&sim, "source", "do-not-track");
     assert_eq!(status["effectiveLevel"], "off");
     cycles_pass(&sim, 2);
     assert!(events(&receiver).is_empty());
@@ -456,10 +461,7 @@ fn the_daemon_works_under_exactly_the_shipped_rbac() {
     assert_eq!(fields(&event), metrics_at(Level::Cluster));
     // Every Kubernetes-fed metric was readable with the shipped Role and ClusterRole.
     assert_eq!(event["properties"]["node_count"], 3, "{event}");
-    let status = wait_for("the status", || {
-        let s = status_data(&sim);
-        (s["source"] == "consent").then_some(s)
-    });
+    let status = status_when(&sim, "source", "consent");
     assert_eq!(status["effectiveLevel"], "cluster");
 
     // The daemon's service account is no consent editor: the CLI names what is missing.
@@ -695,6 +697,16 @@ fn the_inspector_header_shows_the_in_cluster_reporter() {
     });
 }
 
+/// Chooses a level with `level_key` and opens the approve dialog: its screen.
+fn approve_dialog_at(tmux: &common::Tmux, level_key: &str) -> String {
+    tmux.keys(&[level_key]);
+    tmux.keys(&["a"]);
+    // Its last line too: a capture can catch the dialog half drawn.
+    tmux.wait_for("the approve dialog", |s| {
+        s.contains("approve for the in-cluster reporter?") && s.contains("y: approve and write")
+    })
+}
+
 /// The right-hand pane's text at 200 columns (between its borders), joined line by line: the
 /// bytes it shows when it shows them raw.
 fn right_pane(screen: &str) -> String {
@@ -720,13 +732,8 @@ fn approving_in_the_inspector_governs_the_daemon_and_its_status_holds_the_bytes(
     });
 
     // The dialog shows the level, exactly the fields, where the reporter publishes and how often.
-    tmux.keys(&["2"]);
-    tmux.keys(&["a"]);
     let resource = metrics_at(Level::Resource);
-    // Its last line too: a capture can catch the dialog half drawn.
-    let dialog = tmux.wait_for("the approve dialog", |s| {
-        s.contains("approve for the in-cluster reporter?") && s.contains("y: approve and write")
-    });
+    let dialog = approve_dialog_at(&tmux, "2");
     assert!(
         dialog.contains(&format!(
             "level resource, exactly these {} fields:",
@@ -935,26 +942,11 @@ fn the_cluster_id_never_leaves_unless_it_is_approved() {
 
 #[test]
 fn a_mis_cased_key_fails_closed_for_the_daemon_and_for_collect() {
-    let (sim, addr, receiver, url) = cluster(&[]);
     // One wrong letter: it must not fall back to METRICS_LEVEL=feature.
-    edit_consent(&addr, json!({"Level": "off", "note": "withdrawn"}));
-    let daemon = Daemon::start(&sim, &url, &[("METRICS_LEVEL", "feature")]);
-    let status = wait_for("the status", || {
-        let s = status_data(&sim);
-        (s["source"] == "invalid-consent").then_some(s)
-    });
-    assert_eq!(status["effectiveLevel"], "off");
-    assert_eq!(status["consentState"], "invalid");
-    assert!(
-        status["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("\"Level\" is in the wrong case")),
-        "{status}"
+    let (sim, receiver, url) = fails_closed(
+        json!({"Level": "off", "note": "withdrawn"}),
+        "\"Level\" is in the wrong case",
     );
-    cycles_pass(&sim, 2);
-    assert!(events(&receiver).is_empty());
-    assert!(daemon.log().contains("wrong case"), "{}", daemon.log());
-
     let out = collect_publish(&sim, &url, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
@@ -979,10 +971,7 @@ fn a_consent_that_was_read_and_is_gone_is_a_warning() {
         &addr,
         json!({"level": null, "fields": null, "approvedBy": null, "approvedAt": null}),
     );
-    let status = wait_for("the warning", || {
-        let s = status_data(&sim);
-        (s["consentState"] == "empty").then_some(s)
-    });
+    let status = status_when(&sim, "consentState", "empty");
     assert_eq!(status["source"], "environment");
     assert_eq!(status["effectiveLevel"], "resource");
     assert!(
@@ -1049,11 +1038,7 @@ fn the_inspector_writes_the_named_consent_and_its_approval_follows_the_cluster()
     tmux.wait_for("the reporter at the environment's level", |s| {
         s.contains("in-cluster reporter ◆: level cluster (environment)")
     });
-    tmux.keys(&["2"]);
-    tmux.keys(&["a"]);
-    let dialog = tmux.wait_for("the approve dialog", |s| {
-        s.contains("approve for the in-cluster reporter?") && s.contains("y: approve and write")
-    });
+    let dialog = approve_dialog_at(&tmux, "2");
     assert!(
         dialog.contains("writes configmaps team-consent in seldon-mesh"),
         "{dialog}"
