@@ -132,7 +132,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         interval: REPORTER_INTERVAL,
         once: false,
         listen: None,
-        consent: Some(DEFAULT_CONSENT_CONFIGMAP.into()),
+        consent: Some(settings.consent_configmap.clone()),
         own_process: false,
     };
     let reporter_task = tokio::spawn(daemon::run(reporter, until_stopped(stopped)));

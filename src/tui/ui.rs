@@ -240,7 +240,7 @@ fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
         }
     }
     let shared = shown_event(app).map_or(0, |e| e.fields.len());
-    let note = if app.info.do_not_track {
+    let note = if app.policy().source == crate::policy::Source::DoNotTrack {
         "   locked by DO_NOT_TRACK".to_string()
     } else {
         format!("   {shared} fields shared")
