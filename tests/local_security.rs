@@ -300,3 +300,64 @@ fn generated_keys_and_kubeconfigs_are_private_whatever_the_umask() {
         assert_eq!(mode(&tls.join(key)), 0o600, "{key}");
     }
 }
+
+/// Runs the real binary with `args`, killed after 20 s (a hang shows as exit 124).
+fn run_bounded(args: &str) -> std::process::Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec timeout 20 {BIN} {args}"))
+        .output()
+        .expect("run")
+}
+
+#[test]
+fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
+    let Some((shared, _home, _secret)) = two_users() else {
+        return;
+    };
+    let s = shared.path().display();
+    as_attacker(&format!(
+        "mkfifo -m 0666 {s}/listened.kubeconfig {s}/idle.kubeconfig {s}/inspect.log"
+    ));
+    // The attacker reads one FIFO, hoping for the kubeconfig's token.
+    let mut listener = Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .args(["sh", "-c"])
+        .arg(format!(
+            "exec timeout 25 cat {s}/listened.kubeconfig > {s}/captured"
+        ))
+        .spawn()
+        .expect("listener");
+    std::thread::sleep(Duration::from_millis(300));
+    let sim = |out: &str| {
+        run_bounded(&format!(
+            "sim --listen 127.0.0.1:0 --kube-listen 127.0.0.1:0 --kubeconfig-out {s}/{out}"
+        ))
+    };
+    for fifo in ["listened.kubeconfig", "idle.kubeconfig"] {
+        let output = sim(fifo);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_ne!(output.status.code(), Some(124), "hung on {fifo}");
+        assert!(!output.status.success(), "{fifo} accepted");
+        assert!(stderr.contains("is a FIFO"), "{fifo}: {stderr}");
+    }
+    let _ = listener.kill();
+    let _ = listener.wait();
+    let captured = std::fs::read_to_string(shared.path().join("captured")).unwrap_or_default();
+    assert!(
+        !captured.contains("token"),
+        "the kubeconfig reached the attacker's FIFO:\n{captured}"
+    );
+
+    // A log file that is a FIFO nobody reads: refused at once, not a hang.
+    let command = victim_command(
+        &[],
+        &format!(
+            "inspect --no-kube --scheduler-port {} --log-file {s}/inspect.log",
+            dead_port()
+        ),
+    );
+    let tmux = Tmux::start("log-fifo", &command);
+    let screen = tmux.wait_for("the refusal", |s| s.contains("EXITED"));
+    assert!(screen.contains("is a FIFO"), "{screen}");
+}
