@@ -361,3 +361,49 @@ fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
     let screen = tmux.wait_for("the refusal", |s| s.contains("EXITED"));
     assert!(screen.contains("is a FIFO"), "{screen}");
 }
+
+#[test]
+fn receive_refuses_a_store_another_user_planted_and_keeps_its_own_private() {
+    let Some((shared, home, _secret)) = two_users() else {
+        return;
+    };
+    let s = shared.path().display();
+    // A world-writable store, and a WAL waiting beside the victim's future store.
+    as_attacker(&format!(
+        "umask 000; : > {s}/store.db; chmod 0666 {s}/store.db; : > {s}/fresh.db-wal"
+    ));
+    for (store, named) in [("store.db", "store.db"), ("fresh.db", "fresh.db-wal")] {
+        let output = run_bounded(&format!("receive --listen 127.0.0.1:0 --store {s}/{store}"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{store} was adopted: {stderr}");
+        for expected in [named, "uid 65534", "refusing to use another user's file"] {
+            assert!(stderr.contains(expected), "{expected:?} missing: {stderr}");
+        }
+    }
+    assert_eq!(mode(&shared.path().join("store.db")), 0o666);
+    for left in ["store.db-wal", "store.db-shm"] {
+        assert!(
+            !shared.path().join(left).exists(),
+            "{left} was created beside another user's store"
+        );
+    }
+    assert!(
+        victims_files_in(shared.path())
+            .iter()
+            .all(|f| f.ends_with("fresh.db")),
+        "the victim wrote only the (refused) store file of its own: {:?}",
+        victims_files_in(shared.path())
+    );
+
+    // The victim's own store with group bits (as a pod's fsGroup leaves it): used, made private.
+    let own = home.path().join("own.db");
+    std::fs::write(&own, b"").expect("create");
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o660)).expect("chmod");
+    let own_arg = own.display().to_string();
+    let receiver = common::ReceiverProcess::start(&["--store", &own_arg]);
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{own_arg}{suffix}"));
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    assert!(receiver.terminate().success());
+}

@@ -508,23 +508,23 @@ fn read_summary(connection: &Connection, max_clusters: usize) -> Result<Summary,
 }
 
 /// Creates the file owner-only whatever the umask, refusing a symbolic link planted at the
-/// path (another user could aim it at a file of ours), then opens it in SQLite.
+/// path (another user could aim it at a file of ours), then opens it in SQLite. The store and
+/// its `-wal` and `-shm` companions must be regular files of this user: another user's file
+/// (planted in a shared directory, say) is refused with its owner and mode, and group or other
+/// bits on a file of ours (a pod's `fsGroup` adds them at mount) are removed.
 fn open_file(path: &Path) -> Result<Connection, StoreError> {
     let open_error = |reason: String| StoreError::Open {
         path: path.display().to_string(),
         reason,
     };
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => open_error("it is a symbolic link; refusing to follow it".into()),
-            _ => open_error(e.to_string()),
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        claim_own_file(Path::new(&file)).map_err(|reason| match suffix {
+            "" => open_error(reason),
+            _ => open_error(format!("{}: {reason}", Path::new(&file).display())),
         })?;
+    }
     let sqlite_error = |e: rusqlite::Error| open_error(e.to_string());
     // SQLite creates the -wal and -shm files with the main file's permissions.
     let connection = Connection::open_with_flags(
@@ -556,6 +556,46 @@ fn open_file(path: &Path) -> Result<Connection, StoreError> {
         other => other,
     })?;
     Ok(connection)
+}
+
+/// Opens (creating, 0600) one of the store's files and makes sure it is a regular file of this
+/// user with no group or other access; the reason when it is not.
+fn claim_own_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => "it is a symbolic link; refusing to follow it".to_string(),
+            Some(libc::ENXIO) => "it is a FIFO; refusing to use it".to_string(),
+            _ => e.to_string(),
+        })?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    let mode = meta.mode() & 0o7777;
+    if !meta.file_type().is_file() {
+        return Err(format!(
+            "it is not a regular file (mode {:o}); refusing to use it",
+            meta.mode()
+        ));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "it belongs to uid {} (mode {mode:04o}), not to this user (uid {me}); refusing to \
+             use another user's file",
+            meta.uid()
+        ));
+    }
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(|e| format!("cannot remove group and other access (mode {mode:04o}): {e}"))?;
+    }
+    Ok(())
 }
 
 fn prepare(connection: &Connection, seen: &str) -> Result<(), StoreError> {
@@ -1232,6 +1272,29 @@ mod tests {
             .expect("refused")
             .to_string();
         assert!(error.contains("not-a-db"), "{error}");
+    }
+
+    #[test]
+    fn group_and_other_bits_on_our_own_store_files_are_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.db");
+        let store = Store::open(&config(Some(&path), false)).expect("open");
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o660))
+                    .expect("chmod");
+            }
+        }
+        let store = Store::open(&config(Some(&path), false)).expect("reopen");
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            let mode = std::fs::metadata(&file).expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+        drop(store);
     }
 
     #[test]
