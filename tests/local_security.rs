@@ -407,3 +407,158 @@ fn receive_refuses_a_store_another_user_planted_and_keeps_its_own_private() {
     }
     assert!(receiver.terminate().success());
 }
+
+/// Characters no terminal may receive from a server as they are.
+fn has_unsafe(text: &str) -> Option<char> {
+    text.chars()
+        .find(|&c| c != '\n' && hodometer::sanitize::is_unsafe(c))
+}
+
+/// A scenario whose scheduler and API server answer with terminal escapes (OSC 52 writes the
+/// clipboard, CSI 2J clears the screen), a carriage return, bidi overrides and zero-width
+/// characters.
+fn hostile_scenario(dir: &Path) -> PathBuf {
+    let scenario = serde_json::json!({
+        "version": "2.8.0\u{1b}]52;c;cHduZWQ=\u{7}\r\u{202e}evil",
+        "kubernetes": {
+            "git_version": "v1.30.0\u{200b}\u{1b}[2J",
+            "platform": "linux/\u{2066}amd64\u{2069}\u{9b}31m",
+        },
+    });
+    let path = dir.join("hostile.json");
+    std::fs::write(&path, scenario.to_string()).expect("scenario");
+    path
+}
+
+#[test]
+fn server_text_reaches_the_table_the_logs_and_errors_only_escaped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let scenario = hostile_scenario(dir.path());
+    let sim =
+        common::SimProcess::start_with_kube(&["--scenario", scenario.to_str().expect("utf-8")]);
+    let kubeconfig = sim.kubeconfig.clone().expect("kubeconfig");
+    let port = sim.port_arg();
+    let output = common::hodometer(&[
+        "collect",
+        "--scheduler-port",
+        &port,
+        "--output",
+        "table",
+        "--level",
+        "feature",
+        "--kubeconfig",
+        kubeconfig.to_str().expect("utf-8"),
+        "--log-format",
+        "text",
+        "--log-level",
+        "debug",
+    ])
+    .output()
+    .expect("collect");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(has_unsafe(&stdout), None, "{stdout:?}");
+    assert_eq!(has_unsafe(&stderr), None, "{stderr:?}");
+    for shown in [
+        "\\u{1b}]52;c;cHduZWQ=\\u{7}\\u{d}\\u{202e}evil",
+        "v1.30.0\\u{200b}\\u{1b}[2J",
+    ] {
+        assert!(stdout.contains(shown), "{shown} missing:\n{stdout}");
+    }
+
+    // A publish endpoint that refuses with a hostile error: the error line is escaped too.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(1) {
+            let mut stream = stream.expect("accept");
+            let mut request = [0u8; 65536];
+            let _ = stream.read(&mut request);
+            let body = r#"{"status":0,"error":"no\u001b]8;;http://x\u0007link\r\u202eevil"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let output = common::collect(
+        &sim.port_arg(),
+        &[
+            "--publish",
+            "--publish-url",
+            &format!("http://127.0.0.1:{port}"),
+            "--log-format",
+            "text",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(has_unsafe(&stderr), None, "{stderr:?}");
+    assert!(stderr.contains("\\u{202e}evil"), "{stderr}");
+}
+
+#[test]
+fn the_inspector_shows_bidi_and_zero_width_characters_escaped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let scenario = hostile_scenario(dir.path());
+    let sim =
+        common::SimProcess::start_with_kube(&["--scenario", scenario.to_str().expect("utf-8")]);
+    let kubeconfig = sim.kubeconfig.clone().expect("kubeconfig");
+    let command = victim_command(
+        &[("HOME", dir.path())],
+        &format!(
+            "inspect --scheduler-port {} --kubeconfig {} --publish-url http://127.0.0.1:9",
+            sim.port,
+            kubeconfig.display()
+        ),
+    );
+    let tmux = Tmux::start_sized("hostile-text", &command, (160, 48));
+    let screen = tmux.wait_for("the hostile versions", |s| s.contains("evil"));
+    tmux.keys(&["q"]);
+    assert_eq!(has_unsafe(&screen), None, "{screen:?}");
+    assert!(screen.contains("\\u{202e}evil"), "{screen}");
+    assert!(screen.contains("\\u{200b}"), "{screen}");
+}
+
+#[test]
+fn consent_show_escapes_what_others_wrote_into_the_consent() {
+    let sim = common::SimProcess::start_with_kube(&[]);
+    let kubeconfig = sim.kubeconfig.clone().expect("kubeconfig");
+    let kubeconfig = kubeconfig.to_str().expect("utf-8");
+    let note = "ticket 42\r\u{1b}[2K\u{202e}level: off\u{200d}";
+    let set = common::hodometer(&[
+        "consent",
+        "set",
+        "--kubeconfig",
+        kubeconfig,
+        "--level",
+        "cluster",
+        "--yes",
+        "--note",
+        note,
+    ])
+    .output()
+    .expect("consent set");
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    for output_format in ["text", "json"] {
+        let show = common::hodometer(&[
+            "consent",
+            "show",
+            "--kubeconfig",
+            kubeconfig,
+            "--output",
+            output_format,
+        ])
+        .output()
+        .expect("consent show");
+        let stdout = String::from_utf8_lossy(&show.stdout);
+        assert_eq!(has_unsafe(&stdout), None, "{output_format}: {stdout:?}");
+        assert!(stdout.contains("202e"), "{output_format}: {stdout}");
+    }
+}
