@@ -562,3 +562,42 @@ fn consent_show_escapes_what_others_wrote_into_the_consent() {
         assert!(stdout.contains("202e"), "{output_format}: {stdout}");
     }
 }
+
+#[test]
+fn the_inspector_never_shows_credentials_from_the_kubeconfig_server_url() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sim = common::SimProcess::start_with_kube(&[]);
+    let original = std::fs::read_to_string(sim.kubeconfig.as_ref().expect("kubeconfig"))
+        .expect("read kubeconfig");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let with_secrets = original.replace("server: http://", "server: http://alice:hunter2@");
+    let server_line = with_secrets
+        .lines()
+        .find(|l| l.contains("server:"))
+        .expect("server line")
+        .to_string();
+    let with_secrets = with_secrets.replace(
+        &server_line,
+        &format!("{}/?access_token=s3cr3t", server_line.trim_end_matches('/')),
+    );
+    std::fs::write(&kubeconfig, &with_secrets).expect("write");
+    std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let command = victim_command(
+        &[("HOME", dir.path())],
+        &format!(
+            "inspect --scheduler-port {} --kubeconfig {} --publish-url http://127.0.0.1:9",
+            sim.port,
+            kubeconfig.display()
+        ),
+    );
+    let tmux = Tmux::start_sized("kube-secrets", &command, (160, 48));
+    let screen = tmux.wait_for("the Kubernetes line", |s| {
+        s.lines()
+            .any(|l| l.starts_with("Kubernetes") && l.contains("127.0.0.1"))
+    });
+    tmux.keys(&["q"]);
+    for secret in ["alice", "hunter2", "s3cr3t", "access_token"] {
+        assert!(!screen.contains(secret), "{secret} shown:\n{screen}");
+    }
+    assert!(screen.contains("REDACTED@127.0.0.1"), "{screen}");
+}
