@@ -601,3 +601,56 @@ fn the_inspector_never_shows_credentials_from_the_kubeconfig_server_url() {
     }
     assert!(screen.contains("REDACTED@127.0.0.1"), "{screen}");
 }
+
+#[test]
+fn extensions_are_read_only_from_a_directory_no_one_else_controls() {
+    let Some((shared, home, secret)) = two_users() else {
+        return;
+    };
+    let s = shared.path().display();
+    // The attacker's directory, with a link to the victim's secret.
+    as_attacker(&format!(
+        "mkdir -m 0755 {s}/ext && ln -s {secret} {s}/ext/team",
+        secret = secret.display()
+    ));
+    let dead = dead_port();
+    let planted = format!("{s}/ext");
+    let output = common::collect(
+        &dead,
+        &["--rpc-timeout", "1s", "--extensions-dir", &planted],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(!stdout.contains("precious") && !stderr.contains("precious"));
+    assert!(stderr.contains("belongs to uid 65534"), "{stderr}");
+
+    // The victim's own directory: a ConfigMap's layout is read, a link leading out is not.
+    let own = home.path().join("ext");
+    let data = own.join("..2026_12_04_00_00_00.000000001");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("stage"), "prod").expect("write");
+    std::os::unix::fs::symlink(data.file_name().expect("name"), own.join("..data"))
+        .expect("..data");
+    std::os::unix::fs::symlink("..data/stage", own.join("stage")).expect("stage");
+    let own_arg = own.display().to_string();
+    let output = common::collect(
+        &dead,
+        &["--rpc-timeout", "1s", "--extensions-dir", &own_arg],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(r#""ext.stage":"prod""#), "{stdout}");
+    std::os::unix::fs::symlink(&secret, own.join("team")).expect("link out");
+    let output = common::collect(
+        &dead,
+        &["--rpc-timeout", "1s", "--extensions-dir", &own_arg],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(!stdout.contains("precious") && !stderr.contains("precious"));
+    assert!(stderr.contains("outside the directory"), "{stderr}");
+}
