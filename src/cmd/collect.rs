@@ -69,9 +69,11 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     // One event: what is printed is exactly what is published.
     let event = payload::build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4());
     let text = match (args.output, &event) {
+        // The table's values are sanitised row by row (report::table); the description line
+        // holds the scheduler's own words.
         (Output::Table, _) => format!(
             "scheduler {}\n\n{}",
-            settings.scheduler_description(),
+            crate::sanitize::text(&settings.scheduler_description()),
             report::table(&snapshot, settings.level)
         ),
         (Output::Json, Some(event)) => format!("{}\n", event.json),
@@ -89,7 +91,11 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         .publish(&event, &publish.endpoints)
         .await;
     for outcome in &outcomes {
-        eprintln!("published: {} {}", outcome.endpoint, outcome.detail());
+        eprintln!(
+            "published: {} {}",
+            outcome.endpoint,
+            crate::sanitize::text(&outcome.detail())
+        );
     }
     Ok(if outcomes.iter().all(|o| o.is_ok()) {
         ExitCode::SUCCESS
