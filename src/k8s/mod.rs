@@ -126,6 +126,34 @@ pub async fn connect_client(target: &KubeTarget) -> Result<(Client, String), Str
     }
 }
 
+/// Who approves: the API server's word for the caller (`SelfSubjectReview`), else the
+/// kubeconfig's user name.
+pub async fn approver(client: &Client, target: &KubeTarget) -> Option<String> {
+    match whoami(client).await {
+        Some(user) => Some(user),
+        None => kubeconfig_user(target),
+    }
+}
+
+/// Who the API server takes the caller for (`SelfSubjectReview`); `None` when it cannot say.
+pub async fn whoami(client: &Client) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: kube::Api<SelfSubjectReview> = kube::Api::all(client.clone());
+    let review = api
+        .create(
+            &kube::api::PostParams::default(),
+            &SelfSubjectReview::default(),
+        )
+        .await
+        .map_err(|error| tracing::debug!(%error, "SelfSubjectReview failed"))
+        .ok()?;
+    review
+        .status?
+        .user_info?
+        .username
+        .filter(|name| !name.is_empty())
+}
+
 /// The user name of the kubeconfig context in use, when a kubeconfig is: who approves when the
 /// API server cannot be asked.
 pub fn kubeconfig_user(target: &KubeTarget) -> Option<String> {

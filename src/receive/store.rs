@@ -1021,26 +1021,29 @@ impl Writer {
                         continue;
                     }
                     outcome.recorded += 1;
-                    if !clusters.contains_key(e.distinct_id.as_str()) {
-                        arrival.push(e.distinct_id.as_str());
+                    // Clusters are counted only from events that name theirs.
+                    if e.identifies_cluster {
+                        if !clusters.contains_key(e.distinct_id.as_str()) {
+                            arrival.push(e.distinct_id.as_str());
+                        }
+                        clusters
+                            .entry(&e.distinct_id)
+                            .and_modify(|delta| {
+                                delta.events += 1;
+                                delta.first_time = delta.first_time.min(e.time);
+                                // On equal times the later arrival wins, as across groups.
+                                if e.time >= delta.last_time {
+                                    delta.last_time = e.time;
+                                    delta.metrics = &e.metrics;
+                                }
+                            })
+                            .or_insert(ClusterDelta {
+                                events: 1,
+                                first_time: e.time,
+                                last_time: e.time,
+                                metrics: &e.metrics,
+                            });
                     }
-                    clusters
-                        .entry(&e.distinct_id)
-                        .and_modify(|delta| {
-                            delta.events += 1;
-                            delta.first_time = delta.first_time.min(e.time);
-                            // On equal times the later arrival wins, as across groups.
-                            if e.time >= delta.last_time {
-                                delta.last_time = e.time;
-                                delta.metrics = &e.metrics;
-                            }
-                        })
-                        .or_insert(ClusterDelta {
-                            events: 1,
-                            first_time: e.time,
-                            last_time: e.time,
-                            metrics: &e.metrics,
-                        });
                     if self.keep_events {
                         event.execute(params![
                             e.insert_id,
@@ -1256,6 +1259,7 @@ mod tests {
         ValidEvent {
             insert_id: insert_id.into(),
             distinct_id: cluster.into(),
+            identifies_cluster: true,
             time,
             metrics,
             json: json!({"event": "e", "properties": {"$insert_id": insert_id}}).to_string(),
@@ -1327,6 +1331,30 @@ mod tests {
             }
         );
         assert_eq!(all_events(&handle, 10).await.0.len(), 2);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn only_events_that_name_their_cluster_count_as_a_cluster() {
+        let store = Store::open(&config(None, true)).expect("open");
+        let handle = store.handle();
+        let anonymous = |id: &str| ValidEvent {
+            identifies_cluster: false,
+            ..event(id, id, 100, 1)
+        };
+        let outcome = handle
+            .record(vec![
+                event("named", "c", 100, 7),
+                anonymous("a1"),
+                anonymous("a2"),
+            ])
+            .await
+            .expect("record");
+        assert_eq!(outcome.recorded, 3, "every event is recorded");
+        let summary = handle.summary().await.expect("summary");
+        assert_eq!(summary.clusters_tracked, 1, "{summary:?}");
+        assert_eq!(summary.clusters[0].cluster_id, "c");
+        assert_eq!(all_events(&handle, 10).await.0.len(), 3);
         store.close().await;
     }
 

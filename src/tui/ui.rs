@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::app::{
-    App, ApprovalStage, Dialog, InCluster, PayloadForm, RowView, SendRecord, Shown, SourceState,
+    App, ApprovalState, Dialog, InCluster, PayloadForm, RowView, SendRecord, Shown, SourceState,
     Trend, View, age, short_id,
 };
 use super::keys::{BINDINGS, Context, Listing, hints};
@@ -165,21 +165,15 @@ fn header(app: &App) -> Vec<Line<'static>> {
             approval.level,
             approval.fields.len()
         );
-        let (text, style) = match &record.stage {
-            ApprovalStage::Writing => ("writing the consent ConfigMap…".to_string(), WARN),
-            ApprovalStage::Written { version, by } if app.approval_acknowledged() => (
-                format!(
-                    "written (resourceVersion {version}, by {by}); acknowledged by the reporter"
-                ),
-                SHARED,
-            ),
-            ApprovalStage::Written { version, by } => (
-                format!(
-                    "written (resourceVersion {version}, by {by}); waiting for the reporter to acknowledge"
-                ),
-                WARN,
-            ),
-            ApprovalStage::Failed(why) => (format!("not written: {why}"), BAD),
+        let state = app.approval_state();
+        let text = state
+            .as_ref()
+            .map(ApprovalState::describe)
+            .unwrap_or_default();
+        let style = match state {
+            Some(ApprovalState::Acknowledged { .. }) => SHARED,
+            Some(ApprovalState::Failed(_)) => BAD,
+            _ => WARN,
         };
         lines.push(Line::from(vec![
             Span::raw(what),
