@@ -34,6 +34,7 @@ pub mod receive;
 pub mod redact;
 pub mod report;
 pub mod reporter;
+pub mod sanitize;
 pub mod sim;
 pub mod tls;
 pub mod tls_secret;

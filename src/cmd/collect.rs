@@ -104,9 +104,11 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
 
     // One event: what is printed is exactly what was published.
     let text = match (args.output, &report.event) {
+        // The table's values are sanitised row by row (report::table); the description line
+        // holds the scheduler's own words.
         (Output::Table, _) => format!(
             "scheduler {}\n\n{}",
-            settings.scheduler_description(),
+            crate::sanitize::text(&settings.scheduler_description()),
             report::table(snapshot, report.policy.level)
         ),
         (Output::Json, Some(event)) => format!("{}\n", event.json),
@@ -120,7 +122,11 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     match &report.sent {
         Sent::Outcomes(outcomes) => {
             for outcome in outcomes {
-                eprintln!("published: {} {}", outcome.endpoint, outcome.detail());
+                eprintln!(
+                    "published: {} {}",
+                    outcome.endpoint,
+                    crate::sanitize::text(&outcome.detail())
+                );
             }
         }
         Sent::Nothing(why) if args.publish => eprintln!("nothing published: {why}"),
