@@ -349,6 +349,19 @@ fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
         "the kubeconfig reached the attacker's FIFO:\n{captured}"
     );
 
+    // A kubeconfig that is a FIFO nobody writes: refused at once, not a hang.
+    let output = run_bounded(&format!(
+        "collect --scheduler-port {} --rpc-timeout 1s --output table --kubeconfig {s}/idle.kubeconfig",
+        dead_port()
+    ));
+    assert_ne!(
+        output.status.code(),
+        Some(124),
+        "collect hung on a FIFO kubeconfig"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("is a FIFO"), "{stdout}");
+
     // A log file that is a FIFO nobody reads: refused at once, not a hang.
     let command = victim_command(
         &[],
