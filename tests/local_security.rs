@@ -9,7 +9,6 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use common::{BIN, Tmux, dead_port};
 
@@ -123,8 +122,9 @@ exec:\\n      apiVersion: client.authentication.k8s.io/v1\\n      command: /bin/
     tmux.wait_for("the demo's own Kubernetes stand-in", |s| {
         s.contains("connected, v1.")
     });
-    // Several refreshes: the old demo re-read its kubeconfig on each.
-    std::thread::sleep(Duration::from_secs(4));
+    // Several refreshes (the old demo re-read its kubeconfig on each), counted in its log.
+    let log = home.path().join(".local/state/hodometer/inspect.log");
+    common::wait_for_lines(&log, "inspector refreshed", 3);
     let screen = tmux.screen();
     tmux.keys(&["q"]);
     tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
@@ -328,7 +328,7 @@ fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
         ))
         .spawn()
         .expect("listener");
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let sim = |out: &str| {
         run_bounded(&format!(
             "sim --listen 127.0.0.1:0 --kube-listen 127.0.0.1:0 --kubeconfig-out {s}/{out}"
