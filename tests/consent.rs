@@ -18,7 +18,6 @@ use hodometer::metrics::{Level, METRICS};
 use serde_json::{Value, json};
 
 /// The stand-in's administrator: applies manifests, as `kubectl apply` by a cluster admin would.
-const ADMIN_TOKEN: &str = hodometer::sim::kube::SIM_ADMIN_TOKEN;
 /// Long enough for a few 2 s cycles and a 2 s consent re-read on a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -32,14 +31,35 @@ fn manifest_arg(name: &str) -> String {
     manifest(name).to_str().expect("utf-8 path").to_string()
 }
 
-/// The stand-in's address, from the kubeconfig `sim` wrote.
+/// This run's tokens of each stand-in, by its address: random per run, read from the kubeconfig.
+static TOKENS: std::sync::Mutex<Vec<(String, (String, String))>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The (service account, administrator) tokens of the stand-in at `addr`.
+fn tokens(addr: &str) -> (String, String) {
+    let known = TOKENS.lock().unwrap_or_else(|e| e.into_inner());
+    known
+        .iter()
+        .find(|(a, _)| a == addr)
+        .map(|(_, tokens)| tokens.clone())
+        .expect("kube_addr read this stand-in's tokens")
+}
+
+/// The stand-in's address, from the kubeconfig `sim` wrote (its tokens are noted for
+/// [`tokens`]).
 fn kube_addr(sim: &SimProcess) -> String {
-    let text = std::fs::read_to_string(sim.kubeconfig.as_ref().expect("kubeconfig"))
-        .expect("read kubeconfig");
-    text.lines()
+    let path = sim.kubeconfig.as_ref().expect("kubeconfig");
+    let text = std::fs::read_to_string(path).expect("read kubeconfig");
+    let addr = text
+        .lines()
         .find_map(|l| l.trim().strip_prefix("server: http://"))
         .expect("server line")
-        .to_string()
+        .to_string();
+    TOKENS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((addr.clone(), common::sim_tokens(path)));
+    addr
 }
 
 /// One HTTP/1.1 request with the admin's token: the status and the body.
@@ -54,7 +74,8 @@ fn admin_request(
     let mut stream = TcpStream::connect(addr).expect("connect to the stand-in");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        tokens(addr).1,
         body.len()
     )
     .expect("write");
@@ -570,7 +591,7 @@ fn service_account_stream(
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
-        hodometer::sim::kube::SIM_TOKEN
+        tokens(addr).0
     )
     .expect("write");
     let mut reader = BufReader::new(stream);

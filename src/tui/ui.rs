@@ -653,12 +653,13 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
             ];
             match status.filter(|s| !s.endpoints.is_empty()) {
                 Some(status) => {
+                    // From the status ConfigMap: sanitised.
                     lines.push(Line::raw(format!(
                         "the reporter publishes to (every {}):",
-                        status.interval.as_deref().unwrap_or("?")
+                        safe(status.interval.as_deref().unwrap_or("?"))
                     )));
                     for endpoint in &status.endpoints {
-                        lines.push(Line::raw(format!("  {endpoint}")));
+                        lines.push(Line::raw(format!("  {}", safe(endpoint))));
                     }
                 }
                 None => lines.push(Line::styled(
