@@ -185,6 +185,8 @@ pub struct Policy {
     pub reason: Option<String>,
     pub approved_by: Option<String>,
     pub approved_at: Option<SystemTime>,
+    /// The note kept with the approval.
+    pub note: Option<String>,
     /// The consent ConfigMap's `resourceVersion` this policy was read from.
     pub consent_version: Option<String>,
 }
@@ -199,6 +201,7 @@ impl Policy {
             reason,
             approved_by: None,
             approved_at: None,
+            note: None,
             consent_version: None,
         }
     }
@@ -251,6 +254,7 @@ pub fn decide(reading: &ConsentReading, env_level: Level, do_not_track: bool) ->
             reason: None,
             approved_by: consent.approved_by.clone(),
             approved_at: consent.approved_at,
+            note: consent.note.clone(),
             consent_version: None,
         },
     }
