@@ -46,6 +46,10 @@ pub mod status_key {
     /// Where it publishes (credentials redacted), one per line, and how often.
     pub const ENDPOINTS: &str = "endpoints";
     pub const INTERVAL: &str = "interval";
+    /// Whether the history (`hodometer-ledger`) is being kept, and why not.
+    pub const HISTORY: &str = "history";
+    /// The ledger's head: the hash of its newest entry, for `history verify --head`.
+    pub const HISTORY_HEAD: &str = "historyHead";
 }
 
 /// A ConfigMap name: a DNS subdomain (lower-case letters, digits, `-` and `.`, at most 253).

@@ -32,6 +32,15 @@ pub struct DaemonArgs {
     /// or without a `level` key in it, METRICS_LEVEL rules.
     #[arg(long, env = "HODOMETER_CONSENT_CONFIGMAP", default_value = crate::consent::DEFAULT_CONSENT_CONFIGMAP, value_name = "NAME")]
     pub consent_configmap: String,
+    /// Byte budget of the history ConfigMap hodometer-ledger (KiB or MiB suffix): beyond it the
+    /// oldest entries are dropped, and a checkpoint keeps how many and where the chain resumes.
+    #[arg(
+        long,
+        env = "HODOMETER_LEDGER_BUDGET",
+        default_value = "256KiB",
+        value_name = "BYTES"
+    )]
+    pub ledger_budget: String,
 }
 
 impl DaemonArgs {
@@ -54,6 +63,11 @@ impl DaemonArgs {
             &self.consent_configmap,
             crate::consent::parse_configmap_name,
         );
+        let ledger_budget = c.check(
+            "--ledger-budget (HODOMETER_LEDGER_BUDGET)",
+            &self.ledger_budget,
+            crate::ledger::parse_budget,
+        );
         c.finish_with(|| {
             let settings = settings?;
             Some(DaemonConfig {
@@ -63,6 +77,7 @@ impl DaemonArgs {
                 interval: interval?,
                 once: self.once,
                 listen: listen?,
+                ledger_budget: ledger_budget?,
                 own_process: true,
             })
         })

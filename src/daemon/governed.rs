@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::consent::cluster::ConsentApi;
 use crate::consent::{self, ConsentReading, Policy, Source, status_key};
+use crate::ledger::cluster::{Ledger, LedgerApi};
 use crate::metrics::Level;
 use crate::payload::build_event;
 use crate::publish::{EndpointOutcome, Publisher, describe_outcomes};
@@ -31,12 +32,19 @@ pub(super) async fn work(
     publisher: &Publisher,
     metrics: &Shared,
 ) -> DaemonExit {
+    // History (#24): every send and consent change, appended to hodometer-ledger.
+    let ledger = Ledger::new(
+        LedgerApi::new(api.client().clone(), &api.namespace),
+        config.ledger_budget,
+    );
     let first = read_policy(config, api, None).await;
+    ledger.observe_consent(&first).await;
     let (updates, mut policies) = watch::channel(first);
     // Reads consent and publishes it to the cycle and to a publish in flight.
     let refresh_policy = || async {
         let previous = updates.borrow().clone();
         let policy = read_policy(config, api, Some(&previous)).await;
+        ledger.observe_consent(&policy).await;
         updates.send_if_modified(|current| {
             let changed = *current != policy;
             *current = policy;
@@ -73,7 +81,9 @@ pub(super) async fn work(
             if last.as_ref() != Some(&policy) {
                 log_policy(&policy);
             }
-            let (all_ok, mut status) = cycle(config, publisher, metrics, &policy, &policies).await;
+            let (all_ok, mut status) =
+                cycle(config, publisher, metrics, &policy, &policies, &ledger).await;
+            ledger.status_into(&mut status).await;
             last = Some(policy.clone());
             if config.once {
                 write_status(api, &status).await;
@@ -203,6 +213,7 @@ async fn cycle(
     metrics: &Shared,
     policy: &Policy,
     policies: &watch::Receiver<Policy>,
+    ledger: &Ledger,
 ) -> (bool, BTreeMap<String, String>) {
     let endpoints: Vec<String> = config
         .publish
@@ -272,6 +283,8 @@ async fn cycle(
     };
     let Some(outcomes) = outcomes else {
         let now = watcher.borrow().clone();
+        let why = format!("consent changed to level {} ({})", now.level, now.source);
+        ledger.record_send(&event, &[], Some(why), policy).await;
         tracing::warn!(
             metrics_level = %now.level,
             source = %now.source,
@@ -293,9 +306,11 @@ async fn cycle(
         m.record_publish(&outcomes, SystemTime::now());
         m.ready = true;
     }
+    let history = ledger.record_send(&event, &outcomes, None, policy).await;
     tracing::info!(
         metrics_level = %policy.level,
         source = %policy.source,
+        history_head = history.head().unwrap_or(""),
         sent = %event.fields.join(","),
         pending = %pending.join(","),
         unknown = %unknown.join(","),

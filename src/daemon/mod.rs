@@ -34,6 +34,8 @@ pub struct DaemonConfig {
     pub listen: Option<SocketAddr>,
     /// The consent ConfigMap that governs what is shared, when the Kubernetes API is used.
     pub consent: Option<String>,
+    /// The byte budget of the history ConfigMap (`hodometer-ledger`).
+    pub ledger_budget: usize,
     /// The daemon is the whole process, so the binary's code pages are its own to release
     /// between cycles; not so inside `demo`, where the inspector uses them all the time.
     pub own_process: bool,

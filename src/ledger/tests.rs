@@ -15,7 +15,7 @@ fn send(n: usize) -> Record {
         event,
         outcomes: vec![OutcomeRecord {
             endpoint: "http://127.0.0.1:9/".into(),
-            ok: n % 3 != 0,
+            ok: !n.is_multiple_of(3),
             detail: "ok (HTTP 200, 1 attempt)".into(),
         }],
         consent_version: Some("7".into()),
@@ -340,7 +340,7 @@ fn a_diff_names_fields_added_removed_and_changed() {
 fn budgets_parse_with_units_and_bounds() {
     assert_eq!(parse_budget("256KiB"), Ok(256 * 1024));
     assert_eq!(parse_budget("65536"), Ok(65536));
-    assert_eq!(parse_budget("0.5MiB").is_err(), true);
+    assert!(parse_budget("0.5MiB").is_err());
     assert!(parse_budget("1MiB").is_err());
     assert!(parse_budget("1KiB").is_err());
     assert!(parse_budget("12 parsecs").is_err());
