@@ -1210,3 +1210,52 @@ fn the_shipped_role_keeps_the_history_and_a_refused_ledger_leaves_sending_untouc
         "{status}"
     );
 }
+
+#[test]
+fn a_concurrent_write_to_the_ledger_is_a_conflict_read_again_never_overwritten() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    let daemon = Daemon::start_every(
+        "1s",
+        &sim,
+        &url,
+        &[("METRICS_LEVEL", "cluster"), ("LOG_LEVEL", "debug")],
+    );
+    wait_for("two sends in the history", || {
+        (entries_of(&history_json(&sim), "send").len() >= 2).then_some(())
+    });
+    // Someone else writes the ledger (a label) between the daemon's appends: the version the
+    // daemon planned its next append on is stale.
+    for round in 0..3 {
+        let patch = json!({"metadata": {"labels": {"touched": round.to_string()}}});
+        let (status, body) = admin_request(
+            &addr,
+            "PATCH",
+            LEDGER,
+            "application/merge-patch+json",
+            &patch,
+        );
+        assert_eq!(status, 200, "{body}");
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    wait_for("a conflict read again", || {
+        daemon
+            .log()
+            .contains("the ledger changed while appending")
+            .then_some(())
+    });
+    let received = events(&receiver);
+    wait_for("every received event in the history", || {
+        let current = history_json(&sim);
+        let recorded: Vec<String> = entries_of(&current, "send")
+            .iter()
+            .map(|e| e["event"].as_str().unwrap_or("").to_string())
+            .collect();
+        received
+            .iter()
+            .all(|r| recorded.contains(&hodometer::payload::ascii_json(&r.to_string())))
+            .then_some(())
+    });
+    assert!(history(&sim, &["verify"]).status.success());
+    let (_, ledger) = admin_request(&addr, "GET", LEDGER, "application/json", &Value::Null);
+    assert_eq!(ledger["metadata"]["labels"]["touched"], "2", "overwritten");
+}
