@@ -305,11 +305,19 @@ impl Ledger {
                     if matches!(writer.state, History::NotKept { .. }) {
                         tracing::info!("the history is kept again");
                     }
+                    let patch_bytes = patch_body(&version, &append.data).to_string().len();
+                    tracing::debug!(
+                        patch_bytes,
+                        appended = append.last_seq + 1 - append.first_seq,
+                        dropped = append.dropped_now,
+                        ledger_bytes = index.bytes(),
+                        "history appended"
+                    );
                     writer.state = History::Kept {
                         head: append.head.clone(),
                         entries: index.len(),
                         dropped: index.dropped(),
-                        patch_bytes: patch_body(&version, &append.data).to_string().len(),
+                        patch_bytes,
                     };
                     writer.stored = Some((version, index));
                     writer.pending.clear();
