@@ -13,7 +13,7 @@ use crate::consent::cluster::ConsentApi;
 use crate::consent::{STATUS_CONFIGMAP, status_key};
 use crate::k8s::KubeTarget;
 use crate::ledger::cluster::LedgerApi;
-use crate::ledger::{self, Entry, LEDGER_CONFIGMAP, Listed, Pin, Record};
+use crate::ledger::{self, Entry, LEDGER_CONFIGMAP, Listed, Pin, Record, printable};
 use crate::logging::{self, LogSettings};
 use crate::validate::{Checker, parse_duration, parse_namespace};
 
@@ -133,22 +133,6 @@ async fn read_ledger(api: &LedgerApi) -> anyhow::Result<BTreeMap<String, String>
             api.namespace
         ),
     }
-}
-
-/// Text from the cluster, made safe for a terminal: control, bidi and zero-width characters
-/// are shown escaped, never emitted.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            let invisible = c.is_control()
-                || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
-            if invisible {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// An entry as `-o json|yaml` shows it: number, key and hash, then the entry's own fields.

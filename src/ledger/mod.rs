@@ -734,5 +734,28 @@ pub fn diff_events(before: &str, after: &str) -> EventDiff {
     diff
 }
 
+/// Text from the cluster (an approver, a note, an endpoint's answer), made safe for a terminal:
+/// control, bidi and zero-width characters are shown escaped, never emitted. (Until the one
+/// sanitiser of SPEC 15 exists; then this should be it.)
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let invisible = c.is_control()
+                || matches!(
+                    c,
+                    '\u{200b}'..='\u{200f}'
+                        | '\u{202a}'..='\u{202e}'
+                        | '\u{2066}'..='\u{2069}'
+                        | '\u{feff}'
+                );
+            if invisible {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -26,7 +26,7 @@ use crate::consent::cluster::ConsentApi;
 use crate::metrics::Snapshot;
 use crate::payload::Event;
 use crate::publish::{EndpointOutcome, Publisher};
-use app::{App, Approval, Effect, Info};
+use app::{App, Approval, Effect, HistoryView, Info};
 
 /// A validated inspector configuration.
 pub struct InspectConfig {
@@ -56,6 +56,8 @@ enum Msg {
     Reporter(Box<Observed>),
     /// The approval was written (`resourceVersion`, approver), or why not.
     Approved(Result<(String, String), String>),
+    /// The in-cluster reporter's history, as read.
+    History(Box<HistoryView>),
 }
 
 /// Takes over the terminal until the operator quits; the terminal is restored on every exit,
@@ -130,6 +132,9 @@ async fn event_loop(
                         match app.on_action(action) {
                             Some(Effect::Refresh) => tasks.push(spawn_refresh(&sources, tx.clone())),
                             Some(Effect::Send(event)) => tasks.push(spawn_send(&publisher, event, config, tx.clone())),
+                            Some(Effect::LoadHistory) => {
+                                tasks.push(spawn_history(config.settings.plan.kube.clone(), tx.clone()));
+                            }
                             Some(Effect::Approve(approval)) => {
                                 if let Some(target) = &config.settings.plan.kube {
                                     tasks.push(spawn_approve(target.clone(), approval, tx.clone()));
@@ -153,6 +158,7 @@ async fn event_loop(
                     }
                 }
                 Msg::Reporter(observed) => app.on_reporter(*observed),
+                Msg::History(view) => app.on_history(*view),
                 Msg::Approved(result) => {
                     app.on_approved(result);
                     // The consent's new version, and soon the reporter's acknowledgement.
@@ -187,6 +193,33 @@ fn spawn_reporter(
         if let Ok(api) = consent_api(&target).await {
             let _ = tx.send(Msg::Reporter(Box::new(api.observe().await)));
         }
+    })
+}
+
+/// Reads the in-cluster reporter's history (its ledger ConfigMap) for the history pane.
+fn spawn_history(
+    target: Option<crate::k8s::KubeTarget>,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let data = match target {
+            None => {
+                Err("no Kubernetes configuration: there is no in-cluster reporter to show".into())
+            }
+            Some(target) => match crate::ledger::cluster::LedgerApi::connect(&target).await {
+                Err(reason) => Err(reason),
+                Ok(api) => match api.read().await {
+                    Ok(Some(cm)) => Ok(cm.data.unwrap_or_default()),
+                    Ok(None) => Err(format!(
+                        "no history: configmaps {} does not exist in namespace {} (the manifests that create it have not been applied)",
+                        crate::ledger::LEDGER_CONFIGMAP,
+                        api.namespace
+                    )),
+                    Err(error) => Err(error.to_string()),
+                },
+            },
+        };
+        let _ = tx.send(Msg::History(Box::new(HistoryView::read(data))));
     })
 }
 
