@@ -318,3 +318,52 @@ fn the_demo_shows_the_whole_consent_loop() {
     tmux.keys(&["q"]);
     tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
 }
+
+/// The demo's in-process reporter keeps its history in the stand-in's ledger; `H` shows it:
+/// the chain verified, the approval made here with its approver, and the sends around it.
+#[test]
+fn the_demo_shows_its_reporter_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "XDG_STATE_HOME={} {BIN} demo --refresh 1s; echo EXITED $?; sleep 60",
+        dir.path().display()
+    );
+    let tmux = Tmux::start_sized("demo-history", &command, (120, 40));
+    tmux.wait_for("the demo's reporter under the environment", |s| {
+        s.contains("in-cluster reporter ◆: level cluster (environment); last ")
+    });
+    tmux.keys(&["2"]);
+    tmux.keys(&["a"]);
+    tmux.wait_for("the approve dialog", |s| {
+        s.contains("approve for the in-cluster reporter?")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the reporter's acknowledgement", |s| {
+        s.contains("acknowledged by the reporter")
+    });
+    // Wait for a send under the approval, then open the history.
+    tmux.wait_for("a send at the approved level", |s| {
+        s.contains("in-cluster reporter ◆: level resource (consent); last ")
+    });
+    tmux.keys(&["H"]);
+    let screen = tmux.wait_for("the history pane", |s| {
+        s.contains("history of the in-cluster reporter (hodometer-ledger)")
+            && s.contains("chain verified:")
+    });
+    assert!(
+        screen.contains("consent  approved resource"),
+        "the approval is in the history:\n{screen}"
+    );
+    assert!(
+        screen.contains(hodometer::sim::kube::SIM_USER),
+        "with its approver:\n{screen}"
+    );
+    assert!(screen.contains("send     cluster"), "{screen}");
+    assert!(screen.contains("1 ok / 0 failed"), "{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the history closed", |s| {
+        !s.contains("history of the in-cluster reporter")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
+}

@@ -772,7 +772,7 @@ fn history_lines(
     let mut lines = vec![match &verification.broken {
         None => Line::styled(
             format!(
-                "chain verified: {} entries ({} dropped before the checkpoint), head {}",
+                "chain verified: {} entries, {} dropped before, head {}…",
                 verification.entries,
                 verification.dropped,
                 &verification.head[..16.min(verification.head.len())]
@@ -821,13 +821,18 @@ fn history_lines(
             lines.push(Line::from(vec![
                 Span::styled(format!("entry {}", listed.seq), Style::new().bold()),
                 Span::raw(format!(
-                    ": sent {} at level {} ({}), {} bytes, consent {} approved by {}",
+                    ": sent {} at level {} ({}), {} bytes{}",
                     entry.at,
                     send.level,
                     send.source,
                     send.event.len(),
-                    send.consent_version.as_deref().unwrap_or("-"),
-                    printable(send.approved_by.as_deref().unwrap_or("-"))
+                    match (&send.consent_version, &send.approved_by) {
+                        (Some(version), Some(by)) => {
+                            format!(", consent {version} approved by {}", printable(by))
+                        }
+                        (Some(version), None) => format!(", consent version {version}"),
+                        _ => String::new(),
+                    }
                 )),
             ]));
             for outcome in &send.outcomes {
@@ -930,8 +935,9 @@ fn history_lines(
                 )),
             }
             lines.push(Line::raw(""));
-            lines
-                .extend(payload_text(&send.event, app.payload_form, width.saturating_sub(2)).lines);
+            // The bytes come from the cluster: anything but a genuine (ASCII) event shows escaped.
+            let bytes = printable(&send.event);
+            lines.extend(payload_text(&bytes, app.payload_form, width.saturating_sub(2)).lines);
         }
     }
     lines
