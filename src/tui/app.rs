@@ -148,6 +148,8 @@ pub struct SendRecord {
     pub at: SystemTime,
     /// One per endpoint, in the publisher's order; `None` until that endpoint's outcome arrives.
     pub outcomes: Vec<Option<EndpointOutcome>>,
+    /// Sent by an earlier session (kept in the state directory).
+    pub earlier: bool,
 }
 
 impl SendRecord {
@@ -364,7 +366,7 @@ impl App {
             Action::ListSends => {
                 self.help = false;
                 if self.sends.is_empty() {
-                    self.message = Some("nothing was sent in this session yet".into());
+                    self.message = Some("nothing was sent from this inspector yet".into());
                 } else {
                     self.dialog = Some(Dialog::Sends {
                         selected: self.sends.len() - 1,
@@ -582,6 +584,7 @@ impl App {
             event: event.clone(),
             at: self.now,
             outcomes: vec![None; self.info.endpoints.len()],
+            earlier: false,
         });
         self.dialog = Some(Dialog::Sent(event.insert_id));
         self.dialog_scroll = 0;

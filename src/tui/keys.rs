@@ -176,7 +176,7 @@ pub const BINDINGS: &[Binding] = &[
         "v",
         ListSends,
         Main,
-        "sends: this session's sends, their outcomes and bytes",
+        "sends: this inspector's sends (kept), outcomes and bytes",
         Footer,
     ),
     bind(

@@ -5,6 +5,7 @@
 pub mod app;
 #[cfg(test)]
 mod fixtures;
+mod kept;
 pub mod keys;
 pub mod ui;
 
@@ -106,6 +107,19 @@ async fn event_loop(
         config.settings.token.clone(),
         SystemTime::now(),
     );
+    // This user's earlier sends, so `v` lists them after a restart.
+    let kept_sends = kept::path();
+    if let Some(path) = &kept_sends {
+        match kept::load(path) {
+            Ok((sends, skipped)) => {
+                if skipped > 0 {
+                    tracing::warn!(skipped, path = %path.display(), "some kept sends could not be read");
+                }
+                app.sends = sends;
+            }
+            Err(error) => tracing::warn!(%error, "earlier sends not loaded"),
+        }
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut keys = EventStream::new();
     // Ages on screen are in whole seconds: a redraw a second keeps them current.
@@ -166,7 +180,15 @@ async fn event_loop(
                         tasks.push(spawn_reporter(target.clone(), tx.clone()));
                     }
                 }
-                Msg::Outcome(insert_id, outcome) => app.on_outcome(insert_id, outcome),
+                Msg::Outcome(insert_id, outcome) => {
+                    app.on_outcome(insert_id, outcome);
+                    let finished = app.send(insert_id).filter(|r| r.finished());
+                    if let (Some(path), Some(record)) = (&kept_sends, finished)
+                        && let Err(error) = kept::append(path, record)
+                    {
+                        tracing::warn!(%error, "the send could not be kept for later sessions");
+                    }
+                }
                 Msg::SchedulerChanged => {
                     if let Some(Effect::Refresh) = app.on_action(keys::Action::Refresh) {
                         tasks.push(spawn_refresh(&sources, tx.clone()));

@@ -565,11 +565,16 @@ fn event_summary(event: &Event) -> Vec<Line<'static>> {
 }
 
 fn outcome_lines(app: &App, record: &SendRecord) -> Vec<Line<'static>> {
-    app.info
-        .endpoints
+    record
+        .outcomes
         .iter()
-        .zip(&record.outcomes)
-        .map(|(endpoint, outcome)| {
+        .enumerate()
+        .map(|(index, outcome)| {
+            // A send of an earlier session names the endpoint it went to, whatever is set now.
+            let endpoint = match outcome {
+                Some(o) if record.earlier => o.endpoint.clone(),
+                _ => app.info.endpoints.get(index).cloned().unwrap_or_default(),
+            };
             let (text, style) = match outcome {
                 None => ("sending…".to_string(), WARN),
                 Some(o) => (o.detail(), if o.is_ok() { SHARED } else { BAD }),
@@ -737,7 +742,11 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
                     }
                 })
                 .collect();
-            (" sends of this session ".to_string(), lines, 0)
+            (
+                " sends from this inspector (kept across sessions) ".to_string(),
+                lines,
+                0,
+            )
         }
     };
     // One spare row: word wrapping can take a row more than counting characters says.
