@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::consent::cluster::ConsentApi;
-use crate::consent::{STATUS_CONFIGMAP, status_key};
+use crate::consent::{ReporterStatus, STATUS_CONFIGMAP};
 use crate::k8s::KubeTarget;
 use crate::ledger::cluster::LedgerApi;
 use crate::ledger::{self, Entry, LEDGER_CONFIGMAP, Listed, Pin, Record, printable};
@@ -372,23 +372,19 @@ async fn verify(
     head: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     // The head the reporter last wrote to its status is a pin too, when it can be read.
-    let status_head =
-        match ConsentApi::connect(target, crate::consent::DEFAULT_CONSENT_CONFIGMAP).await {
-            Ok(consent) => match consent.read_status().await {
-                Ok(Some(cm)) => cm
-                    .data
-                    .unwrap_or_default()
-                    .get(status_key::HISTORY_HEAD)
-                    .filter(|h| !h.is_empty())
-                    .cloned(),
-                Ok(None) => None,
-                Err(error) => {
-                    eprintln!("hodometer: not checked against the status's head: {error}");
-                    None
-                }
-            },
-            Err(_) => None,
-        };
+    let status_head = match ConsentApi::connect(target, crate::consent::DEFAULT_CONSENT_CONFIGMAP)
+        .await
+    {
+        Ok(consent) => match consent.read_status().await {
+            Ok(Some(cm)) => ReporterStatus::from_data(&cm.data.unwrap_or_default()).history_head,
+            Ok(None) => None,
+            Err(error) => {
+                eprintln!("hodometer: not checked against the status's head: {error}");
+                None
+            }
+        },
+        Err(_) => None,
+    };
     let status_label = format!("the head in {STATUS_CONFIGMAP}");
     let mut pins = Vec::new();
     if let Some(hash) = head {

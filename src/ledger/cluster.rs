@@ -16,10 +16,11 @@ use super::{
     ConsentRecord, DEFAULT_BUDGET, Index, LEDGER_CONFIGMAP, OutcomeRecord, Record, SendRecord,
     plan_append, sha256_hex,
 };
+use crate::consent::ReporterStatus;
 use crate::consent::cluster::{ClusterError, api_error};
-use crate::consent::{Policy, status_key};
 use crate::k8s::{KubeTarget, connect_client};
 use crate::payload::Event;
+use crate::policy::Policy;
 use crate::publish::EndpointOutcome;
 
 /// Conflicts in a row before an append gives up until the next record.
@@ -256,14 +257,11 @@ impl Ledger {
         self.writer.lock().await.state.clone()
     }
 
-    /// The status keys saying whether the history is kept (and why not) and its head.
-    pub async fn status_into(&self, status: &mut BTreeMap<String, String>) {
+    /// Says in the status whether the history is kept (and why not), and its head.
+    pub async fn status_into(&self, status: &mut ReporterStatus) {
         let history = self.history().await;
-        status.insert(status_key::HISTORY.into(), history.to_string());
-        status.insert(
-            status_key::HISTORY_HEAD.into(),
-            history.head().unwrap_or_default().to_string(),
-        );
+        status.history = Some(history.to_string());
+        status.history_head = history.head().map(str::to_string);
     }
 
     fn push(&self, writer: &mut Writer, record: Record) {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::consent::{Policy, Source};
+use crate::policy::{Policy, Source};
 
 /// The ConfigMap the reporter appends to (the manifests create it empty).
 pub const LEDGER_CONFIGMAP: &str = "hodometer-ledger";
@@ -203,7 +203,11 @@ impl ConsentRecord {
     /// The consent change `policy` shows since `previous` (the last consent recorded), if any.
     /// Under `DO_NOT_TRACK` the consent is never read, and an unreadable consent is no change.
     pub fn observe(policy: &Policy, previous: Option<&ConsentRecord>) -> Option<ConsentRecord> {
-        if policy.source == Source::DoNotTrack {
+        // Not read (DO_NOT_TRACK, no API) or unreadable: no change seen.
+        if !matches!(
+            policy.consent_state,
+            "absent" | "empty" | "valid" | "invalid"
+        ) {
             return None;
         }
         let before: BTreeSet<&String> = previous
@@ -211,10 +215,9 @@ impl ConsentRecord {
             .map(|p| p.fields.iter().collect())
             .unwrap_or_default();
         let Some(version) = &policy.consent_version else {
-            // No version: the ConfigMap does not exist (or could not be read at start-up,
-            // which says why in `reason`).
+            // Absent: the ConfigMap does not exist (any more).
             let was_there = previous.is_some_and(|p| p.change != ConsentChange::Deleted);
-            return (was_there && policy.reason.is_none()).then(|| ConsentRecord {
+            return was_there.then(|| ConsentRecord {
                 change: ConsentChange::Deleted,
                 version: None,
                 level: None,
@@ -734,27 +737,10 @@ pub fn diff_events(before: &str, after: &str) -> EventDiff {
     diff
 }
 
-/// Text from the cluster (an approver, a note, an endpoint's answer), made safe for a terminal:
-/// control, bidi and zero-width characters are shown escaped, never emitted. (Until the one
-/// sanitiser of SPEC 15 exists; then this should be it.)
+/// Text from the cluster (an approver, a note, an endpoint's answer) for a terminal, through
+/// the one sanitiser, owned (for the views' lines).
 pub fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            let invisible = c.is_control()
-                || matches!(
-                    c,
-                    '\u{200b}'..='\u{200f}'
-                        | '\u{202a}'..='\u{202e}'
-                        | '\u{2066}'..='\u{2069}'
-                        | '\u{feff}'
-                );
-            if invisible {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    crate::sanitize::text(text).into_owned()
 }
 
 #[cfg(test)]

@@ -261,7 +261,6 @@ fn the_event_bytes_survive_the_round_trip_exactly() {
 
 fn policy(level: Level, fields: &[&str], version: &str) -> Policy {
     Policy {
-        level,
         source: Source::Consent,
         approved: Some(
             fields
@@ -269,11 +268,11 @@ fn policy(level: Level, fields: &[&str], version: &str) -> Policy {
                 .map(|f| f.to_string())
                 .collect::<BTreeSet<_>>(),
         ),
-        reason: None,
+        consent_state: "valid",
         approved_by: Some("alice".into()),
-        approved_at: None,
         note: Some("ticket 7".into()),
         consent_version: Some(version.into()),
+        ..Policy::level(level)
     }
 }
 
@@ -296,15 +295,21 @@ fn consent_changes_record_added_and_removed_fields_and_a_deletion() {
         (vec!["c".to_string()], vec!["a".to_string()])
     );
     assert_eq!(second.level.as_deref(), Some("resource"));
-    let gone = Policy::environment(Level::Cluster, None);
+    let gone = Policy {
+        consent_state: "absent",
+        ..Policy::level(Level::Cluster)
+    };
     let deleted = ConsentRecord::observe(&gone, Some(&second)).expect("deleted");
     assert_eq!(deleted.change, ConsentChange::Deleted);
     assert_eq!(deleted.removed, ["b", "c"]);
     // Deleted once is recorded once; never there is nothing to record.
     assert_eq!(ConsentRecord::observe(&gone, Some(&deleted)), None);
     assert_eq!(ConsentRecord::observe(&gone, None), None);
-    // Unreadable at start-up is no deletion.
-    let unreadable = Policy::environment(Level::Cluster, Some("forbidden".into()));
+    // Unreadable is no deletion.
+    let unreadable = Policy {
+        consent_state: "unreadable",
+        ..Policy::level(Level::Cluster)
+    };
     assert_eq!(ConsentRecord::observe(&unreadable, Some(&second)), None);
 }
 

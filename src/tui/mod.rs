@@ -24,6 +24,8 @@ use crate::collect::Sources;
 use crate::config::{PublishSettings, Settings};
 use crate::consent::Observed;
 use crate::consent::cluster::ConsentApi;
+use crate::k8s::KubeClient;
+use crate::ledger::cluster::LedgerApi;
 use crate::metrics::Snapshot;
 use crate::payload::Event;
 use crate::publish::{EndpointOutcome, Publisher};
@@ -48,6 +50,8 @@ enum Msg {
     Collected {
         snapshot: Snapshot,
         kube_server: Option<String>,
+        /// The session's one Kubernetes client, once built.
+        kube: Option<KubeClient>,
     },
     /// An outcome of the send with this `$insert_id`.
     Outcome(Uuid, EndpointOutcome),
@@ -132,6 +136,9 @@ async fn event_loop(
         config.settings.plan.scheduler.address(),
         tx.clone(),
     ));
+    // The consent and status ConfigMaps, over the collection's client: one per context for the
+    // session, the kubeconfig read once.
+    let mut consent_api: Option<ConsentApi> = None;
 
     while !app.quit {
         if app.refresh_due() {
@@ -147,11 +154,23 @@ async fn event_loop(
                             Some(Effect::Refresh) => tasks.push(spawn_refresh(&sources, tx.clone())),
                             Some(Effect::Send(event)) => tasks.push(spawn_send(&publisher, event, config, tx.clone())),
                             Some(Effect::LoadHistory) => {
-                                tasks.push(spawn_history(config.settings.plan.kube.clone(), tx.clone()));
+                                // Over the collection's client, as the consent and status.
+                                let ledger = consent_api.as_ref().map(|api| {
+                                    LedgerApi::new(api.client().clone(), &api.namespace)
+                                });
+                                tasks.push(spawn_history(ledger, tx.clone()));
                             }
                             Some(Effect::Approve(approval)) => {
-                                if let Some(target) = &config.settings.plan.kube {
-                                    tasks.push(spawn_approve(target.clone(), approval, tx.clone()));
+                                match (&consent_api, &config.settings.plan.kube) {
+                                    (Some(api), Some(target)) => tasks.push(spawn_approve(
+                                        api.clone(),
+                                        target.clone(),
+                                        approval,
+                                        tx.clone(),
+                                    )),
+                                    _ => app.on_approved(Err(
+                                        "no Kubernetes client: the reporter cannot be reached".into(),
+                                    )),
                                 }
                             }
                             None => {}
@@ -164,11 +183,18 @@ async fn event_loop(
                 None => break,
             },
             Some(msg) = rx.recv() => match msg {
-                Msg::Collected { snapshot, kube_server } => {
+                Msg::Collected { snapshot, kube_server, kube } => {
                     app.kube_server = kube_server;
                     app.on_snapshot(snapshot);
-                    if let Some(target) = &config.settings.plan.kube {
-                        tasks.push(spawn_reporter(target.clone(), tx.clone()));
+                    if consent_api.is_none() && let Some(kube) = kube {
+                        consent_api = Some(ConsentApi::over(
+                            kube.client().clone(),
+                            kube.namespace().to_string(),
+                            &config.settings.consent_configmap,
+                        ));
+                    }
+                    if let Some(api) = &consent_api {
+                        tasks.push(spawn_reporter(api.clone(), tx.clone()));
                     }
                 }
                 Msg::Reporter(observed) => app.on_reporter(*observed),
@@ -176,8 +202,8 @@ async fn event_loop(
                 Msg::Approved(result) => {
                     app.on_approved(result);
                     // The consent's new version, and soon the reporter's acknowledgement.
-                    if let Some(target) = &config.settings.plan.kube {
-                        tasks.push(spawn_reporter(target.clone(), tx.clone()));
+                    if let Some(api) = &consent_api {
+                        tasks.push(spawn_reporter(api.clone(), tx.clone()));
                     }
                 }
                 Msg::Outcome(insert_id, outcome) => {
@@ -207,57 +233,42 @@ async fn event_loop(
 
 /// Reads the in-cluster reporter's status and consent after each collection; nothing when
 /// there is no usable Kubernetes configuration.
-fn spawn_reporter(
-    target: crate::k8s::KubeTarget,
-    tx: mpsc::UnboundedSender<Msg>,
-) -> JoinHandle<()> {
+fn spawn_reporter(api: ConsentApi, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        if let Ok(api) = consent_api(&target).await {
-            let _ = tx.send(Msg::Reporter(Box::new(api.observe().await)));
-        }
+        let _ = tx.send(Msg::Reporter(Box::new(api.observe().await)));
     })
 }
 
 /// Reads the in-cluster reporter's history (its ledger ConfigMap) for the history pane.
-fn spawn_history(
-    target: Option<crate::k8s::KubeTarget>,
-    tx: mpsc::UnboundedSender<Msg>,
-) -> JoinHandle<()> {
+fn spawn_history(api: Option<LedgerApi>, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let data = match target {
+        let data = match api {
             None => {
-                Err("no Kubernetes configuration: there is no in-cluster reporter to show".into())
+                Err("no Kubernetes client (yet): the in-cluster reporter cannot be read".into())
             }
-            Some(target) => match crate::ledger::cluster::LedgerApi::connect(&target).await {
-                Err(reason) => Err(reason),
-                Ok(api) => match api.read().await {
-                    Ok(Some(cm)) => Ok(cm.data.unwrap_or_default()),
-                    Ok(None) => Err(format!(
-                        "no history: configmaps {} does not exist in namespace {} (the manifests that create it have not been applied)",
-                        crate::ledger::LEDGER_CONFIGMAP,
-                        api.namespace
-                    )),
-                    Err(error) => Err(error.to_string()),
-                },
+            Some(api) => match api.read().await {
+                Ok(Some(cm)) => Ok(cm.data.unwrap_or_default()),
+                Ok(None) => Err(format!(
+                    "no history: configmaps {} does not exist in namespace {} (the manifests that create it have not been applied)",
+                    crate::ledger::LEDGER_CONFIGMAP,
+                    api.namespace
+                )),
+                Err(error) => Err(error.to_string()),
             },
         };
         let _ = tx.send(Msg::History(Box::new(HistoryView::read(data))));
     })
 }
 
-async fn consent_api(target: &crate::k8s::KubeTarget) -> Result<ConsentApi, String> {
-    ConsentApi::connect(target, crate::consent::DEFAULT_CONSENT_CONFIGMAP).await
-}
-
 /// Writes the approval the operator confirmed over the consent version it was shown with.
 fn spawn_approve(
+    api: ConsentApi,
     target: crate::k8s::KubeTarget,
     approval: Approval,
     tx: mpsc::UnboundedSender<Msg>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let result = async {
-            let api = consent_api(&target).await?;
             let by = api.approver(&target).await;
             let data = approval.data(by.clone(), SystemTime::now());
             let written = api
@@ -281,10 +292,19 @@ fn spawn_refresh(sources: &Arc<Mutex<Sources>>, tx: mpsc::UnboundedSender<Msg>) 
     tokio::spawn(async move {
         let mut sources = sources.lock().await;
         let snapshot = sources.collect().await;
+        // One line per refresh in the log file: what an operator (and a test) can count.
+        tracing::info!(
+            unknown = snapshot
+                .unknown_shared(crate::metrics::Level::Feature)
+                .len(),
+            "inspector refreshed"
+        );
         let kube_server = sources.kube_server().map(str::to_string);
+        let kube = sources.kube().cloned();
         let _ = tx.send(Msg::Collected {
             snapshot,
             kube_server,
+            kube,
         });
     })
 }
