@@ -255,7 +255,7 @@ fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
         }
     }
     let shared = shown_event(app).map_or(0, |e| e.fields.len());
-    let note = if app.info.do_not_track {
+    let note = if app.policy().source == crate::policy::Source::DoNotTrack {
         "   locked by DO_NOT_TRACK".to_string()
     } else {
         format!("   {shared} fields shared")
@@ -604,6 +604,9 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
     let (title, lines, scroll) = match dialog {
         Dialog::Confirm(event) => {
             let mut lines = event_summary(event);
+            if let Some(bound) = app.consent_bound() {
+                lines.push(Line::styled(bound, WARN));
+            }
             lines.push(Line::raw("to every endpoint:"));
             for endpoint in &app.info.endpoints {
                 lines.push(Line::raw(format!("  {endpoint}")));
@@ -658,12 +661,13 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
             ];
             match status.filter(|s| !s.endpoints.is_empty()) {
                 Some(status) => {
+                    // From the status ConfigMap: sanitised.
                     lines.push(Line::raw(format!(
                         "the reporter publishes to (every {}):",
-                        status.interval.as_deref().unwrap_or("?")
+                        safe(status.interval.as_deref().unwrap_or("?"))
                     )));
                     for endpoint in &status.endpoints {
-                        lines.push(Line::raw(format!("  {endpoint}")));
+                        lines.push(Line::raw(format!("  {}", safe(endpoint))));
                     }
                 }
                 None => lines.push(Line::styled(
