@@ -52,7 +52,9 @@ start sim --listen 127.0.0.1:0 --scenario assets/scenarios/example.json \
 until grep -q kubernetes "$work/sim.out"; do sleep 0.01; done
 scheduler=$(grep scheduler "$work/sim.out" | head -n 1 | grep -o '[0-9]*$')
 kube=$(grep kubernetes "$work/sim.out" | head -n 1 | grep -o '127.0.0.1:[0-9]*')
-admin=(-sf -H "Authorization: Bearer hodometer-sim-admin-token" -H "Content-Type: application/json")
+# The stand-in's administrator (random token per run, in the kubeconfig's hodometer-sim-admin).
+token=$(grep -A2 'name: hodometer-sim-admin$' "$work/kc" | awk '/token:/ { print $2 }' | tail -n 1)
+admin=(-sf -H "Authorization: Bearer $token" -H "Content-Type: application/json")
 configmaps="http://$kube/api/v1/namespaces/seldon-mesh/configmaps"
 for name in hodometer-consent hodometer-status hodometer-ledger; do
   curl "${admin[@]}" -X POST "$configmaps" -d "{\"metadata\":{\"name\":\"$name\"}}" >/dev/null
@@ -78,10 +80,10 @@ echo "daemon --once, empty ledger at the start of run 1 (binary: $HODOMETER_BIN)
 once
 
 # Fill the ledger to its budget with copies of the last send, chained as the daemon chains.
-python3 - "$configmaps" <<'PY'
+python3 - "$configmaps" "$token" <<'PY'
 import hashlib, json, sys, urllib.request
 url = sys.argv[1] + "/hodometer-ledger"
-headers = {"Authorization": "Bearer hodometer-sim-admin-token"}
+headers = {"Authorization": "Bearer " + sys.argv[2]}
 cm = json.load(urllib.request.urlopen(urllib.request.Request(url, headers=headers)))
 data = cm.get("data", {})
 last_key = max(k for k in data if k.startswith("entry-"))
