@@ -335,7 +335,7 @@ fn the_demo_shows_its_reporter_history() {
     );
     let tmux = Tmux::start_sized("demo-history", &command, (120, 40));
     tmux.wait_for("the demo's reporter under the environment", |s| {
-        s.contains("in-cluster reporter ◆: level cluster (environment); last ")
+        s.contains("in-cluster reporter ◆: level cluster (environment)") && s.contains("; last ")
     });
     tmux.keys(&["2"]);
     tmux.keys(&["a"]);
@@ -348,7 +348,7 @@ fn the_demo_shows_its_reporter_history() {
     });
     // Wait for a send under the approval, then open the history.
     tmux.wait_for("a send at the approved level", |s| {
-        s.contains("in-cluster reporter ◆: level resource (consent); last ")
+        s.contains("in-cluster reporter ◆: level resource (consent)") && s.contains("; last ")
     });
     tmux.keys(&["H"]);
     let screen = tmux.wait_for("the history pane", |s| {
