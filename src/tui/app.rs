@@ -2,7 +2,7 @@
 //! in, effects (refresh, send) go out. No I/O and no drawing here, so every transition is
 //! unit-tested; rendering reads this state through `&App`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
@@ -58,6 +58,10 @@ pub enum Dialog {
     Sends { selected: usize },
     /// Asking: write this consent for the in-cluster reporter?
     Approve(Approval),
+    /// One row described in full, by its property name.
+    Describe(String),
+    /// The sources, the in-cluster reporter and this session's approval in full.
+    Details,
 }
 
 /// An approval for the in-cluster reporter, as the dialog shows it and as it is written.
@@ -129,6 +133,9 @@ pub enum Effect {
     Approve(Approval),
 }
 
+/// Rows a page key moves.
+const PAGE: i16 = 10;
+
 /// Samples of a numeric metric kept for its trend: enough for a sparkline at any width used.
 pub const TREND_SAMPLES: usize = 24;
 
@@ -136,6 +143,8 @@ pub const TREND_SAMPLES: usize = 24;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Trend {
     pub samples: VecDeque<f64>,
+    /// When each sample was read, oldest first: the window the trend covers.
+    pub times: VecDeque<SystemTime>,
     /// When the value last changed, and by how much.
     pub last_change: Option<(SystemTime, f64)>,
 }
@@ -149,9 +158,74 @@ impl Trend {
         }
         if self.samples.len() == TREND_SAMPLES {
             self.samples.pop_front();
+            self.times.pop_front();
         }
         self.samples.push_back(value);
+        self.times.push_back(at);
     }
+
+    /// How long the kept samples span.
+    pub fn window(&self) -> Duration {
+        match (self.times.front(), self.times.back()) {
+            (Some(first), Some(last)) => age(*last, *first),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// A row of the proposal (the level on screen) against what the in-cluster reporter shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Approving the proposal adds it.
+    Added,
+    /// Approving the proposal stops it.
+    Removed,
+}
+
+/// What an approval changes against the consent it replaces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Approved fields the reporter already shares.
+    pub kept: usize,
+}
+
+/// `proposed` against `current`: added, removed (both sorted), and how many stay.
+pub fn field_diff(proposed: &[String], current: &BTreeSet<String>) -> FieldDiff {
+    let proposed: BTreeSet<&String> = proposed.iter().collect();
+    FieldDiff {
+        added: proposed
+            .iter()
+            .filter(|f| !current.contains(**f))
+            .map(|f| (*f).clone())
+            .collect(),
+        removed: current
+            .iter()
+            .filter(|f| !proposed.contains(f))
+            .cloned()
+            .collect(),
+        kept: proposed.iter().filter(|f| current.contains(**f)).count(),
+    }
+}
+
+/// The fields approving `level` approves: every field the snapshot can carry at or below it.
+pub fn proposed_fields(snapshot: Option<&Snapshot>, level: Level) -> Vec<String> {
+    let mut fields: Vec<String> = match snapshot {
+        Some(snapshot) => consent::candidate_fields(snapshot)
+            .into_iter()
+            .filter(|(_, at)| level.shares(*at))
+            .map(|(name, _)| name)
+            .collect(),
+        None => consent::metric_fields_at(level).into_iter().collect(),
+    };
+    fields.sort();
+    fields
+}
+
+/// Whether `name` contains the filter `filter`, ignoring case; an empty filter matches all.
+pub fn matches_filter(name: &str, filter: &str) -> bool {
+    name.to_lowercase().contains(&filter.to_lowercase())
 }
 
 /// How one metric is shown.
@@ -178,6 +252,9 @@ pub struct RowView<'a> {
     pub shared: bool,
     /// What the in-cluster reporter does with it, once its status was read.
     pub in_cluster: Option<InCluster>,
+    /// Against the reporter, what approving the level on screen changes (`None`: nothing, or
+    /// no reporter).
+    pub change: Option<Change>,
     /// Numeric metrics only.
     pub trend: Option<&'a Trend>,
 }
@@ -207,6 +284,14 @@ pub struct App {
     pub view: View,
     pub help: bool,
     pub scroll: u16,
+    /// The selected row among the rows the filter lets through.
+    pub selected: usize,
+    /// Rows whose name contains this are shown (empty: all).
+    pub filter: String,
+    /// The filter is being typed.
+    pub filtering: bool,
+    /// No colours: shared, withheld, pending and unknown differ by text, symbol and weight.
+    pub monochrome: bool,
     /// Scroll inside a dialog (a send's bytes can be longer than the screen).
     pub dialog_scroll: u16,
     pub dialog: Option<Dialog>,
@@ -248,6 +333,10 @@ impl App {
             view: View::Metrics,
             help: false,
             scroll: 0,
+            selected: 0,
+            filter: String::new(),
+            filtering: false,
+            monochrome: false,
             dialog_scroll: 0,
             dialog: None,
             payload_form: PayloadForm::Pretty,
@@ -276,11 +365,20 @@ impl App {
         self
     }
 
+    /// Drawn without colours (`NO_COLOR`, a terminal without colours).
+    pub fn with_monochrome(mut self, monochrome: bool) -> App {
+        self.monochrome = monochrome;
+        self
+    }
+
     /// Which bindings apply now.
     pub fn context(&self) -> Context {
         match self.dialog {
             None if self.help => Context::Help,
+            None if self.filtering => Context::Filter,
             None => Context::Main,
+            Some(Dialog::Describe(_)) => Context::Describe,
+            Some(Dialog::Details) => Context::Details,
             Some(Dialog::Confirm(_)) => Context::Confirm,
             Some(Dialog::Sent(_)) => Context::Sent,
             Some(Dialog::Sends { .. }) => Context::Sends,
@@ -300,7 +398,18 @@ impl App {
                 }
             }
             Action::TogglePayload => self.toggle_view(View::Payload),
-            Action::ToggleReporterEvent => self.toggle_view(View::ReporterEvent),
+            Action::ToggleReporterEvent => match &self.reporter {
+                None => {
+                    self.message = Some(format!(
+                        "no in-cluster reporter to show: it has not been read (Kubernetes {})",
+                        self.info.kube
+                    ));
+                }
+                Some(observed) if observed.status.is_none() => {
+                    self.message = Some(format!("no in-cluster reporter event: {}", observed.line));
+                }
+                Some(_) => self.toggle_view(View::ReporterEvent),
+            },
             Action::Approve => self.ask_to_approve(),
             Action::TogglePayloadForm => {
                 self.payload_form = match self.payload_form {
@@ -308,9 +417,44 @@ impl App {
                     PayloadForm::Raw => PayloadForm::Pretty,
                 };
             }
-            Action::ToggleHelp => self.help = !self.help,
+            Action::ToggleHelp => {
+                self.help = !self.help;
+                self.dialog_scroll = 0;
+            }
             Action::ScrollUp => self.scroll_by(-1),
             Action::ScrollDown => self.scroll_by(1),
+            Action::PageUp => self.scroll_by(-PAGE),
+            Action::PageDown => self.scroll_by(PAGE),
+            Action::Describe => {
+                if let Some(row) = self.selected_row() {
+                    self.dialog = Some(Dialog::Describe(row.name));
+                    self.dialog_scroll = 0;
+                }
+            }
+            Action::Details => {
+                self.dialog = Some(Dialog::Details);
+                self.dialog_scroll = 0;
+            }
+            Action::Filter => {
+                self.filtering = true;
+                self.view = View::Metrics;
+            }
+            Action::FilterChar(c) => {
+                self.filter.push(c);
+                self.selected = 0;
+            }
+            Action::FilterBackspace => {
+                self.filter.pop();
+                self.selected = 0;
+            }
+            Action::FilterDone => self.filtering = false,
+            Action::ClearFilter => {
+                self.filtering = false;
+                if !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.selected = 0;
+                }
+            }
             Action::Refresh => {
                 if !self.refreshing {
                     self.refreshing = true;
@@ -352,22 +496,22 @@ impl App {
         self.scroll = 0;
     }
 
-    fn scroll_by(&mut self, by: i8) {
-        let step = |at: u16| {
-            if by < 0 {
-                at.saturating_sub(1)
-            } else {
-                at.saturating_add(1)
-            }
-        };
+    fn scroll_by(&mut self, by: i16) {
+        let step = |at: u16| at.saturating_add_signed(by);
         match &mut self.dialog {
+            None if self.help => self.dialog_scroll = step(self.dialog_scroll),
+            None if self.view == View::Metrics => {
+                let last = self.visible_rows().len().saturating_sub(1);
+                let at = i64::try_from(self.selected).unwrap_or(i64::MAX) + i64::from(by);
+                self.selected = usize::try_from(at.max(0)).unwrap_or(0).min(last);
+            }
             None => self.scroll = step(self.scroll),
             Some(Dialog::Sends { selected }) => {
                 let last = self.sends.len().saturating_sub(1);
                 *selected = if by < 0 {
-                    selected.saturating_sub(1)
+                    selected.saturating_sub(usize::from(by.unsigned_abs()))
                 } else {
-                    (*selected + 1).min(last)
+                    (*selected + usize::from(by.unsigned_abs())).min(last)
                 };
             }
             Some(_) => self.dialog_scroll = step(self.dialog_scroll),
@@ -428,15 +572,7 @@ impl App {
                 return;
             }
         };
-        let mut fields: Vec<String> = match &self.snapshot {
-            Some(snapshot) => consent::candidate_fields(snapshot)
-                .into_iter()
-                .filter(|(_, level)| self.level.shares(*level))
-                .map(|(name, _)| name)
-                .collect(),
-            None => consent::metric_fields_at(self.level).into_iter().collect(),
-        };
-        fields.sort();
+        let fields = proposed_fields(self.snapshot.as_ref(), self.level);
         self.dialog = Some(Dialog::Approve(Approval {
             level: self.level,
             fields,
@@ -481,8 +617,95 @@ impl App {
         }
     }
 
+    /// The reporter as read. The screen opens on its level, and follows it while the level on
+    /// screen is the reporter's (not a proposal of another).
     pub fn on_reporter(&mut self, observed: Observed) {
+        let before = self.reporter_level();
         self.reporter = Some(observed);
+        if let Some(now) = self.reporter_level()
+            && (before.is_none() || before == Some(self.level))
+            && self.dialog.is_none()
+        {
+            self.set_level_quietly(now);
+        }
+    }
+
+    /// What the consent says is approved now, as the approve dialog diffs against it: a valid
+    /// consent's fields at its level; with none (the environment rules), what the reporter
+    /// shares; an invalid consent shares nothing.
+    pub fn approved_now(&self) -> BTreeSet<String> {
+        let Some(observed) = &self.reporter else {
+            return BTreeSet::new();
+        };
+        let reporter_shares = || {
+            observed
+                .status
+                .as_ref()
+                .map(|s| s.shared.clone())
+                .unwrap_or_default()
+        };
+        match &observed.consent {
+            ConsentSeen::Found {
+                reading: ConsentReading::Given(given),
+                ..
+            } => {
+                let levels: BTreeMap<String, Level> = match &self.snapshot {
+                    Some(snapshot) => consent::candidate_fields(snapshot).into_iter().collect(),
+                    None => METRICS
+                        .iter()
+                        .map(|m| (m.name.to_string(), m.level))
+                        .collect(),
+                };
+                given
+                    .fields
+                    .iter()
+                    .filter(|f| levels.get(*f).is_none_or(|at| given.level.shares(*at)))
+                    .cloned()
+                    .collect()
+            }
+            ConsentSeen::Found {
+                reading: ConsentReading::Invalid(_),
+                ..
+            } => BTreeSet::new(),
+            _ => reporter_shares(),
+        }
+    }
+
+    /// What an approval changes against the consent it replaces.
+    pub fn approval_diff(&self, approval: &Approval) -> FieldDiff {
+        let fields = if approval.level == Level::Off {
+            Vec::new()
+        } else {
+            approval.fields.clone()
+        };
+        field_diff(&fields, &self.approved_now())
+    }
+
+    /// Fields of the event's level whose values are unknown (so left out), with the reason.
+    pub fn unknown_at(&self, level: Level) -> Vec<(String, String)> {
+        self.rows()
+            .into_iter()
+            .filter(|row| level.shares(row.level))
+            .filter_map(|row| match row.shown {
+                Shown::Known(_) => None,
+                Shown::Stale { reason, .. } | Shown::Unknown(reason) => Some((row.name, reason)),
+            })
+            .collect()
+    }
+
+    /// The rows the filter lets through.
+    pub fn visible_rows(&self) -> Vec<RowView<'_>> {
+        self.rows()
+            .into_iter()
+            .filter(|row| matches_filter(&row.name, &self.filter))
+            .collect()
+    }
+
+    /// The row selected, if the filter leaves any.
+    pub fn selected_row(&self) -> Option<RowView<'_>> {
+        let mut rows = self.visible_rows();
+        let at = self.selected.min(rows.len().checked_sub(1)?);
+        Some(rows.swap_remove(at))
     }
 
     fn confirm(&mut self) -> Option<Effect> {
@@ -585,7 +808,11 @@ impl App {
             self.message = Some("DO_NOT_TRACK is set: the level stays off".into());
             return;
         }
-        if level != self.level {
+        self.set_level_quietly(level);
+    }
+
+    fn set_level_quietly(&mut self, level: Level) {
+        if level != self.level && !self.info.do_not_track {
             self.level = level;
             self.rebuild_preview();
         }
@@ -615,6 +842,7 @@ impl App {
                     shown: Shown::Unknown("not collected yet".into()),
                     shared: self.level.shares(def.level),
                     in_cluster: self.in_cluster(def.name),
+                    change: self.change(def.name, def.level),
                     trend: None,
                 })
                 .collect();
@@ -624,6 +852,9 @@ impl App {
             .into_iter()
             .map(|row| {
                 let shown = match row.reading {
+                    Reading::Known(_) if row.name == MetricId::MetricsLevel.name() => {
+                        Shown::Known(self.metrics_level_shown())
+                    }
                     Reading::Known(value) => Shown::Known(value.to_string()),
                     Reading::Unknown(reason) => match row
                         .kind
@@ -642,6 +873,7 @@ impl App {
                 let trend = row.kind.metric().map(|def| &self.trends[def.id as usize]);
                 RowView {
                     in_cluster: self.in_cluster(&row.name),
+                    change: self.change(&row.name, row.level),
                     name: row.name,
                     level: row.level,
                     kind: row.kind,
@@ -664,6 +896,30 @@ impl App {
         } else {
             InCluster::Withholds
         })
+    }
+
+    /// Against the reporter, what approving the level on screen does to the field `name`.
+    fn change(&self, name: &str, level: Level) -> Option<Change> {
+        let shares_now = self.in_cluster(name)? == InCluster::Shares;
+        match (shares_now, self.level.shares(level)) {
+            (false, true) => Some(Change::Added),
+            (true, false) => Some(Change::Removed),
+            _ => None,
+        }
+    }
+
+    /// `metrics_level` as the table shows it: with a reporter, the level it sends, and the
+    /// proposal's when that differs; alone, the level on screen.
+    fn metrics_level_shown(&self) -> String {
+        let proposal = match self.level {
+            Level::Off => "off (nothing is sent)".to_string(),
+            level => level.to_string(),
+        };
+        match self.reporter_level() {
+            Some(now) if now != self.level => format!("{now} → {proposal}"),
+            Some(now) => now.to_string(),
+            None => proposal,
+        }
     }
 
     /// The in-cluster reporter's level, by its last status.
@@ -1172,8 +1428,18 @@ mod tests {
     }
 
     #[test]
-    fn the_reporter_event_view_toggles_with_the_metrics() {
+    fn the_reporter_event_view_toggles_with_the_metrics_and_says_when_there_is_none() {
         let mut app = app();
+        app.on_action(Action::ToggleReporterEvent);
+        assert_eq!(app.view, View::Metrics);
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("no in-cluster reporter")),
+            "{:?}",
+            app.message
+        );
+        app.on_reporter(reporter("cluster", "7", &[], &[]));
         app.on_action(Action::ToggleReporterEvent);
         assert_eq!(app.view, View::ReporterEvent);
         app.on_action(Action::TogglePayload);

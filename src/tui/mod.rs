@@ -6,6 +6,7 @@ pub mod app;
 #[cfg(test)]
 mod fixtures;
 pub mod keys;
+pub mod layout;
 pub mod ui;
 
 use std::path::{Path, PathBuf};
@@ -103,7 +104,11 @@ async fn event_loop(
         config.settings.level,
         config.settings.token.clone(),
         SystemTime::now(),
-    );
+    )
+    .with_monochrome(without_colour(
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+    ));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut keys = EventStream::new();
     // Ages on screen are in whole seconds: a redraw a second keeps them current.
@@ -175,6 +180,12 @@ async fn event_loop(
         task.abort();
     }
     Ok(())
+}
+
+/// Whether to draw without colours: `NO_COLOR` set to anything but empty (no-color.org), or a
+/// terminal that has none (`TERM` unset, empty or `dumb`).
+fn without_colour(no_color: Option<&std::ffi::OsStr>, term: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_some_and(|v| !v.is_empty()) || term.is_none_or(|t| t.is_empty() || t == "dumb")
 }
 
 /// Reads the in-cluster reporter's status and consent after each collection; nothing when
@@ -289,4 +300,25 @@ fn spawn_send(
             let _ = tx.send(Msg::Outcome(event.insert_id, outcome));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::without_colour;
+
+    #[test]
+    fn no_color_or_a_terminal_without_colours_draws_in_monochrome() {
+        let term = Some(OsStr::new("xterm-256color"));
+        assert!(!without_colour(None, term));
+        assert!(
+            !without_colour(Some(OsStr::new("")), term),
+            "empty NO_COLOR is unset"
+        );
+        assert!(without_colour(Some(OsStr::new("1")), term));
+        assert!(without_colour(None, Some(OsStr::new("dumb"))));
+        assert!(without_colour(None, Some(OsStr::new(""))));
+        assert!(without_colour(None, None));
+    }
 }
