@@ -1449,6 +1449,158 @@ mod tests {
     }
 
     #[test]
+    fn the_screen_opens_on_the_reporters_level_and_marks_a_proposal_against_it() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::SetLevel(3));
+        let shared: Vec<&str> = METRICS
+            .iter()
+            .filter(|m| m.level == Level::Cluster)
+            .map(|m| m.name)
+            .collect();
+        app.on_reporter(reporter("cluster", "7", &shared, &[]));
+        assert_eq!(app.level, Level::Cluster, "opens on the reporter's level");
+        let change = |app: &App, name: &str| {
+            app.rows()
+                .into_iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.change)
+        };
+        assert_eq!(change(&app, "model_count"), None, "no proposal yet");
+        app.on_action(Action::SetLevel(2));
+        assert_eq!(change(&app, "model_count"), Some(Change::Added));
+        assert_eq!(change(&app, "node_count"), None, "unchanged");
+        assert_eq!(
+            change(&app, "gpu_enabled_count"),
+            None,
+            "withheld either way"
+        );
+        app.on_action(Action::SetLevel(0));
+        assert_eq!(change(&app, "node_count"), Some(Change::Removed));
+        // A later report does not move a proposal away from where the operator put it…
+        app.on_reporter(reporter("cluster", "8", &shared, &[]));
+        assert_eq!(app.level, Level::Off);
+        // …but while the screen shows the reporter's level, it follows the reporter.
+        app.on_action(Action::SetLevel(1));
+        app.on_reporter(reporter("resource", "9", &shared, &[]));
+        assert_eq!(app.level, Level::Resource);
+        let metrics_level = app
+            .rows()
+            .into_iter()
+            .find(|r| r.name == "metrics_level")
+            .map(|r| r.shown);
+        assert_eq!(metrics_level, Some(Shown::Known("resource".into())));
+        app.on_action(Action::SetLevel(0));
+        let metrics_level = app
+            .rows()
+            .into_iter()
+            .find(|r| r.name == "metrics_level")
+            .map(|r| r.shown);
+        assert_eq!(
+            metrics_level,
+            Some(Shown::Known("resource → off (nothing is sent)".into())),
+            "what the reporter sends, and what the proposal would"
+        );
+    }
+
+    #[test]
+    fn the_approval_is_diffed_against_the_consent_it_replaces() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        let mut observed = reporter(
+            "resource",
+            "7",
+            &["cluster_id", "model_count"],
+            &["node_count"],
+        );
+        observed.consent = ConsentSeen::Found {
+            resource_version: "7".into(),
+            reading: ConsentReading::Given(Consent {
+                level: Level::Resource,
+                // gpu_enabled_count is above the consent's level: approved, never sent.
+                fields: ["cluster_id", "model_count", "gpu_enabled_count"]
+                    .map(String::from)
+                    .into(),
+                approved_by: Some("alice".into()),
+                approved_at: None,
+                note: None,
+            }),
+        };
+        app.on_reporter(observed);
+        app.on_action(Action::SetLevel(1));
+        app.on_action(Action::Approve);
+        let Some(Dialog::Approve(approval)) = app.dialog.clone() else {
+            panic!("no dialog: {:?}", app.message);
+        };
+        let diff = app.approval_diff(&approval);
+        assert!(diff.added.contains(&"node_count".to_string()));
+        assert!(!diff.added.contains(&"cluster_id".to_string()));
+        assert_eq!(diff.removed, ["model_count"]);
+        assert_eq!(diff.kept, 1);
+        app.on_action(Action::Close);
+        app.on_action(Action::SetLevel(0));
+        app.on_action(Action::Approve);
+        let Some(Dialog::Approve(off)) = app.dialog.clone() else {
+            panic!("no dialog");
+        };
+        let diff = app.approval_diff(&off);
+        assert!(diff.added.is_empty());
+        assert_eq!(diff.removed, ["cluster_id", "model_count"]);
+    }
+
+    #[test]
+    fn rows_are_selected_filtered_and_described() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::ScrollDown);
+        app.on_action(Action::ScrollDown);
+        assert_eq!(
+            app.selected_row().map(|r| r.name),
+            Some("collector_git_commit".into())
+        );
+        app.on_action(Action::ScrollUp);
+        app.on_action(Action::PageDown);
+        app.on_action(Action::PageDown);
+        app.on_action(Action::PageDown);
+        assert_eq!(
+            app.selected_row().map(|r| r.name),
+            Some("inference_server_name".into()),
+            "the selection stops at the last row"
+        );
+        app.on_action(Action::Filter);
+        assert_eq!(app.context(), Context::Filter);
+        for c in "COUNT".chars() {
+            app.on_action(Action::FilterChar(c));
+        }
+        let names: Vec<String> = app.visible_rows().into_iter().map(|r| r.name).collect();
+        assert!(names.iter().all(|n| n.contains("count")), "{names:?}");
+        assert!(names.contains(&"node_count".to_string()));
+        assert_eq!(app.selected, 0, "a new filter selects its first row");
+        app.on_action(Action::FilterBackspace);
+        assert_eq!(app.filter, "COUN");
+        app.on_action(Action::FilterDone);
+        assert_eq!(
+            app.context(),
+            Context::Main,
+            "the filter stays, the keys are the table's"
+        );
+        assert_eq!(app.filter, "COUN");
+        app.on_action(Action::Describe);
+        assert_eq!(app.dialog, Some(Dialog::Describe("node_count".into())));
+        assert_eq!(app.context(), Context::Describe);
+        app.on_action(Action::Close);
+        app.on_action(Action::ClearFilter);
+        assert!(app.filter.is_empty());
+        assert_eq!(app.visible_rows().len(), METRIC_COUNT);
+        // A filter that matches nothing: nothing to describe, and no panic.
+        app.on_action(Action::Filter);
+        app.on_action(Action::FilterChar('~'));
+        app.on_action(Action::FilterDone);
+        app.on_action(Action::Describe);
+        assert!(app.dialog.is_none());
+    }
+
+    #[test]
     fn quit_from_the_main_screen() {
         let mut app = app();
         app.on_action(Action::Quit);

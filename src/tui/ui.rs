@@ -31,7 +31,9 @@ const HINT: Style = Style::new().fg(Color::DarkGray);
 /// The in-cluster reporter's marks: its level, and the fields it shares.
 const IN_CLUSTER: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
 const PENDING: Style = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
-const SELECTED: Style = Style::new().add_modifier(Modifier::REVERSED);
+/// The selected row: a background, so the cells' own colours stay readable (reversed, in
+/// monochrome).
+const SELECTED: Style = Style::new().bg(Color::DarkGray);
 
 pub use layout::SIDE_BY_SIDE_WIDTH;
 
@@ -122,7 +124,12 @@ fn draw(app: &App, frame: &mut Frame) {
     if let Some(dialog) = &app.dialog {
         render_dialog(app, dialog, frame, dialog_area);
     } else if app.help {
-        render_help(app, frame, dialog_area);
+        // Help is about the whole screen: it takes all of it but the footer.
+        let within = Rect {
+            height: area.height.saturating_sub(1),
+            ..area
+        };
+        render_help(app, frame, within);
     }
 }
 
@@ -166,26 +173,33 @@ fn ellipsize_line(line: Line<'static>, width: usize) -> Line<'static> {
 /// rows, else each line is cut with `…` and `i` shows them in full.
 fn header_rows(app: &App, width: u16, budget: u16) -> Vec<Line<'static>> {
     let lines = header(app, width);
-    if wrapped_height(&lines, width) <= budget.max(u16::try_from(lines.len()).unwrap_or(0)) {
-        let mut rows = Vec::new();
-        for line in lines {
-            rows.extend(wrap_words(line, usize::from(width)));
-        }
-        return rows;
-    }
-    let tail = "  i: details";
-    lines
-        .into_iter()
+    // Only what is wrong (a source down, a refused read) is worth more than one row.
+    let urgent = |line: &Line| line.spans.iter().any(|s| s.style == BAD);
+    let wrapped: u16 = lines
+        .iter()
         .map(|line| {
-            if line.width() <= usize::from(width) {
-                line
+            if urgent(line) {
+                wrapped_height(std::slice::from_ref(line), width)
             } else {
-                let mut line = ellipsize_line(line, usize::from(width).saturating_sub(tail.len()));
-                line.spans.push(Span::styled(tail, HINT));
-                line
+                1
             }
         })
-        .collect()
+        .sum();
+    let wrap_urgent = wrapped <= budget;
+    let tail = "  i: details";
+    let mut rows = Vec::new();
+    for line in lines {
+        if line.width() <= usize::from(width) {
+            rows.push(line);
+        } else if wrap_urgent && urgent(&line) {
+            rows.extend(wrap_words(line, usize::from(width)));
+        } else {
+            let mut line = ellipsize_line(line, usize::from(width).saturating_sub(tail.len()));
+            line.spans.push(Span::styled(tail, HINT));
+            rows.push(line);
+        }
+    }
+    rows
 }
 
 /// A styled line broken into rows of `width` columns (character-wise, spans kept).
@@ -365,7 +379,11 @@ fn source_spans(
 /// The level bar. With a reporter, the level on screen is a proposal to it: the bar says what
 /// approving it changes.
 fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
-    let mut spans = vec![Span::raw("level ")];
+    let mut spans = if area.width < layout::FULL_WIDTH {
+        Vec::new()
+    } else {
+        vec![Span::raw("level ")]
+    };
     for (i, level) in Level::ALL.iter().enumerate() {
         let label = format!("{i} {level}");
         spans.push(if *level == app.level {
@@ -400,6 +418,8 @@ fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
             ("= what the reporter ◆ shares".to_string(), HINT)
         } else if area.width < layout::FULL_WIDTH {
             (format!("+{added} −{removed} (a)"), PENDING)
+        } else if area.width < 100 {
+            (format!("+{added} −{removed} vs ◆ (a: approve)"), PENDING)
         } else {
             (
                 format!("proposal: +{added} −{removed} against ◆ (a: approve)"),
@@ -550,16 +570,11 @@ fn group_state(app: &App, level: Level, reporter: Option<Level>) -> (String, Sty
         None => ("withheld".into(), WITHHELD),
         Some(now) => {
             let shares = now.shares(level);
-            let base = if shares {
-                "◆ the reporter shares it"
-            } else {
-                "withheld by the reporter"
-            };
             match (shares, proposed) {
-                (false, true) => ("withheld by ◆ · + proposal adds".into(), SHARED),
-                (true, false) => ("◆ shares it · − proposal stops".into(), BAD),
-                (true, true) => (base.into(), IN_CLUSTER),
-                (false, false) => (base.into(), WITHHELD),
+                (false, true) => ("withheld · + proposal adds".into(), SHARED),
+                (true, false) => ("◆ shared · − proposal stops".into(), BAD),
+                (true, true) => ("◆ shared by the reporter".into(), IN_CLUSTER),
+                (false, false) => ("withheld by the reporter".into(), WITHHELD),
             }
         }
     }
@@ -761,7 +776,7 @@ fn render_payload(app: &App, frame: &mut Frame, area: Rect) {
             format!(
                 " payload{}, level {}, {} bytes, {} ",
                 if app.reporter_level().is_some() {
-                    " s would send from here"
+                    " (s sends it from here)"
                 } else {
                     ""
                 },
@@ -1077,9 +1092,10 @@ fn unknown_warning(app: &App, level: Level) -> Vec<Line<'static>> {
     }
     let mut lines = vec![Line::styled(
         format!(
-            "⚠ {} field{} of level {level} unknown, so left out of this event:",
+            "⚠ {} field{} level {level} shares {} unknown, so left out of this event:",
             unknown.len(),
-            if unknown.len() == 1 { " is" } else { "s are" }
+            if unknown.len() == 1 { "" } else { "s" },
+            if unknown.len() == 1 { "is" } else { "are" }
         ),
         WARN,
     )];
@@ -2141,6 +2157,53 @@ mod tests {
             "the newly shared row is bold at once: {model:?}"
         );
         crossterm::style::Colored::set_ansi_color_disabled(false);
+    }
+
+    #[test]
+    fn the_send_dialog_warns_of_unknown_fields_and_why() {
+        let mut app = app(Level::Resource);
+        let mut down = healthy(at(10));
+        for m in METRICS
+            .iter()
+            .filter(|m| m.source == crate::metrics::Source::Scheduler)
+        {
+            down.set(
+                m.id,
+                crate::metrics::Reading::unknown("scheduler connect: connection refused"),
+            );
+        }
+        let mut app2 = App::new(info(), Level::Resource, "tok".into(), at(0));
+        app2.on_snapshot(down);
+        app2.on_action(Action::Send);
+        let said = flat(&screen(&app2, 100, 30));
+        assert!(
+            said.contains(
+                "⚠ 6 fields level resource shares are unknown, so left out of this event:"
+            ),
+            "{said}"
+        );
+        assert!(
+            said.contains("seldon_core_version, model_count, pipeline_count, experiment_count,")
+                && said.contains("server_replica_count: scheduler connect: connection refused"),
+            "{said}"
+        );
+        app.on_action(Action::Send);
+        assert!(
+            !flat(&screen(&app, 100, 30)).contains("⚠"),
+            "nothing to warn of"
+        );
+    }
+
+    #[test]
+    fn approving_off_says_stop_sharing_and_what_stops() {
+        let mut app = governed();
+        app.on_action(Action::SetLevel(0));
+        app.on_action(Action::Approve);
+        let said = flat(&screen(&app, 100, 40));
+        assert!(said.contains("stop sharing: the reporter sends nothing from now on, including an event it is still retrying"), "{said}");
+        assert!(said.contains("− node_count"), "{said}");
+        assert!(!said.contains("publishes to"), "{said}");
+        assert!(!said.contains("exactly 0 fields"), "{said}");
     }
 
     #[test]
