@@ -54,7 +54,8 @@ fn monochrome(buffer: &mut Buffer) {
             cell.modifier |= Modifier::DIM;
         }
         if cell.bg != Color::Reset {
-            cell.modifier |= Modifier::REVERSED;
+            // Reversed and dim reads as plain on some terminals: a highlight is reversed only.
+            cell.modifier = (cell.modifier | Modifier::REVERSED) - Modifier::DIM;
         }
         cell.fg = Color::Reset;
         cell.bg = Color::Reset;
@@ -415,7 +416,7 @@ fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
             .filter(|r| r.change == Some(Change::Removed))
             .count();
         if added + removed == 0 {
-            ("= what the reporter ◆ shares".to_string(), HINT)
+            ("= the reporter's level ◆".to_string(), HINT)
         } else if area.width < layout::FULL_WIDTH {
             (format!("+{added} −{removed} (a)"), PENDING)
         } else if area.width < 100 {
