@@ -9,7 +9,6 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use common::{BIN, Tmux, dead_port};
 
@@ -123,8 +122,9 @@ exec:\\n      apiVersion: client.authentication.k8s.io/v1\\n      command: /bin/
     tmux.wait_for("the demo's own Kubernetes stand-in", |s| {
         s.contains("connected, v1.")
     });
-    // Several refreshes: the old demo re-read its kubeconfig on each.
-    std::thread::sleep(Duration::from_secs(4));
+    // Several refreshes (the old demo re-read its kubeconfig on each), counted in its log.
+    let log = home.path().join(".local/state/hodometer/inspect.log");
+    common::wait_for_lines(&log, "inspector refreshed", 3);
     let screen = tmux.screen();
     tmux.keys(&["q"]);
     tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));

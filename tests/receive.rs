@@ -1481,8 +1481,16 @@ fn readers_that_never_read_do_not_grow_the_receiver() {
             stream
         })
         .collect();
-    // Let every answer back up as far as it goes.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Let every answer back up as far as it goes: each reader has bytes waiting that it does
+    // not read, and their number has stopped growing.
+    let mut last = Vec::new();
+    common::wait_until("every stalled answer to back up", common::PATIENCE, || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let waiting: Vec<libc::c_int> = stalled.iter().map(bytes_waiting).collect();
+        let settled = waiting.iter().all(|&n| n > 0) && waiting == last;
+        last = waiting;
+        settled.then_some(())
+    });
     let growth_mib = rss_kib(receiver.pid()).saturating_sub(before) / 1024;
     // A whole copy per reader would be 120 MB; streaming holds a few pieces each.
     assert!(
@@ -1491,6 +1499,16 @@ fn readers_that_never_read_do_not_grow_the_receiver() {
     );
     assert_eq!(get(port, "/healthz").status, 200);
     drop(stalled);
+}
+
+/// The bytes received on `stream` that it has not read yet.
+fn bytes_waiting(stream: &TcpStream) -> libc::c_int {
+    use std::os::fd::AsRawFd;
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: a valid socket, and FIONREAD writes one c_int.
+    let done = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut waiting) };
+    assert_eq!(done, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    waiting
 }
 
 fn set_receive_buffer(stream: &TcpStream, size: libc::c_int) {
