@@ -271,24 +271,30 @@ fn header(app: &App, width: u16) -> Vec<Line<'static>> {
             Span::raw(format!("  cluster id {}  ", app.info.cluster_id)),
             Span::styled(ellipsize(&refreshed(app), room), HINT),
         ]),
-        Line::from(source_spans(
-            match &app.info.scheduler_port_from {
-                Some(from) => format!("scheduler {} (port from {from})", app.info.scheduler),
-                None => format!("scheduler {}", app.info.scheduler),
-            },
-            &app.scheduler_state(),
-            "Seldon ",
-            port_forward_hint(&app.info.scheduler),
-        )),
-        Line::from(source_spans(
-            match &app.kube_server {
-                Some(server) => format!("Kubernetes {} ({server})", app.info.kube),
-                None => format!("Kubernetes {}", app.info.kube),
-            },
-            &app.kube_state(),
-            "",
-            None,
-        )),
+        source_line(
+            source_spans(
+                match &app.info.scheduler_port_from {
+                    Some(from) => format!("scheduler {} (port from {from})", app.info.scheduler),
+                    None => format!("scheduler {}", app.info.scheduler),
+                },
+                &app.scheduler_state(),
+                "Seldon ",
+                port_forward_hint(&app.info.scheduler),
+            ),
+            width,
+        ),
+        source_line(
+            source_spans(
+                match &app.kube_server {
+                    Some(server) => format!("Kubernetes {} ({server})", app.info.kube),
+                    None => format!("Kubernetes {}", app.info.kube),
+                },
+                &app.kube_state(),
+                "",
+                None,
+            ),
+            width,
+        ),
     ];
     if let Some(reporter) = &app.reporter {
         let style = if reporter.line.starts_with("forbidden") {
@@ -315,6 +321,29 @@ fn header(app: &App, width: u16) -> Vec<Line<'static>> {
     lines
 }
 
+/// A source's line: when it is too long, its name gives way (with `…`) before its state.
+fn source_line(spans: Vec<Span<'static>>, width: u16) -> Line<'static> {
+    let line = Line::from(spans);
+    let [name, state] = line.spans.as_slice() else {
+        return line;
+    };
+    let width = usize::from(width);
+    if line.width() <= width || state.style == BAD {
+        return line;
+    }
+    let room = width.saturating_sub(state.width()).max(width / 3);
+    Line::from(vec![
+        Span::styled(
+            ellipsize(
+                name.content.trim_end_matches([':', ' ']),
+                room.saturating_sub(2),
+            ) + ": ",
+            name.style,
+        ),
+        state.clone(),
+    ])
+}
+
 fn approval_line(app: &App) -> Option<Line<'static>> {
     let record = app.approval.as_ref()?;
     let approval = &record.approval;
@@ -325,13 +354,14 @@ fn approval_line(app: &App) -> Option<Line<'static>> {
     );
     let (text, style) = match &record.stage {
         ApprovalStage::Writing => ("writing the consent ConfigMap…".to_string(), WARN),
+        // The state first: what follows it is the first to give way to the screen's edge.
         ApprovalStage::Written { version, by } if app.approval_acknowledged() => (
-            format!("written (resourceVersion {version}, by {by}); acknowledged by the reporter"),
+            format!("acknowledged by the reporter (written at resourceVersion {version}, by {by})"),
             SHARED,
         ),
         ApprovalStage::Written { version, by } => (
             format!(
-                "written (resourceVersion {version}, by {by}); waiting for the reporter to acknowledge"
+                "written, waiting for the reporter to acknowledge (resourceVersion {version}, by {by})"
             ),
             WARN,
         ),
@@ -2205,6 +2235,32 @@ mod tests {
         assert!(said.contains("− node_count"), "{said}");
         assert!(!said.contains("publishes to"), "{said}");
         assert!(!said.contains("exactly 0 fields"), "{said}");
+    }
+
+    #[test]
+    fn a_long_source_name_gives_way_to_its_state() {
+        let mut info = info();
+        info.scheduler_port_from = Some("--scheduler-port (SCHEDULER_PLAINTXT_PORT)".into());
+        info.kube = "context a-very-long-kubeconfig-context-name-for-a-production-cluster".into();
+        let mut app = App::new(info, Level::Cluster, "tok".into(), at(0));
+        app.on_snapshot(healthy(at(0)));
+        for (w, h) in SIZES {
+            let text = screen(&app, w, h);
+            let line = |start: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(start))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            assert!(
+                line("scheduler ").ends_with(": connected, Seldon 2.9.1"),
+                "{w}x{h}\n{text}"
+            );
+            assert!(
+                line("Kubernetes ").ends_with(": connected, v1.31.2"),
+                "{w}x{h}\n{text}"
+            );
+        }
     }
 
     #[test]
