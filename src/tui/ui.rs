@@ -77,7 +77,10 @@ fn draw(app: &App, frame: &mut Frame) {
         Constraint::Length(1),
         Constraint::Length(u16::from(filter_shown)),
         Constraint::Min(3),
-        Constraint::Length(u16::from(app.message.is_some())),
+        // A message is said whole: up to three rows.
+        Constraint::Length(app.message.as_ref().map_or(0, |text| {
+            wrapped_height(&[Line::raw(text.as_str())], area.width).min(3)
+        })),
         Constraint::Length(1),
     ])
     .areas(area);
