@@ -628,6 +628,15 @@ impl App {
         {
             self.set_level_quietly(now);
         }
+        // "Waiting for the reporter" is over once it follows the approval.
+        if self.approval_acknowledged()
+            && self
+                .message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("consent written"))
+        {
+            self.message = None;
+        }
     }
 
     /// What the consent says is approved now, as the approve dialog diffs against it: a valid
@@ -1344,6 +1353,7 @@ mod tests {
         ));
         assert!(app.approval_acknowledged());
         assert_eq!(app.reporter_level(), Some(Level::Resource));
+        assert_eq!(app.message, None, "no 'waiting' message once acknowledged");
     }
 
     #[test]

@@ -689,6 +689,17 @@ mod tests {
     }
 
     #[test]
+    fn help_lists_every_context_the_table_uses() {
+        for binding in BINDINGS {
+            assert!(
+                Context::ALL.contains(&binding.context),
+                "{:?} is missing from Context::ALL, so help would leave it out",
+                binding.context
+            );
+        }
+    }
+
+    #[test]
     fn typing_a_filter_takes_every_character_but_its_own_keys() {
         assert_eq!(action_for(key(Char('/')), Main), Some(Filter));
         assert_eq!(action_for(key(Char('q')), Filtering), Some(FilterChar('q')));

@@ -350,27 +350,27 @@ fn source_line(spans: Vec<Span<'static>>, width: u16) -> Line<'static> {
 fn approval_line(app: &App) -> Option<Line<'static>> {
     let record = app.approval.as_ref()?;
     let approval = &record.approval;
-    let what = format!(
-        "your approval: level {}, {} fields: ",
-        approval.level,
-        approval.fields.len()
-    );
-    let (text, style) = match &record.stage {
-        ApprovalStage::Writing => ("writing the consent ConfigMap…".to_string(), WARN),
-        // The state first: what follows it is the first to give way to the screen's edge.
+    let what = format!("level {}, {} fields", approval.level, approval.fields.len());
+    // The state first: the details after it are the first to give way to the screen's edge.
+    let (state, details, style) = match &record.stage {
+        ApprovalStage::Writing => ("writing the consent ConfigMap…".to_string(), what, WARN),
         ApprovalStage::Written { version, by } if app.approval_acknowledged() => (
-            format!("acknowledged by the reporter (written at resourceVersion {version}, by {by})"),
+            "acknowledged by the reporter".to_string(),
+            format!("{what}, written at resourceVersion {version} by {by}"),
             SHARED,
         ),
         ApprovalStage::Written { version, by } => (
-            format!(
-                "written, waiting for the reporter to acknowledge (resourceVersion {version}, by {by})"
-            ),
+            "written, waiting for the reporter to acknowledge".to_string(),
+            format!("{what}, resourceVersion {version}, by {by}"),
             WARN,
         ),
-        ApprovalStage::Failed(why) => (format!("not written: {why}"), BAD),
+        ApprovalStage::Failed(why) => (format!("not written: {why}"), what, BAD),
     };
-    Some(Line::from(vec![Span::raw(what), Span::styled(text, style)]))
+    Some(Line::from(vec![
+        Span::raw("your approval: "),
+        Span::styled(state, style),
+        Span::styled(format!(" ({details})"), HINT),
+    ]))
 }
 
 /// What to check when a scheduler on this machine refuses connections: over `kubectl
@@ -449,7 +449,15 @@ fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
             .filter(|r| r.change == Some(Change::Removed))
             .count();
         if added + removed == 0 {
-            ("= the reporter's level ◆".to_string(), HINT)
+            (
+                if area.width < layout::FULL_WIDTH {
+                    "= ◆"
+                } else {
+                    "= the reporter's level ◆"
+                }
+                .to_string(),
+                HINT,
+            )
         } else if area.width < layout::FULL_WIDTH {
             (format!("+{added} −{removed} (a)"), PENDING)
         } else if area.width < 100 {
