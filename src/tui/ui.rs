@@ -548,7 +548,6 @@ fn render_metrics(app: &App, frame: &mut Frame, area: Rect, fit: Fit) {
     };
     let offset = layout::scroll_window(rows.len(), window, selected_at.unwrap_or(0));
     let below = rows.len().saturating_sub(offset + window);
-    let total = rows.len();
     let sharing_title = if reporter.is_some() {
         "reporter"
     } else {
@@ -589,7 +588,6 @@ fn render_metrics(app: &App, frame: &mut Frame, area: Rect, fit: Fit) {
             selected + 1,
             visible.len(),
         );
-        let _ = total;
         frame.render_widget(
             Paragraph::new(Line::styled(
                 ellipsize(&text, usize::from(area.width)),
@@ -776,32 +774,38 @@ fn render_scrolled(
     let inner = usize::from(area.height.saturating_sub(2));
     let total = lines.len();
     let offset = usize::from(scroll).min(total.saturating_sub(inner));
-    let mut block = Block::bordered().title(title);
-    if total > inner {
-        let below = total - offset - inner.min(total - offset);
-        block = block.title_bottom(Line::styled(
-            format!(
-                " {}{} (↑/↓) ",
-                if offset > 0 {
-                    format!("↑ {offset} ")
-                } else {
-                    String::new()
-                },
-                if below > 0 {
-                    format!("↓ {below} more")
-                } else {
-                    "end".to_string()
-                }
-            ),
-            HINT,
-        ));
-    }
+    let block = with_scroll_note(Block::bordered().title(title), total, inner, offset);
     frame.render_widget(
         Paragraph::new(lines)
             .block(block)
             .scroll((u16::try_from(offset).unwrap_or(u16::MAX), 0)),
         area,
     );
+}
+
+/// `block` with "↑ n · ↓ n more (↑/↓)" on its bottom border when `total` rows do not fit in
+/// `visible` from `offset`.
+fn with_scroll_note(
+    block: Block<'static>,
+    total: usize,
+    visible: usize,
+    offset: usize,
+) -> Block<'static> {
+    if total <= visible {
+        return block;
+    }
+    let below = total.saturating_sub(offset + visible);
+    let above = if offset > 0 {
+        format!("↑ {offset} · ")
+    } else {
+        String::new()
+    };
+    let below = if below > 0 {
+        format!("↓ {below} more")
+    } else {
+        "end".to_string()
+    };
+    block.title_bottom(Line::styled(format!(" {above}{below} (↑/↓) "), HINT))
 }
 
 fn payload_form_note(form: PayloadForm) -> &'static str {
@@ -999,26 +1003,12 @@ fn render_box_indented(
     let body_height = usize::from(area.height.saturating_sub(4));
     let total = rows.len();
     let offset = usize::from(scroll).min(total.saturating_sub(body_height));
-    let below = total.saturating_sub(offset + body_height);
-    let mut block = Block::bordered().title(ellipsize(&title, inner));
-    if total > body_height {
-        block = block.title_bottom(Line::styled(
-            format!(
-                " {}{} (↑/↓) ",
-                if offset > 0 {
-                    format!("↑ {offset} · ")
-                } else {
-                    String::new()
-                },
-                if below > 0 {
-                    format!("↓ {below} more")
-                } else {
-                    "end".to_string()
-                }
-            ),
-            HINT,
-        ));
-    }
+    let block = with_scroll_note(
+        Block::bordered().title(ellipsize(&title, inner)),
+        total,
+        body_height,
+        offset,
+    );
     let inside = block.inner(area);
     frame.render_widget(block, area);
     let [text, _, key_line] = Layout::vertical([
