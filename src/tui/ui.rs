@@ -1557,7 +1557,8 @@ fn describe_lines(app: &App, name: &str) -> Vec<Line<'static>> {
 }
 
 fn render_help(app: &App, frame: &mut Frame, within: Rect) {
-    let mut lines: Vec<Line> = Vec::new();
+    // Where the logs go comes first: it is what a person opens help for when something failed.
+    let mut lines: Vec<Line> = vec![Line::raw(format!("logs: {}", app.info.log_file))];
     for context in Context::ALL {
         let bindings: Vec<_> = BINDINGS.iter().filter(|b| b.context == context).collect();
         if bindings.is_empty() {
@@ -1585,7 +1586,6 @@ fn render_help(app: &App, frame: &mut Frame, within: Rect) {
     lines.push(Line::raw(
         "proposal: + approving the level shown adds it · − approving it stops it",
     ));
-    lines.push(Line::raw(format!("logs: {}", app.info.log_file)));
     render_box_indented(
         frame,
         within,
