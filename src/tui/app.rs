@@ -292,6 +292,9 @@ pub struct App {
     pub filtering: bool,
     /// No colours: shared, withheld, pending and unknown differ by text, symbol and weight.
     pub monochrome: bool,
+    /// The terminal is below the smallest size drawn: nothing but the too-small screen shows,
+    /// so no key may act on what cannot be seen (a hidden dialog's `y` must not send).
+    pub too_small: bool,
     /// Scroll inside a dialog (a send's bytes can be longer than the screen).
     pub dialog_scroll: u16,
     pub dialog: Option<Dialog>,
@@ -337,6 +340,7 @@ impl App {
             filter: String::new(),
             filtering: false,
             monochrome: false,
+            too_small: false,
             dialog_scroll: 0,
             dialog: None,
             payload_form: PayloadForm::Pretty,
@@ -386,7 +390,15 @@ impl App {
         }
     }
 
+    /// The terminal's size, before each draw.
+    pub fn on_resize(&mut self, width: u16, height: u16) {
+        self.too_small = super::layout::fit(width, height) == super::layout::Fit::TooSmall;
+    }
+
     pub fn on_action(&mut self, action: Action) -> Option<Effect> {
+        if self.too_small && !matches!(action, Action::Quit) {
+            return None;
+        }
         self.message = None;
         match action {
             Action::Quit => self.quit = true,
@@ -1608,6 +1620,32 @@ mod tests {
         app.on_action(Action::FilterDone);
         app.on_action(Action::Describe);
         assert!(app.dialog.is_none());
+    }
+
+    #[test]
+    fn on_a_terminal_too_small_to_show_it_only_quitting_acts() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::Send);
+        assert_eq!(app.context(), Context::Confirm);
+        app.on_resize(50, 15);
+        assert_eq!(
+            app.on_action(Action::Confirm),
+            None,
+            "a hidden dialog never sends"
+        );
+        assert!(app.sends.is_empty());
+        app.on_action(Action::LevelUp);
+        assert_eq!(app.level, Level::Cluster);
+        app.on_resize(80, 24);
+        assert_eq!(
+            app.context(),
+            Context::Confirm,
+            "the dialog is shown again, as it was"
+        );
+        app.on_resize(50, 15);
+        app.on_action(Action::Quit);
+        assert!(app.quit);
     }
 
     #[test]

@@ -127,6 +127,8 @@ async fn event_loop(
             app.on_refresh_started();
             tasks.push(spawn_refresh(&sources, tx.clone()));
         }
+        let size = terminal.size()?;
+        app.on_resize(size.width, size.height);
         terminal.draw(|frame| ui::render(&app, frame))?;
         tokio::select! {
             key = keys.next() => match key {
