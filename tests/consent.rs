@@ -231,6 +231,15 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // A failed test shows what the daemon said.
+        if std::thread::panicking() {
+            eprintln!("the daemon's log:\n{}", self.log());
+        }
+    }
+}
+
 /// A sim with the stand-in and the shipped ConfigMaps applied, a receiver, and its URL.
 fn cluster(sim_args: &[&str]) -> (SimProcess, String, ReceiverProcess, String) {
     let sim = SimProcess::start_with_kube(sim_args);

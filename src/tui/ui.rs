@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::app::{
-    App, ApprovalStage, Change, Dialog, InCluster, PayloadForm, RowView, SendRecord, Shown,
+    App, ApprovalState, Change, Dialog, InCluster, PayloadForm, RowView, SendRecord, Shown,
     SourceState, Trend, View, age, short_id,
 };
 use super::keys::{BINDINGS, Context, hints, keys_text};
@@ -18,6 +18,12 @@ use super::layout::{self, Fit, TREND_WIDTH, ellipsize, text_width};
 use crate::consent::ConsentReading;
 use crate::metrics::{Level, METRICS, MetricDef, RowKind};
 use crate::payload::Event;
+
+/// Text from outside the process (servers, ConfigMaps, files) as it may be drawn: control,
+/// bidi and zero-width characters shown escaped (ratatui itself drops only C0 and C1).
+fn safe(text: &str) -> String {
+    crate::sanitize::text(text).into_owned()
+}
 
 const SHARED: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
 const WITHHELD: Style = Style::new().fg(Color::DarkGray);
@@ -309,7 +315,7 @@ fn header(app: &App, width: u16) -> Vec<Line<'static>> {
             Span::raw("in-cluster reporter "),
             Span::styled("◆", IN_CLUSTER),
             Span::raw(": "),
-            Span::styled(reporter.line.clone(), style),
+            Span::styled(safe(&reporter.line), style),
         ]));
     }
     if let Some(line) = approval_line(app) {
@@ -348,28 +354,25 @@ fn source_line(spans: Vec<Span<'static>>, width: u16) -> Line<'static> {
 }
 
 fn approval_line(app: &App) -> Option<Line<'static>> {
-    let record = app.approval.as_ref()?;
-    let approval = &record.approval;
-    let what = format!("level {}, {} fields", approval.level, approval.fields.len());
-    // The state first: the details after it are the first to give way to the screen's edge.
-    let (state, details, style) = match &record.stage {
-        ApprovalStage::Writing => ("writing the consent ConfigMap…".to_string(), what, WARN),
-        ApprovalStage::Written { version, by } if app.approval_acknowledged() => (
-            "acknowledged by the reporter".to_string(),
-            format!("{what}, written at resourceVersion {version} by {by}"),
-            SHARED,
-        ),
-        ApprovalStage::Written { version, by } => (
-            "written, waiting for the reporter to acknowledge".to_string(),
-            format!("{what}, resourceVersion {version}, by {by}"),
-            WARN,
-        ),
-        ApprovalStage::Failed(why) => (format!("not written: {why}"), what, BAD),
+    let approval = &app.approval.as_ref()?.approval;
+    let state = app.approval_state()?;
+    let style = match state {
+        ApprovalState::Acknowledged { .. } => SHARED,
+        ApprovalState::Failed(_) => BAD,
+        _ => WARN,
     };
+    // The state first (as the message line says it): what follows gives way to the edge first.
     Some(Line::from(vec![
         Span::raw("your approval: "),
-        Span::styled(state, style),
-        Span::styled(format!(" ({details})"), HINT),
+        Span::styled(safe(&state.describe()), style),
+        Span::styled(
+            format!(
+                " (level {}, {} fields)",
+                approval.level,
+                approval.fields.len()
+            ),
+            HINT,
+        ),
     ]))
 }
 
@@ -407,7 +410,10 @@ fn source_spans(
             (format!("down: {why}{hint}"), BAD)
         }
     };
-    vec![Span::raw(format!("{name}: ")), Span::styled(text, style)]
+    vec![
+        Span::raw(format!("{}: ", safe(&name))),
+        Span::styled(safe(&text), style),
+    ]
 }
 
 /// The level bar. With a reporter, the level on screen is a proposal to it: the bar says what
@@ -491,7 +497,7 @@ fn render_filter(app: &App, frame: &mut Frame, area: Rect) {
     };
     let line = Line::from(vec![
         Span::styled("filter /", Style::new().bold()),
-        Span::raw(format!("{}{cursor}", app.filter)),
+        Span::raw(format!("{}{cursor}", safe(&app.filter))),
         Span::styled(format!("  {shown} of {total} rows  {keys}"), HINT),
     ]);
     frame.render_widget(
@@ -534,7 +540,7 @@ fn render_metrics(app: &App, frame: &mut Frame, area: Rect, fit: Fit) {
     }
     if visible.is_empty() {
         rows.push(Row::new(vec![Cell::from(Line::styled(
-            format!("no row matches /{}", app.filter),
+            format!("no row matches /{}", safe(&app.filter)),
             WARN,
         ))]));
     }
@@ -650,7 +656,7 @@ fn value_spans(app: &App, row: &RowView) -> Vec<Span<'static>> {
         .unwrap_or_default();
     let mut value = match &row.shown {
         Shown::Known(value) => vec![Span::styled(
-            format!("{value}{unit}"),
+            safe(&format!("{value}{unit}")),
             if leaves(row) {
                 Style::new().bold()
             } else {
@@ -658,10 +664,15 @@ fn value_spans(app: &App, row: &RowView) -> Vec<Span<'static>> {
             },
         )],
         Shown::Stale { value, age, reason } => vec![Span::styled(
-            format!("{value}{unit} (stale {} ago: {reason})", short_age(*age)),
+            safe(&format!(
+                "{value}{unit} (stale {} ago: {reason})",
+                short_age(*age)
+            )),
             UNKNOWN,
         )],
-        Shown::Unknown(reason) => vec![Span::styled(format!("? unknown: {reason}"), UNKNOWN)],
+        Shown::Unknown(reason) => {
+            vec![Span::styled(safe(&format!("? unknown: {reason}")), UNKNOWN)]
+        }
     };
     if let (Shown::Known(_), Some(trend)) = (&row.shown, row.trend)
         && let Some((at, delta)) = trend.last_change
@@ -673,11 +684,11 @@ fn value_spans(app: &App, row: &RowView) -> Vec<Span<'static>> {
     }
     if let RowKind::Extension(ext) = &row.kind {
         value.push(Span::styled(
-            format!("  operator-supplied, from {}", ext.source),
+            safe(&format!("  operator-supplied, from {}", ext.source)),
             WITHHELD,
         ));
         for suspicion in &ext.suspicions {
-            value.push(Span::styled(format!("  ⚠ {suspicion}"), WARN));
+            value.push(Span::styled(safe(&format!("  ⚠ {suspicion}")), WARN));
         }
     }
     value
@@ -700,7 +711,7 @@ fn metric_row(app: &App, row: &RowView, columns: layout::TableColumns) -> Row<'s
         usize::from(columns.value),
     );
     let mut cells = vec![
-        Cell::from(ellipsize(&row.name, usize::from(columns.name))).style(name_style),
+        Cell::from(ellipsize(&safe(&row.name), usize::from(columns.name))).style(name_style),
         Cell::from(sharing).style(sharing_style),
         Cell::from(mark),
         Cell::from(value),
@@ -867,7 +878,7 @@ fn render_reporter_event(app: &App, frame: &mut Frame, area: Rect) {
             " in-cluster reporter's last event ".to_string(),
             vec![Line::raw(match &app.reporter {
                 None => "The in-cluster reporter has not been read.".to_string(),
-                Some(r) if r.status.is_none() => format!("Unknown: {}", r.line),
+                Some(r) if r.status.is_none() => format!("Unknown: {}", safe(&r.line)),
                 Some(_) => "It has sent no event yet.".to_string(),
             })],
         ),
@@ -888,16 +899,19 @@ fn payload_text(json: &str, form: PayloadForm, width: u16) -> Text<'static> {
     let pretty = match form {
         PayloadForm::Pretty => serde_json::from_str::<serde_json::Value>(json)
             .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok()),
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            // serde_json leaves DEL, C1, bidi and zero-width characters raw: escape them all.
+            .map(|pretty| crate::payload::ascii_json(&pretty)),
         PayloadForm::Raw => None,
     };
     let Some(pretty) = pretty else {
         let width = usize::from(width.max(1));
-        // The JSON is ASCII (payload::ascii_json): byte chunks are character chunks.
+        // Our own JSON is ASCII (payload::ascii_json): byte chunks are character chunks. The
+        // reporter's event comes from a ConfigMap and may hold anything: sanitised.
         return Text::from(
             json.as_bytes()
                 .chunks(width)
-                .map(|chunk| Line::raw(String::from_utf8_lossy(chunk).into_owned()))
+                .map(|chunk| Line::raw(safe(&String::from_utf8_lossy(chunk))))
                 .collect::<Vec<_>>(),
         );
     };
@@ -1106,7 +1120,7 @@ fn outcome_lines(app: &App, record: &SendRecord) -> Vec<Line<'static>> {
         .map(|(endpoint, outcome)| {
             let (text, style) = match outcome {
                 None => ("sending…".to_string(), WARN),
-                Some(o) => (o.detail(), if o.is_ok() { SHARED } else { BAD }),
+                Some(o) => (safe(&o.detail()), if o.is_ok() { SHARED } else { BAD }),
             };
             Line::from(vec![
                 Span::raw(format!("  {endpoint} ")),
@@ -1140,8 +1154,11 @@ fn unknown_warning(app: &App, level: Level) -> Vec<Line<'static>> {
     }
     for (reason, names) in reasons {
         lines.push(Line::from(vec![
-            Span::styled(format!("  {}", names.join(", ")), Style::new().bold()),
-            Span::styled(format!(": {reason}"), UNKNOWN),
+            Span::styled(
+                safe(&format!("  {}", names.join(", "))),
+                Style::new().bold(),
+            ),
+            Span::styled(safe(&format!(": {reason}")), UNKNOWN),
         ]));
     }
     lines.push(Line::raw(""));
@@ -1274,7 +1291,7 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
             render_box_indented(
                 frame,
                 within,
-                format!(" {name} "),
+                format!(" {} ", safe(name)),
                 lines,
                 10,
                 keys_line(&[("↑/↓", "scroll"), ("Esc", "close")]),
@@ -1339,10 +1356,10 @@ fn approve_lines(app: &App, approval: &super::app::Approval) -> Vec<Line<'static
         ]));
     }
     for field in &diff.added {
-        lines.push(Line::styled(format!("  + {field}"), SHARED));
+        lines.push(Line::styled(safe(&format!("  + {field}")), SHARED));
     }
     for field in &diff.removed {
-        lines.push(Line::styled(format!("  − {field}"), BAD));
+        lines.push(Line::styled(safe(&format!("  − {field}")), BAD));
     }
     if diff.added.is_empty() && diff.removed.is_empty() {
         lines.push(Line::styled("  no field changes", HINT));
@@ -1374,22 +1391,22 @@ fn approve_lines(app: &App, approval: &super::app::Approval) -> Vec<Line<'static
         let fate = fate.replace("them", them);
         lines.push(Line::from(vec![
             Span::styled("◇ pending: ", PENDING),
-            Span::raw(format!(
+            Span::raw(safe(&format!(
                 "{} {are} at the reporter's level but not in the consent, so withheld until approved; {fate}",
                 pending.join(", ")
-            )),
+            ))),
         ]));
     }
     lines.push(Line::raw(""));
     if approval.level != Level::Off {
         match status.filter(|s| !s.endpoints.is_empty()) {
             Some(status) => {
-                lines.push(Line::raw(format!(
+                lines.push(Line::raw(safe(&format!(
                     "the reporter publishes to (every {}):",
                     status.interval.as_deref().unwrap_or("?")
-                )));
+                ))));
                 for endpoint in &status.endpoints {
-                    lines.push(Line::raw(format!("  {endpoint}")));
+                    lines.push(Line::raw(safe(&format!("  {endpoint}"))));
                 }
             }
             None => lines.push(Line::styled(
@@ -1413,13 +1430,13 @@ fn approve_lines(app: &App, approval: &super::app::Approval) -> Vec<Line<'static
                 .unwrap_or_default()
         ),
     };
-    lines.push(Line::raw(format!("replaces: {replaced}")));
-    lines.push(Line::raw(match &approval.seen_version {
+    lines.push(Line::raw(format!("replaces: {}", safe(&replaced))));
+    lines.push(Line::raw(safe(&match &approval.seen_version {
         Some(version) => format!(
             "writes configmaps {consent} over resourceVersion {version}; a change by someone else since is shown, not overwritten"
         ),
         None => format!("creates configmaps {consent}"),
-    }));
+    })));
     lines
 }
 
@@ -1432,7 +1449,8 @@ fn describe_lines(app: &App, name: &str) -> Vec<Line<'static>> {
     let field = |label: &str, text: String| {
         Line::from(vec![
             Span::styled(format!("{label:<10}"), Style::new().bold()),
-            Span::raw(text),
+            // Values, reasons and extensions come from outside the process.
+            Span::raw(safe(&text)),
         ])
     };
     let mut lines = Vec::new();
@@ -1458,7 +1476,7 @@ fn describe_lines(app: &App, name: &str) -> Vec<Line<'static>> {
             lines.push(field("type", "string".into()));
             lines.push(field("source", format!("operator ({})", ext.source)));
             for suspicion in &ext.suspicions {
-                lines.push(Line::styled(format!("⚠ {suspicion}"), WARN));
+                lines.push(Line::styled(safe(&format!("⚠ {suspicion}")), WARN));
             }
         }
     }
@@ -1473,16 +1491,16 @@ fn describe_lines(app: &App, name: &str) -> Vec<Line<'static>> {
         Shown::Stale { value, age, reason } => Line::from(vec![
             Span::styled(format!("{:<10}", "value"), Style::new().bold()),
             Span::styled(
-                format!(
+                safe(&format!(
                     "{value}{unit}, stale: read {} ago; now unknown because {reason}",
                     short_age(*age)
-                ),
+                )),
                 UNKNOWN,
             ),
         ]),
         Shown::Unknown(reason) => Line::from(vec![
             Span::styled(format!("{:<10}", "value"), Style::new().bold()),
-            Span::styled(format!("unknown, because {reason}"), UNKNOWN),
+            Span::styled(safe(&format!("unknown, because {reason}")), UNKNOWN),
         ]),
     });
     match row.trend {
