@@ -73,7 +73,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let kube_addr = sim
         .kube_addr()
         .ok_or_else(|| anyhow::anyhow!("the Kubernetes stand-in did not start"))?;
-    let kubeconfig = Kubeconfig::from_yaml(&crate::sim::kube::kubeconfig(kube_addr))?;
+    let kubeconfig =
+        Kubeconfig::from_yaml(&crate::sim::kube::kubeconfig(kube_addr, sim.kube_tokens()))?;
     let receiver = Receiver::bind(ReceiveConfig {
         listen: LOOPBACK_ANY_PORT,
         record: Record::All,
@@ -132,7 +133,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         interval: REPORTER_INTERVAL,
         once: false,
         listen: None,
-        consent: Some(DEFAULT_CONSENT_CONFIGMAP.into()),
+        consent: Some(settings.consent_configmap.clone()),
         own_process: false,
     };
     let reporter_task = tokio::spawn(daemon::run(reporter, until_stopped(stopped)));

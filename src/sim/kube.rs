@@ -30,16 +30,47 @@ const OPERATOR_DEPLOYMENT: &str = "seldon-v2-controller-manager";
 const SCHEDULER_STATEFULSET: &str = "seldon-scheduler";
 const SCHEDULER_CONTAINER: &str = "scheduler";
 
-/// The bearer token the generated kubeconfig carries; anything else gets 401, as a real API would.
-pub const SIM_TOKEN: &str = "hodometer-sim-token";
-/// Who the API server takes [`SIM_TOKEN`] for.
+/// Who the API server takes the service account's token for.
 pub const SIM_USER: &str = "system:serviceaccount:seldon-mesh:hodometer";
 /// A second identity, the cluster administrator who applies manifests: RBAC does not bind it.
-pub const SIM_ADMIN_TOKEN: &str = "hodometer-sim-admin-token";
 pub const SIM_ADMIN_USER: &str = "sim-admin";
+
+/// The bearer tokens of one run of the stand-in, random, so no other local user can guess them:
+/// they are written only into its 0600 kubeconfig (or kept in memory by the demo). Anything
+/// else gets 401, as a real API would.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimTokens {
+    /// The kubeconfig's current context: the service account ([`SIM_USER`]).
+    pub service_account: String,
+    /// Context `hodometer-sim-admin`: the administrator ([`SIM_ADMIN_USER`]).
+    pub admin: String,
+}
+
+impl SimTokens {
+    pub fn random() -> SimTokens {
+        let token = || {
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+        };
+        SimTokens {
+            service_account: token(),
+            admin: token(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SimTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimTokens(..)")
+    }
+}
 const MAX_PAGE: usize = 500;
 
 struct World {
+    tokens: SimTokens,
     kube: KubeSpec,
     servers: Vec<ServerSpec>,
     /// When set, only these grants are allowed, as RBAC would.
@@ -111,6 +142,7 @@ pub fn load_grants(path: &std::path::Path) -> Result<Vec<Grant>, String> {
 /// The stand-in's routes over a scenario. `forbid` adds to the scenario's own forbidden
 /// resources; `grants`, when given, allow nothing else; `secrets_dir` holds the Secrets.
 pub fn router(
+    tokens: SimTokens,
     scenario: &Scenario,
     forbid: &[String],
     grants: Option<Vec<Grant>>,
@@ -119,6 +151,7 @@ pub fn router(
     let mut kube = scenario.kubernetes.clone();
     kube.forbid.extend(forbid.iter().cloned());
     let world = Arc::new(World {
+        tokens,
         kube,
         servers: scenario.servers.clone(),
         grants,
@@ -160,10 +193,15 @@ pub fn router(
         .with_state(world)
 }
 
-/// A kubeconfig pointing at the stand-in, with the Seldon namespace as the context's.
-pub fn kubeconfig(addr: SocketAddr) -> String {
+/// A kubeconfig pointing at the stand-in, with the Seldon namespace as the context's: the
+/// service account in the current context, the administrator in `hodometer-sim-admin`.
+pub fn kubeconfig(addr: SocketAddr, tokens: &SimTokens) -> String {
+    let SimTokens {
+        service_account,
+        admin,
+    } = tokens;
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: hodometer-sim\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: hodometer-sim\n  context:\n    cluster: hodometer-sim\n    user: hodometer-sim\n    namespace: {SIM_NAMESPACE}\ncurrent-context: hodometer-sim\nusers:\n- name: hodometer-sim\n  user:\n    token: {SIM_TOKEN}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: hodometer-sim\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: hodometer-sim\n  context:\n    cluster: hodometer-sim\n    user: hodometer-sim\n    namespace: {SIM_NAMESPACE}\n- name: hodometer-sim-admin\n  context:\n    cluster: hodometer-sim\n    user: hodometer-sim-admin\n    namespace: {SIM_NAMESPACE}\ncurrent-context: hodometer-sim\nusers:\n- name: hodometer-sim\n  user:\n    token: {service_account}\n- name: hodometer-sim-admin\n  user:\n    token: {admin}\n"
     )
 }
 
@@ -226,14 +264,14 @@ impl Caller {
 /// A refusal, boxed: a `Response` is large and refusals are the rare path.
 type Refusal = Box<Response>;
 
-fn authenticate(headers: &HeaderMap) -> Result<Caller, Refusal> {
+fn authenticate(world: &World, headers: &HeaderMap) -> Result<Caller, Refusal> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match bearer {
-        Some(SIM_TOKEN) => Ok(Caller::ServiceAccount),
-        Some(SIM_ADMIN_TOKEN) => Ok(Caller::Admin),
+        Some(token) if token == world.tokens.service_account => Ok(Caller::ServiceAccount),
+        Some(token) if token == world.tokens.admin => Ok(Caller::Admin),
         _ => Err(Box::new(status(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
@@ -251,7 +289,7 @@ fn authorize(
     cluster_scope: bool,
     name: Option<&str>,
 ) -> Result<Caller, Refusal> {
-    let caller = authenticate(headers)?;
+    let caller = authenticate(world, headers)?;
     // Every authenticated identity may read /version (system:public-info-viewer).
     let granted = caller == Caller::Admin
         || resource == "version"
@@ -1178,8 +1216,8 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 /// `SelfSubjectReview`: every authenticated identity may ask who it is.
-async fn self_subject_review(headers: HeaderMap) -> Response {
-    match authenticate(&headers) {
+async fn self_subject_review(State(world): State<Arc<World>>, headers: HeaderMap) -> Response {
+    match authenticate(&world, &headers) {
         Ok(caller) => {
             let groups = match caller {
                 Caller::ServiceAccount => json!([

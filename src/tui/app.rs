@@ -373,7 +373,13 @@ pub struct App {
 impl App {
     pub fn new(info: Info, level: Level, token: String, now: SystemTime) -> App {
         // The level bar starts at what the run's policy allows (DO_NOT_TRACK: off).
-        let level = policy::decide(info.do_not_track, level, &ConsentRead::NotGoverned, None).level;
+        let level = policy::decide(
+            info.do_not_track,
+            level,
+            &ConsentRead::NotGoverned,
+            &Default::default(),
+        )
+        .level;
         App {
             info,
             level,
@@ -589,6 +595,15 @@ impl App {
         }
         match &self.preview {
             Some(event) => self.dialog = Some(Dialog::Confirm(event.clone())),
+            None if self.policy().source == PolicySource::InvalidConsent => {
+                self.message = self.consent_bound();
+            }
+            None if self.snapshot.is_some() && self.level != Level::Off => {
+                self.message = Some(match self.consent_bound() {
+                    Some(bound) => format!("nothing to send: {bound}, none of them known"),
+                    None => "nothing to send: no field is known".into(),
+                });
+            }
             None if self.level == Level::Off => {
                 self.message = Some("level off: nothing to send".into());
             }
@@ -960,7 +975,33 @@ impl App {
                 error: why.clone(),
             },
         };
-        policy::decide(self.info.do_not_track, self.level, &read, None).at_most(self.level)
+        policy::decide(
+            self.info.do_not_track,
+            self.level,
+            &read,
+            &Default::default(),
+        )
+        .at_most(self.level)
+    }
+
+    /// When a consent bounds what this session sends, a line saying so (for the send dialog).
+    pub fn consent_bound(&self) -> Option<String> {
+        let policy = self.policy();
+        let name = self
+            .reporter
+            .as_ref()
+            .map_or("the consent", |r| r.consent_configmap.as_str());
+        match policy.source {
+            PolicySource::Consent => Some(format!(
+                "bounded by the consent {name} (level {}, resourceVersion {}): only the fields it approves",
+                policy.level,
+                policy.consent_version.as_deref().unwrap_or("?")
+            )),
+            PolicySource::InvalidConsent => {
+                Some(format!("the consent {name} is invalid: nothing is sent"))
+            }
+            PolicySource::Environment | PolicySource::DoNotTrack => None,
+        }
     }
 
     /// A new event (and `$insert_id`) whenever what would be sent changes.
@@ -993,6 +1034,7 @@ impl App {
 
     /// Every metric as the table shows it at the chosen level.
     pub fn rows(&self) -> Vec<RowView<'_>> {
+        let policy = self.policy();
         let Some(snapshot) = &self.snapshot else {
             return METRICS
                 .iter()
@@ -1001,15 +1043,16 @@ impl App {
                     level: def.level,
                     kind: RowKind::Metric(def),
                     shown: Shown::Unknown("not collected yet".into()),
-                    shared: self.level.shares(def.level),
+                    shared: policy.allows(def.name, def.level),
                     in_cluster: self.in_cluster(def.name),
                     change: self.change(def.name, def.level),
                     trend: None,
                 })
                 .collect();
         };
+        // Read at the policy's level: `metrics_level` shows what a send would say.
         snapshot
-            .rows(self.level)
+            .rows(policy.level)
             .into_iter()
             .map(|row| {
                 let shown = match row.reading {
@@ -1035,11 +1078,12 @@ impl App {
                 RowView {
                     in_cluster: self.in_cluster(&row.name),
                     change: self.change(&row.name, row.level),
+                    // Shared as a send from here would share it: under a consent, only approved.
+                    shared: policy.allows(&row.name, row.level),
                     name: row.name,
                     level: row.level,
                     kind: row.kind,
                     shown,
-                    shared: row.shared,
                     trend: trend.filter(|trend| !trend.samples.is_empty()),
                 }
             })
@@ -1510,6 +1554,60 @@ mod tests {
                 .as_deref()
                 .is_some_and(|m| m.starts_with("your approval: acknowledged")),
             "the message line follows the header, 'waiting' no longer: {:?}",
+            app.message
+        );
+    }
+
+    #[test]
+    fn a_send_from_the_inspector_is_bounded_by_the_consent_in_force() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::SetLevel(3));
+        assert!(app.preview().is_some_and(|e| e.fields.len() > 10));
+        let mut observed = reporter("cluster", "7", &["node_count"], &[]);
+        observed.consent = ConsentSeen::Found {
+            resource_version: "7".into(),
+            reading: ConsentReading::Given(Consent {
+                level: Level::Cluster,
+                fields: ["node_count".to_string()].into_iter().collect(),
+                approved_by: None,
+                approved_at: None,
+                note: None,
+            }),
+        };
+        app.on_reporter(observed.clone());
+        let preview = app.preview().expect("an approved field");
+        assert_eq!(preview.fields, ["node_count"]);
+        assert!(!preview.json.contains("cluster_id"), "{}", preview.json);
+        assert!(
+            app.consent_bound()
+                .is_some_and(|b| b.contains("level cluster, resourceVersion 7")),
+            "{:?}",
+            app.consent_bound()
+        );
+        // The consent narrows while the operator confirms: nothing is sent.
+        app.on_action(Action::Send);
+        assert_eq!(app.context(), Context::Confirm);
+        observed.consent = ConsentSeen::Found {
+            resource_version: "8".into(),
+            reading: ConsentReading::Invalid("unknown key \"Level\"".into()),
+        };
+        app.on_reporter(observed);
+        assert_eq!(app.on_action(Action::Confirm), None);
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("nothing sent"))
+        );
+        // Invalid: nothing to send, and `s` says why.
+        assert!(app.preview().is_none());
+        app.on_action(Action::Send);
+        assert!(app.dialog.is_none());
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.contains("is invalid: nothing is sent")),
+            "{:?}",
             app.message
         );
     }

@@ -442,7 +442,7 @@ fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
         }
         spans.push(Span::raw(" "));
     }
-    let (note, style) = if app.info.do_not_track {
+    let (note, style) = if app.policy().source == crate::policy::Source::DoNotTrack {
         ("locked by DO_NOT_TRACK".to_string(), HINT)
     } else if app.reporter_level().is_some() {
         let rows = app.rows();
@@ -1182,6 +1182,9 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
     match dialog {
         Dialog::Confirm(event) => {
             let mut lines = event_summary(event);
+            if let Some(bound) = app.consent_bound() {
+                lines.push(Line::styled(safe(&bound), WARN));
+            }
             lines.extend(unknown_warning(app, event.level));
             lines.push(Line::raw(
                 "from this machine (not the in-cluster reporter), to every endpoint:",
