@@ -340,7 +340,7 @@ fn the_demo_filters_describes_a_row_and_diffs_an_approval_before_writing_it() {
     let tmux = Tmux::start_sized("demo-describe", &command, (100, 30));
     // The screen opens on the reporter's level, and the sharing column is the reporter's.
     let screen = tmux.wait_for("the demo's reporter", |s| {
-        s.contains("in-cluster reporter ◆: level cluster (environment); last ")
+        s.contains("in-cluster reporter ◆: level cluster (environment)")
             && s.contains("\nnode_count ")
             && s.contains("\nmodel_count ")
             && row(s, "node_count").contains("◆ shared")

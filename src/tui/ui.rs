@@ -183,12 +183,22 @@ fn ellipsize_line(line: Line<'static>, width: usize) -> Line<'static> {
 /// rows, else each line is cut with `…` and `i` shows them in full.
 fn header_rows(app: &App, width: u16, budget: u16) -> Vec<Line<'static>> {
     let lines = header(app, width);
-    // Only what is wrong (a source down, a refused read) is worth more than one row.
+    // What is wrong (a source down, a refused read) is worth more than one row wherever it
+    // fits; the reporter's line too on a tall terminal. Everything else is one row.
     let urgent = |line: &Line| line.spans.iter().any(|s| s.style == BAD);
+    let tall = budget >= 10;
+    let wrappable = |line: &Line| {
+        urgent(line)
+            || (tall
+                && line
+                    .spans
+                    .first()
+                    .is_some_and(|s| s.content.starts_with("in-cluster reporter")))
+    };
     let wrapped: u16 = lines
         .iter()
         .map(|line| {
-            if urgent(line) {
+            if wrappable(line) {
                 wrapped_height(std::slice::from_ref(line), width)
             } else {
                 1
@@ -201,7 +211,7 @@ fn header_rows(app: &App, width: u16, budget: u16) -> Vec<Line<'static>> {
     for line in lines {
         if line.width() <= usize::from(width) {
             rows.push(line);
-        } else if wrap_urgent && urgent(&line) {
+        } else if wrap_urgent && wrappable(&line) {
             rows.extend(wrap_words(line, usize::from(width)));
         } else {
             let mut line = ellipsize_line(line, usize::from(width).saturating_sub(tail.len()));
