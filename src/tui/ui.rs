@@ -41,8 +41,6 @@ const PENDING: Style = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOL
 /// monochrome).
 const SELECTED: Style = Style::new().bg(Color::DarkGray);
 
-pub use layout::SIDE_BY_SIDE_WIDTH;
-
 pub fn render(app: &App, frame: &mut Frame) {
     draw(app, frame);
     if app.monochrome {
