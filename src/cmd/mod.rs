@@ -12,6 +12,8 @@ pub mod daemon;
 #[cfg(feature = "tools")]
 pub mod demo;
 #[cfg(feature = "tools")]
+pub mod history;
+#[cfg(feature = "tools")]
 pub mod inspect;
 #[cfg(feature = "tools")]
 pub mod receive;
@@ -59,6 +61,9 @@ pub enum Command {
     /// Show or approve what the in-cluster reporter shares (the consent ConfigMap).
     #[cfg(feature = "tools")]
     Consent(consent::ConsentArgs),
+    /// What the in-cluster reporter sent and who approved it: list, show, diff, verify, export.
+    #[cfg(feature = "tools")]
+    History(history::HistoryArgs),
 }
 
 impl Command {
@@ -77,6 +82,8 @@ impl Command {
             Command::Receive(args) => receive::run(args).await,
             #[cfg(feature = "tools")]
             Command::Consent(args) => consent::run(args).await,
+            #[cfg(feature = "tools")]
+            Command::History(args) => history::run(args).await,
         }
     }
 

@@ -21,6 +21,8 @@ pub enum Action {
     Confirm,
     /// The session's sends.
     ListSends,
+    /// The in-cluster reporter's history (its ledger): sends and consent changes.
+    ShowHistory,
     /// Open the send selected in the list.
     Open,
     /// Close the dialog or help on top; from a confirmation, cancel.
@@ -67,11 +69,13 @@ pub enum Context {
     Filter,
     /// The sources and the reporter in full.
     Details,
+    /// The in-cluster reporter's history.
+    History,
 }
 
 impl Context {
     /// Every context, in the order help lists them.
-    pub const ALL: [Context; 9] = [
+    pub const ALL: [Context; 10] = [
         Context::Main,
         Context::Filter,
         Context::Describe,
@@ -79,6 +83,7 @@ impl Context {
         Context::Confirm,
         Context::Sent,
         Context::Sends,
+        Context::History,
         Context::Approve,
         Context::Help,
     ];
@@ -95,6 +100,7 @@ impl Context {
             Context::Describe => "describe",
             Context::Filter => "filter (typing)",
             Context::Details => "details",
+            Context::History => "history",
         }
     }
 }
@@ -143,7 +149,7 @@ const fn bind(
 use Action::*;
 use Context::{
     Approve as Approving, Confirm as Asking, Describe as Describing, Details as DetailsShown,
-    Filter as Filtering, Help as HelpShown, Main, Sends, Sent,
+    Filter as Filtering, Help as HelpShown, History as HistoryShown, Main, Sends, Sent,
 };
 use KeyCode::{Backspace, Char, Down, Enter, Esc, Left, Right, Up};
 use Listing::{Covered, Essential, Footer, Help};
@@ -279,7 +285,15 @@ pub const BINDINGS: &[Binding] = &[
         "v",
         ListSends,
         Main,
-        "sends: this session's sends, their outcomes and bytes",
+        "sends: this inspector's sends (kept), outcomes and bytes",
+        Help,
+    ),
+    bind(
+        &[Char('H')],
+        "H",
+        ShowHistory,
+        Main,
+        "history: what the in-cluster reporter sent, consent changes",
         Help,
     ),
     bind(
@@ -496,10 +510,35 @@ pub const BINDINGS: &[Binding] = &[
         "Enter",
         Open,
         Sends,
-        "open: its outcomes and exact bytes",
+        "open: outcomes, bytes",
         Footer,
     ),
     bind(&[Esc, Char('q')], "Esc", Close, Sends, "close", Essential),
+    // The reporter's history.
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        HistoryShown,
+        "select an entry",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        HistoryShown,
+        "select an entry",
+        Covered,
+    ),
+    bind(
+        &[Esc, Char('q'), Char('H')],
+        "Esc",
+        Close,
+        HistoryShown,
+        "close",
+        Essential,
+    ),
     // The approve dialog.
     bind(
         &[Char('y'), Enter],
