@@ -328,7 +328,7 @@ fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
         ))
         .spawn()
         .expect("listener");
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let sim = |out: &str| {
         run_bounded(&format!(
             "sim --listen 127.0.0.1:0 --kube-listen 127.0.0.1:0 --kubeconfig-out {s}/{out}"
