@@ -88,6 +88,8 @@ fn post_other_clusters(port: u16) {
             "event": "collect metrics",
             "properties": {
                 "token": "t", "distinct_id": format!("00000000-0000-4000-8000-00000000000{n}"),
+                // The receiver counts a cluster only from events that carry its cluster_id.
+                "cluster_id": format!("00000000-0000-4000-8000-00000000000{n}"),
                 "time": now, "$insert_id": format!("other-{n}"),
                 "model_count": 3 + n, "pipeline_count": 1, "server_count": 2,
                 "seldon_core_version": version, "collector_version": "0.1.0",
