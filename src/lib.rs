@@ -21,6 +21,7 @@ pub mod extensions;
 pub mod k8s;
 pub mod logging;
 pub mod metrics;
+pub mod output;
 pub mod payload;
 pub mod private_fs;
 pub mod prometheus;

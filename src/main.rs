@@ -3,12 +3,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 
 use hodometer::cmd::{Cli, EXIT_CONFIG, run_to_exit_code};
 
 fn main() -> ExitCode {
-    let command = match Cli::parse().command {
+    let command = match Cli::parse_args().command {
         Some(command) => command,
         // Bare `hodometer` is the inspector, configured from the environment as `inspect` would be.
         #[cfg(feature = "tools")]

@@ -4,23 +4,27 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use std::time::Duration;
+
+use clap::Args;
 use uuid::Uuid;
 
-use crate::config::{CommonArgs, PublishArgs};
+use crate::config::{CommonArgs, PERSON_PUBLISH_DEADLINE, PublishArgs};
 use crate::metrics::Level;
+use crate::output::{OutputArgs, OutputFormat, json_to_yaml};
 use crate::publish::Publisher;
 use crate::validate::Checker;
 use crate::{collect, extensions, logging, payload, report};
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Output: json (the default) is exactly the event that would be sent, byte for byte; yaml is a view of the same event; table shows every metric and extension, shared or withheld, with the reason for each unknown.\n\nA source that cannot be reached at all (the scheduler, or a configured Kubernetes API) makes collect exit 1 after printing what it could build; stderr says which source, why, and the fix. A read that RBAC refuses (e.g. nodes without the ClusterRole) is reported on stderr and leaves the exit code alone."
+)]
 pub struct CollectArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// json: exactly the event that would be sent; table: every metric and extension, shared or
-    /// withheld, with unknown reasons and extension warnings.
-    #[arg(long, value_enum, default_value_t = Output::Json)]
-    pub output: Output,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Also send the printed event to every endpoint and report each one's outcome on stderr
     /// (exit status 1 if any did not accept it).
     #[arg(long)]
@@ -29,23 +33,28 @@ pub struct CollectArgs {
     pub publish_to: PublishArgs,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Json,
-    Table,
-}
+/// How long a person waits for a connection to a source before it is reported down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     let mut checker = Checker::default();
     let settings = args.common.check(&mut checker, "localhost");
+    let output = args.output.check(
+        &mut checker,
+        &[OutputFormat::Json, OutputFormat::Yaml, OutputFormat::Table],
+        OutputFormat::Json,
+    );
     // Publishing settings are only checked (and only need to be valid) with --publish.
-    let publish = args.publish.then(|| args.publish_to.check(&mut checker));
-    let (settings, publish) = checker.finish_with(|| {
+    let publish = args.publish.then(|| {
+        args.publish_to
+            .check_with_deadline(&mut checker, PERSON_PUBLISH_DEADLINE)
+    });
+    let (settings, output, publish) = checker.finish_with(|| {
         let publish = match publish {
             Some(checked) => Some(checked?),
             None => None,
         };
-        Some((settings?, publish))
+        Some((settings?, output?, publish))
     })?;
     logging::init(&settings.log);
     if settings.do_not_track {
@@ -56,7 +65,20 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let snapshot = collect::collect(&settings.plan).await;
+    let spinner = Spinner::start(&format!(
+        "collecting from the scheduler at {}{}",
+        settings.plan.scheduler.address(),
+        if settings.plan.kube.is_some() {
+            " and Kubernetes"
+        } else {
+            ""
+        }
+    ));
+    let (snapshot, problems) = collect::Sources::new(settings.plan.clone())
+        .for_person(CONNECT_TIMEOUT)
+        .collect_with_problems()
+        .await;
+    drop(spinner);
     extensions::log_warnings(&snapshot.extensions);
     let unknown = snapshot.unknown_shared(settings.level);
     tracing::info!(
@@ -68,22 +90,48 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
 
     // One event: what is printed is exactly what is published.
     let event = payload::build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4());
-    let text = match (args.output, &event) {
-        (Output::Table, _) => format!(
+    let text = match (output, &event) {
+        (OutputFormat::Table, _) => format!(
             "scheduler {}\n\n{}",
             settings.scheduler_description(),
             report::table(&snapshot, settings.level)
         ),
-        (Output::Json, Some(event)) => format!("{}\n", event.json),
-        (Output::Json, None) => String::new(),
+        (OutputFormat::Json, Some(event)) => format!("{}\n", event.json),
+        (OutputFormat::Yaml, Some(event)) => {
+            json_to_yaml(&event.json).map_err(anyhow::Error::msg)?
+        }
+        (_, None) => String::new(),
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     drop(stdout);
 
+    let mut failed = false;
+    for problem in &problems {
+        failed |= problem.unreachable;
+        let fix = problem
+            .fix
+            .as_deref()
+            .map(|fix| format!("\n  fix: {fix}"))
+            .unwrap_or_default();
+        if problem.unreachable {
+            eprintln!("hodometer: {}: {}{fix}", problem.source, problem.reason);
+        } else {
+            eprintln!(
+                "hodometer: note: {}: {} (the metric stays unknown; the exit code is unaffected)",
+                problem.source, problem.reason
+            );
+        }
+    }
+    let unreached = if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
+
     let (Some(publish), Some(event)) = (publish, event) else {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(unreached);
     };
     let outcomes = Publisher::new(publish.policy)?
         .publish(&event, &publish.endpoints)
@@ -92,8 +140,35 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         eprintln!("published: {} {}", outcome.endpoint, outcome.detail());
     }
     Ok(if outcomes.iter().all(|o| o.is_ok()) {
-        ExitCode::SUCCESS
+        unreached
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A spinner on stderr while a person waits, only when stderr is a terminal (never in a pipe or
+/// a log); cleared when dropped.
+struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Spinner {
+    fn start(message: &str) -> Spinner {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Spinner(None);
+        }
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(indicatif::ProgressStyle::default_spinner());
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Spinner(Some(bar))
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 
-use crate::k8s::{KubeTarget, connect_client, kubeconfig_user};
+use crate::k8s::{KubeConnection, KubeTarget, kubeconfig_user};
 
 use super::{ConsentSeen, Observed, ReporterStatus, STATUS_CONFIGMAP};
 
@@ -39,6 +39,9 @@ pub enum ClusterError {
         namespace: String,
         message: String,
     },
+    /// No answer from the API server at all: its URL and the cause, said once by the caller.
+    #[error("{0}")]
+    Unreachable(String),
     #[error("Kubernetes: {0}")]
     Other(String),
 }
@@ -50,16 +53,25 @@ pub struct ConsentApi {
     configmaps: Api<ConfigMap>,
     pub namespace: String,
     pub consent_name: String,
+    /// The API server's URL, for people.
+    pub server: String,
 }
 
 impl ConsentApi {
     pub async fn connect(target: &KubeTarget, consent_name: &str) -> Result<ConsentApi, String> {
-        let (client, namespace) = connect_client(target).await?;
+        let ready = match crate::k8s::connect(target, None).await {
+            KubeConnection::Ready(ready) => ready,
+            KubeConnection::NotConfigured => return Err(crate::k8s::NOT_CONFIGURED.into()),
+            KubeConnection::Unusable(reason) => return Err(reason),
+        };
+        let client = ready.client().clone();
+        let namespace = ready.namespace().to_string();
         Ok(ConsentApi {
             configmaps: Api::namespaced(client.clone(), &namespace),
             client,
             namespace,
             consent_name: consent_name.to_string(),
+            server: ready.server,
         })
     }
 
@@ -79,6 +91,9 @@ impl ConsentApi {
                 "{verb} configmaps {name}: {} {}: {}",
                 status.code, status.reason, status.message
             )),
+            kube::Error::HyperError(_) | kube::Error::Service(_) => {
+                ClusterError::Unreachable(crate::k8s::unreachable(&self.server, &error))
+            }
             other => ClusterError::Other(format!("{verb} configmaps {name}: {other}")),
         }
     }

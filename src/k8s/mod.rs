@@ -9,6 +9,8 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+pub mod args;
+
 /// The namespace Seldon Core v2 installs into by default.
 pub const DEFAULT_NAMESPACE: &str = "seldon-mesh";
 
@@ -117,10 +119,37 @@ pub async fn connect_client(target: &KubeTarget) -> Result<(Client, String), Str
         KubeConnection::Ready(KubeClient {
             client, namespace, ..
         }) => Ok((client, namespace)),
-        KubeConnection::NotConfigured => {
-            Err("no Kubernetes configuration (no service account and no kubeconfig)".into())
-        }
+        KubeConnection::NotConfigured => Err(NOT_CONFIGURED.into()),
         KubeConnection::Unusable(reason) => Err(reason),
+    }
+}
+
+/// Why there is no client when there is no configuration at all, and what to do.
+pub const NOT_CONFIGURED: &str = "no Kubernetes configuration: no kubeconfig (~/.kube/config) and no in-cluster service account; point --kubeconfig or KUBECONFIG at your cluster's kubeconfig";
+
+/// The innermost cause of an error: what actually went wrong (`Connection refused (os error
+/// 111)`), not the layers that carried it (`ServiceError: client error (Connect)`).
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    innermost.to_string()
+}
+
+/// A request that got no answer from the API server, said as kubectl would: the server's URL
+/// (credentials and query hidden) and the cause.
+pub fn unreachable(server: &str, error: &kube::Error) -> String {
+    let server = crate::redact::url_text(server.trim_end_matches('/'));
+    match error {
+        kube::Error::Api(status) => format!(
+            "the Kubernetes API server at {server} refused: {} {}: {}",
+            status.code, status.reason, status.message
+        ),
+        other => format!(
+            "cannot reach the Kubernetes API server at {server}: {}",
+            root_cause(other)
+        ),
     }
 }
 
@@ -166,7 +195,7 @@ pub(crate) async fn load_config(target: &KubeTarget) -> Result<Option<(Config, S
         None => {
             return match &target.context {
                 Some(context) => Err(format!(
-                    "--kube-context {context:?} given, but there is no kubeconfig"
+                    "context \"{context}\" does not exist: there is no kubeconfig; point --kubeconfig or KUBECONFIG at the one that has it"
                 )),
                 None if in_cluster => {
                     Err("in-cluster configuration is incomplete and there is no kubeconfig".into())
@@ -175,6 +204,23 @@ pub(crate) async fn load_config(target: &KubeTarget) -> Result<Option<(Config, S
             };
         }
     };
+    let context = target
+        .context
+        .clone()
+        .or(kubeconfig.current_context.clone());
+    match &context {
+        Some(name) if !kubeconfig.contexts.iter().any(|c| &c.name == name) => {
+            return Err(if target.context.is_some() {
+                format!("context \"{name}\" does not exist")
+            } else {
+                format!("current-context \"{name}\" does not exist in the kubeconfig")
+            });
+        }
+        Some(_) => {}
+        None => {
+            return Err("the kubeconfig has no current-context: choose one with --context".into());
+        }
+    }
     let namespace = match &target.namespace {
         Some(namespace) => namespace.clone(),
         None => context_namespace(&kubeconfig, target.context.as_deref())
@@ -200,7 +246,21 @@ fn apply_timeouts(config: &mut Config, timeout: Duration) {
 /// The kubeconfig to use: `--kubeconfig`, else `KUBECONFIG`, else `~/.kube/config`; `None` when
 /// there is none at all (which means: not a Kubernetes installation).
 fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
-    let unusable = |e: kube::config::KubeconfigError| format!("kubeconfig unusable: {e}");
+    let unusable = |e: kube::config::KubeconfigError| match e {
+        kube::config::KubeconfigError::ReadConfig(error, path) => {
+            let hint = if error.kind() == std::io::ErrorKind::NotFound {
+                " (--kubeconfig, else KUBECONFIG, else ~/.kube/config names the file)"
+            } else {
+                ""
+            };
+            format!(
+                "kubeconfig {}: {}{hint}",
+                path.display(),
+                root_cause(&error)
+            )
+        }
+        other => format!("kubeconfig unusable: {other}"),
+    };
     if let Some(inline) = &target.inline {
         return Some(Ok(Kubeconfig::clone(&inline.0)));
     }

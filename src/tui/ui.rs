@@ -189,12 +189,7 @@ fn header(app: &App) -> Vec<Line<'static>> {
 /// What to check when a scheduler on this machine refuses connections: over `kubectl
 /// port-forward`, the port-forward died.
 fn port_forward_hint(scheduler: &str) -> Option<String> {
-    let (host, port) = scheduler.rsplit_once(':')?;
-    ["localhost", "127.0.0.1", "[::1]"].contains(&host).then(|| {
-        format!(
-            " — is `kubectl port-forward -n seldon-mesh svc/seldon-scheduler {port}:9004` running?"
-        )
-    })
+    crate::collect::scheduler::port_forward_hint(scheduler).map(|hint| format!(" — {hint}"))
 }
 
 fn source_spans(
