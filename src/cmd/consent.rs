@@ -276,6 +276,11 @@ async fn run_set(args: SetArgs) -> anyhow::Result<ExitCode> {
         &[OutputFormat::Yaml, OutputFormat::Json],
         OutputFormat::Yaml,
     );
+    if args.output.output.is_some() && !args.dry_run.is_dry_run() {
+        c.check("--output", "", |_| {
+            Err::<(), _>("prints the manifest, so it goes with --dry-run".to_string())
+        });
+    }
     let note = c.check_opt("--note", args.note.as_deref(), |note| {
         if note.len() > 1024 {
             Err("at most 1024 bytes".to_string())

@@ -208,8 +208,11 @@ pub fn source_problems(
     {
         let reason = first.to_string();
         let refused = reason.to_ascii_lowercase().contains("connection refused");
-        let fix = match scheduler::port_forward_hint(scheduler_address) {
-            Some(hint) if refused => hint,
+        let fix = match (first, scheduler::port_forward_hint(scheduler_address)) {
+            (CallError::Tls(_), _) => {
+                "the mutual-TLS material named above (files or Secrets; CONTROL_PLANE_SECURITY_PROTOCOL=PLAINTEXT turns TLS off)".to_string()
+            }
+            (_, Some(hint)) if refused => hint,
             _ => "check --scheduler-host and --scheduler-port (SCHEDULER_HOST, SCHEDULER_PLAINTXT_PORT)"
                 .to_string(),
         };
@@ -242,7 +245,10 @@ pub fn source_problems(
             problems.push(SourceProblem {
                 source: "Kubernetes",
                 unreachable: true,
-                reason: format!("the Kubernetes API server at {server} could not be reached: {why}"),
+                reason: format!(
+                    "the Kubernetes API server at {server} could not be reached: {}",
+                    why.strip_prefix("Kubernetes API unreachable ").unwrap_or(&why)
+                ),
                 fix: Some(
                     "check the kubeconfig's cluster and --context (kubectl cluster-info), or skip Kubernetes with --no-kube"
                         .into(),

@@ -285,10 +285,17 @@ pub fn describe_target(target: &KubeTarget) -> String {
     match read_kubeconfig(target) {
         None => "(no kubeconfig)".into(),
         Some(Err(reason)) => reason,
-        Some(Ok(kubeconfig)) => match target.context.clone().or(kubeconfig.current_context) {
-            Some(context) => format!("context {context}"),
-            None => "(no current context)".into(),
-        },
+        Some(Ok(kubeconfig)) => {
+            let context = match target.context.clone().or(kubeconfig.current_context) {
+                Some(context) => format!("context {context}"),
+                None => "(no current context)".into(),
+            };
+            // A kubeconfig named on purpose (`--kubeconfig`, the demo's) is named back.
+            match &target.kubeconfig {
+                Some(path) => format!("{context} of {}", path.display()),
+                None => context,
+            }
+        }
     }
 }
 

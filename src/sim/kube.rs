@@ -37,13 +37,17 @@ pub const SIM_USER: &str = "system:serviceaccount:seldon-mesh:hodometer";
 /// A second identity, the cluster administrator who applies manifests: RBAC does not bind it.
 pub const SIM_ADMIN_TOKEN: &str = "hodometer-sim-admin-token";
 pub const SIM_ADMIN_USER: &str = "sim-admin";
+/// A third identity, a person (an operator at a terminal, kubectl, the inspector): bound to what
+/// [`Rbac::person`] grants, as a real cluster binds people to Roles.
+pub const SIM_PERSON_TOKEN: &str = "hodometer-sim-person-token";
+pub const SIM_PERSON_USER: &str = "demo-operator@example.com";
 const MAX_PAGE: usize = 500;
 
 struct World {
     kube: KubeSpec,
     servers: Vec<ServerSpec>,
-    /// When set, only these grants are allowed, as RBAC would.
-    grants: Option<Vec<Grant>>,
+    /// What each identity may do, as RBAC would.
+    rbac: Rbac,
     /// The namespace's ConfigMaps (consent and status), written through the API.
     configmaps: ConfigMapStore,
     /// Each subdirectory is a Secret in the Seldon namespace, each file in it a data key.
@@ -80,10 +84,25 @@ struct RbacRule {
     resource_names: Vec<String>,
 }
 
+/// Who may do what: `None` allows everything (a stand-in without RBAC). The administrator
+/// ([`SIM_ADMIN_TOKEN`]) is never restricted.
+#[derive(Clone, Debug, Default)]
+pub struct Rbac {
+    /// The service account ([`SIM_TOKEN`]): the reporter.
+    pub service_account: Option<Vec<Grant>>,
+    /// The person ([`SIM_PERSON_TOKEN`]).
+    pub person: Option<Vec<Grant>>,
+}
+
 /// Reads the grants of a Role or ClusterRole manifest (such as `assets/k8s/role.yaml`).
 pub fn load_grants(path: &std::path::Path) -> Result<Vec<Grant>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let doc: RbacDocument = serde_saphyr::from_str(&text).map_err(|e| e.to_string())?;
+    parse_grants(&text)
+}
+
+/// The grants of a Role or ClusterRole manifest's text.
+pub fn parse_grants(text: &str) -> Result<Vec<Grant>, String> {
+    let doc: RbacDocument = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
     let cluster_scope = match doc.kind.as_str() {
         "Role" => false,
         "ClusterRole" => true,
@@ -109,11 +128,11 @@ pub fn load_grants(path: &std::path::Path) -> Result<Vec<Grant>, String> {
 }
 
 /// The stand-in's routes over a scenario. `forbid` adds to the scenario's own forbidden
-/// resources; `grants`, when given, allow nothing else; `secrets_dir` holds the Secrets.
+/// resources; `rbac` says what each identity may do; `secrets_dir` holds the Secrets.
 pub fn router(
     scenario: &Scenario,
     forbid: &[String],
-    grants: Option<Vec<Grant>>,
+    rbac: Rbac,
     secrets_dir: Option<PathBuf>,
 ) -> Router {
     let mut kube = scenario.kubernetes.clone();
@@ -121,7 +140,7 @@ pub fn router(
     let world = Arc::new(World {
         kube,
         servers: scenario.servers.clone(),
-        grants,
+        rbac,
         secrets_dir,
         configmaps: ConfigMapStore::default(),
     });
@@ -150,6 +169,7 @@ pub fn router(
             get(deployment),
         )
         .merge(consent_routes())
+        .merge(super::discovery::routes())
         .fallback(|| async {
             status(
                 StatusCode::NOT_FOUND,
@@ -162,8 +182,37 @@ pub fn router(
 
 /// A kubeconfig pointing at the stand-in, with the Seldon namespace as the context's.
 pub fn kubeconfig(addr: SocketAddr) -> String {
+    kubeconfig_for(addr, "hodometer-sim", "hodometer-sim", SIM_TOKEN)
+}
+
+/// A kubeconfig for the administrator ([`SIM_ADMIN_TOKEN`]), who applies manifests.
+pub fn admin_kubeconfig(addr: SocketAddr) -> String {
+    kubeconfig_for(addr, "hodometer-sim", SIM_ADMIN_USER, SIM_ADMIN_TOKEN)
+}
+
+/// A kubeconfig for the person ([`SIM_PERSON_TOKEN`]) over HTTPS (kubectl sends a token only
+/// over TLS), trusting `ca`: what the demo gives you for kubectl and `hodometer consent`.
+pub fn person_kubeconfig(https: SocketAddr, ca: &FsPath) -> String {
+    let cluster = format!(
+        "certificate-authority: {}\n    server: https://{https}",
+        Value::from(ca.display().to_string())
+    );
+    kubeconfig_with(
+        &cluster,
+        "hodometer-demo",
+        SIM_PERSON_USER,
+        SIM_PERSON_TOKEN,
+    )
+}
+
+fn kubeconfig_for(addr: SocketAddr, context: &str, user: &str, token: &str) -> String {
+    kubeconfig_with(&format!("server: http://{addr}"), context, user, token)
+}
+
+/// `cluster` is the cluster's entries, each on its own line at the cluster's indentation.
+fn kubeconfig_with(cluster: &str, context: &str, user: &str, token: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: hodometer-sim\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: hodometer-sim\n  context:\n    cluster: hodometer-sim\n    user: hodometer-sim\n    namespace: {SIM_NAMESPACE}\ncurrent-context: hodometer-sim\nusers:\n- name: hodometer-sim\n  user:\n    token: {SIM_TOKEN}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    {cluster}\ncontexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {user}\n    namespace: {SIM_NAMESPACE}\ncurrent-context: {context}\nusers:\n- name: {user}\n  user:\n    token: {token}\n"
     )
 }
 
@@ -212,6 +261,8 @@ enum Caller {
     ServiceAccount,
     /// The cluster administrator who applies manifests: allowed everything.
     Admin,
+    /// A person: subject to [`Rbac::person`].
+    Person,
 }
 
 impl Caller {
@@ -219,6 +270,7 @@ impl Caller {
         match self {
             Caller::ServiceAccount => SIM_USER.to_string(),
             Caller::Admin => SIM_ADMIN_USER.to_string(),
+            Caller::Person => SIM_PERSON_USER.to_string(),
         }
     }
 }
@@ -234,6 +286,7 @@ fn authenticate(headers: &HeaderMap) -> Result<Caller, Refusal> {
     match bearer {
         Some(SIM_TOKEN) => Ok(Caller::ServiceAccount),
         Some(SIM_ADMIN_TOKEN) => Ok(Caller::Admin),
+        Some(SIM_PERSON_TOKEN) => Ok(Caller::Person),
         _ => Err(Box::new(status(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
@@ -253,9 +306,14 @@ fn authorize(
 ) -> Result<Caller, Refusal> {
     let caller = authenticate(headers)?;
     // Every authenticated identity may read /version (system:public-info-viewer).
+    let grants = match caller {
+        Caller::Admin => None,
+        Caller::ServiceAccount => world.rbac.service_account.as_ref(),
+        Caller::Person => world.rbac.person.as_ref(),
+    };
     let granted = caller == Caller::Admin
         || resource == "version"
-        || world.grants.as_ref().is_none_or(|grants| {
+        || grants.is_none_or(|grants| {
             grants.iter().any(|g| {
                 g.group == group
                     && g.resource == resource
@@ -1188,6 +1246,7 @@ async fn self_subject_review(headers: HeaderMap) -> Response {
                     "system:authenticated"
                 ]),
                 Caller::Admin => json!(["system:masters", "system:authenticated"]),
+                Caller::Person => json!(["demo-operators", "system:authenticated"]),
             };
             created(json!({
                 "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",

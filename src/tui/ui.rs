@@ -744,7 +744,7 @@ fn render_help(app: &App, frame: &mut Frame) {
             ])
         })
         .collect();
-    lines.push(Line::raw(""));
+    // No blank line before the dialogs' keys: room for the kubeconfig's line at 80×24.
     for (context, name) in [
         (Context::Help, "help"),
         (Context::Confirm, "send dialog"),
@@ -763,6 +763,9 @@ fn render_help(app: &App, frame: &mut Frame) {
         lines.push(Line::from(spans));
     }
     lines.push(Line::raw(format!("logs: {}", app.info.log_file)));
+    if let Some(kubeconfig) = &app.info.kubeconfig {
+        lines.push(Line::raw(format!("kubeconfig: {kubeconfig}")));
+    }
     let width = frame.area().width.saturating_sub(4).min(80);
     let area = popup(
         frame,
@@ -1031,6 +1034,20 @@ mod tests {
             "{text}"
         );
         insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn help_names_a_kubeconfig_given_on_purpose_within_80x24() {
+        let mut info = info();
+        info.kubeconfig = Some("/tmp/hodometer-demo-Ab12Cd/kubeconfig".into());
+        let mut app = App::new(info, Level::Cluster, "tok".into(), at(0));
+        app.on_action(Action::ToggleHelp);
+        let text = screen(&app, 80, 24);
+        assert!(
+            text.contains("kubeconfig: /tmp/hodometer-demo-Ab12Cd/kubeconfig"),
+            "{text}"
+        );
+        assert!(text.contains("logs: /tmp/hodometer-inspect.log"), "{text}");
     }
 
     #[test]
