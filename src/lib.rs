@@ -30,6 +30,7 @@ pub mod publish;
 pub mod receive;
 pub mod redact;
 pub mod report;
+pub mod sanitize;
 pub mod sim;
 pub mod tls;
 pub mod tls_secret;

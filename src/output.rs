@@ -11,6 +11,8 @@ use crate::validate::Checker;
 pub enum OutputFormat {
     Json,
     Yaml,
+    /// For people; `text`, `consent show`'s old name for it, still works.
+    #[value(alias = "text")]
     Table,
 }
 
@@ -89,9 +91,11 @@ pub fn json_to_yaml(json: &str) -> Result<String, String> {
     value_to_yaml(&value)
 }
 
-/// A JSON value as a YAML document.
+/// A JSON value as a YAML document, for a person's terminal: characters a terminal would obey
+/// (controls, bidi, zero-width) are shown escaped by the one sanitiser, never emitted.
 pub fn value_to_yaml(value: &serde_json::Value) -> Result<String, String> {
-    serde_saphyr::to_string(value).map_err(|e| format!("cannot write YAML: {e}"))
+    let yaml = serde_saphyr::to_string(value).map_err(|e| format!("cannot write YAML: {e}"))?;
+    Ok(crate::sanitize::lines(&yaml).into_owned())
 }
 
 #[cfg(test)]

@@ -394,3 +394,29 @@ fn dry_run_takes_kubectl_s_optional_value() {
     ]));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn an_error_and_its_cause_are_said_once() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let out = run(&mut hodometer(&["receive", "--listen", &addr]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("Address already in use").count(),
+        1,
+        "once: {err}"
+    );
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
+
+#[test]
+fn one_problem_is_one_problem() {
+    let out = run(&mut hodometer(&["collect", "--no-kube", "--level", "loud"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid configuration (1 problem):"),
+        "{}",
+        stderr(&out)
+    );
+}

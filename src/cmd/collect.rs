@@ -91,9 +91,11 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     // One event: what is printed is exactly what is published.
     let event = payload::build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4());
     let text = match (output, &event) {
+        // The table's values are sanitised row by row (report::table); the description line
+        // holds the scheduler's own words.
         (OutputFormat::Table, _) => format!(
             "scheduler {}\n\n{}",
-            settings.scheduler_description(),
+            crate::sanitize::text(&settings.scheduler_description()),
             report::table(&snapshot, settings.level)
         ),
         (OutputFormat::Json, Some(event)) => format!("{}\n", event.json),
@@ -115,12 +117,14 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(|fix| format!("\n  fix: {fix}"))
             .unwrap_or_default();
+        // The reasons quote servers and files: through the one sanitiser.
+        let reason = crate::sanitize::text(&problem.reason);
         if problem.unreachable {
-            eprintln!("hodometer: {}: {}{fix}", problem.source, problem.reason);
+            eprintln!("hodometer: {}: {reason}{fix}", problem.source);
         } else {
             eprintln!(
-                "hodometer: note: {}: {} (the metric stays unknown; the exit code is unaffected)",
-                problem.source, problem.reason
+                "hodometer: note: {}: {reason} (the metric stays unknown; the exit code is unaffected)",
+                problem.source
             );
         }
     }
@@ -137,7 +141,11 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         .publish(&event, &publish.endpoints)
         .await;
     for outcome in &outcomes {
-        eprintln!("published: {} {}", outcome.endpoint, outcome.detail());
+        eprintln!(
+            "published: {} {}",
+            outcome.endpoint,
+            crate::sanitize::text(&outcome.detail())
+        );
     }
     Ok(if outcomes.iter().all(|o| o.is_ok()) {
         unreached

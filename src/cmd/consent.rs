@@ -155,7 +155,8 @@ async fn run_show(args: ShowArgs) -> anyhow::Result<ExitCode> {
                 output::value_to_yaml(&json).map_err(anyhow::Error::msg)?
             );
         } else {
-            println!("{json:#}");
+            // serde_json leaves DEL, C1, bidi and zero-width characters raw: escaped for people.
+            println!("{}", crate::payload::ascii_json(&format!("{json:#}")));
         }
     } else {
         print!("{}", show_text(&api, &consent, &status));
@@ -177,8 +178,9 @@ fn show_text(
         "consent  configmaps {} in {}\n",
         api.consent_name, api.namespace
     );
+    // Values come from ConfigMaps and the API server: through the one sanitiser.
     let line = |text: &mut String, key: &str, value: &str| {
-        text.push_str(&format!("  {key:<16} {value}\n"));
+        text.push_str(&format!("  {key:<16} {}\n", crate::sanitize::text(value)));
     };
     match consent {
         Err(error) => line(&mut text, "error", &error.to_string()),
@@ -349,7 +351,7 @@ async fn run_set(args: SetArgs) -> anyhow::Result<ExitCode> {
         api.namespace,
         approval.level,
         approval.fields.len(),
-        approval.approved_by.as_deref().unwrap_or("?"),
+        crate::sanitize::text(approval.approved_by.as_deref().unwrap_or("?")),
     );
     if approval.level == Level::Off {
         println!("the in-cluster reporter stops sending at once");
@@ -367,7 +369,7 @@ fn confirm(api: &ConsentApi, approval: &Consent) -> anyhow::Result<bool> {
         api.namespace,
         approval.level,
         fields.join(", "),
-        approval.approved_by.as_deref().unwrap_or("?"),
+        crate::sanitize::text(approval.approved_by.as_deref().unwrap_or("?")),
         api.consent_name,
     )?;
     out.flush()?;

@@ -64,7 +64,7 @@ impl KubeTarget {
 pub struct KubeClient {
     client: Client,
     namespace: String,
-    /// The API server's URL, for people.
+    /// The API server's URL, for people: redacted (no userinfo, no query).
     pub server: String,
 }
 
@@ -99,7 +99,9 @@ pub async fn connect(target: &KubeTarget, connect_timeout: Option<Duration>) -> 
     if let Some(timeout) = connect_timeout {
         config.connect_timeout = Some(timeout);
     }
-    let server = config.cluster_url.to_string();
+    // Shown in the header, errors and logs: never the URL's userinfo or query (a kubeconfig
+    // may carry credentials there).
+    let server = crate::redact::url_text(&config.cluster_url.to_string());
     match Client::try_from(config) {
         Ok(client) => KubeConnection::Ready(KubeClient {
             client,

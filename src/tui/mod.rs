@@ -231,6 +231,13 @@ fn spawn_refresh(sources: &Arc<Mutex<Sources>>, tx: mpsc::UnboundedSender<Msg>) 
     tokio::spawn(async move {
         let mut sources = sources.lock().await;
         let snapshot = sources.collect().await;
+        // One line per refresh in the log file: what an operator (and a test) can count.
+        tracing::info!(
+            unknown = snapshot
+                .unknown_shared(crate::metrics::Level::Feature)
+                .len(),
+            "inspector refreshed"
+        );
         let kube_server = sources.kube_server().map(str::to_string);
         let _ = tx.send(Msg::Collected {
             snapshot,
