@@ -316,7 +316,7 @@ impl CommonArgs {
         );
         let kube = !self.no_kube || self.kube;
         let kube_target = if kube {
-            k8s.as_ref().map(|k| Some(k.target()))
+            k8s.clone().map(Some)
         } else {
             Some(None)
         };

@@ -98,7 +98,7 @@ impl ClusterArgs {
             parse_configmap_name,
         );
         Some(Cluster {
-            target: k8s?.target(),
+            target: k8s?,
             consent_name: name?,
         })
     }

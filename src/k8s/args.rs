@@ -4,7 +4,6 @@
 //! their help are the same everywhere.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -42,31 +41,10 @@ pub struct KubeArgs {
     pub request_timeout: String,
 }
 
-/// [`KubeArgs`], validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KubeChoice {
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
-    pub namespace: Option<String>,
-    pub timeout: Duration,
-}
-
-impl KubeChoice {
-    /// The target these flags name.
-    pub fn target(&self) -> KubeTarget {
-        KubeTarget {
-            kubeconfig: self.kubeconfig.clone(),
-            context: self.context.clone(),
-            namespace: self.namespace.clone(),
-            timeout: self.timeout,
-            inline: None,
-        }
-    }
-}
-
 impl KubeArgs {
-    /// Validates the flags into `c`, alongside the command's other settings.
-    pub fn check(&self, c: &mut Checker) -> Option<KubeChoice> {
+    /// Validates the flags into `c`, alongside the command's other settings: the target they
+    /// name.
+    pub fn check(&self, c: &mut Checker) -> Option<KubeTarget> {
         let namespace = c.check_opt(
             NAMESPACE_SETTING,
             self.namespace.as_deref(),
@@ -81,11 +59,12 @@ impl KubeArgs {
             }
         });
         let timeout = c.check(TIMEOUT_SETTING, &self.request_timeout, parse_duration);
-        Some(KubeChoice {
+        Some(KubeTarget {
             kubeconfig: self.kubeconfig.clone(),
             context: context?,
             namespace: namespace?,
             timeout: timeout?,
+            inline: None,
         })
     }
 }
@@ -94,6 +73,7 @@ impl KubeArgs {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::time::Duration;
 
     #[derive(Parser)]
     struct Cli {
@@ -101,7 +81,7 @@ mod tests {
         kube: KubeArgs,
     }
 
-    fn choice(args: &[&str]) -> KubeChoice {
+    fn choice(args: &[&str]) -> KubeTarget {
         let cli = Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
             .expect("arguments parse");
         let mut c = Checker::default();
