@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 use hodometer::cmd::{Cli, EXIT_CONFIG, run_to_exit_code};
 
 fn main() -> ExitCode {
@@ -12,7 +10,9 @@ fn main() -> ExitCode {
         Some(command) => command,
         // Bare `hodometer` is the inspector, configured from the environment as `inspect` would be.
         #[cfg(feature = "tools")]
-        None => match Cli::try_parse_from(["hodometer", "inspect"]).map(|cli| cli.command) {
+        None => match <Cli as clap::Parser>::try_parse_from(["hodometer", "inspect"])
+            .map(|cli| cli.command)
+        {
             Ok(Some(command)) => command,
             Ok(None) => return ExitCode::from(EXIT_CONFIG),
             Err(error) => error.exit(),
