@@ -11,7 +11,7 @@ use crate::validate::Checker;
 pub enum OutputFormat {
     Json,
     Yaml,
-    /// For people; `text`, `consent show`'s old name for it, still works.
+    // For people; `text`, `consent show`'s old name for it, still works.
     #[value(alias = "text")]
     Table,
 }
@@ -58,15 +58,16 @@ impl OutputArgs {
 /// `--dry-run[=client]`, as kubectl: print what would be written instead of writing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DryRun {
-    /// Write it (the same as no flag).
+    // Write it (the same as no flag).
     None,
-    /// Print the object; nothing is sent to the cluster.
+    // Print the object; nothing is sent to the cluster.
     Client,
 }
 
 #[derive(Clone, Debug, Args)]
 pub struct DryRunArgs {
-    /// Write nothing: print the object that would be written (--dry-run is --dry-run=client).
+    /// Write nothing: print the object that would be written (--dry-run is --dry-run=client;
+    /// none writes).
     #[arg(
         long,
         value_enum,

@@ -57,6 +57,9 @@ pub struct ShowArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Output, with --dry-run: yaml (the default) or json, the ConfigMap manifest, e.g. `hodometer consent set --level resource --dry-run -o yaml | kubectl apply -f -`. Without --yes, set asks on the terminal; with no terminal it exits 2."
+)]
 pub struct SetArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
