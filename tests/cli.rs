@@ -420,3 +420,27 @@ fn one_problem_is_one_problem() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_read_rbac_forbids_by_design_is_a_note_and_leaves_the_exit_code() {
+    // The shipped Role without the optional ClusterRole: nodes cannot be listed.
+    let role = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/k8s/role.yaml");
+    let scenario = example_scenario();
+    let sim = SimProcess::start_with_kube(&[
+        "--scenario",
+        scenario.to_str().expect("utf-8"),
+        "--kube-rbac",
+        role,
+    ]);
+    let out = collect(&sim, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("hodometer: note: Kubernetes: forbidden: list nodes"),
+        "{err}"
+    );
+    assert!(err.contains("ClusterRole"), "the missing permission: {err}");
+    let event: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(event["properties"].get("node_count").is_none());
+    assert_eq!(event["properties"]["is_kubernetes"], true);
+}
