@@ -455,6 +455,49 @@ fn the_demo_is_a_sandbox_for_kubectl_and_hodometer_as_the_person() {
         "the same object"
     );
 
+    // kubectl 1.27 and later validate on the server when its OpenAPI v3 says it takes
+    // `fieldValidation`, which the stand-in's does: `apply` without --validate=false works too.
+    // (1.20, Debian's, validates against an OpenAPI v2 schema the stand-in does not serve.)
+    let version = kubectl(&kubeconfig, &home)
+        .args(["version", "--client", "-o", "json"])
+        .output()
+        .expect("kubectl version");
+    let version: serde_json::Value = serde_json::from_slice(&version.stdout).unwrap_or_default();
+    let minor: u32 = version["clientVersion"]["minor"]
+        .as_str()
+        .and_then(|m| m.trim_end_matches('+').parse().ok())
+        .unwrap_or(0);
+    if minor >= 27 {
+        let manifest = hodometer(&[
+            "consent",
+            "set",
+            "--level",
+            "feature",
+            "--dry-run",
+            "-o",
+            "yaml",
+        ]);
+        let mut apply = kubectl(&kubeconfig, &home)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl apply");
+        apply
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&manifest.stdout)
+            .expect("write manifest");
+        let applied = apply.wait_with_output().expect("kubectl apply");
+        assert!(
+            applied.status.success(),
+            "kubectl 1.{minor} apply with validation: {}",
+            String::from_utf8_lossy(&applied.stderr)
+        );
+    }
+
     // The shipped RBAC is enforced: the person may not list every ConfigMap or write the status.
     let list = kubectl(&kubeconfig, &home)
         .args(["get", "configmaps"])

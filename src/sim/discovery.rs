@@ -110,6 +110,14 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/api", get(|| async { json_response(core_versions()) }))
         .route("/apis", get(|| async { json_response(group_list()) }))
         .route(
+            "/openapi/v3",
+            get(|| async { json_response(openapi_index()) }),
+        )
+        .route(
+            "/openapi/v3/api/v1",
+            get(|| async { json_response(openapi_core_v1()) }),
+        )
+        .route(
             "/api/v1/namespaces/{name}",
             get(|Path(name): Path<String>| async move { namespace(&name) }),
         )
@@ -159,6 +167,40 @@ fn not_found(message: &str) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// The OpenAPI v3 index: only the core group, where the ConfigMaps are.
+fn openapi_index() -> Value {
+    json!({"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=hodometer-sim"}}})
+}
+
+/// Enough of the core group's OpenAPI v3 document for kubectl to see that the stand-in takes
+/// `fieldValidation` on ConfigMap writes, so `kubectl apply` and `kubectl edit` validate on the
+/// server instead of asking for a schema (the stand-in accepts any well-formed ConfigMap).
+fn openapi_core_v1() -> Value {
+    let field_validation = json!({
+        "name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true},
+    });
+    let write = |action: &str| {
+        json!({
+            "parameters": [field_validation.clone()],
+            "responses": {},
+            "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+        })
+    };
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.31.2"},
+        "paths": {
+            "/api/v1/namespaces/{namespace}/configmaps": {"post": write("post")},
+            "/api/v1/namespaces/{namespace}/configmaps/{name}": {
+                "put": write("put"),
+                "patch": write("patch"),
+            },
+        },
+        "components": {"schemas": {}},
+    })
 }
 
 fn core_versions() -> Value {
