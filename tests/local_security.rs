@@ -9,7 +9,6 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use common::{BIN, Tmux, dead_port};
 
@@ -329,7 +328,7 @@ fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
         ))
         .spawn()
         .expect("listener");
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let sim = |out: &str| {
         run_bounded(&format!(
             "sim --listen 127.0.0.1:0 --kube-listen 127.0.0.1:0 --kubeconfig-out {s}/{out}"
@@ -349,6 +348,19 @@ fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
         !captured.contains("token"),
         "the kubeconfig reached the attacker's FIFO:\n{captured}"
     );
+
+    // A kubeconfig that is a FIFO nobody writes: refused at once, not a hang.
+    let output = run_bounded(&format!(
+        "collect --scheduler-port {} --rpc-timeout 1s --output table --kubeconfig {s}/idle.kubeconfig",
+        dead_port()
+    ));
+    assert_ne!(
+        output.status.code(),
+        Some(124),
+        "collect hung on a FIFO kubeconfig"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("is a FIFO"), "{stdout}");
 
     // A log file that is a FIFO nobody reads: refused at once, not a hang.
     let command = victim_command(
@@ -654,4 +666,49 @@ fn extensions_are_read_only_from_a_directory_no_one_else_controls() {
     assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
     assert!(!stdout.contains("precious") && !stderr.contains("precious"));
     assert!(stderr.contains("outside the directory"), "{stderr}");
+}
+
+/// A GET to the stand-in at `addr` with `token`: the status code.
+fn kube_get(addr: &str, path: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    common::status_and_body(&response).0
+}
+
+#[test]
+fn the_stand_ins_tokens_are_random_per_run_and_only_in_its_private_kubeconfig() {
+    let runs: Vec<_> = (0..2)
+        .map(|_| common::SimProcess::start_with_kube(&[]))
+        .collect();
+    let kubeconfigs: Vec<PathBuf> = runs
+        .iter()
+        .map(|sim| sim.kubeconfig.clone().expect("kubeconfig"))
+        .collect();
+    let (service_account, admin) = common::sim_tokens(&kubeconfigs[0]);
+    assert_ne!(
+        common::sim_tokens(&kubeconfigs[1]),
+        (service_account.clone(), admin.clone())
+    );
+    assert_ne!(service_account, admin);
+    assert!(service_account.len() >= 32 && admin.len() >= 32);
+    assert_eq!(mode(&kubeconfigs[0]), 0o600);
+    let text = std::fs::read_to_string(&kubeconfigs[0]).expect("read");
+    let addr = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: http://"))
+        .expect("server line");
+    let consent = "/api/v1/namespaces/seldon-mesh/configmaps/hodometer-consent";
+    // The tokens the stand-in used to hard-code open nothing; this run's do.
+    for guessed in ["hodometer-sim-token", "hodometer-sim-admin-token", ""] {
+        assert_eq!(kube_get(addr, consent, guessed), 401, "{guessed:?}");
+    }
+    assert_ne!(kube_get(addr, consent, &admin), 401);
+    assert_ne!(kube_get(addr, "/version", &service_account), 401);
 }

@@ -16,6 +16,7 @@ use hodometer::metrics::{
     Level, METRICS, MetricId, Reading, Snapshot, Value as SnapshotValue, ValueType,
 };
 use hodometer::payload::build_event;
+use hodometer::policy::Policy;
 use hodometer::publish::{PublishPolicy, Publisher, parse_endpoint};
 use hodometer::receive::{ReceiveConfig, Receiver, Record};
 
@@ -215,7 +216,7 @@ fn event(insert_id: &str, time: i64, extra: Value) -> Value {
         "event": "collect metrics",
         "properties": {
             "token": TOKEN, "distinct_id": CLUSTER, "time": time, "ip": "0",
-            "$insert_id": insert_id,
+            "$insert_id": insert_id, "cluster_id": CLUSTER,
         }
     });
     if let (Some(properties), Value::Object(extra)) = (event["properties"].as_object_mut(), extra) {
@@ -360,7 +361,7 @@ fn url_safe_unpadded_base64_without_verbose_gets_a_bare_1() {
 /// An event as the Python SDK builds it: float time, 32-hex `$insert_id`, library properties.
 fn python_event(n: usize) -> String {
     format!(
-        r#"{{"event":"collect metrics","properties":{{"token":"{TOKEN}","distinct_id":"{CLUSTER}","time":1700000000.{n:03},"$insert_id":"{n:032x}","mp_lib":"python","$lib_version":"4.10.1","model_count":{n}}}}}"#
+        r#"{{"event":"collect metrics","properties":{{"token":"{TOKEN}","distinct_id":"{CLUSTER}","cluster_id":"{CLUSTER}","time":1700000000.{n:03},"$insert_id":"{n:032x}","mp_lib":"python","$lib_version":"4.10.1","model_count":{n}}}}}"#
     )
 }
 
@@ -741,7 +742,7 @@ fn summary_mode_keeps_counts_and_latest_metrics_not_events() {
     }
     let other = json!({
         "event": "collect metrics",
-        "properties": {"token": TOKEN, "distinct_id": "other", "time": 5, "$insert_id": "o1"}
+        "properties": {"token": TOKEN, "distinct_id": "other", "cluster_id": "other", "time": 5, "$insert_id": "o1"}
     });
     assert_verbose_success(&post_json(
         port,
@@ -954,6 +955,7 @@ fn metrics_are_prometheus_text_with_a_gauge_per_numeric_metric() {
     let awkward = "quote\" backslash\\ newline\n end";
     let mut body = event("m1", 1700000000, Value::Object(all));
     body["properties"]["distinct_id"] = json!(awkward);
+    body["properties"]["cluster_id"] = json!(awkward);
     assert_verbose_success(&post_json(
         port,
         "/track?verbose=1",
@@ -1029,7 +1031,13 @@ fn published_event() -> hodometer::payload::Event {
         MetricId::CollectorVersion,
         Reading::Known(SnapshotValue::Text("1.0 ~ é > ? + /".into())),
     );
-    build_event(&snapshot, Level::Resource, TOKEN, uuid::Uuid::new_v4()).expect("shared")
+    build_event(
+        &snapshot,
+        &Policy::level(Level::Resource),
+        TOKEN,
+        uuid::Uuid::new_v4(),
+    )
+    .expect("shared")
 }
 
 fn loopback_publisher() -> Publisher {
@@ -1381,6 +1389,7 @@ fn the_cluster_cap_holds_and_counts_what_it_drops() {
         .map(|n| {
             let mut e = event(&format!("k{n}"), unix_now(), json!({"model_count": n}));
             e["properties"]["distinct_id"] = json!(format!("cluster-{n}"));
+            e["properties"]["cluster_id"] = json!(format!("cluster-{n}"));
             e
         })
         .collect();

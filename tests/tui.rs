@@ -297,9 +297,12 @@ fn the_demo_shows_the_whole_consent_loop() {
     );
     // Wide enough that the approval's line (with the approver) is not wrapped.
     let tmux = Tmux::start_sized("demo-consent", &command, (180, 48));
-    // The demo's reporter starts as a drop-in would: the consent is empty, the environment rules.
+    // The demo's reporter starts as a drop-in would: the consent is empty, the environment
+    // rules, and the header says which of the two (empty, not absent).
     tmux.wait_for("the demo's reporter under the environment", |s| {
-        s.contains("in-cluster reporter ◆: level cluster (environment); last ")
+        s.contains(
+            "in-cluster reporter ◆: level cluster (environment): the consent ConfigMap is empty: METRICS_LEVEL rules; last ",
+        )
     });
     tmux.keys(&["2"]);
     tmux.keys(&["a"]);

@@ -7,14 +7,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use uuid::Uuid;
 
 use crate::config::{CommonArgs, PERSON_PUBLISH_DEADLINE, PublishArgs};
+use crate::consent::cluster::ConsentApi;
 use crate::metrics::Level;
 use crate::output::{OutputArgs, OutputFormat, json_to_yaml};
-use crate::publish::Publisher;
+use crate::policy::Source;
+use crate::publish::{PublishPolicy, Publisher};
+use crate::reporter::{self, Governance, Reporter, Sent};
 use crate::validate::Checker;
-use crate::{collect, extensions, logging, payload, report};
+use crate::{logging, report};
 
 #[derive(Debug, Args)]
 #[command(
@@ -57,14 +59,48 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         Some((settings?, output?, publish))
     })?;
     logging::init(&settings.log);
-    if settings.do_not_track {
-        tracing::info!("DO_NOT_TRACK is set: level forced to off");
+
+    // With --publish, a consent in force in the cluster bounds what leaves, as it bounds the
+    // in-cluster reporter: never more than it approves, nothing under an invalid one.
+    let api = match (&publish, &settings.plan.kube) {
+        (Some(_), Some(target)) => ConsentApi::connect(target, &settings.consent_configmap)
+            .await
+            .map_err(|reason| tracing::debug!(%reason, "no consent to read: METRICS_LEVEL rules"))
+            .ok(),
+        _ => None,
+    };
+    let policy = Governance::new(api, &settings)
+        .decide()
+        .await
+        .at_most(settings.level);
+    reporter::log_policy(&policy);
+    match policy.source {
+        Source::Consent => tracing::info!(
+            consent = %settings.consent_configmap,
+            resource_version = policy.consent_version.as_deref().unwrap_or(""),
+            "a consent is in force: at most the fields it approves at level {} are sent",
+            policy.level
+        ),
+        Source::InvalidConsent => {
+            tracing::warn!(consent = %settings.consent_configmap, "the consent in force is invalid: nothing is sent")
+        }
+        Source::Environment | Source::DoNotTrack => {}
     }
-    if settings.level == Level::Off {
-        tracing::info!("level is off: nothing is collected and nothing would be sent");
+    if policy.level == Level::Off {
         return Ok(ExitCode::SUCCESS);
     }
 
+    let (endpoints, publisher) = match publish {
+        Some(publish) => (publish.endpoints, Publisher::new(publish.policy)?),
+        None => (Vec::new(), Publisher::new(PublishPolicy::default())?),
+    };
+    let reporter = Reporter {
+        settings: &settings,
+        publisher: &publisher,
+        endpoints: &endpoints,
+        interval: None,
+        person: Some(CONNECT_TIMEOUT),
+    };
     let spinner = Spinner::start(&format!(
         "collecting from the scheduler at {}{}",
         settings.plan.scheduler.address(),
@@ -74,29 +110,26 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     ));
-    let (snapshot, problems) = collect::Sources::new(settings.plan.clone())
-        .for_person(CONNECT_TIMEOUT)
-        .collect_with_problems()
-        .await;
+    let report = reporter::cycle(&reporter, policy, None, args.publish).await;
     drop(spinner);
-    extensions::log_warnings(&snapshot.extensions);
-    let unknown = snapshot.unknown_shared(settings.level);
+    let Some(snapshot) = &report.snapshot else {
+        return Ok(ExitCode::SUCCESS);
+    };
     tracing::info!(
-        metrics_level = %settings.level,
+        metrics_level = %report.policy.level,
         scheduler = %settings.plan.scheduler.address(),
-        unknown = %unknown.join(","),
+        unknown = %report.unknown.join(","),
         "collected"
     );
 
-    // One event: what is printed is exactly what is published.
-    let event = payload::build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4());
-    let text = match (output, &event) {
+    // One event: what is printed is exactly what was published.
+    let text = match (output, &report.event) {
         // The table's values are sanitised row by row (report::table); the description line
         // holds the scheduler's own words.
         (OutputFormat::Table, _) => format!(
             "scheduler {}\n\n{}",
             crate::sanitize::text(&settings.scheduler_description()),
-            report::table(&snapshot, settings.level)
+            report::table(snapshot, report.policy.level)
         ),
         (OutputFormat::Json, Some(event)) => format!("{}\n", event.json),
         (OutputFormat::Yaml, Some(event)) => {
@@ -110,7 +143,7 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     drop(stdout);
 
     let mut failed = false;
-    for problem in &problems {
+    for problem in &report.problems {
         failed |= problem.unreachable;
         let fix = problem
             .fix
@@ -128,27 +161,22 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let unreached = if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    };
-
-    let (Some(publish), Some(event)) = (publish, event) else {
-        return Ok(unreached);
-    };
-    let outcomes = Publisher::new(publish.policy)?
-        .publish(&event, &publish.endpoints)
-        .await;
-    for outcome in &outcomes {
-        eprintln!(
-            "published: {} {}",
-            outcome.endpoint,
-            crate::sanitize::text(&outcome.detail())
-        );
+    match &report.sent {
+        Sent::Outcomes(outcomes) => {
+            for outcome in outcomes {
+                eprintln!(
+                    "published: {} {}",
+                    outcome.endpoint,
+                    crate::sanitize::text(&outcome.detail())
+                );
+            }
+        }
+        Sent::Nothing(why) if args.publish => eprintln!("nothing published: {why}"),
+        _ => {}
     }
-    Ok(if outcomes.iter().all(|o| o.is_ok()) {
-        unreached
+    // A source that could not be read at all is a runtime failure, like a failed publish.
+    Ok(if report.all_ok() && !failed {
+        ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })

@@ -84,13 +84,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let (Some(kube_addr), Some(kube_https)) = (sim.kube_addr(), sim.kube_tls_addr()) else {
         anyhow::bail!("the Kubernetes stand-in did not start");
     };
-    let kubeconfig = Kubeconfig::from_yaml(&crate::sim::kube::kubeconfig(kube_addr))?;
-    let admin = Kubeconfig::from_yaml(&crate::sim::kube::admin_kubeconfig(kube_addr))?;
+    let kubeconfig = Arc::new(Kubeconfig::from_yaml(&crate::sim::kube::kubeconfig(
+        kube_addr,
+        sim.kube_tokens(),
+    ))?);
     let person_kubeconfig = sandbox.path().join("kubeconfig");
     let ca = crate::sim::tls::TlsFiles::in_dir(&sandbox.path().join("tls")).ca;
     crate::private_fs::write_private(
         &person_kubeconfig,
-        crate::sim::kube::person_kubeconfig(kube_https, &ca).as_bytes(),
+        crate::sim::kube::person_kubeconfig(kube_https, &ca, sim.kube_tokens()).as_bytes(),
     )?;
     let receiver = Receiver::bind(ReceiveConfig {
         listen: LOOPBACK_ANY_PORT,
@@ -123,12 +125,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 context: None,
                 namespace: None,
                 timeout: Duration::from_secs(5),
-                inline: Some(InlineKubeconfig(Arc::new(kubeconfig))),
+                inline: Some(InlineKubeconfig(Arc::clone(&kubeconfig))),
             }),
             extensions: Vec::new(),
         },
         level: Level::Cluster,
         do_not_track: false,
+        consent_configmap: DEFAULT_CONSENT_CONFIGMAP.into(),
         token: DEFAULT_TOKEN.into(),
         log: LogSettings::INFO,
         scheduler_port_from: "the demo's simulator",
@@ -142,7 +145,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     // The administrator applies the shipped ConfigMaps, as in a cluster.
     apply_shipped_configmaps(&KubeTarget {
-        inline: Some(InlineKubeconfig(Arc::new(admin))),
+        inline: Some(InlineKubeconfig(Arc::clone(&kubeconfig))),
+        context: Some("hodometer-sim-admin".into()),
         ..demo_target(None)
     })
     .await?;
@@ -152,7 +156,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         interval: REPORTER_INTERVAL,
         once: false,
         listen: None,
-        consent: Some(DEFAULT_CONSENT_CONFIGMAP.into()),
+        consent: Some(settings.consent_configmap.clone()),
         own_process: false,
     };
     let reporter_task = tokio::spawn(daemon::run(reporter, until_stopped(stopped)));

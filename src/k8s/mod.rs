@@ -142,17 +142,48 @@ pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 /// A request that got no answer from the API server, said as kubectl would: the server's URL
 /// (credentials and query hidden) and the cause.
 pub fn unreachable(server: &str, error: &kube::Error) -> String {
-    let server = crate::redact::url_text(server.trim_end_matches('/'));
+    let server = match crate::redact::url_text(server.trim_end_matches('/')) {
+        url if url.is_empty() => String::new(),
+        url => format!(" at {url}"),
+    };
     match error {
         kube::Error::Api(status) => format!(
-            "the Kubernetes API server at {server} refused: {} {}: {}",
+            "the Kubernetes API server{server} refused: {} {}: {}",
             status.code, status.reason, status.message
         ),
         other => format!(
-            "cannot reach the Kubernetes API server at {server}: {}",
+            "cannot reach the Kubernetes API server{server}: {}",
             root_cause(other)
         ),
     }
+}
+
+/// Who approves: the API server's word for the caller (`SelfSubjectReview`), else the
+/// kubeconfig's user name.
+pub async fn approver(client: &Client, target: &KubeTarget) -> Option<String> {
+    match whoami(client).await {
+        Some(user) => Some(user),
+        None => kubeconfig_user(target),
+    }
+}
+
+/// Who the API server takes the caller for (`SelfSubjectReview`); `None` when it cannot say.
+pub async fn whoami(client: &Client) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: kube::Api<SelfSubjectReview> = kube::Api::all(client.clone());
+    let review = api
+        .create(
+            &kube::api::PostParams::default(),
+            &SelfSubjectReview::default(),
+        )
+        .await
+        .map_err(|error| tracing::debug!(%error, "SelfSubjectReview failed"))
+        .ok()?;
+    review
+        .status?
+        .user_info?
+        .username
+        .filter(|name| !name.is_empty())
 }
 
 /// The user name of the kubeconfig context in use, when a kubeconfig is: who approves when the
@@ -247,11 +278,15 @@ fn apply_timeouts(config: &mut Config, timeout: Duration) {
 
 /// The kubeconfig to use: `--kubeconfig`, else `KUBECONFIG`, else `~/.kube/config`; `None` when
 /// there is none at all (which means: not a Kubernetes installation).
+/// Where a kubeconfig is looked for, said when the one named is not there.
+const MISSING_KUBECONFIG_HINT: &str =
+    " (--kubeconfig, else KUBECONFIG, else ~/.kube/config names the file)";
+
 fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
     let unusable = |e: kube::config::KubeconfigError| match e {
         kube::config::KubeconfigError::ReadConfig(error, path) => {
             let hint = if error.kind() == std::io::ErrorKind::NotFound {
-                " (--kubeconfig, else KUBECONFIG, else ~/.kube/config names the file)"
+                MISSING_KUBECONFIG_HINT
             } else {
                 ""
             };
@@ -267,6 +302,16 @@ fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
         return Some(Ok(Kubeconfig::clone(&inline.0)));
     }
     if let Some(path) = &target.kubeconfig {
+        // A FIFO or device would hang or feed the parser forever: only a regular file is read.
+        if let Err(error) = crate::private_fs::open_regular_following(path, true) {
+            // The error names the path; a missing file says where a kubeconfig is looked for.
+            let hint = if error.kind() == std::io::ErrorKind::NotFound {
+                MISSING_KUBECONFIG_HINT
+            } else {
+                ""
+            };
+            return Some(Err(format!("kubeconfig {error}{hint}")));
+        }
         return Some(Kubeconfig::read_from(path).map_err(unusable));
     }
     let exists = match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {

@@ -101,6 +101,11 @@ pub const MEMORY_EVENT_BYTES: u64 = 64 * 1024 * 1024;
 /// client that reads slowly, so such a client pins little memory.
 pub const CHUNK_BYTES: usize = 16 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 2;
+/// Reads (`/events`, `/metrics`) at once; more wait for a turn. Each holds a read connection
+/// with a page cache of at most [`READER_CACHE_KIB`], a few pieces and the rows of one read, so
+/// readers take a fixed amount of memory whatever `--max-connections` allows.
+pub const MAX_READERS: usize = 16;
+pub const READER_CACHE_KIB: i64 = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -275,6 +280,8 @@ pub struct Store {
 #[derive(Clone)]
 pub struct StoreHandle {
     jobs: mpsc::Sender<Job>,
+    /// Turns for readers: see [`MAX_READERS`].
+    readers: Arc<tokio::sync::Semaphore>,
     location: Arc<Location>,
     stats: Arc<StoreStats>,
     max_clusters: usize,
@@ -314,6 +321,7 @@ impl Location {
             Location::File(path) => {
                 let connection = Connection::open_with_flags(path, flags)?;
                 connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                connection.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
                 Ok(connection)
             }
             Location::Memory(uri) => {
@@ -378,6 +386,7 @@ impl Store {
         Ok(Store {
             handle: StoreHandle {
                 jobs,
+                readers: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 location: Arc::new(location),
                 stats,
                 max_clusters: config.max_clusters,
@@ -420,13 +429,13 @@ impl StoreHandle {
 
     /// The summary as JSON, with at most `max_clusters` clusters (those that reported last),
     /// streamed in pieces (see [`ClusterWriter`]).
-    pub fn summary_json(&self) -> Pieces {
-        self.walk_clusters(SummaryJson { first: true })
+    pub async fn summary_json(&self) -> Result<Pieces, StoreError> {
+        self.walk_clusters(SummaryJson { first: true }).await
     }
 
     /// The summary, whole: for tests and small stores.
     pub async fn summary(&self) -> Result<Summary, StoreError> {
-        let mut pieces = self.summary_json();
+        let mut pieces = self.summary_json().await?;
         let mut text = Vec::new();
         while let Some(piece) = pieces.recv().await {
             text.extend(piece?);
@@ -436,11 +445,13 @@ impl StoreHandle {
 
     /// Walks the clusters (at most `max_clusters`, those that reported last, in the order of
     /// their ids) from a read connection of its own, writing with `writer`.
-    pub fn walk_clusters<W: ClusterWriter>(&self, writer: W) -> Pieces {
+    pub async fn walk_clusters<W: ClusterWriter>(&self, writer: W) -> Result<Pieces, StoreError> {
+        let turn = self.turn().await?;
         let (pieces, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let location = self.location.clone();
         let max_clusters = self.max_clusters;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let walked = location
                 .open_reader()
                 .map_err(StoreError::from)
@@ -449,7 +460,16 @@ impl StoreHandle {
                 let _ = pieces.blocking_send(Err(error));
             }
         });
-        receiver
+        Ok(receiver)
+    }
+
+    /// Waits for a reader's turn (see [`MAX_READERS`]).
+    async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        self.readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     /// One page of recorded events after the cursor `after` (a sequence number; 0 for the
@@ -459,10 +479,12 @@ impl StoreHandle {
     /// stays open while a piece waits for the client, so a stalled client holds no snapshot
     /// (which would keep the WAL from being checkpointed).
     pub async fn events_page(&self, after: i64, limit: usize) -> Result<EventsPage, StoreError> {
+        let turn = self.turn().await?;
         let (pieces, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let (cursor, next) = oneshot::channel();
         let location = self.location.clone();
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let mut cursor = Some(cursor);
             let sent = location
                 .open_reader()
@@ -1021,26 +1043,29 @@ impl Writer {
                         continue;
                     }
                     outcome.recorded += 1;
-                    if !clusters.contains_key(e.distinct_id.as_str()) {
-                        arrival.push(e.distinct_id.as_str());
+                    // Clusters are counted only from events that name theirs.
+                    if e.identifies_cluster {
+                        if !clusters.contains_key(e.distinct_id.as_str()) {
+                            arrival.push(e.distinct_id.as_str());
+                        }
+                        clusters
+                            .entry(&e.distinct_id)
+                            .and_modify(|delta| {
+                                delta.events += 1;
+                                delta.first_time = delta.first_time.min(e.time);
+                                // On equal times the later arrival wins, as across groups.
+                                if e.time >= delta.last_time {
+                                    delta.last_time = e.time;
+                                    delta.metrics = &e.metrics;
+                                }
+                            })
+                            .or_insert(ClusterDelta {
+                                events: 1,
+                                first_time: e.time,
+                                last_time: e.time,
+                                metrics: &e.metrics,
+                            });
                     }
-                    clusters
-                        .entry(&e.distinct_id)
-                        .and_modify(|delta| {
-                            delta.events += 1;
-                            delta.first_time = delta.first_time.min(e.time);
-                            // On equal times the later arrival wins, as across groups.
-                            if e.time >= delta.last_time {
-                                delta.last_time = e.time;
-                                delta.metrics = &e.metrics;
-                            }
-                        })
-                        .or_insert(ClusterDelta {
-                            events: 1,
-                            first_time: e.time,
-                            last_time: e.time,
-                            metrics: &e.metrics,
-                        });
                     if self.keep_events {
                         event.execute(params![
                             e.insert_id,
@@ -1256,6 +1281,7 @@ mod tests {
         ValidEvent {
             insert_id: insert_id.into(),
             distinct_id: cluster.into(),
+            identifies_cluster: true,
             time,
             metrics,
             json: json!({"event": "e", "properties": {"$insert_id": insert_id}}).to_string(),
@@ -1327,6 +1353,30 @@ mod tests {
             }
         );
         assert_eq!(all_events(&handle, 10).await.0.len(), 2);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn only_events_that_name_their_cluster_count_as_a_cluster() {
+        let store = Store::open(&config(None, true)).expect("open");
+        let handle = store.handle();
+        let anonymous = |id: &str| ValidEvent {
+            identifies_cluster: false,
+            ..event(id, id, 100, 1)
+        };
+        let outcome = handle
+            .record(vec![
+                event("named", "c", 100, 7),
+                anonymous("a1"),
+                anonymous("a2"),
+            ])
+            .await
+            .expect("record");
+        assert_eq!(outcome.recorded, 3, "every event is recorded");
+        let summary = handle.summary().await.expect("summary");
+        assert_eq!(summary.clusters_tracked, 1, "{summary:?}");
+        assert_eq!(summary.clusters[0].cluster_id, "c");
+        assert_eq!(all_events(&handle, 10).await.0.len(), 3);
         store.close().await;
     }
 

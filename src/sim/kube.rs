@@ -30,20 +30,53 @@ const OPERATOR_DEPLOYMENT: &str = "seldon-v2-controller-manager";
 const SCHEDULER_STATEFULSET: &str = "seldon-scheduler";
 const SCHEDULER_CONTAINER: &str = "scheduler";
 
-/// The bearer token the generated kubeconfig carries; anything else gets 401, as a real API would.
-pub const SIM_TOKEN: &str = "hodometer-sim-token";
-/// Who the API server takes [`SIM_TOKEN`] for.
+/// Who the API server takes the service account's token for.
 pub const SIM_USER: &str = "system:serviceaccount:seldon-mesh:hodometer";
 /// A second identity, the cluster administrator who applies manifests: RBAC does not bind it.
-pub const SIM_ADMIN_TOKEN: &str = "hodometer-sim-admin-token";
 pub const SIM_ADMIN_USER: &str = "sim-admin";
 /// A third identity, a person (an operator at a terminal, kubectl, the inspector): bound to what
 /// [`Rbac::person`] grants, as a real cluster binds people to Roles.
-pub const SIM_PERSON_TOKEN: &str = "hodometer-sim-person-token";
 pub const SIM_PERSON_USER: &str = "demo-operator@example.com";
+
+/// The bearer tokens of one run of the stand-in, random, so no other local user can guess them:
+/// they are written only into its 0600 kubeconfig (or kept in memory by the demo). Anything
+/// else gets 401, as a real API would.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimTokens {
+    /// The kubeconfig's current context: the service account ([`SIM_USER`]).
+    pub service_account: String,
+    /// Context `hodometer-sim-admin`: the administrator ([`SIM_ADMIN_USER`]).
+    pub admin: String,
+    /// The person ([`SIM_PERSON_USER`]): only in the kubeconfig [`person_kubeconfig`] writes.
+    pub person: String,
+}
+
+impl SimTokens {
+    pub fn random() -> SimTokens {
+        let token = || {
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+        };
+        SimTokens {
+            service_account: token(),
+            admin: token(),
+            person: token(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SimTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimTokens(..)")
+    }
+}
 const MAX_PAGE: usize = 500;
 
 struct World {
+    tokens: SimTokens,
     kube: KubeSpec,
     servers: Vec<ServerSpec>,
     /// What each identity may do, as RBAC would.
@@ -130,6 +163,7 @@ pub fn parse_grants(text: &str) -> Result<Vec<Grant>, String> {
 /// The stand-in's routes over a scenario. `forbid` adds to the scenario's own forbidden
 /// resources; `rbac` says what each identity may do; `secrets_dir` holds the Secrets.
 pub fn router(
+    tokens: SimTokens,
     scenario: &Scenario,
     forbid: &[String],
     rbac: Rbac,
@@ -138,6 +172,7 @@ pub fn router(
     let mut kube = scenario.kubernetes.clone();
     kube.forbid.extend(forbid.iter().cloned());
     let world = Arc::new(World {
+        tokens,
         kube,
         servers: scenario.servers.clone(),
         rbac,
@@ -180,39 +215,26 @@ pub fn router(
         .with_state(world)
 }
 
-/// A kubeconfig pointing at the stand-in, with the Seldon namespace as the context's.
-pub fn kubeconfig(addr: SocketAddr) -> String {
-    kubeconfig_for(addr, "hodometer-sim", "hodometer-sim", SIM_TOKEN)
-}
-
-/// A kubeconfig for the administrator ([`SIM_ADMIN_TOKEN`]), who applies manifests.
-pub fn admin_kubeconfig(addr: SocketAddr) -> String {
-    kubeconfig_for(addr, "hodometer-sim", SIM_ADMIN_USER, SIM_ADMIN_TOKEN)
-}
-
-/// A kubeconfig for the person ([`SIM_PERSON_TOKEN`]) over HTTPS (kubectl sends a token only
-/// over TLS), trusting `ca`: what the demo gives you for kubectl and `hodometer consent`.
-pub fn person_kubeconfig(https: SocketAddr, ca: &FsPath) -> String {
-    let cluster = format!(
-        "certificate-authority: {}\n    server: https://{https}",
-        Value::from(ca.display().to_string())
-    );
-    kubeconfig_with(
-        &cluster,
-        "hodometer-demo",
-        SIM_PERSON_USER,
-        SIM_PERSON_TOKEN,
+/// A kubeconfig pointing at the stand-in, with the Seldon namespace as the context's: the
+/// service account in the current context, the administrator in `hodometer-sim-admin`.
+pub fn kubeconfig(addr: SocketAddr, tokens: &SimTokens) -> String {
+    let SimTokens {
+        service_account,
+        admin,
+        ..
+    } = tokens;
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: hodometer-sim\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: hodometer-sim\n  context:\n    cluster: hodometer-sim\n    user: hodometer-sim\n    namespace: {SIM_NAMESPACE}\n- name: hodometer-sim-admin\n  context:\n    cluster: hodometer-sim\n    user: hodometer-sim-admin\n    namespace: {SIM_NAMESPACE}\ncurrent-context: hodometer-sim\nusers:\n- name: hodometer-sim\n  user:\n    token: {service_account}\n- name: hodometer-sim-admin\n  user:\n    token: {admin}\n"
     )
 }
 
-fn kubeconfig_for(addr: SocketAddr, context: &str, user: &str, token: &str) -> String {
-    kubeconfig_with(&format!("server: http://{addr}"), context, user, token)
-}
-
-/// `cluster` is the cluster's entries, each on its own line at the cluster's indentation.
-fn kubeconfig_with(cluster: &str, context: &str, user: &str, token: &str) -> String {
+/// A kubeconfig for the person ([`SimTokens::person`]) over HTTPS (kubectl sends a token only
+/// over TLS), trusting `ca`: what the demo gives you for kubectl and `hodometer consent`.
+pub fn person_kubeconfig(https: SocketAddr, ca: &FsPath, tokens: &SimTokens) -> String {
+    let ca = Value::from(ca.display().to_string());
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    {cluster}\ncontexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {user}\n    namespace: {SIM_NAMESPACE}\ncurrent-context: {context}\nusers:\n- name: {user}\n  user:\n    token: {token}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: hodometer-demo\n  cluster:\n    certificate-authority: {ca}\n    server: https://{https}\ncontexts:\n- name: hodometer-demo\n  context:\n    cluster: hodometer-demo\n    user: {SIM_PERSON_USER}\n    namespace: {SIM_NAMESPACE}\ncurrent-context: hodometer-demo\nusers:\n- name: {SIM_PERSON_USER}\n  user:\n    token: {}\n",
+        tokens.person
     )
 }
 
@@ -278,15 +300,15 @@ impl Caller {
 /// A refusal, boxed: a `Response` is large and refusals are the rare path.
 type Refusal = Box<Response>;
 
-fn authenticate(headers: &HeaderMap) -> Result<Caller, Refusal> {
+fn authenticate(world: &World, headers: &HeaderMap) -> Result<Caller, Refusal> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match bearer {
-        Some(SIM_TOKEN) => Ok(Caller::ServiceAccount),
-        Some(SIM_ADMIN_TOKEN) => Ok(Caller::Admin),
-        Some(SIM_PERSON_TOKEN) => Ok(Caller::Person),
+        Some(token) if token == world.tokens.service_account => Ok(Caller::ServiceAccount),
+        Some(token) if token == world.tokens.admin => Ok(Caller::Admin),
+        Some(token) if token == world.tokens.person => Ok(Caller::Person),
         _ => Err(Box::new(status(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
@@ -304,7 +326,7 @@ fn authorize(
     cluster_scope: bool,
     name: Option<&str>,
 ) -> Result<Caller, Refusal> {
-    let caller = authenticate(headers)?;
+    let caller = authenticate(world, headers)?;
     // Every authenticated identity may read /version (system:public-info-viewer).
     let grants = match caller {
         Caller::Admin => None,
@@ -1236,8 +1258,8 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 /// `SelfSubjectReview`: every authenticated identity may ask who it is.
-async fn self_subject_review(headers: HeaderMap) -> Response {
-    match authenticate(&headers) {
+async fn self_subject_review(State(world): State<Arc<World>>, headers: HeaderMap) -> Response {
+    match authenticate(&world, &headers) {
         Ok(caller) => {
             let groups = match caller {
                 Caller::ServiceAccount => json!([

@@ -23,6 +23,7 @@ use crate::collect::Sources;
 use crate::config::{PublishSettings, Settings};
 use crate::consent::Observed;
 use crate::consent::cluster::ConsentApi;
+use crate::k8s::KubeClient;
 use crate::metrics::Snapshot;
 use crate::payload::Event;
 use crate::publish::{EndpointOutcome, Publisher};
@@ -47,6 +48,8 @@ enum Msg {
     Collected {
         snapshot: Snapshot,
         kube_server: Option<String>,
+        /// The session's one Kubernetes client, once built.
+        kube: Option<KubeClient>,
     },
     /// An outcome of the send with this `$insert_id`.
     Outcome(Uuid, EndpointOutcome),
@@ -121,6 +124,9 @@ async fn event_loop(
         config.settings.plan.scheduler.address(),
         tx.clone(),
     ));
+    // The consent and status ConfigMaps, over the collection's client: one per context for the
+    // session, the kubeconfig read once.
+    let mut consent_api: Option<ConsentApi> = None;
 
     while !app.quit {
         if app.refresh_due() {
@@ -136,8 +142,16 @@ async fn event_loop(
                             Some(Effect::Refresh) => tasks.push(spawn_refresh(&sources, tx.clone())),
                             Some(Effect::Send(event)) => tasks.push(spawn_send(&publisher, event, config, tx.clone())),
                             Some(Effect::Approve(approval)) => {
-                                if let Some(target) = &config.settings.plan.kube {
-                                    tasks.push(spawn_approve(target.clone(), approval, tx.clone()));
+                                match (&consent_api, &config.settings.plan.kube) {
+                                    (Some(api), Some(target)) => tasks.push(spawn_approve(
+                                        api.clone(),
+                                        target.clone(),
+                                        approval,
+                                        tx.clone(),
+                                    )),
+                                    _ => app.on_approved(Err(
+                                        "no Kubernetes client: the reporter cannot be reached".into(),
+                                    )),
                                 }
                             }
                             None => {}
@@ -150,19 +164,26 @@ async fn event_loop(
                 None => break,
             },
             Some(msg) = rx.recv() => match msg {
-                Msg::Collected { snapshot, kube_server } => {
+                Msg::Collected { snapshot, kube_server, kube } => {
                     app.kube_server = kube_server;
                     app.on_snapshot(snapshot);
-                    if let Some(target) = &config.settings.plan.kube {
-                        tasks.push(spawn_reporter(target.clone(), tx.clone()));
+                    if consent_api.is_none() && let Some(kube) = kube {
+                        consent_api = Some(ConsentApi::over(
+                            kube.client().clone(),
+                            kube.namespace().to_string(),
+                            &config.settings.consent_configmap,
+                        ));
+                    }
+                    if let Some(api) = &consent_api {
+                        tasks.push(spawn_reporter(api.clone(), tx.clone()));
                     }
                 }
                 Msg::Reporter(observed) => app.on_reporter(*observed),
                 Msg::Approved(result) => {
                     app.on_approved(result);
                     // The consent's new version, and soon the reporter's acknowledgement.
-                    if let Some(target) = &config.settings.plan.kube {
-                        tasks.push(spawn_reporter(target.clone(), tx.clone()));
+                    if let Some(api) = &consent_api {
+                        tasks.push(spawn_reporter(api.clone(), tx.clone()));
                     }
                 }
                 Msg::Outcome(insert_id, outcome) => app.on_outcome(insert_id, outcome),
@@ -184,30 +205,21 @@ async fn event_loop(
 
 /// Reads the in-cluster reporter's status and consent after each collection; nothing when
 /// there is no usable Kubernetes configuration.
-fn spawn_reporter(
-    target: crate::k8s::KubeTarget,
-    tx: mpsc::UnboundedSender<Msg>,
-) -> JoinHandle<()> {
+fn spawn_reporter(api: ConsentApi, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        if let Ok(api) = consent_api(&target).await {
-            let _ = tx.send(Msg::Reporter(Box::new(api.observe().await)));
-        }
+        let _ = tx.send(Msg::Reporter(Box::new(api.observe().await)));
     })
-}
-
-async fn consent_api(target: &crate::k8s::KubeTarget) -> Result<ConsentApi, String> {
-    ConsentApi::connect(target, crate::consent::DEFAULT_CONSENT_CONFIGMAP).await
 }
 
 /// Writes the approval the operator confirmed over the consent version it was shown with.
 fn spawn_approve(
+    api: ConsentApi,
     target: crate::k8s::KubeTarget,
     approval: Approval,
     tx: mpsc::UnboundedSender<Msg>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let result = async {
-            let api = consent_api(&target).await?;
             let by = api.approver(&target).await;
             let data = approval.data(by.clone(), SystemTime::now());
             let written = api
@@ -239,9 +251,11 @@ fn spawn_refresh(sources: &Arc<Mutex<Sources>>, tx: mpsc::UnboundedSender<Msg>) 
             "inspector refreshed"
         );
         let kube_server = sources.kube_server().map(str::to_string);
+        let kube = sources.kube().cloned();
         let _ = tx.send(Msg::Collected {
             snapshot,
             kube_server,
+            kube,
         });
     })
 }

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::app::{
-    App, ApprovalStage, Dialog, InCluster, PayloadForm, RowView, SendRecord, Shown, SourceState,
+    App, ApprovalState, Dialog, InCluster, PayloadForm, RowView, SendRecord, Shown, SourceState,
     Trend, View, age, short_id,
 };
 use super::keys::{BINDINGS, Context, Listing, hints};
@@ -165,21 +165,15 @@ fn header(app: &App) -> Vec<Line<'static>> {
             approval.level,
             approval.fields.len()
         );
-        let (text, style) = match &record.stage {
-            ApprovalStage::Writing => ("writing the consent ConfigMap…".to_string(), WARN),
-            ApprovalStage::Written { version, by } if app.approval_acknowledged() => (
-                format!(
-                    "written (resourceVersion {version}, by {by}); acknowledged by the reporter"
-                ),
-                SHARED,
-            ),
-            ApprovalStage::Written { version, by } => (
-                format!(
-                    "written (resourceVersion {version}, by {by}); waiting for the reporter to acknowledge"
-                ),
-                WARN,
-            ),
-            ApprovalStage::Failed(why) => (format!("not written: {why}"), BAD),
+        let state = app.approval_state();
+        let text = state
+            .as_ref()
+            .map(ApprovalState::describe)
+            .unwrap_or_default();
+        let style = match state {
+            Some(ApprovalState::Acknowledged { .. }) => SHARED,
+            Some(ApprovalState::Failed(_)) => BAD,
+            _ => WARN,
         };
         lines.push(Line::from(vec![
             Span::raw(what),
@@ -253,7 +247,7 @@ fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
         }
     }
     let shared = shown_event(app).map_or(0, |e| e.fields.len());
-    let note = if app.info.do_not_track {
+    let note = if app.policy().source == crate::policy::Source::DoNotTrack {
         "   locked by DO_NOT_TRACK".to_string()
     } else {
         format!("   {shared} fields shared")
@@ -597,6 +591,9 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
     let (title, lines, scroll) = match dialog {
         Dialog::Confirm(event) => {
             let mut lines = event_summary(event);
+            if let Some(bound) = app.consent_bound() {
+                lines.push(Line::styled(bound, WARN));
+            }
             lines.push(Line::raw("to every endpoint:"));
             for endpoint in &app.info.endpoints {
                 lines.push(Line::raw(format!("  {endpoint}")));
@@ -651,12 +648,13 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
             ];
             match status.filter(|s| !s.endpoints.is_empty()) {
                 Some(status) => {
+                    // From the status ConfigMap: sanitised.
                     lines.push(Line::raw(format!(
                         "the reporter publishes to (every {}):",
-                        status.interval.as_deref().unwrap_or("?")
+                        safe(status.interval.as_deref().unwrap_or("?"))
                     )));
                     for endpoint in &status.endpoints {
-                        lines.push(Line::raw(format!("  {endpoint}")));
+                        lines.push(Line::raw(format!("  {}", safe(endpoint))));
                     }
                 }
                 None => lines.push(Line::styled(
