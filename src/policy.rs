@@ -146,6 +146,8 @@ pub struct Policy {
     pub consent_state: &'static str,
     pub approved_by: Option<String>,
     pub approved_at: Option<SystemTime>,
+    /// The note kept with the approval.
+    pub note: Option<String>,
     /// The consent ConfigMap's `resourceVersion` this policy follows.
     pub consent_version: Option<String>,
 }
@@ -162,6 +164,7 @@ impl Policy {
             consent_state,
             approved_by: None,
             approved_at: None,
+            note: None,
             consent_version: None,
         }
     }
@@ -374,6 +377,7 @@ fn from_found(
                 consent_state: "valid",
                 approved_by: consent.approved_by.clone(),
                 approved_at: consent.approved_at,
+                note: consent.note.clone(),
                 consent_version: version,
             }
         }

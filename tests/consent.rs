@@ -87,9 +87,20 @@ fn admin_request(
 
 const CONFIGMAPS: &str = "/api/v1/namespaces/seldon-mesh/configmaps";
 
-/// Applies the shipped, empty consent and status ConfigMaps as the administrator.
+/// Applies the shipped, empty consent, status and ledger ConfigMaps as the administrator.
 fn apply_configmaps(addr: &str) {
-    for file in ["consent-configmap.yaml", "status-configmap.yaml"] {
+    apply_files(
+        addr,
+        &[
+            "consent-configmap.yaml",
+            "status-configmap.yaml",
+            "ledger-configmap.yaml",
+        ],
+    );
+}
+
+fn apply_files(addr: &str, files: &[&str]) {
+    for file in files {
         let text = std::fs::read_to_string(manifest(file)).expect("manifest");
         let doc: Value = serde_saphyr::from_str(&text).expect("YAML");
         let (status, body) = admin_request(addr, "POST", CONFIGMAPS, "application/json", &doc);
@@ -869,6 +880,424 @@ fn the_inspector_shows_a_missing_permission_and_a_conflict_instead_of_writing() 
         "off",
         "someone else's change stands"
     );
+}
+
+// History (SPEC 16): the ledger the daemon appends to, read with `hodometer history`.
+// ---------------------------------------------------------------------------------------------
+
+/// `hodometer history ARGS --kubeconfig KC`.
+fn history(sim: &SimProcess, args: &[&str]) -> Output {
+    let kubeconfig = sim.kubeconfig.as_ref().expect("kubeconfig");
+    let mut all = vec!["history"];
+    all.extend_from_slice(args);
+    all.extend(["--kubeconfig", kubeconfig.to_str().expect("utf-8")]);
+    hodometer(&all).output().expect("run hodometer history")
+}
+
+/// `history -o json`.
+fn history_json(sim: &SimProcess) -> Value {
+    let out = history(sim, &["-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+fn entries_of<'a>(history: &'a Value, kind: &str) -> Vec<&'a Value> {
+    history["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hodometer::ledger::sha256_hex(bytes)
+}
+
+const LEDGER: &str = "/api/v1/namespaces/seldon-mesh/configmaps/hodometer-ledger";
+
+fn ledger_data(addr: &str) -> serde_json::Map<String, Value> {
+    let (status, body) = admin_request(addr, "GET", LEDGER, "application/json", &Value::Null);
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_object().cloned().unwrap_or_default()
+}
+
+#[test]
+fn the_history_holds_every_event_received_byte_for_byte_and_each_consent_change() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    let daemon = Daemon::start_every("1s", &sim, &url, &[("METRICS_LEVEL", "cluster")]);
+    wait_for("two events", || {
+        (events(&receiver).len() >= 2).then_some(())
+    });
+
+    let out = consent(
+        &sim,
+        &["set", "--level", "resource", "--yes", "--note", "ticket 42"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let approved_version = show(&sim)["consent"]["resourceVersion"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    wait_for("an event at the approved level", || {
+        events(&receiver)
+            .iter()
+            .any(|e| e["properties"]["metrics_level"] == "resource")
+            .then_some(())
+    });
+    // Deleting the consent hands the level back to METRICS_LEVEL: recorded as a deletion.
+    let path = format!("{CONFIGMAPS}/hodometer-consent");
+    let (status, body) = admin_request(&addr, "DELETE", &path, "application/json", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    let before = events(&receiver).len();
+    wait_for("an event under METRICS_LEVEL again", || {
+        events(&receiver)[before..]
+            .iter()
+            .any(|e| e["properties"]["metrics_level"] == "cluster")
+            .then_some(())
+    });
+
+    // Every event the endpoint received is in the history, byte for byte: its bytes hash to
+    // the recorded SHA-256 and are what the sender writes for the event received.
+    let received = events(&receiver);
+    let recorded_history = wait_for("the history holding every received event", || {
+        let current = history_json(&sim);
+        let recorded: Vec<String> = entries_of(&current, "send")
+            .iter()
+            .map(|e| e["event"].as_str().expect("event bytes").to_string())
+            .collect();
+        received
+            .iter()
+            .all(|r| recorded.contains(&hodometer::payload::ascii_json(&r.to_string())))
+            .then_some(current)
+    });
+    let sends = entries_of(&recorded_history, "send");
+    for send in &sends {
+        let bytes = send["event"].as_str().expect("event");
+        assert_eq!(send["sha256"], sha256_hex(bytes.as_bytes()), "{send}");
+        assert_eq!(send["outcomes"][0]["ok"], true, "{send}");
+    }
+    // ...and nothing recorded as accepted that the endpoint did not get.
+    let received: Vec<String> = events(&receiver)
+        .iter()
+        .map(|r| hodometer::payload::ascii_json(&r.to_string()))
+        .collect();
+    for send in &sends {
+        assert!(received.contains(&send["event"].as_str().unwrap_or("").to_string()));
+    }
+
+    // The consent changes, in order: as shipped (unset), the approval with its approver and
+    // note, the deletion.
+    let changes = entries_of(&recorded_history, "consent");
+    let kinds: Vec<&str> = changes
+        .iter()
+        .map(|c| c["change"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["unset", "approved", "deleted"], "{changes:?}");
+    let approval = changes[1];
+    assert_eq!(approval["version"], approved_version.as_str());
+    assert_eq!(approval["level"], "resource");
+    assert_eq!(approval["approvedBy"], hodometer::sim::kube::SIM_USER);
+    assert_eq!(approval["note"], "ticket 42");
+    assert!(
+        approval["added"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("model_count"))),
+        "{approval}"
+    );
+    assert!(
+        changes[2]["removed"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("model_count")))
+    );
+    // A send under the approval names it.
+    assert!(
+        sends.iter().any(|s| s["level"] == "resource"
+            && s["consentVersion"] == approved_version.as_str()
+            && s["approvedBy"] == hodometer::sim::kube::SIM_USER),
+        "{sends:?}"
+    );
+
+    let out = history(&sim, &["verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("history verified"));
+    // The status and the daemon's log carry the head.
+    let status = status_data(&sim);
+    assert!(
+        status["history"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("kept")),
+        "{status}"
+    );
+    let head = status["historyHead"].as_str().expect("historyHead");
+    assert!(
+        daemon
+            .log()
+            .contains(&format!("\"history_head\":\"{head}\""))
+            || {
+                // The status may be one cycle behind the last log line; any logged head is in the chain.
+                let current = history_json(&sim);
+                current["entries"]
+                    .as_array()
+                    .expect("entries")
+                    .iter()
+                    .any(|e| {
+                        daemon.log().contains(&format!(
+                            "\"history_head\":\"{}\"",
+                            e["hash"].as_str().unwrap_or("-")
+                        ))
+                    })
+            }
+    );
+
+    // The table and `show` of one send: its exact bytes.
+    let table = text(&history(&sim, &[]).stdout);
+    assert!(table.contains("consent deleted"), "{table}");
+    assert!(table.contains("1 ok / 0 failed"), "{table}");
+    let seq = sends[0]["seq"].to_string();
+    let raw = history(&sim, &["show", &seq, "--raw"]);
+    assert_eq!(
+        text(&raw.stdout),
+        sends[0]["event"].as_str().expect("event")
+    );
+    let diff = history(
+        &sim,
+        &[
+            "diff",
+            &seq,
+            &sends.last().expect("a send")["seq"].to_string(),
+        ],
+    );
+    assert!(diff.status.success(), "{}", text(&diff.stderr));
+}
+
+#[test]
+fn verify_names_an_edited_entry_and_a_pinned_head_catches_a_rewritten_chain() {
+    let (sim, addr, _receiver, url) = cluster(&[]);
+    {
+        let _daemon = Daemon::start_every("1s", &sim, &url, &[("METRICS_LEVEL", "cluster")]);
+        wait_for("four sends in the history", || {
+            (entries_of(&history_json(&sim), "send").len() >= 4).then_some(())
+        });
+    }
+    let out = history(&sim, &["verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pinned = history_json(&sim)["head"]
+        .as_str()
+        .expect("head")
+        .to_string();
+    let original = ledger_data(&addr);
+
+    // One character of a send's event, changed through the API.
+    let sends = entries_of(&history_json(&sim), "send")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    let target = &sends[1];
+    let key = target["key"].as_str().expect("key").to_string();
+    let stored = original[&key].as_str().expect("stored entry").to_string();
+    let tampered = stored.replacen("\\\"ip\\\":\\\"0\\\"", "\\\"ip\\\":\\\"1\\\"", 1);
+    assert_ne!(tampered, stored, "the event holds \"ip\":\"0\"");
+    let patch = json!({"data": {key.clone(): tampered}});
+    let (status, body) = admin_request(
+        &addr,
+        "PATCH",
+        LEDGER,
+        "application/merge-patch+json",
+        &patch,
+    );
+    assert_eq!(status, 200, "{body}");
+    let out = history(&sim, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("entry {} ({key})", target["seq"])),
+        "{stderr}"
+    );
+
+    // A writer who rebuilds a consistent chain (and the status's head) passes a plain verify,
+    // but not against the head pinned before.
+    let mut rewritten = std::collections::BTreeMap::new();
+    let mut records = Vec::new();
+    for (key, value) in &original {
+        if hodometer::ledger::entry_seq(key).is_none() {
+            continue;
+        }
+        let mut entry: hodometer::ledger::Entry =
+            serde_json::from_str(value.as_str().expect("value")).expect("entry");
+        if let hodometer::ledger::Record::Send(send) = &mut entry.record {
+            send.event = send.event.replacen("\"ip\":\"0\"", "\"ip\":\"1\"", 1);
+            send.sha256 = sha256_hex(send.event.as_bytes());
+        }
+        records.push((entry.at.clone(), entry.record));
+    }
+    let append = hodometer::ledger::plan_append(
+        &hodometer::ledger::Index::default(),
+        &records,
+        hodometer::ledger::DEFAULT_BUDGET,
+    );
+    hodometer::ledger::apply(&mut rewritten, &append);
+    assert_eq!(rewritten.len(), original.len());
+    let patch = json!({"data": rewritten});
+    let (status, body) = admin_request(
+        &addr,
+        "PATCH",
+        LEDGER,
+        "application/merge-patch+json",
+        &patch,
+    );
+    assert_eq!(status, 200, "{body}");
+    let status_path = format!("{CONFIGMAPS}/hodometer-status");
+    let patch = json!({"data": {"historyHead": append.head}});
+    let (status, body) = admin_request(
+        &addr,
+        "PATCH",
+        &status_path,
+        "application/merge-patch+json",
+        &patch,
+    );
+    assert_eq!(status, 200, "{body}");
+    let out = history(&sim, &["verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = history(&sim, &["verify", "--head", &pinned]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--head") && stderr.contains(&pinned),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_shipped_role_keeps_the_history_and_a_refused_ledger_leaves_sending_untouched() {
+    let role = manifest_arg("role.yaml");
+    let cluster_role = manifest_arg("clusterrole.yaml");
+    let (sim, _addr, _receiver, url) =
+        cluster(&["--kube-rbac", &role, "--kube-rbac", &cluster_role]);
+    let _daemon = Daemon::start_every("1s", &sim, &url, &[("METRICS_LEVEL", "cluster")]);
+    wait_for("a send kept under the shipped Role", || {
+        let status = status_data(&sim);
+        let kept = status["history"].as_str()?.starts_with("kept");
+        (kept && !entries_of(&history_json(&sim), "send").is_empty()).then_some(())
+    });
+    assert!(history(&sim, &["verify"]).status.success());
+
+    // A Role from before the history: the ledger is refused. Sending goes on as before; the
+    // status and the log say the history is not kept, and why.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let older = dir.path().join("role.yaml");
+    let shipped = std::fs::read_to_string(manifest("role.yaml")).expect("role");
+    std::fs::write(
+        &older,
+        shipped.replace("\"hodometer-ledger\"", "\"not-the-ledger\""),
+    )
+    .expect("write");
+    let (sim, addr, receiver, url) = cluster(&[
+        "--kube-rbac",
+        older.to_str().expect("utf-8"),
+        "--kube-rbac",
+        &cluster_role,
+    ]);
+    let daemon = Daemon::start_every("1s", &sim, &url, &[("METRICS_LEVEL", "cluster")]);
+    wait_for("events sent all the same", || {
+        (events(&receiver).len() >= 2).then_some(())
+    });
+    let status = wait_for("the status saying the history is not kept", || {
+        let status = status_data(&sim);
+        status["history"]
+            .as_str()?
+            .starts_with("not being kept")
+            .then_some(status)
+    });
+    let said = status["history"].as_str().expect("history");
+    assert!(
+        said.contains("forbidden") && said.contains("hodometer-ledger"),
+        "{said}"
+    );
+    assert_eq!(
+        status["lastOutcomes"]
+            .as_str()
+            .map(|o| o.contains(" ok (HTTP 200")),
+        Some(true)
+    );
+    assert!(daemon.log().contains("not being kept"), "{}", daemon.log());
+    assert!(ledger_data(&addr).is_empty());
+
+    // Older manifests without the ledger ConfigMap: the same, with the manifests named.
+    let sim = SimProcess::start_with_kube(&[]);
+    apply_files(
+        &kube_addr(&sim),
+        &["consent-configmap.yaml", "status-configmap.yaml"],
+    );
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let url = format!("http://127.0.0.1:{}", receiver.port);
+    let _daemon = Daemon::start_every("1s", &sim, &url, &[("METRICS_LEVEL", "cluster")]);
+    wait_for("events sent without a ledger", || {
+        (events(&receiver).len() >= 2).then_some(())
+    });
+    let status = wait_for("the status naming the missing ledger", || {
+        let status = status_data(&sim);
+        status["history"]
+            .as_str()?
+            .contains("does not exist")
+            .then_some(status)
+    });
+    assert!(
+        status["history"]
+            .as_str()
+            .is_some_and(|h| h.contains("assets/k8s/ledger-configmap.yaml")),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_concurrent_write_to_the_ledger_is_a_conflict_read_again_never_overwritten() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    let daemon = Daemon::start_every(
+        "1s",
+        &sim,
+        &url,
+        &[("METRICS_LEVEL", "cluster"), ("LOG_LEVEL", "debug")],
+    );
+    wait_for("two sends in the history", || {
+        (entries_of(&history_json(&sim), "send").len() >= 2).then_some(())
+    });
+    // Someone else writes the ledger (a label) between the daemon's appends: the version the
+    // daemon planned its next append on is stale.
+    for round in 0..3 {
+        let patch = json!({"metadata": {"labels": {"touched": round.to_string()}}});
+        let (status, body) = admin_request(
+            &addr,
+            "PATCH",
+            LEDGER,
+            "application/merge-patch+json",
+            &patch,
+        );
+        assert_eq!(status, 200, "{body}");
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    wait_for("a conflict read again", || {
+        daemon
+            .log()
+            .contains("the ledger changed while appending")
+            .then_some(())
+    });
+    let received = events(&receiver);
+    wait_for("every received event in the history", || {
+        let current = history_json(&sim);
+        let recorded: Vec<String> = entries_of(&current, "send")
+            .iter()
+            .map(|e| e["event"].as_str().unwrap_or("").to_string())
+            .collect();
+        received
+            .iter()
+            .all(|r| recorded.contains(&hodometer::payload::ascii_json(&r.to_string())))
+            .then_some(())
+    });
+    assert!(history(&sim, &["verify"]).status.success());
+    let (_, ledger) = admin_request(&addr, "GET", LEDGER, "application/json", &Value::Null);
+    assert_eq!(ledger["metadata"]["labels"]["touched"], "2", "overwritten");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -712,3 +712,44 @@ fn the_stand_ins_tokens_are_random_per_run_and_only_in_its_private_kubeconfig() 
     assert_ne!(kube_get(addr, consent, &admin), 401);
     assert_ne!(kube_get(addr, "/version", &service_account), 401);
 }
+
+#[test]
+fn a_world_writable_extensions_dir_is_read_only_on_a_read_only_mount() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to mount");
+        return;
+    }
+    // A ConfigMap volume: a world-writable directory, mounted read-only.
+    let dir = tempfile::tempdir().expect("tmp");
+    let ext = dir.path().join("ext");
+    std::fs::create_dir(&ext).expect("mkdir");
+    std::fs::write(ext.join("team"), "ml").expect("write");
+    std::fs::set_permissions(&ext, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let collect = format!(
+        "{BIN} collect --scheduler-port {} --rpc-timeout 1s --extensions-dir {}",
+        dead_port(),
+        ext.display()
+    );
+    let writable = Command::new("sh")
+        .arg("-c")
+        .arg(&collect)
+        .output()
+        .expect("collect");
+    let stderr = String::from_utf8_lossy(&writable.stderr);
+    assert_eq!(writable.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("mode 0777"), "{stderr}");
+    let mounted = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "set -e; mount --bind {e} {e}; mount -o remount,bind,ro {e}; exec {collect}",
+            e = ext.display()
+        ))
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&mounted.stdout);
+    assert!(
+        stdout.contains(r#""ext.team":"ml""#),
+        "{stdout}{}",
+        String::from_utf8_lossy(&mounted.stderr)
+    );
+}

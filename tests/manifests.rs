@@ -73,23 +73,26 @@ fn only_names(rule: &Value, names: &[&str]) -> bool {
 }
 
 #[test]
-fn rbac_only_reads_except_the_status_it_writes_and_secrets_only_by_name() {
+fn rbac_only_reads_except_the_status_and_ledger_it_writes_and_secrets_only_by_name() {
     for name in ["role.yaml", "clusterrole.yaml"] {
         let doc = load(name);
         for rule in doc["rules"].as_array().expect("rules") {
             for verb in rule["verbs"].as_array().expect("verbs") {
                 let verb = verb.as_str().expect("verb");
                 let reads = ["get", "list", "watch"].contains(&verb);
-                // The one write: patching the status ConfigMap the manifests create.
+                // The only writes: patching the status and the ledger ConfigMaps the manifests
+                // create, each by name.
                 let writes_status = ["update", "patch"].contains(&verb)
                     && rule["resources"] == json!(["configmaps"])
-                    && only_names(rule, &["hodometer-status"]);
+                    && (only_names(rule, &["hodometer-status"])
+                        || only_names(rule, &["hodometer-ledger"]));
                 assert!(reads || writes_status, "{name} grants {verb} in {rule}");
                 assert_ne!(verb, "create", "{name}: create cannot be limited by name");
             }
             if rule["resources"] == json!(["configmaps"]) {
                 assert!(
                     only_names(rule, &["hodometer-status"])
+                        || only_names(rule, &["hodometer-ledger"])
                         || only_names(rule, &["hodometer-consent"]),
                     "{name}: ConfigMap access must name its objects: {rule}"
                 );
@@ -126,10 +129,11 @@ fn the_consent_editor_role_only_edits_the_consent() {
 }
 
 #[test]
-fn consent_and_status_configmaps_ship_empty() {
+fn consent_status_and_ledger_configmaps_ship_empty() {
     for (file, name) in [
         ("consent-configmap.yaml", "hodometer-consent"),
         ("status-configmap.yaml", "hodometer-status"),
+        ("ledger-configmap.yaml", "hodometer-ledger"),
     ] {
         let doc = load(file);
         assert_eq!(doc["kind"], "ConfigMap");

@@ -327,6 +327,118 @@ fn the_demo_shows_the_whole_consent_loop() {
     tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
 }
 
+/// The demo's in-process reporter keeps its history in the stand-in's ledger; `H` shows it:
+/// the chain verified, the approval made here with its approver, and the sends around it.
+#[test]
+fn the_demo_shows_its_reporter_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "XDG_STATE_HOME={} {BIN} demo --refresh 1s; echo EXITED $?; sleep 60",
+        dir.path().display()
+    );
+    let tmux = Tmux::start_sized("demo-history", &command, (120, 40));
+    tmux.wait_for("the demo's reporter under the environment", |s| {
+        s.contains("in-cluster reporter ◆: level cluster (environment)") && s.contains("; last ")
+    });
+    tmux.keys(&["2"]);
+    tmux.keys(&["a"]);
+    tmux.wait_for("the approve dialog", |s| {
+        s.contains("approve for the in-cluster reporter?")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the reporter's acknowledgement", |s| {
+        s.contains("acknowledged by the reporter")
+    });
+    // Wait for a send under the approval, then open the history.
+    tmux.wait_for("a send at the approved level", |s| {
+        s.contains("in-cluster reporter ◆: level resource (consent)") && s.contains("; last ")
+    });
+    tmux.keys(&["H"]);
+    let screen = tmux.wait_for("the history pane", |s| {
+        s.contains("history of the in-cluster reporter (hodometer-ledger)")
+            && s.contains("chain verified:")
+    });
+    assert!(
+        screen.contains("consent  approved resource"),
+        "the approval is in the history:\n{screen}"
+    );
+    assert!(
+        screen.contains(hodometer::sim::kube::SIM_PERSON_USER),
+        "with its approver, the person who approved (not the reporter):\n{screen}"
+    );
+    assert!(screen.contains("send     cluster"), "{screen}");
+    assert!(screen.contains("1 ok / 0 failed"), "{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the history closed", |s| {
+        !s.contains("history of the in-cluster reporter")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
+}
+
+/// The inspector's own sends are kept (a private file in the state directory), so `v` lists
+/// them after a restart, with their outcomes.
+#[test]
+fn the_inspector_s_sends_are_listed_after_a_restart() {
+    let scenario = example_scenario();
+    let sim = SimProcess::start(&["--scenario", scenario.to_str().expect("utf-8")]);
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let state = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "XDG_STATE_HOME={} {BIN} inspect --no-kube --scheduler-port {} --publish-url http://127.0.0.1:{} \
+         --refresh 2s; echo EXITED $?; sleep 60",
+        state.path().display(),
+        sim.port,
+        receiver.port,
+    );
+    let tmux = Tmux::start("kept-send", &command);
+    tmux.wait_for("the scheduler connected", |s| {
+        s.contains("): connected") && s.contains("\nmodel_count ")
+    });
+    tmux.keys(&["s"]);
+    tmux.wait_for("the confirmation dialog", |s| {
+        s.contains("send this payload?")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the endpoint's outcome", |s| s.contains("ok (HTTP 200"));
+    let (_, events) = http_get(&format!("127.0.0.1:{}", receiver.port), "/events");
+    let events: Vec<serde_json::Value> = serde_json::from_str(&events).expect("events JSON");
+    assert_eq!(events.len(), 1);
+    let insert_id = events[0]["properties"]["$insert_id"]
+        .as_str()
+        .expect("$insert_id")
+        .to_string();
+    tmux.keys(&["Escape"]);
+    // An Escape followed at once by `q` reads as Alt-q: wait for the dialog to close.
+    tmux.wait_for("the dialog closed", |s| s.contains("s send"));
+    tmux.keys(&["q"]);
+    tmux.wait_for("the first session's end", |s| s.contains("EXITED 0"));
+    let kept = state.path().join("hodometer/sends.jsonl");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&kept).expect("kept sends").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    let tmux = Tmux::start("kept-send-again", &command);
+    tmux.wait_for("the scheduler connected", |s| s.contains("): connected"));
+    tmux.keys(&["v"]);
+    let screen = tmux.wait_for("the earlier send listed", |s| {
+        s.contains("sends from this inspector (kept across sessions)")
+    });
+    assert!(screen.contains(&insert_id[..8]), "{screen}");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the earlier send opened", |s| s.contains("ok (HTTP 200"));
+    assert!(
+        screen.contains(&format!("http://127.0.0.1:{}/", receiver.port)),
+        "{screen}"
+    );
+    tmux.keys(&["Escape"]);
+    // An Escape followed at once by `q` reads as Alt-q: wait for the dialog to close.
+    tmux.wait_for("the dialog closed", |s| s.contains("s send"));
+    tmux.keys(&["q"]);
+    tmux.wait_for("the second session's end", |s| s.contains("EXITED 0"));
+}
+
 /// The kubeconfig path the demo shows in its header.
 fn demo_kubeconfig(screen: &str) -> std::path::PathBuf {
     let line = screen

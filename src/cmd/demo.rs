@@ -157,6 +157,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         once: false,
         listen: None,
         consent: Some(settings.consent_configmap.clone()),
+        ledger_budget: crate::ledger::DEFAULT_BUDGET,
         own_process: false,
     };
     let reporter_task = tokio::spawn(daemon::run(reporter, until_stopped(stopped)));
@@ -221,7 +222,7 @@ fn demo_rbac() -> anyhow::Result<(Vec<Grant>, Vec<Grant>)> {
 /// How often the demo's in-cluster reporter sends: short, so an approval shows at once.
 const REPORTER_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Creates the empty consent and status ConfigMaps in the stand-in, as applying the shipped
+/// Creates the empty consent, status and ledger ConfigMaps in the stand-in, as applying the shipped
 /// manifests (`assets/k8s/`) does in a cluster.
 async fn apply_shipped_configmaps(target: &KubeTarget) -> anyhow::Result<()> {
     let (client, namespace) = connect_client(target)
@@ -231,6 +232,7 @@ async fn apply_shipped_configmaps(target: &KubeTarget) -> anyhow::Result<()> {
     for manifest in [
         include_str!("../../assets/k8s/consent-configmap.yaml"),
         include_str!("../../assets/k8s/status-configmap.yaml"),
+        include_str!("../../assets/k8s/ledger-configmap.yaml"),
     ] {
         let mut object: ConfigMap = serde_saphyr::from_str(manifest)?;
         object.metadata.namespace = Some(namespace.clone());

@@ -12,6 +12,8 @@ pub mod daemon;
 #[cfg(feature = "tools")]
 pub mod demo;
 #[cfg(feature = "tools")]
+pub mod history;
+#[cfg(feature = "tools")]
 pub mod inspect;
 #[cfg(feature = "tools")]
 pub mod receive;
@@ -132,6 +134,9 @@ pub enum Command {
     /// Print the manual page (roff): `hodometer man | man -l -`.
     #[cfg(feature = "tools")]
     Man,
+    /// What the in-cluster reporter sent and who approved it: list, show, diff, verify, export.
+    #[cfg(feature = "tools")]
+    History(history::HistoryArgs),
 }
 
 impl Command {
@@ -154,6 +159,8 @@ impl Command {
             Command::Completion(args) => shell::completion(args),
             #[cfg(feature = "tools")]
             Command::Man => shell::man(),
+            #[cfg(feature = "tools")]
+            Command::History(args) => history::run(args).await,
         }
     }
 

@@ -588,43 +588,67 @@ fn write_page(
         return Ok(());
     }
     sink.piece.push(b'[');
-    let (mut from, mut first) = (after, true);
-    if let Some(last) = last {
-        while from < last {
-            let mut read_any = false;
-            {
-                let mut statement = connection.prepare_cached(
-                    "SELECT seq, json FROM events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
-                )?;
-                let mut rows = statement.query(params![from, last])?;
-                while let Some(row) = rows.next()? {
-                    read_any = true;
-                    from = row.get(0)?;
-                    if !std::mem::take(&mut first) {
-                        sink.piece.push(b',');
-                    }
-                    // The stored texts are already JSON: copy them rather than parse and print.
-                    let json = row.get_ref(1)?;
-                    sink.piece.extend_from_slice(json.as_bytes().map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(1, json.data_type(), Box::new(e))
-                    })?);
-                    if sink.piece.len() >= CHUNK_BYTES {
-                        break;
-                    }
-                }
-                // The statement is reset here: its read transaction ends before the wait.
+    // An empty page reads nothing.
+    let last = last.unwrap_or(after);
+    let mut first = true;
+    let read = read_in_pieces(
+        connection,
+        "SELECT seq, json FROM events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+        after,
+        |from| vec![(*from).into(), last.into()],
+        |row, piece| {
+            if !std::mem::take(&mut first) {
+                piece.push(b',');
             }
-            if !read_any {
-                break;
-            }
-            if sink.flush(false).is_err() {
-                return Ok(());
-            }
-        }
+            // The stored texts are already JSON: copy them rather than parse and print again.
+            let json = row.get_ref(1)?;
+            piece.extend_from_slice(json.as_bytes().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(1, json.data_type(), Box::new(e))
+            })?);
+            Ok(row.get(0)?)
+        },
+        sink,
+    )?;
+    if read.is_err() {
+        return Ok(());
     }
     sink.piece.push(b']');
     let _ = sink.flush(true);
     Ok(())
+}
+
+/// Reads the rows of `query` after `cursor` (its parameters from `params`) in short reads: each
+/// read writes rows with `row` (which returns the cursor after its row) until a piece's worth
+/// is written, then its statement is reset, ending its read transaction, before the piece waits
+/// for the client. `Err(Gone)` inside when the client went away.
+fn read_in_pieces<C>(
+    connection: &Connection,
+    query: &str,
+    mut cursor: C,
+    params: impl Fn(&C) -> Vec<rusqlite::types::Value>,
+    mut row: impl FnMut(&rusqlite::Row<'_>, &mut Vec<u8>) -> Result<C, StoreError>,
+    sink: &mut Sink<'_>,
+) -> Result<Result<(), Gone>, StoreError> {
+    loop {
+        let mut read_any = false;
+        {
+            let mut statement = connection.prepare_cached(query)?;
+            let mut rows = statement.query(rusqlite::params_from_iter(params(&cursor)))?;
+            while let Some(found) = rows.next()? {
+                read_any = true;
+                cursor = row(found, &mut sink.piece)?;
+                if sink.piece.len() >= CHUNK_BYTES {
+                    break;
+                }
+            }
+        }
+        if !read_any {
+            return Ok(Ok(()));
+        }
+        if let Err(gone) = sink.flush(false) {
+            return Ok(Err(gone));
+        }
+    }
 }
 
 /// Walks the clusters with `writer`, a few at a time: see [`ClusterWriter`].
@@ -680,44 +704,43 @@ fn write_clusters<W: ClusterWriter>(
     );
     for pass in 0..writer.passes() {
         writer.start_pass(pass, &mut sink.piece);
-        let mut from = String::new();
-        loop {
-            let mut read_any = false;
-            {
-                let mut statement = connection.prepare_cached(&query)?;
-                let mut rows = statement.query(params![from, cap_time, cap_id, capped])?;
-                while let Some(row) = rows.next()? {
-                    read_any = true;
-                    let object = |i: usize| -> rusqlite::Result<Map<String, Value>> {
-                        let text: String = row.get(i)?;
-                        // Written by this module from a JSON object; anything else reads as none.
-                        Ok(serde_json::from_str(&text).unwrap_or_default())
-                    };
-                    let cluster = ClusterSummary {
-                        cluster_id: row.get(0)?,
-                        events: row.get(1)?,
-                        first_time: row.get(2)?,
-                        last_time: row.get(3)?,
-                        metrics: object(4)?,
-                        extensions: if W::EXTENSIONS {
-                            object(5)?
-                        } else {
-                            Map::new()
-                        },
-                    };
-                    writer.cluster(pass, &cluster, &mut sink.piece);
-                    from = cluster.cluster_id;
-                    if sink.piece.len() >= CHUNK_BYTES {
-                        break;
-                    }
-                }
-            }
-            if !read_any {
-                break;
-            }
-            if sink.flush(false).is_err() {
-                return Ok(());
-            }
+        let read = read_in_pieces(
+            connection,
+            &query,
+            String::new(),
+            |from| {
+                vec![
+                    from.clone().into(),
+                    cap_time.into(),
+                    cap_id.clone().into(),
+                    capped.into(),
+                ]
+            },
+            |row, piece| {
+                let object = |i: usize| -> rusqlite::Result<Map<String, Value>> {
+                    let text: String = row.get(i)?;
+                    // Written by this module from a JSON object; anything else reads as none.
+                    Ok(serde_json::from_str(&text).unwrap_or_default())
+                };
+                let cluster = ClusterSummary {
+                    cluster_id: row.get(0)?,
+                    events: row.get(1)?,
+                    first_time: row.get(2)?,
+                    last_time: row.get(3)?,
+                    metrics: object(4)?,
+                    extensions: if W::EXTENSIONS {
+                        object(5)?
+                    } else {
+                        Map::new()
+                    },
+                };
+                writer.cluster(pass, &cluster, piece);
+                Ok(cluster.cluster_id)
+            },
+            sink,
+        )?;
+        if read.is_err() {
+            return Ok(());
         }
     }
     writer.tail(&mut sink.piece);

@@ -861,6 +861,19 @@ impl ConfigMapStore {
         });
         object
     }
+
+    /// Removes `name` (under a new `resourceVersion`, as watchers see it) and tells the watchers.
+    fn remove(&self, state: &mut ConfigMapState, name: &str) -> Option<Value> {
+        let mut object = state.items.remove(name)?;
+        state.version += 1;
+        object["metadata"]["resourceVersion"] = json!(state.version.to_string());
+        let _ = self.changes.send(WatchChange {
+            kind: "DELETED",
+            version: state.version,
+            object: object.clone(),
+        });
+        Some(object)
+    }
 }
 
 fn consent_routes() -> Router<Arc<World>> {
@@ -874,7 +887,8 @@ fn consent_routes() -> Router<Arc<World>> {
             "/api/v1/namespaces/{ns}/configmaps/{name}",
             get(get_configmap)
                 .put(update_configmap)
-                .patch(patch_configmap),
+                .patch(patch_configmap)
+                .delete(delete_configmap),
         )
         .route(
             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
@@ -1132,6 +1146,33 @@ async fn create_configmap(
     object["metadata"]["creationTimestamp"] =
         json!(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
     created(store.commit(&mut state, "ADDED", object))
+}
+
+/// DELETE: removes the object and answers with it, as the API server does for ConfigMaps.
+async fn delete_configmap(
+    State(world): State<Arc<World>>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    if let Err(denied) = authorize(
+        &world,
+        &headers,
+        ("", "configmaps"),
+        "delete",
+        false,
+        Some(&name),
+    ) {
+        return *denied;
+    }
+    if ns != SIM_NAMESPACE {
+        return namespace_not_found(&ns);
+    }
+    let store = &world.configmaps;
+    let mut state = store.lock();
+    match store.remove(&mut state, &name) {
+        Some(object) => ok(object),
+        None => configmap_not_found(&name),
+    }
 }
 
 /// PUT: replaces the object; a `resourceVersion` other than the stored one is a conflict.

@@ -61,6 +61,42 @@ pub enum Dialog {
     Sends { selected: usize },
     /// Asking: write this consent for the in-cluster reporter?
     Approve(Approval),
+    /// The in-cluster reporter's history; `selected` indexes its entries (the newest when
+    /// opened).
+    History { selected: usize },
+}
+
+/// The in-cluster reporter's history (the ledger ConfigMap), as read for the history pane.
+#[derive(Clone, Debug)]
+pub enum HistoryView {
+    Loading,
+    /// Why it could not be read (no ConfigMap, forbidden, no Kubernetes).
+    Failed(String),
+    Loaded {
+        entries: Vec<crate::ledger::Listed>,
+        /// What `hodometer history verify` would say.
+        verification: crate::ledger::Verification,
+    },
+}
+
+impl HistoryView {
+    /// From the ledger's data as read.
+    pub fn read(data: Result<BTreeMap<String, String>, String>) -> HistoryView {
+        match data {
+            Err(why) => HistoryView::Failed(why),
+            Ok(data) => HistoryView::Loaded {
+                entries: crate::ledger::list(&data).1,
+                verification: crate::ledger::verify(&data, &[]),
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            HistoryView::Loaded { entries, .. } => entries.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// An approval for the in-cluster reporter, as the dialog shows it and as it is written.
@@ -157,6 +193,8 @@ pub struct SendRecord {
     pub at: SystemTime,
     /// One per endpoint, in the publisher's order; `None` until that endpoint's outcome arrives.
     pub outcomes: Vec<Option<EndpointOutcome>>,
+    /// Sent by an earlier session (kept in the state directory).
+    pub earlier: bool,
 }
 
 impl SendRecord {
@@ -172,6 +210,8 @@ pub enum Effect {
     Send(Event),
     /// Write this consent ConfigMap.
     Approve(Approval),
+    /// Read the in-cluster reporter's history.
+    LoadHistory,
 }
 
 /// Samples of a numeric metric kept for its trend: enough for a sparkline at any width used.
@@ -266,6 +306,8 @@ pub struct App {
     pub reporter: Option<Observed>,
     /// This session's last approval for the in-cluster reporter.
     pub approval: Option<ApprovalRecord>,
+    /// The reporter's history, once asked for (`H`).
+    pub history: Option<HistoryView>,
     pub refreshing: bool,
     pub last_refresh: Option<SystemTime>,
     pub now: SystemTime,
@@ -307,6 +349,7 @@ impl App {
             kube_server: None,
             reporter: None,
             approval: None,
+            history: None,
             refreshing: false,
             last_refresh: None,
             now,
@@ -336,6 +379,7 @@ impl App {
             Some(Dialog::Sent(_)) => Context::Sent,
             Some(Dialog::Sends { .. }) => Context::Sends,
             Some(Dialog::Approve(_)) => Context::Approve,
+            Some(Dialog::History { .. }) => Context::History,
         }
     }
 
@@ -373,7 +417,7 @@ impl App {
             Action::ListSends => {
                 self.help = false;
                 if self.sends.is_empty() {
-                    self.message = Some("nothing was sent in this session yet".into());
+                    self.message = Some("nothing was sent from this inspector yet".into());
                 } else {
                     self.dialog = Some(Dialog::Sends {
                         selected: self.sends.len() - 1,
@@ -388,9 +432,35 @@ impl App {
                     self.dialog_scroll = 0;
                 }
             }
+            Action::ShowHistory => {
+                self.help = false;
+                self.dialog = Some(Dialog::History {
+                    selected: self
+                        .history
+                        .as_ref()
+                        .map_or(0, |h| h.len().saturating_sub(1)),
+                });
+                if !matches!(self.history, Some(HistoryView::Loaded { .. })) {
+                    self.history = Some(HistoryView::Loading);
+                }
+                // Read again each time it opens: the reporter keeps appending.
+                return Some(Effect::LoadHistory);
+            }
             Action::Close => self.close(),
         }
         None
+    }
+
+    /// The history as read; the selection moves to the newest entry when it was there before.
+    pub fn on_history(&mut self, view: HistoryView) {
+        let before = self.history.as_ref().map_or(0, HistoryView::len);
+        let newest = view.len().saturating_sub(1);
+        if let Some(Dialog::History { selected }) = &mut self.dialog
+            && (*selected + 1 >= before || *selected > newest)
+        {
+            *selected = newest;
+        }
+        self.history = Some(view);
     }
 
     /// Shows `view`, or the metrics again when it is already shown.
@@ -413,6 +483,18 @@ impl App {
         };
         match &mut self.dialog {
             None => self.scroll = step(self.scroll),
+            Some(Dialog::History { selected }) => {
+                let last = self
+                    .history
+                    .as_ref()
+                    .map_or(0, HistoryView::len)
+                    .saturating_sub(1);
+                *selected = if by < 0 {
+                    selected.saturating_sub(1)
+                } else {
+                    (*selected + 1).min(last)
+                };
+            }
             Some(Dialog::Sends { selected }) => {
                 let last = self.sends.len().saturating_sub(1);
                 *selected = if by < 0 {
@@ -630,6 +712,7 @@ impl App {
             event: event.clone(),
             at: self.now,
             outcomes: vec![None; self.info.endpoints.len()],
+            earlier: false,
         });
         self.dialog = Some(Dialog::Sent(event.insert_id));
         self.dialog_scroll = 0;

@@ -21,6 +21,8 @@ pub enum Action {
     Confirm,
     /// The session's sends.
     ListSends,
+    /// The in-cluster reporter's history (its ledger): sends and consent changes.
+    ShowHistory,
     /// Open the send selected in the list.
     Open,
     /// Close the dialog or help on top; from a confirmation, cancel.
@@ -45,6 +47,8 @@ pub enum Context {
     Sends,
     /// "Approve for the in-cluster reporter" asking for confirmation.
     Approve,
+    /// The in-cluster reporter's history.
+    History,
 }
 
 /// Where a binding is listed.
@@ -87,7 +91,10 @@ const fn bind(
 }
 
 use Action::*;
-use Context::{Approve as Approving, Confirm as Asking, Help as HelpShown, Main, Sends, Sent};
+use Context::{
+    Approve as Approving, Confirm as Asking, Help as HelpShown, History as HistoryShown, Main,
+    Sends, Sent,
+};
 use KeyCode::{Char, Down, Enter, Esc, Left, Right, Up};
 use Listing::{Covered, Footer, Help};
 
@@ -169,8 +176,16 @@ pub const BINDINGS: &[Binding] = &[
         "v",
         ListSends,
         Main,
-        "sends: this session's sends, their outcomes and bytes",
+        "sends: this inspector's sends (kept), outcomes and bytes",
         Footer,
+    ),
+    bind(
+        &[Char('H')],
+        "H",
+        ShowHistory,
+        Main,
+        "history: what the in-cluster reporter sent, consent changes",
+        Help,
     ),
     bind(
         &[Char('a')],
@@ -277,10 +292,34 @@ pub const BINDINGS: &[Binding] = &[
         "Enter",
         Open,
         Sends,
-        "open: its outcomes and exact bytes",
+        "open: outcomes, bytes",
         Footer,
     ),
     bind(&[Esc, Char('q')], "Esc", Close, Sends, "close", Footer),
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        HistoryShown,
+        "select an entry",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        HistoryShown,
+        "select an entry",
+        Covered,
+    ),
+    bind(
+        &[Esc, Char('q'), Char('H')],
+        "Esc",
+        Close,
+        HistoryShown,
+        "close",
+        Footer,
+    ),
     bind(
         &[Char('y'), Enter],
         "y",

@@ -5,6 +5,7 @@
 pub mod app;
 #[cfg(test)]
 mod fixtures;
+mod kept;
 pub mod keys;
 pub mod ui;
 
@@ -24,10 +25,11 @@ use crate::config::{PublishSettings, Settings};
 use crate::consent::Observed;
 use crate::consent::cluster::ConsentApi;
 use crate::k8s::KubeClient;
+use crate::ledger::cluster::LedgerApi;
 use crate::metrics::Snapshot;
 use crate::payload::Event;
 use crate::publish::{EndpointOutcome, Publisher};
-use app::{App, Approval, Effect, Info};
+use app::{App, Approval, Effect, HistoryView, Info};
 
 /// A validated inspector configuration.
 pub struct InspectConfig {
@@ -59,6 +61,8 @@ enum Msg {
     Reporter(Box<Observed>),
     /// The approval was written (`resourceVersion`, approver), or why not.
     Approved(Result<(String, String), String>),
+    /// The in-cluster reporter's history, as read.
+    History(Box<HistoryView>),
 }
 
 /// Takes over the terminal until the operator quits; the terminal is restored on every exit,
@@ -112,6 +116,19 @@ async fn event_loop(
         config.settings.token.clone(),
         SystemTime::now(),
     );
+    // This user's earlier sends, so `v` lists them after a restart.
+    let kept_sends = kept::path();
+    if let Some(path) = &kept_sends {
+        match kept::load(path) {
+            Ok((sends, skipped)) => {
+                if skipped > 0 {
+                    tracing::warn!(skipped, path = %path.display(), "some kept sends could not be read");
+                }
+                app.sends = sends;
+            }
+            Err(error) => tracing::warn!(%error, "earlier sends not loaded"),
+        }
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut keys = EventStream::new();
     // Ages on screen are in whole seconds: a redraw a second keeps them current.
@@ -141,6 +158,13 @@ async fn event_loop(
                         match app.on_action(action) {
                             Some(Effect::Refresh) => tasks.push(spawn_refresh(&sources, tx.clone())),
                             Some(Effect::Send(event)) => tasks.push(spawn_send(&publisher, event, config, tx.clone())),
+                            Some(Effect::LoadHistory) => {
+                                // Over the collection's client, as the consent and status.
+                                let ledger = consent_api.as_ref().map(|api| {
+                                    LedgerApi::new(api.client().clone(), &api.namespace)
+                                });
+                                tasks.push(spawn_history(ledger, tx.clone()));
+                            }
                             Some(Effect::Approve(approval)) => {
                                 match (&consent_api, &config.settings.plan.kube) {
                                     (Some(api), Some(target)) => tasks.push(spawn_approve(
@@ -179,6 +203,7 @@ async fn event_loop(
                     }
                 }
                 Msg::Reporter(observed) => app.on_reporter(*observed),
+                Msg::History(view) => app.on_history(*view),
                 Msg::Approved(result) => {
                     app.on_approved(result);
                     // The consent's new version, and soon the reporter's acknowledgement.
@@ -186,7 +211,15 @@ async fn event_loop(
                         tasks.push(spawn_reporter(api.clone(), tx.clone()));
                     }
                 }
-                Msg::Outcome(insert_id, outcome) => app.on_outcome(insert_id, outcome),
+                Msg::Outcome(insert_id, outcome) => {
+                    app.on_outcome(insert_id, outcome);
+                    let finished = app.send(insert_id).filter(|r| r.finished());
+                    if let (Some(path), Some(record)) = (&kept_sends, finished)
+                        && let Err(error) = kept::append(path, record)
+                    {
+                        tracing::warn!(%error, "the send could not be kept for later sessions");
+                    }
+                }
                 Msg::SchedulerChanged => {
                     if let Some(Effect::Refresh) = app.on_action(keys::Action::Refresh) {
                         tasks.push(spawn_refresh(&sources, tx.clone()));
@@ -208,6 +241,27 @@ async fn event_loop(
 fn spawn_reporter(api: ConsentApi, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let _ = tx.send(Msg::Reporter(Box::new(api.observe().await)));
+    })
+}
+
+/// Reads the in-cluster reporter's history (its ledger ConfigMap) for the history pane.
+fn spawn_history(api: Option<LedgerApi>, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let data = match api {
+            None => {
+                Err("no Kubernetes client (yet): the in-cluster reporter cannot be read".into())
+            }
+            Some(api) => match api.read().await {
+                Ok(Some(cm)) => Ok(cm.data.unwrap_or_default()),
+                Ok(None) => Err(format!(
+                    "no history: configmaps {} does not exist in namespace {} (the manifests that create it have not been applied)",
+                    crate::ledger::LEDGER_CONFIGMAP,
+                    api.namespace
+                )),
+                Err(error) => Err(error.to_string()),
+            },
+        };
+        let _ = tx.send(Msg::History(Box::new(HistoryView::read(data))));
     })
 }
 

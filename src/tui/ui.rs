@@ -9,11 +9,14 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::app::{
-    App, ApprovalState, Dialog, InCluster, PayloadForm, RowView, SendRecord, Shown, SourceState,
-    Trend, View, age, short_id,
+    App, ApprovalState, Dialog, HistoryView, InCluster, PayloadForm, RowView, SendRecord, Shown,
+    SourceState, Trend, View, age, short_id,
 };
 use super::keys::{BINDINGS, Context, Listing, hints};
 use crate::consent::ConsentReading;
+use crate::ledger::{
+    ConsentRecord, Entry, LEDGER_CONFIGMAP, Listed, Record, Verification, diff_events, printable,
+};
 use crate::metrics::{Level, METRICS, MetricDef, RowKind};
 use crate::payload::Event;
 
@@ -569,11 +572,16 @@ fn event_summary(event: &Event) -> Vec<Line<'static>> {
 }
 
 fn outcome_lines(app: &App, record: &SendRecord) -> Vec<Line<'static>> {
-    app.info
-        .endpoints
+    record
+        .outcomes
         .iter()
-        .zip(&record.outcomes)
-        .map(|(endpoint, outcome)| {
+        .enumerate()
+        .map(|(index, outcome)| {
+            // A send of an earlier session names the endpoint it went to, whatever is set now.
+            let endpoint = match outcome {
+                Some(o) if record.earlier => o.endpoint.clone(),
+                _ => app.info.endpoints.get(index).cloned().unwrap_or_default(),
+            };
             let (text, style) = match outcome {
                 None => ("sending…".to_string(), WARN),
                 Some(o) => (safe(&o.detail()), if o.is_ok() { SHARED } else { BAD }),
@@ -696,6 +704,25 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
                 app.dialog_scroll,
             )
         }
+        Dialog::History { selected } => {
+            let lines = match &app.history {
+                None | Some(HistoryView::Loading) => {
+                    vec![Line::raw(format!("reading {LEDGER_CONFIGMAP}…"))]
+                }
+                Some(HistoryView::Failed(why)) => {
+                    vec![Line::styled(printable(why), BAD)]
+                }
+                Some(HistoryView::Loaded {
+                    entries,
+                    verification,
+                }) => history_lines(app, entries, verification, *selected, width),
+            };
+            (
+                format!(" history of the in-cluster reporter ({LEDGER_CONFIGMAP}) "),
+                lines,
+                0,
+            )
+        }
         Dialog::Sends { selected } => {
             let lines = app
                 .sends
@@ -726,7 +753,11 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
                     }
                 })
                 .collect();
-            (" sends of this session ".to_string(), lines, 0)
+            (
+                " sends from this inspector (kept across sessions) ".to_string(),
+                lines,
+                0,
+            )
         }
     };
     // One spare row: word wrapping can take a row more than counting characters says.
@@ -745,6 +776,245 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
     );
 }
 
+/// Rows of the history list shown at once, around the selected entry.
+const HISTORY_ROWS: usize = 5;
+
+/// The history pane: whether the chain verifies, the entries around the selected one, and the
+/// selected entry: a send's consent changes since the send before, its diff to that send, and
+/// its bytes; a consent change in full.
+fn history_lines(
+    app: &App,
+    entries: &[Listed],
+    verification: &Verification,
+    selected: usize,
+    width: u16,
+) -> Vec<Line<'static>> {
+    let mut lines = vec![match &verification.broken {
+        None => Line::styled(
+            format!(
+                "chain verified: {} entries, {} dropped before, head {}…",
+                verification.entries,
+                verification.dropped,
+                &verification.head[..16.min(verification.head.len())]
+            ),
+            SHARED,
+        ),
+        Some(broken) => Line::styled(format!("BROKEN: {}", printable(&broken.to_string())), BAD),
+    }];
+    if entries.is_empty() {
+        lines.push(Line::raw(
+            "no entries yet: the reporter has not sent since it was deployed",
+        ));
+        return lines;
+    }
+    let selected = selected.min(entries.len() - 1);
+    let start = selected
+        .saturating_sub(HISTORY_ROWS / 2)
+        .min(entries.len().saturating_sub(HISTORY_ROWS));
+    for (i, listed) in entries.iter().enumerate().skip(start).take(HISTORY_ROWS) {
+        let text = format!("{:>4}  {}", listed.seq, entry_summary(listed));
+        lines.push(if i == selected {
+            Line::styled(format!("> {text}"), Style::new().reversed())
+        } else {
+            Line::raw(format!("  {text}"))
+        });
+    }
+    lines.push(Line::raw(""));
+    let listed = &entries[selected];
+    let entry = match &listed.entry {
+        Ok(entry) => entry,
+        Err(error) => {
+            lines.push(Line::styled(
+                format!(
+                    "entry {} is not a ledger entry: {}",
+                    listed.seq,
+                    printable(error)
+                ),
+                BAD,
+            ));
+            return lines;
+        }
+    };
+    match &entry.record {
+        Record::Consent(consent) => lines.extend(consent_lines(consent)),
+        Record::Send(send) => {
+            lines.push(Line::from(vec![
+                Span::styled(format!("entry {}", listed.seq), Style::new().bold()),
+                Span::raw(format!(
+                    ": sent {} at level {} ({}), {} bytes{}",
+                    entry.at,
+                    send.level,
+                    send.source,
+                    send.event.len(),
+                    match (&send.consent_version, &send.approved_by) {
+                        (Some(version), Some(by)) => {
+                            format!(", consent {version} approved by {}", printable(by))
+                        }
+                        (Some(version), None) => format!(", consent version {version}"),
+                        _ => String::new(),
+                    }
+                )),
+            ]));
+            for outcome in &send.outcomes {
+                let style = if outcome.ok { SHARED } else { BAD };
+                lines.push(Line::from(vec![
+                    Span::raw(format!("  {} ", printable(&outcome.endpoint))),
+                    Span::styled(printable(&outcome.detail), style),
+                ]));
+            }
+            if let Some(why) = &send.cancelled {
+                lines.push(Line::styled(
+                    format!("  cancelled: {}", printable(why)),
+                    WARN,
+                ));
+            }
+            let before = entries[..selected].iter().rposition(|e| {
+                matches!(
+                    &e.entry,
+                    Ok(Entry {
+                        record: Record::Send(_),
+                        ..
+                    })
+                )
+            });
+            let since = before.map_or(0, |b| b + 1);
+            let changes: Vec<&Listed> = entries[since..selected]
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        &e.entry,
+                        Ok(Entry {
+                            record: Record::Consent(_),
+                            ..
+                        })
+                    )
+                })
+                .collect();
+            if !changes.is_empty() {
+                lines.push(Line::styled(
+                    "consent changes since the send before:",
+                    Style::new().bold(),
+                ));
+                for change in changes {
+                    lines.push(Line::raw(format!(
+                        "  {:>4}  {}",
+                        change.seq,
+                        entry_summary(change)
+                    )));
+                }
+            }
+            match before.map(|b| &entries[b]) {
+                Some(Listed {
+                    seq,
+                    entry:
+                        Ok(Entry {
+                            record: Record::Send(previous),
+                            ..
+                        }),
+                    ..
+                }) => {
+                    let diff = diff_events(&previous.event, &send.event);
+                    if diff.is_empty() {
+                        lines.push(Line::styled(
+                            format!("same fields and values as entry {seq}"),
+                            HINT,
+                        ));
+                    } else {
+                        lines.push(Line::styled(
+                            format!("diff to entry {seq}:"),
+                            Style::new().bold(),
+                        ));
+                    }
+                    for (name, value) in &diff.added {
+                        lines.push(Line::styled(
+                            format!("  + {} {}", printable(name), printable(&value.to_string())),
+                            SHARED,
+                        ));
+                    }
+                    for (name, value) in &diff.removed {
+                        lines.push(Line::styled(
+                            format!("  - {} {}", printable(name), printable(&value.to_string())),
+                            BAD,
+                        ));
+                    }
+                    for (name, [was, now]) in &diff.changed {
+                        lines.push(Line::styled(
+                            format!(
+                                "  ~ {} {} -> {}",
+                                printable(name),
+                                printable(&was.to_string()),
+                                printable(&now.to_string())
+                            ),
+                            WARN,
+                        ));
+                    }
+                }
+                _ => lines.push(Line::styled(
+                    "the oldest send kept: nothing to compare with",
+                    HINT,
+                )),
+            }
+            lines.push(Line::raw(""));
+            // The bytes come from the cluster: anything but a genuine (ASCII) event shows escaped.
+            let bytes = printable(&send.event);
+            lines.extend(payload_text(&bytes, app.payload_form, width.saturating_sub(2)).lines);
+        }
+    }
+    lines
+}
+
+/// One line on an entry, as the history list shows it.
+fn entry_summary(listed: &Listed) -> String {
+    match &listed.entry {
+        Err(_) => "unreadable".into(),
+        Ok(entry) => match &entry.record {
+            Record::Send(send) => {
+                let failed = send.outcomes.len() - send.accepted();
+                format!(
+                    "{}  send     {:<8} {:>5} B  {} ok / {failed} failed",
+                    entry.at,
+                    send.level,
+                    send.event.len(),
+                    send.accepted()
+                )
+            }
+            Record::Consent(consent) => format!(
+                "{}  consent  {} {} (version {}) by {}",
+                entry.at,
+                consent.change.as_str(),
+                consent.level.as_deref().unwrap_or(""),
+                consent.version.as_deref().unwrap_or("-"),
+                printable(consent.approved_by.as_deref().unwrap_or("-"))
+            ),
+        },
+    }
+}
+
+fn consent_lines(consent: &ConsentRecord) -> Vec<Line<'static>> {
+    let mut lines = vec![Line::styled(
+        format!(
+            "consent {} (version {})",
+            consent.change.as_str(),
+            consent.version.as_deref().unwrap_or("-")
+        ),
+        Style::new().bold(),
+    )];
+    let mut field = |name: &str, value: Option<&str>| {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            lines.push(Line::raw(format!("  {name:<12} {}", printable(value))));
+        }
+    };
+    field("level", consent.level.as_deref());
+    field("approved by", consent.approved_by.as_deref());
+    field("approved at", consent.approved_at.as_deref());
+    field("note", consent.note.as_deref());
+    field("reason", consent.reason.as_deref());
+    field("added", Some(&consent.added.join(", ")));
+    field("removed", Some(&consent.removed.join(", ")));
+    field("fields", Some(&consent.fields.join(", ")));
+    lines
+}
+
 fn render_help(app: &App, frame: &mut Frame) {
     let listed = |context: Context| {
         BINDINGS
@@ -760,13 +1030,13 @@ fn render_help(app: &App, frame: &mut Frame) {
             ])
         })
         .collect();
-    // No blank line before the dialogs' keys: room for the kubeconfig's line at 80×24.
     for (context, name) in [
         (Context::Help, "help"),
         (Context::Confirm, "send dialog"),
         (Context::Sent, "a send"),
         (Context::Sends, "list of sends"),
         (Context::Approve, "approve dialog"),
+        (Context::History, "history"),
     ] {
         let mut spans = vec![Span::raw(format!("{name}: "))];
         for (i, b) in listed(context).enumerate() {
@@ -779,8 +1049,11 @@ fn render_help(app: &App, frame: &mut Frame) {
         lines.push(Line::from(spans));
     }
     lines.push(Line::raw(format!("logs: {}", app.info.log_file)));
+    // The kubeconfig named on purpose (the demo's) sits on the bottom border: the keys fill
+    // 80×24 already.
+    let mut block = Block::bordered().title(" keys ");
     if let Some(kubeconfig) = &app.info.kubeconfig {
-        lines.push(Line::raw(format!("kubeconfig: {kubeconfig}")));
+        block = block.title_bottom(format!(" kubeconfig: {kubeconfig} "));
     }
     let width = frame.area().width.saturating_sub(4).min(80);
     let area = popup(
@@ -791,7 +1064,7 @@ fn render_help(app: &App, frame: &mut Frame) {
     );
     frame.render_widget(
         Paragraph::new(lines)
-            .block(Block::bordered().title(" keys "))
+            .block(block)
             .wrap(Wrap { trim: false }),
         area,
     );
@@ -1091,7 +1364,97 @@ mod tests {
                 binding.help
             );
         }
-        assert!(text.contains("/tmp/hodometer-inspect.log"));
+        assert!(text.contains("/tmp/hodometer-inspect.log"), "{text}");
         insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn the_history_pane_shows_a_send_its_diff_and_the_consent_change_before_it() {
+        use crate::ledger::{
+            ConsentChange, DEFAULT_BUDGET, Index, OutcomeRecord, SendRecord as Sent, apply,
+            plan_append, sha256_hex,
+        };
+        use crate::tui::app::{Effect, HistoryView};
+        let send = |extra: &str| {
+            let event = format!(
+                "{{\"event\":\"collect metrics\",\"properties\":{{\"time\":1,\"node_count\":3{extra}}}}}"
+            );
+            Record::Send(Sent {
+                level: "resource".into(),
+                source: "consent".into(),
+                sha256: sha256_hex(event.as_bytes()),
+                event,
+                outcomes: vec![OutcomeRecord {
+                    endpoint: "http://127.0.0.1:8001/".into(),
+                    ok: true,
+                    detail: "ok (HTTP 200, 1 attempt, 3 ms)".into(),
+                }],
+                consent_version: Some("7".into()),
+                approved_by: Some("alice".into()),
+                cancelled: None,
+            })
+        };
+        let approval = Record::Consent(ConsentRecord {
+            change: ConsentChange::Approved,
+            version: Some("7".into()),
+            level: Some("resource".into()),
+            fields: vec!["model_count".into(), "node_count".into()],
+            added: vec!["model_count".into()],
+            removed: Vec::new(),
+            approved_by: Some("alice\u{202e}evil".into()),
+            approved_at: Some("2026-12-04T10:00:00Z".into()),
+            note: Some("ticket 42".into()),
+            reason: None,
+        });
+        let records = [
+            ("2026-12-04T09:00:00Z".to_string(), send("")),
+            ("2026-12-04T10:00:00Z".to_string(), approval),
+            (
+                "2026-12-04T11:00:00Z".to_string(),
+                send(",\"model_count\":24"),
+            ),
+        ];
+        let mut data = std::collections::BTreeMap::new();
+        apply(
+            &mut data,
+            &plan_append(&Index::default(), &records, DEFAULT_BUDGET),
+        );
+        let mut app = app(Level::Cluster);
+        assert_eq!(
+            app.on_action(Action::ShowHistory),
+            Some(Effect::LoadHistory)
+        );
+        assert!(screen(&app, 120, 40).contains("reading hodometer-ledger"));
+        app.on_history(HistoryView::read(Ok(data)));
+        let text = screen(&app, 120, 40);
+        assert!(text.contains("chain verified: 3 entries"), "{text}");
+        assert!(
+            text.contains(">    3  2026-12-04T11:00:00Z  send"),
+            "{text}"
+        );
+        assert!(
+            text.contains("consent changes since the send before:"),
+            "{text}"
+        );
+        assert!(text.contains("diff to entry 1:"), "{text}");
+        assert!(text.contains("+ model_count 24"), "{text}");
+        // Text from the cluster never reaches the terminal as control or bidi characters.
+        assert!(text.contains("alice\\u{202e}evil"), "{text}");
+        assert!(!text.contains('\u{202e}'));
+        // The entry before: the approval in full.
+        app.on_action(Action::ScrollUp);
+        let text = screen(&app, 120, 40);
+        assert!(
+            text.contains("ticket 42") && text.contains("consent approved (version 7)"),
+            "{text}"
+        );
+        app.on_action(Action::Close);
+        assert!(app.dialog.is_none());
+        // Where the ledger cannot be read, the pane says why.
+        app.on_action(Action::ShowHistory);
+        app.on_history(HistoryView::read(Err(
+            "forbidden: get configmaps hodometer-ledger".into(),
+        )));
+        assert!(screen(&app, 80, 24).contains("forbidden: get configmaps hodometer-ledger"));
     }
 }
