@@ -766,12 +766,21 @@ fn approving_in_the_inspector_governs_the_daemon_and_its_status_holds_the_bytes(
     // The dialog shows the level, exactly the fields, where the reporter publishes and how often.
     let resource = metrics_at(Level::Resource);
     let dialog = approve_dialog_at(&tmux, "2");
+    // Its diff against what the reporter shares now (the environment's cluster level).
+    let said = dialog.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        dialog.contains(&format!(
-            "level resource, exactly these {} fields:",
+        said.contains(&format!(
+            "level resource (the reporter now: cluster), exactly {} fields; against the current consent:",
             resource.len()
         )),
         "{dialog}"
+    );
+    for added in ["model_count", "pipeline_count", "experiment_count"] {
+        assert!(dialog.contains(&format!("+ {added}")), "{dialog}");
+    }
+    assert!(
+        !dialog.contains("+ node_count"),
+        "already shared:\n{dialog}"
     );
     assert!(
         dialog.contains("the reporter publishes to (every 2s):"),

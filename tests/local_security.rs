@@ -328,7 +328,13 @@ fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
         ))
         .spawn()
         .expect("listener");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The attacker's reader has the FIFO open before the victim runs.
+    let fifo = shared.path().join("listened.kubeconfig");
+    common::wait_until(
+        "the attacker's reader on the FIFO",
+        common::PATIENCE,
+        || fifo_has_a_reader(&fifo).then_some(()),
+    );
     let sim = |out: &str| {
         run_bounded(&format!(
             "sim --listen 127.0.0.1:0 --kube-listen 127.0.0.1:0 --kubeconfig-out {s}/{out}"
@@ -752,4 +758,29 @@ fn a_world_writable_extensions_dir_is_read_only_on_a_read_only_mount() {
         "{stdout}{}",
         String::from_utf8_lossy(&mounted.stderr)
     );
+}
+
+/// Whether some process is opening `fifo` for reading: `cat` blocks inside open(2) until a writer
+/// comes (x86-64's openat is system call 257), or already holds it open.
+fn fifo_has_a_reader(fifo: &Path) -> bool {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let fifo = fifo.to_string_lossy();
+    processes.flatten().any(|process| {
+        let Ok(cmdline) = std::fs::read(process.path().join("cmdline")) else {
+            return false;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if !(cmdline.starts_with("cat\0") && cmdline.contains(&*fifo)) {
+            return false;
+        }
+        let in_open = std::fs::read_to_string(process.path().join("syscall"))
+            .is_ok_and(|call| matches!(call.split(' ').next(), Some("257" | "2")));
+        let holds_it = std::fs::read_dir(process.path().join("fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == fifo))
+        });
+        in_open || holds_it
+    })
 }

@@ -1877,6 +1877,7 @@ fn scrapes_never_hold_the_extensions_of_every_cluster() {
             Value::Object(extensions.clone()),
         );
         one["properties"]["distinct_id"] = json!(format!("cluster-{c:02}"));
+        one["properties"]["cluster_id"] = json!(format!("cluster-{c:02}"));
         assert_verbose_success(&post_json(
             port,
             "/track?verbose=1",

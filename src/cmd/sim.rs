@@ -162,6 +162,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     );
     let sim = Sim::bind(config).await?;
     // The scheduler first, then the TLS, then the Kubernetes address.
+    let shutdown = super::shutdown_signal();
     super::announce(format_args!(
         "hodometer sim: scheduler listening on {}",
         sim.local_addr()?
@@ -188,6 +189,6 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         experiments = counts.3,
         "simulated scheduler ready"
     );
-    sim.serve(super::shutdown_signal()).await?;
+    sim.serve(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ pub mod app;
 mod fixtures;
 mod kept;
 pub mod keys;
+pub mod layout;
 pub mod ui;
 
 use std::path::{Path, PathBuf};
@@ -115,7 +116,11 @@ async fn event_loop(
         config.settings.level,
         config.settings.token.clone(),
         SystemTime::now(),
-    );
+    )
+    .with_monochrome(without_colour(
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+    ));
     // This user's earlier sends, so `v` lists them after a restart.
     let kept_sends = kept::path();
     if let Some(path) = &kept_sends {
@@ -150,6 +155,8 @@ async fn event_loop(
             app.on_refresh_started();
             tasks.push(spawn_refresh(&sources, tx.clone()));
         }
+        let size = terminal.size()?;
+        app.on_resize(size.width, size.height);
         terminal.draw(|frame| ui::render(&app, frame))?;
         tokio::select! {
             key = keys.next() => match key {
@@ -234,6 +241,12 @@ async fn event_loop(
         task.abort();
     }
     Ok(())
+}
+
+/// Whether to draw without colours: `NO_COLOR` set to anything but empty (no-color.org), or a
+/// terminal that has none (`TERM` unset, empty or `dumb`).
+fn without_colour(no_color: Option<&std::ffi::OsStr>, term: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_some_and(|v| !v.is_empty()) || term.is_none_or(|t| t.is_empty() || t == "dumb")
 }
 
 /// Reads the in-cluster reporter's status and consent after each collection; nothing when
@@ -369,4 +382,25 @@ fn spawn_send(
             let _ = tx.send(Msg::Outcome(event.insert_id, outcome));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::without_colour;
+
+    #[test]
+    fn no_color_or_a_terminal_without_colours_draws_in_monochrome() {
+        let term = Some(OsStr::new("xterm-256color"));
+        assert!(!without_colour(None, term));
+        assert!(
+            !without_colour(Some(OsStr::new("")), term),
+            "empty NO_COLOR is unset"
+        );
+        assert!(without_colour(Some(OsStr::new("1")), term));
+        assert!(without_colour(None, Some(OsStr::new("dumb"))));
+        assert!(without_colour(None, Some(OsStr::new(""))));
+        assert!(without_colour(None, None));
+    }
 }
