@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use uuid::Uuid;
 
-use crate::config::{CommonArgs, PublishArgs};
+use crate::config::{CommonArgs, PublishArgs, RouteArgs};
 use crate::metrics::Level;
 use crate::publish::Publisher;
 use crate::validate::Checker;
@@ -17,6 +17,8 @@ use crate::{collect, extensions, logging, payload, report};
 pub struct CollectArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub route: RouteArgs,
     /// json: exactly the event that would be sent; table: every metric and extension, shared or
     /// withheld, with unknown reasons and extension warnings.
     #[arg(long, value_enum, default_value_t = Output::Json)]
@@ -47,6 +49,8 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         };
         Some((settings?, publish))
     })?;
+    let mut settings = settings;
+    args.route.apply(&args.common, &mut settings)?;
     logging::init(&settings.log);
     if settings.do_not_track {
         tracing::info!("DO_NOT_TRACK is set: level forced to off");
@@ -57,11 +61,13 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     }
 
     let snapshot = collect::collect(&settings.plan).await;
+    // Said after collecting: the forward's pod is known once it opened.
+    let scheduler = settings.scheduler_description();
     extensions::log_warnings(&snapshot.extensions);
     let unknown = snapshot.unknown_shared(settings.level);
     tracing::info!(
         metrics_level = %settings.level,
-        scheduler = %settings.plan.scheduler.address(),
+        %scheduler,
         unknown = %unknown.join(","),
         "collected"
     );
@@ -71,7 +77,7 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     let text = match (args.output, &event) {
         (Output::Table, _) => format!(
             "scheduler {}\n\n{}",
-            settings.scheduler_description(),
+            scheduler,
             report::table(&snapshot, settings.level)
         ),
         (Output::Json, Some(event)) => format!("{}\n", event.json),
@@ -82,8 +88,18 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     stdout.flush()?;
     drop(stdout);
 
+    // A port-forward that could not be opened is a failed source: say what was refused and the
+    // way around it, once, and exit 1 (the event printed is what could be built without it).
+    let forward_failed = forward_failure(&settings);
+    if let Some(message) = &forward_failed {
+        eprintln!("hodometer: the scheduler could not be reached: {message}");
+    }
     let (Some(publish), Some(event)) = (publish, event) else {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if forward_failed.is_some() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
     };
     let outcomes = Publisher::new(publish.policy)?
         .publish(&event, &publish.endpoints)
@@ -91,9 +107,28 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     for outcome in &outcomes {
         eprintln!("published: {} {}", outcome.endpoint, outcome.detail());
     }
-    Ok(if outcomes.iter().all(|o| o.is_ok()) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if outcomes.iter().all(|o| o.is_ok()) && forward_failed.is_none() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
+}
+
+/// Why the port-forward to the scheduler failed, with the `kubectl port-forward` way around it,
+/// when it did.
+fn forward_failure(settings: &crate::config::Settings) -> Option<String> {
+    use crate::k8s::forward::LinkState;
+    let forward = settings.plan.scheduler.forward()?;
+    let LinkState::Failed(reason) = forward.link.state() else {
+        return None;
+    };
+    let namespace = settings
+        .plan
+        .kube
+        .as_ref()
+        .and_then(|k| k.namespace.clone())
+        .unwrap_or_else(|| crate::k8s::DEFAULT_NAMESPACE.into());
+    Some(format!("{reason}\n  {}", forward.kubectl_hint(&namespace)))
 }

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::collect::CollectPlan;
-use crate::collect::scheduler::{CallPolicy, SchedulerTarget};
+use crate::collect::scheduler::{CallPolicy, Route, SchedulerTarget};
 use crate::config::{PublishSettings, Settings};
 use crate::consent::DEFAULT_CONSENT_CONFIGMAP;
 use crate::daemon::{self, DaemonConfig};
@@ -94,6 +94,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         plan: CollectPlan {
             cluster_id: Uuid::new_v4(),
             scheduler: SchedulerTarget {
+                route: Default::default(),
                 host: scheduler.ip().to_string(),
                 port: scheduler.port(),
                 rpc_timeout: Duration::from_secs(5),
@@ -136,6 +137,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let reporter_task = tokio::spawn(daemon::run(reporter, until_stopped(stopped)));
 
+    // The reporter runs "in the cluster" and uses the Service address; the inspector, like a
+    // person's laptop, reaches the scheduler through a port-forward opened via the stand-in.
+    let mut settings = settings;
+    if let Some(kube) = &settings.plan.kube {
+        settings.plan.scheduler.route =
+            Route::Forward(crate::k8s::forward::ForwardSpec::new(kube.clone(), false));
+        settings.scheduler_port_from = "the demo's port-forward";
+    }
     let config = InspectConfig {
         settings,
         publish,

@@ -3,6 +3,8 @@
 //! target is described to people. Everything that talks to Kubernetes (collection, consent,
 //! Secret-mode TLS, the inspector) builds its client here.
 
+pub mod forward;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -214,6 +216,16 @@ fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
             .is_some_and(|p| p.is_file()),
     };
     exists.then(|| Kubeconfig::read().map_err(unusable))
+}
+
+/// Whether Kubernetes is reached through a kubeconfig (a file, or one built in memory) rather
+/// than a pod's service account: then the scheduler is outside this network and is reached by a
+/// port-forward (`forward`). Reads only local files.
+pub fn uses_kubeconfig(target: &KubeTarget) -> bool {
+    if !target.explicit() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return false;
+    }
+    read_kubeconfig(target).is_some()
 }
 
 /// How the inspector names where Kubernetes facts come from: the kubeconfig context, in-cluster,

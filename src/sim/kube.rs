@@ -22,7 +22,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::population::{KubeSpec, Scenario, ServerSpec, Workload};
+
+pub mod forward;
 use super::service::SIM_NAMESPACE;
+pub use forward::SchedulerPods;
 
 // Seldon's own names for its control-plane workloads, spelt out here rather than imported from the
 // collector: a fake that borrows the names it is testing cannot catch them being wrong.
@@ -48,6 +51,8 @@ struct World {
     configmaps: ConfigMapStore,
     /// Each subdirectory is a Secret in the Seldon namespace, each file in it a data key.
     secrets_dir: Option<PathBuf>,
+    /// The scheduler pod behind Service `seldon-scheduler`, reached by port-forward.
+    pods: Arc<SchedulerPods>,
 }
 
 /// One allowed (API group, resource, verb), from a Role (namespaced only) or a ClusterRole.
@@ -116,6 +121,23 @@ pub fn router(
     grants: Option<Vec<Grant>>,
     secrets_dir: Option<PathBuf>,
 ) -> Router {
+    router_with_pods(
+        scenario,
+        forbid,
+        grants,
+        secrets_dir,
+        Arc::new(SchedulerPods::new(None, None)),
+    )
+}
+
+/// As [`router`], with the scheduler pod whose port-forwards reach the simulator's listeners.
+pub fn router_with_pods(
+    scenario: &Scenario,
+    forbid: &[String],
+    grants: Option<Vec<Grant>>,
+    secrets_dir: Option<PathBuf>,
+    pods: Arc<SchedulerPods>,
+) -> Router {
     let mut kube = scenario.kubernetes.clone();
     kube.forbid.extend(forbid.iter().cloned());
     let world = Arc::new(World {
@@ -124,6 +146,7 @@ pub fn router(
         grants,
         secrets_dir,
         configmaps: ConfigMapStore::default(),
+        pods,
     });
     Router::new()
         .route("/version", get(version))
@@ -150,6 +173,7 @@ pub fn router(
             get(deployment),
         )
         .merge(consent_routes())
+        .merge(forward::routes())
         .fallback(|| async {
             status(
                 StatusCode::NOT_FOUND,

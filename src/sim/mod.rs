@@ -96,6 +96,8 @@ pub struct Sim {
     kube_tls: Option<kube::TlsListener>,
     kube_secrets_dir: Option<PathBuf>,
     live: Option<Duration>,
+    /// The scheduler pod the stand-in's port-forwards reach.
+    pods: Arc<kube::SchedulerPods>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
@@ -134,7 +136,12 @@ impl Sim {
             )?),
             None => None,
         };
+        let pods = Arc::new(kube::SchedulerPods::new(
+            listener.local_addr().ok(),
+            tls.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+        ));
         Ok(Sim {
+            pods,
             listener,
             live: config.live,
             tls,
@@ -150,6 +157,12 @@ impl Sim {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The scheduler pod behind the stand-in's Service: [`kube::SchedulerPods::replace`] plays a
+    /// pod restart.
+    pub fn scheduler_pods(&self) -> Arc<kube::SchedulerPods> {
+        Arc::clone(&self.pods)
     }
 
     /// The mutual-TLS scheduler address, when it was asked for.
@@ -176,11 +189,12 @@ impl Sim {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), SimError> {
         let shutdown = shutdown.shared();
-        let router = kube::router(
+        let router = kube::router_with_pods(
             &self.scenario,
             &self.kube_forbid,
             self.kube_grants,
             self.kube_secrets_dir,
+            self.pods,
         );
         let kube = async {
             let (plain, tls) = tokio::join!(
