@@ -121,7 +121,7 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
 fn forward_failure(settings: &crate::config::Settings) -> Option<String> {
     use crate::k8s::forward::LinkState;
     let forward = settings.plan.scheduler.forward()?;
-    let LinkState::Failed(reason) = forward.link.state() else {
+    let LinkState::Failed { reason, .. } = forward.link.state() else {
         return None;
     };
     let namespace = settings

@@ -55,15 +55,16 @@ impl ForwardSpec {
     /// "port-forward to pod seldon-scheduler-0 via context X", or, before a pod was found,
     /// what would be forwarded.
     pub fn describe(&self) -> String {
-        let via = crate::k8s::describe_target(&self.kube);
-        match self.link.state() {
-            LinkState::Open { pod, .. } | LinkState::Closed { pod, .. } => {
-                format!("port-forward to pod {pod} via {via}")
-            }
-            _ => format!(
-                "port-forward to service {} port {} via {via}",
-                self.service, self.port_name
-            ),
+        self.view().describe()
+    }
+
+    /// What people are shown of this forward, now.
+    pub fn view(&self) -> ForwardView {
+        ForwardView {
+            service: self.service.clone(),
+            port_name: self.port_name.to_string(),
+            via: crate::k8s::describe_target(&self.kube),
+            state: self.link.state(),
         }
     }
 
@@ -126,6 +127,31 @@ impl ForwardSpec {
     }
 }
 
+/// A forward as people are shown it: where it goes, through which context, and its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardView {
+    pub service: String,
+    pub port_name: String,
+    /// "context X".
+    pub via: String,
+    pub state: LinkState,
+}
+
+impl ForwardView {
+    pub fn describe(&self) -> String {
+        let via = &self.via;
+        match &self.state {
+            LinkState::Open { pod, .. } | LinkState::Closed { pod, .. } => {
+                format!("port-forward to pod {pod} via {via}")
+            }
+            _ => format!(
+                "port-forward to service {} port {} via {via}",
+                self.service, self.port_name
+            ),
+        }
+    }
+}
+
 /// A pod and the port on it to forward to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {
@@ -149,8 +175,12 @@ pub enum LinkState {
         pod: String,
         reason: String,
     },
-    /// No forward could be opened, and why (with the refused permission, when that is it).
-    Failed(String),
+    /// No forward could be opened, and why (with the refused permission, when that is it);
+    /// `permanent` when trying again will not help (a missing permission or object).
+    Failed {
+        reason: String,
+        permanent: bool,
+    },
 }
 
 #[derive(Default)]
@@ -209,9 +239,10 @@ impl Link {
         self.0
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.0
-            .state
-            .send_replace(LinkState::Failed(error.to_string()));
+        self.0.state.send_replace(LinkState::Failed {
+            reason: error.to_string(),
+            permanent: error.is_permanent(),
+        });
     }
 }
 

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::keys::{Action, Context};
 use crate::consent::{self, Consent, ConsentReading, ConsentSeen, Observed};
+use crate::k8s::forward::{ForwardView, LinkState};
 use crate::metrics::{
     Level, METRIC_COUNT, METRICS, MetricId, Reading, RowKind, Snapshot, Source, Value,
 };
@@ -198,6 +199,8 @@ pub enum SourceState {
     Connected(Option<String>),
     NotUsed(String),
     Down(String),
+    /// The port-forward ended (or found no Ready pod yet) and is being opened again.
+    Reconnecting(String),
 }
 
 #[derive(Debug)]
@@ -217,6 +220,8 @@ pub struct App {
     pub sends: Vec<SendRecord>,
     /// The Kubernetes API server, once a client was built.
     pub kube_server: Option<String>,
+    /// The port-forward to the scheduler, when it is reached through one: where and its state.
+    pub forward: Option<ForwardView>,
     /// The in-cluster reporter and its consent, once read.
     pub reporter: Option<Observed>,
     /// This session's last approval for the in-cluster reporter.
@@ -254,6 +259,7 @@ impl App {
             message: None,
             sends: Vec::new(),
             kube_server: None,
+            forward: None,
             reporter: None,
             approval: None,
             refreshing: false,
@@ -671,7 +677,24 @@ impl App {
         self.reporter.as_ref()?.status.as_ref()?.level
     }
 
+    /// The port-forward's state changed.
+    pub fn on_forward(&mut self, view: ForwardView) {
+        self.forward = Some(view);
+    }
+
     pub fn scheduler_state(&self) -> SourceState {
+        // Over a port-forward the forward itself says when the connection went away, before
+        // any call notices.
+        match self.forward.as_ref().map(|f| &f.state) {
+            Some(LinkState::Closed { reason, .. }) => {
+                return SourceState::Reconnecting(reason.clone());
+            }
+            Some(LinkState::Failed {
+                reason,
+                permanent: false,
+            }) => return SourceState::Reconnecting(reason.clone()),
+            _ => {}
+        }
         let Some(s) = &self.snapshot else {
             return SourceState::Connecting;
         };

@@ -5,6 +5,7 @@
 pub mod app;
 #[cfg(test)]
 mod fixtures;
+mod forward_watch;
 pub mod keys;
 pub mod ui;
 
@@ -52,6 +53,8 @@ enum Msg {
     Outcome(Uuid, EndpointOutcome),
     /// The connection kept open to the scheduler closed, or opened again: look now.
     SchedulerChanged,
+    /// The port-forward to the scheduler changed state.
+    Forward(crate::k8s::forward::ForwardView),
     /// The in-cluster reporter and its consent, as read.
     Reporter(Box<Observed>),
     /// The approval was written (`resourceVersion`, approver), or why not.
@@ -112,10 +115,14 @@ async fn event_loop(
     let sources = Arc::new(Mutex::new(
         Sources::new(config.settings.plan.clone()).fast_fail(CONNECT_TIMEOUT),
     ));
-    tasks.push(spawn_watch(
-        config.settings.plan.scheduler.address(),
-        tx.clone(),
-    ));
+    // Over a port-forward the forward's own state is watched; otherwise a TCP connection.
+    tasks.push(match config.settings.plan.scheduler.forward() {
+        Some(spec) => {
+            app.on_forward(spec.view());
+            forward_watch::spawn(spec.clone(), tx.clone())
+        }
+        None => spawn_watch(config.settings.plan.scheduler.address(), tx.clone()),
+    });
 
     while !app.quit {
         if app.refresh_due() {
@@ -161,6 +168,7 @@ async fn event_loop(
                     }
                 }
                 Msg::Outcome(insert_id, outcome) => app.on_outcome(insert_id, outcome),
+                Msg::Forward(view) => app.on_forward(view),
                 Msg::SchedulerChanged => {
                     if let Some(Effect::Refresh) = app.on_action(keys::Action::Refresh) {
                         tasks.push(spawn_refresh(&sources, tx.clone()));

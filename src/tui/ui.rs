@@ -112,13 +112,17 @@ fn header(app: &App) -> Vec<Line<'static>> {
         ]),
         Line::raw(format!("cluster id {}", app.info.cluster_id)),
         Line::from(source_spans(
-            match &app.info.scheduler_port_from {
-                Some(from) => format!("scheduler {} (port from {from})", app.info.scheduler),
-                None => format!("scheduler {}", app.info.scheduler),
+            match (&app.forward, &app.info.scheduler_port_from) {
+                (Some(forward), _) => format!("scheduler {}", forward.describe()),
+                (None, Some(from)) => {
+                    format!("scheduler {} (port from {from})", app.info.scheduler)
+                }
+                (None, None) => format!("scheduler {}", app.info.scheduler),
             },
             &app.scheduler_state(),
             "Seldon ",
-            port_forward_hint(&app.info.scheduler),
+            // Over hodometer's own forward there is no `kubectl port-forward` to check.
+            port_forward_hint(&app.info.scheduler).filter(|_| app.forward.is_none()),
         )),
         Line::from(source_spans(
             match &app.kube_server {
@@ -210,6 +214,7 @@ fn source_spans(
         }
         SourceState::Connected(None) => ("connected".to_string(), SHARED),
         SourceState::NotUsed(why) => (format!("not used: {why}"), WITHHELD),
+        SourceState::Reconnecting(why) => (format!("reconnecting: {why}"), WARN),
         SourceState::Down(why) => {
             // The reason in full; the header wraps rather than cut it at the screen edge.
             let why = why.strip_prefix("scheduler ").unwrap_or(why);
