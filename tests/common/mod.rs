@@ -90,6 +90,10 @@ impl SimProcess {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn port_arg(&self) -> String {
         self.port.to_string()
     }
