@@ -349,3 +349,174 @@ print("ERROR:", pf.error(9999))
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One kubeconfig naming two simulated clusters, `cluster-a` (current) and `cluster-b`, each
+/// with its own API server and token.
+fn two_cluster_kubeconfig(dir: &Path, a: &SimProcess, b: &SimProcess) -> std::path::PathBuf {
+    let read = |sim: &SimProcess| {
+        let text = std::fs::read_to_string(sim.kubeconfig.as_ref().expect("kubeconfig"))
+            .expect("read kubeconfig");
+        let doc: Value = serde_saphyr::from_str(&text).expect("kubeconfig yaml");
+        (
+            doc["clusters"][0]["cluster"]["server"]
+                .as_str()
+                .expect("server")
+                .to_string(),
+            doc["users"][0]["user"]["token"]
+                .as_str()
+                .expect("token")
+                .to_string(),
+        )
+    };
+    let ((server_a, token_a), (server_b, token_b)) = (read(a), read(b));
+    let doc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "cluster-a",
+        "clusters": [
+            {"name": "a", "cluster": {"server": server_a}},
+            {"name": "b", "cluster": {"server": server_b}},
+        ],
+        "contexts": [
+            {"name": "cluster-a", "context": {"cluster": "a", "user": "a", "namespace": "seldon-mesh"}},
+            {"name": "cluster-b", "context": {"cluster": "b", "user": "b", "namespace": "seldon-mesh"}},
+        ],
+        "users": [
+            {"name": "a", "user": {"token": token_a}},
+            {"name": "b", "user": {"token": token_b}},
+        ],
+    });
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, doc.to_string()).expect("write kubeconfig");
+    let mut permissions = std::fs::metadata(&path).expect("metadata").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o600);
+    std::fs::set_permissions(&path, permissions).expect("chmod");
+    path
+}
+
+/// The model count a direct `collect` reads from `sim`.
+fn model_count(sim: &SimProcess) -> u64 {
+    let out = hodometer(&[
+        "collect",
+        "--no-kube",
+        "--level",
+        "resource",
+        "--scheduler-port",
+        &sim.port_arg(),
+    ])
+    .output()
+    .expect("collect");
+    comparable(&out)["model_count"]
+        .as_u64()
+        .expect("model_count")
+}
+
+/// The value column of a metric's row, as the inspector draws it.
+fn shown(screen: &str, metric: &str) -> String {
+    row(screen, metric)
+        .split('│')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .last()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn switching_context_in_the_inspector_shows_the_other_clusters_counts_and_id_and_nothing_mixed() {
+    let counts = |models| hodometer::sim::population::Counts {
+        models,
+        servers: 2,
+        pipelines: 3,
+        experiments: 1,
+    };
+    let (a, _) = SimProcess::generated(counts(11), 1, true);
+    let (b, _) = SimProcess::generated(counts(37), 2, true);
+    let (models_a, models_b) = (model_count(&a), model_count(&b));
+    assert_ne!(models_a, models_b);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = two_cluster_kubeconfig(dir.path(), &a, &b);
+    let command = format!(
+        "{BIN} inspect --kubeconfig {} --level resource --refresh 60s --log-file {}; echo EXITED $?; sleep 60",
+        kubeconfig.display(),
+        dir.path().join("inspect.log").display(),
+    );
+    let tmux = Tmux::start_sized("forward-context", &command, (160, 48));
+    let on_a = tmux.wait_for("cluster A through its forward", |s| {
+        s.contains("via context cluster-a: connected") && s.contains("model_count ")
+    });
+    assert_eq!(shown(&on_a, "model_count"), models_a.to_string(), "{on_a}");
+    let id_a = shown(&on_a, "cluster_id");
+
+    tmux.keys(&["c"]);
+    tmux.wait_for("the contexts", |s| {
+        s.contains("switch context") && s.contains("cluster-a (in use)")
+    });
+    tmux.keys(&["j", "Enter"]);
+    // The stand-in serves no namespace list: the namespace is typed, the context's is offered.
+    tmux.wait_for("the namespace field", |s| {
+        s.contains("cannot list the namespaces") && s.contains("> seldon-mesh")
+    });
+    tmux.keys(&["Enter"]);
+    let on_b = tmux.wait_for("cluster B through its forward", |s| {
+        s.contains("via context cluster-b: connected")
+            && s.contains("Kubernetes context cluster-b namespace seldon-mesh")
+            && s.contains("model_count ")
+            && !s.contains("collecting")
+    });
+    assert_eq!(shown(&on_b, "model_count"), models_b.to_string(), "{on_b}");
+    let id_b = shown(&on_b, "cluster_id");
+    assert_ne!(id_a, id_b, "cluster B's event never carries cluster A's id");
+    assert!(on_b.contains(&format!("cluster id {id_b}")), "{on_b}");
+    assert!(
+        !on_b.contains(&id_a),
+        "nothing of cluster A is left on screen:\n{on_b}"
+    );
+    // No trend carried over from A: B's count has not "changed" from A's.
+    assert!(
+        !row(&on_b, "model_count").contains('Δ') && !row(&on_b, "model_count").contains("+"),
+        "{on_b}"
+    );
+
+    // Back to A: its own id again.
+    tmux.keys(&["c"]);
+    tmux.wait_for("the contexts", |s| {
+        s.contains("cluster-b (in use)") || s.contains("switch context")
+    });
+    tmux.keys(&["k", "Enter"]);
+    tmux.wait_for("the namespace field", |s| s.contains("> seldon-mesh"));
+    tmux.keys(&["Enter"]);
+    let back = tmux.wait_for("cluster A again", |s| {
+        s.contains("via context cluster-a: connected")
+            && s.contains("model_count ")
+            && !s.contains("collecting")
+    });
+    assert_eq!(shown(&back, "cluster_id"), id_a, "{back}");
+    assert_eq!(shown(&back, "model_count"), models_a.to_string(), "{back}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("the inspector to exit", |s| s.contains("EXITED 0"));
+}
+
+#[test]
+fn with_an_explicit_scheduler_address_the_switch_says_it_cannot_move_it() {
+    let sim = SimProcess::start_with_kube(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "{BIN} inspect --kubeconfig {} --scheduler-port {} --refresh 60s --log-file {}; echo EXITED $?; sleep 60",
+        sim.kubeconfig.as_ref().expect("kubeconfig").display(),
+        sim.port,
+        dir.path().join("inspect.log").display(),
+    );
+    let tmux = Tmux::start_sized("forward-fixed", &command, (160, 48));
+    tmux.wait_for("the direct address", |s| {
+        s.contains(&format!(
+            "scheduler localhost:{} (port from --scheduler-port",
+            sim.port
+        )) && s.contains("connected")
+    });
+    tmux.keys(&["c"]);
+    tmux.wait_for("the refusal", |s| {
+        s.contains("switching the context cannot move it") && !s.contains("switch context ")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("the inspector to exit", |s| s.contains("EXITED 0"));
+}

@@ -228,6 +228,49 @@ pub fn uses_kubeconfig(target: &KubeTarget) -> bool {
     read_kubeconfig(target).is_some()
 }
 
+/// The kubeconfig's context names and the one in use (`--kube-context`, else its current one),
+/// for switching inside the inspector. Reads only local files.
+pub fn contexts(target: &KubeTarget) -> Result<(Vec<String>, Option<String>), String> {
+    match read_kubeconfig(target) {
+        None => Err("there is no kubeconfig".into()),
+        Some(Err(reason)) => Err(reason),
+        Some(Ok(kubeconfig)) => Ok((
+            kubeconfig.contexts.iter().map(|c| c.name.clone()).collect(),
+            target.context.clone().or(kubeconfig.current_context),
+        )),
+    }
+}
+
+/// The namespaces `target`'s context may list (sorted), or why not (often: forbidden).
+pub async fn list_namespaces(target: &KubeTarget) -> Result<Vec<String>, String> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let client = match connect(target, Some(target.timeout)).await {
+        KubeConnection::Ready(client) => client,
+        KubeConnection::NotConfigured => return Err("no Kubernetes configuration".into()),
+        KubeConnection::Unusable(reason) => return Err(reason),
+    };
+    let api: kube::Api<Namespace> = kube::Api::all(client.client);
+    let listed = api
+        .list_metadata(&kube::api::ListParams::default().limit(500))
+        .await
+        .map_err(|error| match error {
+            kube::Error::Api(status) if status.code == 403 => {
+                "forbidden: list namespaces (a ClusterRole would allow it)".to_string()
+            }
+            kube::Error::Api(status) => {
+                format!("list namespaces: {} {}", status.code, status.message)
+            }
+            other => format!("list namespaces: {other}"),
+        })?;
+    let mut names: Vec<String> = listed
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// How the inspector names where Kubernetes facts come from: the kubeconfig context, in-cluster,
 /// or that there is no configuration. Reads only local files.
 pub fn describe_target(target: &KubeTarget) -> String {

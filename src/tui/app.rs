@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 use super::keys::{Action, Context};
+use super::switch::{Picker, Step};
 use crate::consent::{self, Consent, ConsentReading, ConsentSeen, Observed};
 use crate::k8s::forward::{ForwardView, LinkState};
 use crate::metrics::{
@@ -32,6 +33,9 @@ pub struct Info {
     pub refresh_every: Duration,
     /// `DO_NOT_TRACK` is set: the level is locked at off and nothing can be sent.
     pub do_not_track: bool,
+    /// The setting that fixed the scheduler's address, when one did: a context switch cannot
+    /// move it.
+    pub scheduler_fixed_by: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +63,8 @@ pub enum Dialog {
     Sends { selected: usize },
     /// Asking: write this consent for the in-cluster reporter?
     Approve(Approval),
+    /// Switching the kubeconfig context and namespace.
+    Switch(Picker),
 }
 
 /// An approval for the in-cluster reporter, as the dialog shows it and as it is written.
@@ -128,6 +134,15 @@ pub enum Effect {
     Send(Event),
     /// Write this consent ConfigMap.
     Approve(Approval),
+    /// Read the kubeconfig's contexts for the picker.
+    ListContexts,
+    /// List the namespaces of this context for the picker.
+    ListNamespaces(String),
+    /// Reconnect everything to this context and namespace.
+    SwitchContext {
+        context: String,
+        namespace: String,
+    },
 }
 
 /// Samples of a numeric metric kept for its trend: enough for a sparkline at any width used.
@@ -291,6 +306,7 @@ impl App {
             Some(Dialog::Sent(_)) => Context::Sent,
             Some(Dialog::Sends { .. }) => Context::Sends,
             Some(Dialog::Approve(_)) => Context::Approve,
+            Some(Dialog::Switch(ref picker)) => picker.key_context(),
         }
     }
 
@@ -344,8 +360,111 @@ impl App {
                 }
             }
             Action::Close => self.close(),
+            Action::ListContexts => return self.ask_to_switch(),
+            Action::Choose => return self.choose(),
         }
         None
+    }
+
+    /// Opens the context picker, unless the scheduler's address was given: a switch could not
+    /// move it, and one cluster's scheduler with another's Kubernetes would mix two clusters.
+    fn ask_to_switch(&mut self) -> Option<Effect> {
+        self.help = false;
+        if let Some(setting) = &self.info.scheduler_fixed_by {
+            self.message = Some(format!(
+                "the scheduler address {} was set by {setting}: switching the context cannot move it (start without it to switch)",
+                self.info.scheduler
+            ));
+            return None;
+        }
+        Some(Effect::ListContexts)
+    }
+
+    /// The kubeconfig's contexts (and the one in use), or why they cannot be read.
+    pub fn on_contexts(&mut self, contexts: Result<(Vec<String>, Option<String>), String>) {
+        match contexts {
+            Ok((names, _)) if names.is_empty() => {
+                self.message = Some("the kubeconfig has no contexts".into());
+            }
+            Ok((names, current)) => {
+                let selected = current
+                    .as_ref()
+                    .and_then(|c| names.iter().position(|n| n == c))
+                    .unwrap_or(0);
+                self.dialog = Some(Dialog::Switch(Picker::Contexts {
+                    names,
+                    current,
+                    selected,
+                }));
+            }
+            Err(why) => self.message = Some(format!("cannot list the contexts: {why}")),
+        }
+    }
+
+    /// The namespaces of `context` for the picker, or why they cannot be listed.
+    pub fn on_namespaces(
+        &mut self,
+        context: &str,
+        listed: Result<Vec<String>, String>,
+        default: &str,
+    ) {
+        if let Some(Dialog::Switch(picker)) = &mut self.dialog {
+            picker.on_namespaces(context, listed, default);
+        }
+    }
+
+    fn choose(&mut self) -> Option<Effect> {
+        let Some(Dialog::Switch(picker)) = &mut self.dialog else {
+            return None;
+        };
+        match picker.choose() {
+            Ok(Step::ListNamespaces(context)) => Some(Effect::ListNamespaces(context)),
+            Ok(Step::Switch { context, namespace }) => {
+                self.dialog = None;
+                Some(Effect::SwitchContext { context, namespace })
+            }
+            Err(why) => {
+                self.message = Some(why);
+                None
+            }
+        }
+    }
+
+    /// A key typed into the namespace field: `true` when it was text for it.
+    pub fn on_text_key(&mut self, key: crossterm::event::KeyEvent) -> bool {
+        use crossterm::event::{KeyCode, KeyModifiers};
+        let Some(Dialog::Switch(picker)) = &mut self.dialog else {
+            return false;
+        };
+        if !(key.modifiers - KeyModifiers::SHIFT).is_empty() {
+            return false;
+        }
+        match key.code {
+            KeyCode::Char(ch) => picker.type_char(ch),
+            KeyCode::Backspace => picker.backspace(),
+            _ => false,
+        }
+    }
+
+    /// Everything now comes from another cluster: its id, its Kubernetes, its scheduler. What
+    /// was read from the last one is forgotten (values, trends, the reporter), so two clusters'
+    /// numbers never mix; this session's sends stay listed.
+    pub fn on_switched(&mut self, cluster_id: String, kube: String, scheduler: String) {
+        self.info.cluster_id = cluster_id;
+        self.info.kube = kube;
+        self.info.scheduler = scheduler;
+        self.snapshot = None;
+        self.held = None;
+        self.preview = None;
+        self.reporter = None;
+        self.approval = None;
+        self.kube_server = None;
+        self.forward = None;
+        self.last_refresh = None;
+        self.refreshing = false;
+        self.last_known = vec![None; METRIC_COUNT];
+        self.trends = vec![Trend::default(); METRIC_COUNT];
+        self.scroll = 0;
     }
 
     /// Shows `view`, or the metrics again when it is already shown.
@@ -368,6 +487,7 @@ impl App {
         };
         match &mut self.dialog {
             None => self.scroll = step(self.scroll),
+            Some(Dialog::Switch(picker)) => picker.scroll(by),
             Some(Dialog::Sends { selected }) => {
                 let last = self.sends.len().saturating_sub(1);
                 *selected = if by < 0 {

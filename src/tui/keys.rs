@@ -30,6 +30,10 @@ pub enum Action {
     ScrollDown,
     ToggleHelp,
     Quit,
+    /// The kubeconfig's contexts, to switch to another cluster (and namespace).
+    ListContexts,
+    /// Choose the context or namespace selected in the picker.
+    Choose,
 }
 
 /// Where a binding applies: what is on top of the screen.
@@ -45,6 +49,12 @@ pub enum Context {
     Sends,
     /// "Approve for the in-cluster reporter" asking for confirmation.
     Approve,
+    /// The kubeconfig's contexts, to switch to.
+    Contexts,
+    /// The chosen context's namespaces.
+    Namespaces,
+    /// A namespace being typed (they cannot be listed): letters are text, not keys.
+    TypeNamespace,
 }
 
 /// Where a binding is listed.
@@ -87,7 +97,10 @@ const fn bind(
 }
 
 use Action::*;
-use Context::{Approve as Approving, Confirm as Asking, Help as HelpShown, Main, Sends, Sent};
+use Context::{
+    Approve as Approving, Confirm as Asking, Contexts, Help as HelpShown, Main, Namespaces, Sends,
+    Sent, TypeNamespace,
+};
 use KeyCode::{Char, Down, Enter, Esc, Left, Right, Up};
 use Listing::{Covered, Footer, Help};
 
@@ -189,6 +202,14 @@ pub const BINDINGS: &[Binding] = &[
         Help,
     ),
     bind(&[Char('r')], "r", Refresh, Main, "refresh now", Footer),
+    bind(
+        &[Char('c')],
+        "c",
+        ListContexts,
+        Main,
+        "context: switch to another kubeconfig context and namespace",
+        Help,
+    ),
     bind(&[Up, Char('k')], "↑/↓", ScrollUp, Main, "scroll", Help),
     bind(&[Down, Char('j')], "↓", ScrollDown, Main, "scroll", Covered),
     bind(&[Char('?')], "?", ToggleHelp, Main, "help", Footer),
@@ -313,6 +334,72 @@ pub const BINDINGS: &[Binding] = &[
         "no: write nothing",
         Footer,
     ),
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        Contexts,
+        "select a context",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        Contexts,
+        "select a context",
+        Covered,
+    ),
+    bind(
+        &[Enter],
+        "Enter",
+        Choose,
+        Contexts,
+        "switch: reconnect everything to it",
+        Footer,
+    ),
+    bind(&[Esc, Char('q')], "Esc", Close, Contexts, "cancel", Footer),
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        Namespaces,
+        "select a namespace",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        Namespaces,
+        "select a namespace",
+        Covered,
+    ),
+    bind(
+        &[Enter],
+        "Enter",
+        Choose,
+        Namespaces,
+        "switch: reconnect everything to it",
+        Footer,
+    ),
+    bind(
+        &[Esc, Char('q')],
+        "Esc",
+        Close,
+        Namespaces,
+        "cancel",
+        Footer,
+    ),
+    bind(
+        &[Enter],
+        "Enter",
+        Choose,
+        TypeNamespace,
+        "switch to the namespace typed",
+        Footer,
+    ),
+    bind(&[Esc], "Esc", Close, TypeNamespace, "cancel", Footer),
 ];
 
 /// The action for a key in a context. Ctrl-C quits everywhere; a key held with any other
@@ -410,7 +497,16 @@ mod tests {
 
     #[test]
     fn every_context_can_be_left() {
-        for context in [HelpShown, Asking, Sent, Sends, Approving] {
+        for context in [
+            HelpShown,
+            Asking,
+            Sent,
+            Sends,
+            Approving,
+            Contexts,
+            Namespaces,
+            TypeNamespace,
+        ] {
             assert!(
                 BINDINGS
                     .iter()

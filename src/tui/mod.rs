@@ -7,6 +7,8 @@ pub mod app;
 mod fixtures;
 mod forward_watch;
 pub mod keys;
+mod session;
+pub mod switch;
 pub mod ui;
 
 use std::path::{Path, PathBuf};
@@ -16,11 +18,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures::StreamExt;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::collect::Sources;
 use crate::config::{PublishSettings, Settings};
 use crate::consent::Observed;
 use crate::consent::cluster::ConsentApi;
@@ -46,8 +47,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(700);
 /// What background tasks report to the event loop.
 enum Msg {
     Collected {
+        /// The session it was collected in (see `session`).
+        epoch: u64,
         snapshot: Snapshot,
         kube_server: Option<String>,
+    },
+    /// The namespaces of a context for the switch picker, or why they cannot be listed, and
+    /// the one to start on.
+    Namespaces {
+        context: String,
+        listed: Result<Vec<String>, String>,
+        default: String,
     },
     /// An outcome of the send with this `$insert_id`.
     Outcome(Uuid, EndpointOutcome),
@@ -55,8 +65,8 @@ enum Msg {
     SchedulerChanged,
     /// The port-forward to the scheduler changed state.
     Forward(crate::k8s::forward::ForwardView),
-    /// The in-cluster reporter and its consent, as read.
-    Reporter(Box<Observed>),
+    /// The in-cluster reporter and its consent, as read in the session of that epoch.
+    Reporter(u64, Box<Observed>),
     /// The approval was written (`resourceVersion`, approver), or why not.
     Approved(Result<(String, String), String>),
 }
@@ -92,6 +102,11 @@ fn info(config: &InspectConfig, log_file: &Path) -> Info {
         log_file: log_file.display().to_string(),
         refresh_every: config.refresh,
         do_not_track: config.settings.do_not_track,
+        scheduler_fixed_by: plan
+            .scheduler
+            .forward()
+            .is_none()
+            .then(|| config.settings.scheduler_port_from.to_string()),
     }
 }
 
@@ -112,35 +127,45 @@ async fn event_loop(
     // Ages on screen are in whole seconds: a redraw a second keeps them current.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
-    let sources = Arc::new(Mutex::new(
-        Sources::new(config.settings.plan.clone()).fast_fail(CONNECT_TIMEOUT),
-    ));
-    // Over a port-forward the forward's own state is watched; otherwise a TCP connection.
-    tasks.push(match config.settings.plan.scheduler.forward() {
-        Some(spec) => {
-            app.on_forward(spec.view());
-            forward_watch::spawn(spec.clone(), tx.clone())
-        }
-        None => spawn_watch(config.settings.plan.scheduler.address(), tx.clone()),
-    });
+    let mut session = session::Session::start(config.settings.plan.clone(), &mut app, &tx);
 
     while !app.quit {
         if app.refresh_due() {
             app.on_refresh_started();
-            tasks.push(spawn_refresh(&sources, tx.clone()));
+            tasks.push(spawn_refresh(&session, tx.clone()));
         }
         terminal.draw(|frame| ui::render(&app, frame))?;
         tokio::select! {
             key = keys.next() => match key {
                 Some(Ok(TermEvent::Key(key))) if key.kind == KeyEventKind::Press => {
+                    // A namespace being typed takes letters as text, before any binding.
+                    if app.on_text_key(key) {
+                        continue;
+                    }
                     if let Some(action) = keys::action_for(key, app.context()) {
                         match app.on_action(action) {
-                            Some(Effect::Refresh) => tasks.push(spawn_refresh(&sources, tx.clone())),
+                            Some(Effect::Refresh) => tasks.push(spawn_refresh(&session, tx.clone())),
                             Some(Effect::Send(event)) => tasks.push(spawn_send(&publisher, event, config, tx.clone())),
                             Some(Effect::Approve(approval)) => {
-                                if let Some(target) = &config.settings.plan.kube {
+                                if let Some(target) = &session.plan.kube {
                                     tasks.push(spawn_approve(target.clone(), approval, tx.clone()));
                                 }
+                            }
+                            Some(Effect::ListContexts) => app.on_contexts(
+                                session
+                                    .plan
+                                    .kube
+                                    .as_ref()
+                                    .ok_or_else(|| "Kubernetes is not read (--no-kube)".to_string())
+                                    .and_then(crate::k8s::contexts),
+                            ),
+                            Some(Effect::ListNamespaces(context)) => {
+                                if let Some(target) = &session.plan.kube {
+                                    tasks.push(spawn_namespaces(target, context, tx.clone()));
+                                }
+                            }
+                            Some(Effect::SwitchContext { context, namespace }) => {
+                                session.switch(&context, &namespace, &mut app, &tx);
                             }
                             None => {}
                         }
@@ -152,26 +177,35 @@ async fn event_loop(
                 None => break,
             },
             Some(msg) = rx.recv() => match msg {
-                Msg::Collected { snapshot, kube_server } => {
+                // A collection of the cluster shown before a context switch is dropped.
+                Msg::Collected { epoch, .. } if epoch != session.epoch => {}
+                Msg::Collected { snapshot, kube_server, .. } => {
                     app.kube_server = kube_server;
                     app.on_snapshot(snapshot);
-                    if let Some(target) = &config.settings.plan.kube {
-                        tasks.push(spawn_reporter(target.clone(), tx.clone()));
+                    if let Some(target) = &session.plan.kube {
+                        tasks.push(spawn_reporter(target.clone(), session.epoch, tx.clone()));
                     }
                 }
-                Msg::Reporter(observed) => app.on_reporter(*observed),
+                Msg::Reporter(epoch, observed) => {
+                    if epoch == session.epoch {
+                        app.on_reporter(*observed);
+                    }
+                }
+                Msg::Namespaces { context, listed, default } => {
+                    app.on_namespaces(&context, listed, &default);
+                }
                 Msg::Approved(result) => {
                     app.on_approved(result);
                     // The consent's new version, and soon the reporter's acknowledgement.
-                    if let Some(target) = &config.settings.plan.kube {
-                        tasks.push(spawn_reporter(target.clone(), tx.clone()));
+                    if let Some(target) = &session.plan.kube {
+                        tasks.push(spawn_reporter(target.clone(), session.epoch, tx.clone()));
                     }
                 }
                 Msg::Outcome(insert_id, outcome) => app.on_outcome(insert_id, outcome),
                 Msg::Forward(view) => app.on_forward(view),
                 Msg::SchedulerChanged => {
                     if let Some(Effect::Refresh) = app.on_action(keys::Action::Refresh) {
-                        tasks.push(spawn_refresh(&sources, tx.clone()));
+                        tasks.push(spawn_refresh(&session, tx.clone()));
                     }
                 }
             },
@@ -189,12 +223,39 @@ async fn event_loop(
 /// there is no usable Kubernetes configuration.
 fn spawn_reporter(
     target: crate::k8s::KubeTarget,
+    epoch: u64,
     tx: mpsc::UnboundedSender<Msg>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         if let Ok(api) = consent_api(&target).await {
-            let _ = tx.send(Msg::Reporter(Box::new(api.observe().await)));
+            let _ = tx.send(Msg::Reporter(epoch, Box::new(api.observe().await)));
         }
+    })
+}
+
+/// Lists the namespaces of `context` for the switch picker (the namespace in use first).
+fn spawn_namespaces(
+    target: &crate::k8s::KubeTarget,
+    context: String,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> JoinHandle<()> {
+    let mut target = target.clone();
+    target.context = Some(context.clone());
+    let default = target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| crate::k8s::DEFAULT_NAMESPACE.to_string());
+    target.namespace = None;
+    tokio::spawn(async move {
+        let listed =
+            tokio::time::timeout(Duration::from_secs(3), crate::k8s::list_namespaces(&target))
+                .await
+                .unwrap_or_else(|_| Err("the API server did not answer within 3s".into()));
+        let _ = tx.send(Msg::Namespaces {
+            context,
+            listed,
+            default,
+        });
     })
 }
 
@@ -229,13 +290,15 @@ fn spawn_approve(
 }
 
 /// One collection over the kept connections (one at a time: the app never starts two).
-fn spawn_refresh(sources: &Arc<Mutex<Sources>>, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
-    let sources = Arc::clone(sources);
+fn spawn_refresh(session: &session::Session, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
+    let sources = Arc::clone(&session.sources);
+    let epoch = session.epoch;
     tokio::spawn(async move {
         let mut sources = sources.lock().await;
         let snapshot = sources.collect().await;
         let kube_server = sources.kube_server().map(str::to_string);
         let _ = tx.send(Msg::Collected {
+            epoch,
             snapshot,
             kube_server,
         });

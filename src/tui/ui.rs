@@ -13,6 +13,7 @@ use super::app::{
     Trend, View, age, short_id,
 };
 use super::keys::{BINDINGS, Context, Listing, hints};
+use super::switch::Picker;
 use crate::consent::ConsentReading;
 use crate::metrics::{Level, METRICS, MetricDef, RowKind};
 use crate::payload::Event;
@@ -690,6 +691,7 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
                 app.dialog_scroll,
             )
         }
+        Dialog::Switch(picker) => switch_lines(app, picker),
         Dialog::Sends { selected } => {
             let lines = app
                 .sends
@@ -761,6 +763,7 @@ fn render_help(app: &App, frame: &mut Frame) {
         (Context::Sent, "a send"),
         (Context::Sends, "list of sends"),
         (Context::Approve, "approve dialog"),
+        (Context::Contexts, "contexts (namespaces alike)"),
     ] {
         let mut spans = vec![Span::raw(format!("{name}: "))];
         for (i, b) in listed(context).enumerate() {
@@ -786,6 +789,82 @@ fn render_help(app: &App, frame: &mut Frame) {
             .wrap(Wrap { trim: false }),
         area,
     );
+}
+
+/// The context switch picker: contexts, then the chosen one's namespaces (or a field to type
+/// one into when they cannot be listed).
+fn switch_lines(app: &App, picker: &Picker) -> (String, Vec<Line<'static>>, u16) {
+    let list = |names: &[String], selected: usize, current: Option<&String>| {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mark = if current == Some(name) {
+                    " (in use)"
+                } else {
+                    ""
+                };
+                if i == selected {
+                    Line::styled(format!("> {name}{mark}"), Style::new().reversed())
+                } else {
+                    Line::raw(format!("  {name}{mark}"))
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let footer = |context: Context| {
+        let hints: Vec<String> = hints(context)
+            .into_iter()
+            .map(|(label, help)| format!("{label} {help}"))
+            .collect();
+        Line::styled(hints.join("   "), HINT)
+    };
+    match picker {
+        Picker::Contexts {
+            names,
+            current,
+            selected,
+        } => {
+            let mut lines = list(names, *selected, current.as_ref());
+            lines.push(Line::raw(""));
+            lines.push(footer(Context::Contexts));
+            (" switch context ".into(), lines, app.dialog_scroll)
+        }
+        Picker::Listing { context } => (
+            format!(" context {context} "),
+            vec![Line::styled("listing its namespaces…", WARN)],
+            0,
+        ),
+        Picker::Namespaces {
+            context,
+            names,
+            selected,
+        } => {
+            let mut lines = list(names, *selected, None);
+            lines.push(Line::raw(""));
+            lines.push(footer(Context::Namespaces));
+            (format!(" context {context}: namespace "), lines, 0)
+        }
+        Picker::Typing {
+            context,
+            typed,
+            why,
+        } => (
+            format!(" context {context}: namespace "),
+            vec![
+                Line::styled(format!("cannot list the namespaces: {why}"), HINT),
+                Line::raw("type the Seldon namespace:"),
+                Line::from(vec![
+                    Span::raw("> "),
+                    Span::styled(typed.clone(), Style::new().bold()),
+                    Span::styled("▏", WARN),
+                ]),
+                Line::raw(""),
+                footer(Context::TypeNamespace),
+            ],
+            0,
+        ),
+    }
 }
 
 /// Rows `lines` take when wrapped to `width` columns, so a popup fits all of its text.
