@@ -812,22 +812,14 @@ fn switch_lines(app: &App, picker: &Picker) -> (String, Vec<Line<'static>>, u16)
             })
             .collect::<Vec<_>>()
     };
-    let footer = |context: Context| {
-        let hints: Vec<String> = hints(context)
-            .into_iter()
-            .map(|(label, help)| format!("{label} {help}"))
-            .collect();
-        Line::styled(hints.join("   "), HINT)
-    };
+    // The keys are in the footer, as for every dialog.
     match picker {
         Picker::Contexts {
             names,
             current,
             selected,
         } => {
-            let mut lines = list(names, *selected, current.as_ref());
-            lines.push(Line::raw(""));
-            lines.push(footer(Context::Contexts));
+            let lines = list(names, *selected, current.as_ref());
             (" switch context ".into(), lines, app.dialog_scroll)
         }
         Picker::Listing { context } => (
@@ -840,9 +832,7 @@ fn switch_lines(app: &App, picker: &Picker) -> (String, Vec<Line<'static>>, u16)
             names,
             selected,
         } => {
-            let mut lines = list(names, *selected, None);
-            lines.push(Line::raw(""));
-            lines.push(footer(Context::Namespaces));
+            let lines = list(names, *selected, None);
             (format!(" context {context}: namespace "), lines, 0)
         }
         Picker::Typing {
@@ -859,8 +849,6 @@ fn switch_lines(app: &App, picker: &Picker) -> (String, Vec<Line<'static>>, u16)
                     Span::styled(typed.clone(), Style::new().bold()),
                     Span::styled("▏", WARN),
                 ]),
-                Line::raw(""),
-                footer(Context::TypeNamespace),
             ],
             0,
         ),
