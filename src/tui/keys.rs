@@ -208,7 +208,8 @@ pub const BINDINGS: &[Binding] = &[
         ListContexts,
         Main,
         "context: switch to another kubeconfig context and namespace",
-        Help,
+        // On the help screen as the title of the picker's line (it has no room for one more).
+        Covered,
     ),
     bind(&[Up, Char('k')], "↑/↓", ScrollUp, Main, "scroll", Help),
     bind(&[Down, Char('j')], "↓", ScrollDown, Main, "scroll", Covered),
@@ -339,7 +340,7 @@ pub const BINDINGS: &[Binding] = &[
         "↑/↓",
         ScrollUp,
         Contexts,
-        "select a context",
+        "select",
         Footer,
     ),
     bind(
@@ -347,7 +348,7 @@ pub const BINDINGS: &[Binding] = &[
         "↓",
         ScrollDown,
         Contexts,
-        "select a context",
+        "select",
         Covered,
     ),
     bind(
@@ -355,7 +356,7 @@ pub const BINDINGS: &[Binding] = &[
         "Enter",
         Choose,
         Contexts,
-        "switch: reconnect everything to it",
+        "switch: reconnect to it",
         Footer,
     ),
     bind(&[Esc, Char('q')], "Esc", Close, Contexts, "cancel", Footer),
@@ -364,7 +365,7 @@ pub const BINDINGS: &[Binding] = &[
         "↑/↓",
         ScrollUp,
         Namespaces,
-        "select a namespace",
+        "select",
         Footer,
     ),
     bind(
@@ -372,7 +373,7 @@ pub const BINDINGS: &[Binding] = &[
         "↓",
         ScrollDown,
         Namespaces,
-        "select a namespace",
+        "select",
         Covered,
     ),
     bind(
@@ -380,7 +381,7 @@ pub const BINDINGS: &[Binding] = &[
         "Enter",
         Choose,
         Namespaces,
-        "switch: reconnect everything to it",
+        "switch: reconnect to it",
         Footer,
     ),
     bind(
@@ -396,7 +397,7 @@ pub const BINDINGS: &[Binding] = &[
         "Enter",
         Choose,
         TypeNamespace,
-        "switch to the namespace typed",
+        "switch: reconnect to it",
         Footer,
     ),
     bind(&[Esc], "Esc", Close, TypeNamespace, "cancel", Footer),

@@ -756,14 +756,18 @@ fn render_help(app: &App, frame: &mut Frame) {
             ])
         })
         .collect();
-    lines.push(Line::raw(""));
+    let switch_key = BINDINGS
+        .iter()
+        .find(|b| b.action == super::keys::Action::ListContexts)
+        .map_or("", |b| b.label);
+    let switch = format!("{switch_key} context");
     for (context, name) in [
         (Context::Help, "help"),
         (Context::Confirm, "send dialog"),
         (Context::Sent, "a send"),
         (Context::Sends, "list of sends"),
         (Context::Approve, "approve dialog"),
-        (Context::Contexts, "contexts (namespaces alike)"),
+        (Context::Contexts, switch.as_str()),
     ] {
         let mut spans = vec![Span::raw(format!("{name}: "))];
         for (i, b) in listed(context).enumerate() {
