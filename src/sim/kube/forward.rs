@@ -397,7 +397,6 @@ mod websocket {
         let (from_pod, mut to_client) = mpsc::channel::<(u8, Vec<u8>)>(16);
         let mut writers = Vec::new();
         let mut readers = Vec::new();
-        let mut open_ports = 0;
         for (i, backend) in backends.into_iter().enumerate() {
             let connected = match backend {
                 Ok(addr) => tokio::net::TcpStream::connect(addr)
@@ -410,7 +409,6 @@ mod websocket {
                     let _ = tcp.set_nodelay(true);
                     let (mut read, write) = tcp.into_split();
                     writers.push(Some(write));
-                    open_ports += 1;
                     let from_pod = from_pod.clone();
                     let channel = 2 * i as u8;
                     readers.push(tokio::spawn(async move {
@@ -444,7 +442,12 @@ mod websocket {
         drop(from_pod);
         let replaced = replaced(generation, pod_generation);
         tokio::pin!(replaced);
-        while open_ports > 0 {
+        // With no port connected there is nothing to carry: the errors were sent, close.
+        if writers.iter().all(Option::is_none) {
+            let _ = sink.send(Message::Close(None)).await;
+            return;
+        }
+        loop {
             tokio::select! {
                 message = stream.next() => match message {
                     Some(Ok(Message::Binary(bytes))) if bytes.len() > 1 => {
