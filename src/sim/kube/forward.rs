@@ -20,7 +20,7 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{SIM_NAMESPACE, World, authorize, denial, denial_of, ok, status};
+use super::{SIM_NAMESPACE, World, denial, denial_of, ok, status};
 
 const SERVICE: &str = "seldon-scheduler";
 /// The Service's ports: (name, port). The pod's container ports carry the same names.
@@ -31,8 +31,10 @@ pub const REPLACEMENT_READY_AFTER: Duration = Duration::from_secs(1);
 
 /// The scheduler pod behind the Service, and where its ports really lead.
 pub struct SchedulerPods {
-    /// The simulator's plaintext and mutual-TLS listeners.
+    /// The simulator's plaintext and mutual-TLS listeners (forwarded to only with `tools`).
+    #[cfg_attr(not(feature = "tools"), allow(dead_code))]
     plain: Option<SocketAddr>,
+    #[cfg_attr(not(feature = "tools"), allow(dead_code))]
     mtls: Option<SocketAddr>,
     state: Mutex<PodState>,
     /// The current generation: forwards to an older one are cut.
@@ -98,6 +100,7 @@ impl SchedulerPods {
     }
 
     /// Where a forward to `port` of the current pod leads, or the kubelet's refusal.
+    #[cfg(feature = "tools")]
     fn backend(&self, pod: &PodView, port: u16) -> Result<SocketAddr, String> {
         let backend = if port == pod.plain_port {
             self.plain
@@ -249,6 +252,7 @@ async fn pod(
 /// `pods/{name}/portforward` over WebSocket, as the API server proxies it to the kubelet.
 #[cfg(feature = "tools")]
 mod websocket {
+    use super::super::authorize;
     use super::*;
     use axum::body::Body;
     use axum::extract::Request;
