@@ -124,11 +124,5 @@ fn forward_failure(settings: &crate::config::Settings) -> Option<String> {
     let LinkState::Failed { reason, .. } = forward.link.state() else {
         return None;
     };
-    let namespace = settings
-        .plan
-        .kube
-        .as_ref()
-        .and_then(|k| k.namespace.clone())
-        .unwrap_or_else(|| crate::k8s::DEFAULT_NAMESPACE.into());
-    Some(format!("{reason}\n  {}", forward.kubectl_hint(&namespace)))
+    Some(format!("{reason}\n  {}", forward.kubectl_hint()))
 }

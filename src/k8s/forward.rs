@@ -65,11 +65,13 @@ impl ForwardSpec {
             port_name: self.port_name.to_string(),
             via: crate::k8s::describe_target(&self.kube),
             state: self.link.state(),
+            fallback: self.kubectl_hint(),
         }
     }
 
     /// The `kubectl port-forward` command that does by hand what this does.
-    pub fn kubectl_hint(&self, namespace: &str) -> String {
+    pub fn kubectl_hint(&self) -> String {
+        let namespace = crate::k8s::namespace_of(&self.kube);
         let port = if self.port_name == TLS_PORT_NAME {
             9044
         } else {
@@ -135,6 +137,8 @@ pub struct ForwardView {
     /// "context X".
     pub via: String,
     pub state: LinkState,
+    /// The `kubectl port-forward` way around a refused forward.
+    pub fallback: String,
 }
 
 impl ForwardView {
@@ -250,7 +254,7 @@ impl Link {
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum ForwardError {
     /// The API server refused a request: which verb on which resource, for the Role to grant.
-    #[error("port-forward refused: forbidden: {verb} {resource} (the Role needs `{verb}` on `{resource}`{names}; assets/k8s/inspector-role.yaml grants it): {message}", names = named(.name))]
+    #[error("port-forward refused: forbidden: {verb} {resource}{names} (assets/k8s/inspector-role.yaml grants it)", names = named(.name))]
     Forbidden {
         verb: String,
         resource: String,
@@ -272,7 +276,7 @@ pub enum ForwardError {
 
 fn named(name: &Option<String>) -> String {
     name.as_ref()
-        .map(|n| format!(" for {n:?}"))
+        .map(|n| format!(" on {n:?}"))
         .unwrap_or_default()
 }
 
@@ -394,6 +398,10 @@ pub fn pick_target(
 pub async fn open(spec: &ForwardSpec) -> Result<tokio::io::DuplexStream, ForwardError> {
     let result = open_once(spec).await;
     if let Err(error) = &result {
+        if let ForwardError::Forbidden { message, .. } = error {
+            // The API server's own words (who was refused), for the log.
+            tracing::warn!(%message, "port-forward refused");
+        }
         spec.link.failed(error);
     }
     result

@@ -287,6 +287,19 @@ pub fn describe_target(target: &KubeTarget) -> String {
     }
 }
 
+/// The namespace `target` works in, as [`connect`] would choose it, from local files only:
+/// `--namespace`, else the kubeconfig context's, else Seldon's default (in a pod: the option or
+/// the default; the service account's namespace file is not read here).
+pub fn namespace_of(target: &KubeTarget) -> String {
+    if let Some(namespace) = &target.namespace {
+        return namespace.clone();
+    }
+    read_kubeconfig(target)
+        .and_then(Result::ok)
+        .and_then(|kubeconfig| context_namespace(&kubeconfig, target.context.as_deref()))
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.into())
+}
+
 /// The namespace the kubeconfig context names, if it names one (kube-rs would say "default").
 fn context_namespace(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<String> {
     let name = context

@@ -813,6 +813,12 @@ impl App {
                 reason,
                 permanent: false,
             }) => return SourceState::Reconnecting(reason.clone()),
+            // A refused forward is down for as long as nobody grants the permission: its own
+            // words name it, shorter than any call's error quoting it.
+            Some(LinkState::Failed {
+                reason,
+                permanent: true,
+            }) if self.snapshot.is_some() => return SourceState::Down(reason.clone()),
             _ => {}
         }
         let Some(s) = &self.snapshot else {

@@ -122,8 +122,12 @@ fn header(app: &App) -> Vec<Line<'static>> {
             },
             &app.scheduler_state(),
             "Seldon ",
-            // Over hodometer's own forward there is no `kubectl port-forward` to check.
-            port_forward_hint(&app.info.scheduler).filter(|_| app.forward.is_none()),
+            // Over hodometer's own forward there is no `kubectl port-forward` to check; a
+            // refused forward offers doing it by hand.
+            match &app.forward {
+                None => port_forward_hint(&app.info.scheduler),
+                Some(forward) => forward_fallback(forward),
+            },
         )),
         Line::from(source_spans(
             match &app.kube_server {
@@ -191,6 +195,18 @@ fn header(app: &App) -> Vec<Line<'static>> {
     lines
 }
 
+/// The `kubectl port-forward` way around a port-forward the API server refused.
+fn forward_fallback(forward: &crate::k8s::forward::ForwardView) -> Option<String> {
+    matches!(
+        forward.state,
+        crate::k8s::forward::LinkState::Failed {
+            permanent: true,
+            ..
+        }
+    )
+    .then(|| format!(" — {}", forward.fallback))
+}
+
 /// What to check when a scheduler on this machine refuses connections: over `kubectl
 /// port-forward`, the port-forward died.
 fn port_forward_hint(scheduler: &str) -> Option<String> {
@@ -222,7 +238,10 @@ fn source_spans(
             // The connection check says "connection refused"; a call that failed mid-way quotes
             // the OS: "Connection refused (os error 111)".
             let hint = refused_hint
-                .filter(|_| why.to_ascii_lowercase().contains("connection refused"))
+                .filter(|hint| {
+                    hint.contains("forward by hand")
+                        || why.to_ascii_lowercase().contains("connection refused")
+                })
                 .unwrap_or_default();
             (format!("down: {why}{hint}"), BAD)
         }
