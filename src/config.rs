@@ -23,13 +23,36 @@ use crate::validate::{
     parse_log_format, parse_log_level, parse_namespace, parse_port, parse_uuid,
 };
 
+/// The consent ConfigMap's name: one setting shared by `inspect`, `daemon`, `collect` and
+/// `consent`.
+#[derive(Clone, Debug, Args)]
+pub struct ConsentNameArg {
+    /// The consent ConfigMap (in the Seldon namespace) that governs what the in-cluster reporter
+    /// shares; without one, or with empty data, METRICS_LEVEL rules.
+    #[arg(long, env = "HODOMETER_CONSENT_CONFIGMAP", default_value = crate::consent::DEFAULT_CONSENT_CONFIGMAP, value_name = "NAME")]
+    pub consent_configmap: String,
+}
+
+impl ConsentNameArg {
+    pub fn check(&self, c: &mut Checker) -> Option<String> {
+        c.check(
+            "--consent-configmap (HODOMETER_CONSENT_CONFIGMAP)",
+            &self.consent_configmap,
+            crate::consent::parse_configmap_name,
+        )
+    }
+}
+
 /// Everything a collection-running command needs, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub plan: CollectPlan,
-    /// The level asked for, already forced to `off` when `DO_NOT_TRACK` is set.
+    /// The level asked for (`METRICS_LEVEL`); what is shared is the policy's decision.
     pub level: Level,
+    /// `DO_NOT_TRACK`, parsed; only `policy::decide` acts on it (the views show it).
     pub do_not_track: bool,
+    /// The consent ConfigMap that governs the in-cluster reporter.
+    pub consent_configmap: String,
     pub token: String,
     pub log: LogSettings,
     /// The setting the scheduler port came from, shown next to the address (SCHEDULER_PORT is an
@@ -146,6 +169,8 @@ pub struct CommonArgs {
     /// seldon-mesh].
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
+    #[command(flatten)]
+    pub consent: ConsentNameArg,
     /// Deadline for each scheduler call (retries included) and each Kubernetes read (e.g. 30s).
     #[arg(long, default_value = "30s")]
     pub rpc_timeout: String,
@@ -294,6 +319,7 @@ impl CommonArgs {
             Some(text) => c.check("--cluster-id (CLUSTER_ID)", text, parse_uuid),
             None => Some(Uuid::new_v4()),
         };
+        let consent_configmap = self.consent.check(c);
         let token = c.check_secret("--token (HODOMETER_TOKEN)", &self.token, |t| {
             let t = t.trim();
             if t.is_empty() || !t.chars().all(|ch| ch.is_ascii_graphic()) {
@@ -372,8 +398,10 @@ impl CommonArgs {
                 kube: kube_target?,
                 extensions: extensions?,
             },
-            level: if do_not_track { Level::Off } else { level? },
+            // As asked: the policy (`policy::decide`) is what lets DO_NOT_TRACK win.
+            level: level?,
             do_not_track,
+            consent_configmap: consent_configmap?,
             token: token?,
             log: LogSettings {
                 level: log_level?,

@@ -108,10 +108,17 @@ fn check_entry(setting: &'static str, entry: &str, c: &mut Checker) -> Option<Gi
 /// One extension per file: the file name is `key` or `key@level`, the content is the value.
 /// Names starting with a dot are skipped: hidden files, and the `..data` link and timestamped
 /// directory through which a mounted ConfigMap swaps its content at once.
+///
+/// Only a directory nobody else can change is read (see [`trusted_dir`]), and only entries that
+/// resolve inside it (as a ConfigMap's links through `..data` do): a link another user planted
+/// towards a file of ours would otherwise be read, shown and published.
 fn read_dir(dir: &Path, c: &mut Checker) -> Vec<Option<Given>> {
     let shown = dir.display().to_string();
-    let Some(entries) = c.check(DIR_SETTING, &shown, |_| {
-        std::fs::read_dir(dir).map_err(|e| format!("cannot read the directory: {e}"))
+    let Some((real_dir, entries)) = c.check(DIR_SETTING, &shown, |_| {
+        let real_dir = trusted_dir(dir)?;
+        let entries =
+            std::fs::read_dir(&real_dir).map_err(|e| format!("cannot read the directory: {e}"))?;
+        Ok::<_, String>((real_dir, entries))
     }) else {
         return vec![None];
     };
@@ -144,7 +151,7 @@ fn read_dir(dir: &Path, c: &mut Checker) -> Vec<Option<Given>> {
             continue;
         };
         let spec = c.check(DIR_SETTING, &shown, |_| parse_key_spec(name));
-        let value = c.check(DIR_SETTING, &shown, |_| read_value(&path));
+        let value = c.check(DIR_SETTING, &shown, |_| read_value(&path, &real_dir));
         let (Some((key, level)), Some(value)) = (spec, value) else {
             read.push(None);
             continue;
@@ -162,15 +169,63 @@ fn read_dir(dir: &Path, c: &mut Checker) -> Vec<Option<Given>> {
     read
 }
 
-/// A file's content as a value; a symbolic link (as a mounted ConfigMap's keys are) is followed.
-fn read_value(path: &Path) -> Result<String, String> {
-    let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
-    if !metadata.is_file() {
-        return Err("not a regular file: each extension is one file".into());
+/// The directory's real path, when nobody but its owner (this user or root) can change it, or
+/// it is on a read-only mount (a ConfigMap volume: a world-writable directory mounted
+/// read-only).
+fn trusted_dir(dir: &Path) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::MetadataExt;
+    let real = std::fs::canonicalize(dir).map_err(|e| format!("cannot read the directory: {e}"))?;
+    let meta = std::fs::metadata(&real).map_err(|e| format!("cannot read the directory: {e}"))?;
+    if !meta.is_dir() {
+        return Err("not a directory".into());
     }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let owned = meta.uid() == me || meta.uid() == 0;
+    let writable_by_others = meta.mode() & 0o022 != 0;
+    if (owned && !writable_by_others) || read_only_mount(&real) {
+        return Ok(real);
+    }
+    Err(format!(
+        "the directory belongs to uid {} with mode {:04o}: only a directory of this user (uid \
+         {me}) or root that no one else may write, or a read-only mount, is read",
+        meta.uid(),
+        meta.mode() & 0o7777
+    ))
+}
+
+fn read_only_mount(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(name) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path and a zeroed statvfs for the kernel to fill.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    let done = unsafe { libc::statvfs(name.as_ptr(), &mut stat) };
+    done == 0 && stat.f_flag & libc::ST_RDONLY != 0
+}
+
+/// A file's content as a value. A symbolic link (as a mounted ConfigMap's keys are) is followed
+/// only when it resolves inside `dir` (the directory's real path); a FIFO or device is refused
+/// without blocking on it.
+fn read_value(path: &Path, dir: &Path) -> Result<String, String> {
+    let real = std::fs::canonicalize(path).map_err(|e| format!("cannot read it: {e}"))?;
+    if !real.starts_with(dir) {
+        return Err(format!(
+            "it resolves to {}, outside the directory: refusing to read it",
+            real.display()
+        ));
+    }
+    let file = crate::private_fs::open_regular_following(&real, false).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            "not a regular file: each extension is one file".to_string()
+        } else {
+            format!("cannot read it: {e}")
+        }
+    })?;
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read it: {e}"))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(format!("the value is longer than {MAX_VALUE_BYTES} bytes"));

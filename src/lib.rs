@@ -1,7 +1,10 @@
 //! hodometer: anonymous usage metrics for Seldon Core v2.
 //!
-//! Data flows one way: sources (`collect`) → [`metrics::Snapshot`] → level filter →
-//! [`payload::Event`] → `publish` and the views (`report`, `tui`). The commands sit on top, one
+//! Data flows one way: sources (`collect`) → [`metrics::Snapshot`] → [`policy::Policy`] (decided
+//! once per cycle from `DO_NOT_TRACK`, the consent and the environment's level) →
+//! [`payload::Event`] → `publish` and the views (`report`, `tui`). [`reporter::cycle`] is that
+//! path, run by the daemon, `collect` and the demo; its [`consent::ReporterStatus`] is what the
+//! inspector and `consent show` read. The commands sit on top, one
 //! file each in `cmd` (with `daemon`, the headless loop they run); `sim` and `receive` are the
 //! peers hodometer talks to, for demos and tests. `validate`, `logging`, `prometheus`, `metrics`,
 //! `clock`, `backoff`, `redact` and `private_fs` are leaves every layer may use and that import
@@ -22,6 +25,7 @@ pub mod k8s;
 pub mod logging;
 pub mod metrics;
 pub mod payload;
+pub mod policy;
 pub mod private_fs;
 pub mod prometheus;
 pub mod proto;
@@ -29,6 +33,8 @@ pub mod publish;
 pub mod receive;
 pub mod redact;
 pub mod report;
+pub mod reporter;
+pub mod sanitize;
 pub mod sim;
 pub mod tls;
 pub mod tls_secret;

@@ -68,6 +68,23 @@ fn default_log_file() -> std::io::Result<(std::fs::File, PathBuf)> {
     }
 }
 
+/// Text-format fields, every value (messages, `%error`, `?debug`) through the one sanitiser:
+/// a log line read on a terminal must not carry a server's control or bidi characters, nor a
+/// line break that forges another line.
+fn sanitized_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let value = format!("{value:?}");
+        let value = crate::sanitize::text(&value);
+        if field.name() == "message" {
+            write!(writer, "{value}")
+        } else {
+            write!(writer, "{field}={value}")
+        }
+    })
+    .delimited(" ")
+}
+
 fn install<W>(settings: &LogSettings, terminal: bool, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -86,7 +103,7 @@ where
         .with_target(false);
     // A second init (tests calling into the library twice) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(sanitized_fields()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }

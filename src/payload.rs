@@ -6,6 +6,7 @@ use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
 use crate::metrics::{Level, MetricId, Reading, Snapshot, Value};
+use crate::policy::Policy;
 
 pub const EVENT_NAME: &str = "collect metrics";
 
@@ -24,23 +25,41 @@ pub struct Event {
     pub json: String,
 }
 
-/// Builds the event for `snapshot` at `level`; `None` at level `off`, where nothing is shared.
+/// Builds the event for `snapshot` under `policy`: exactly the known fields the policy allows,
+/// and nothing that identifies the cluster unless `cluster_id` is allowed — `distinct_id` is the
+/// cluster id then, else the event's own `$insert_id` (a fresh random UUID per event, tied to
+/// no cluster; Mixpanel and both receivers need a non-empty `distinct_id`). `None` when the
+/// policy allows no field at all: nothing is sent.
 ///
 /// `time` is the snapshot's collection time, so the same inputs always give the same bytes.
 pub fn build_event(
     snapshot: &Snapshot,
-    level: Level,
+    policy: &Policy,
     token: &str,
     insert_id: Uuid,
 ) -> Option<Event> {
-    if level == Level::Off {
+    let level = policy.level;
+    // In the snapshot's row order (by level, table order within), as every view shows them.
+    let values: Vec<(String, Value)> = snapshot
+        .rows(level)
+        .into_iter()
+        .filter(|row| policy.allows(&row.name, row.level))
+        .filter_map(|row| match row.reading {
+            Reading::Known(value) => Some((row.name, value)),
+            Reading::Unknown(_) => None,
+        })
+        .collect();
+    if values.is_empty() {
         return None;
     }
-    let distinct_id = match snapshot.get(MetricId::ClusterId) {
-        Reading::Known(Value::Text(id)) => id.clone(),
-        // The cluster id comes from configuration and is always known; keep the event well-formed anyway.
-        _ => String::new(),
-    };
+    let cluster_id = values
+        .iter()
+        .find(|(name, _)| name == MetricId::ClusterId.name())
+        .and_then(|(_, value)| match value {
+            Value::Text(id) => Some(id.clone()),
+            _ => None,
+        });
+    let distinct_id = cluster_id.unwrap_or_else(|| insert_id.to_string());
     let time = crate::clock::unix_seconds(snapshot.collected_at);
 
     let mut properties = Map::new();
@@ -50,7 +69,7 @@ pub fn build_event(
     properties.insert("ip".into(), "0".into());
     properties.insert("$insert_id".into(), insert_id.to_string().into());
     let mut fields = Vec::new();
-    for (name, value) in snapshot.shared_values(level) {
+    for (name, value) in values {
         properties.insert(name.clone(), value.to_json());
         fields.push(name);
     }
@@ -119,7 +138,8 @@ mod tests {
     fn event_has_the_mixpanel_envelope() {
         let s = snapshot_with_everything_known();
         let id = Uuid::new_v4();
-        let event = build_event(&s, Level::Cluster, "tok", id).expect("cluster shares");
+        let event =
+            build_event(&s, &Policy::level(Level::Cluster), "tok", id).expect("cluster shares");
         let v: Json = serde_json::from_str(&event.json).expect("valid JSON");
         assert_eq!(v["event"], "collect metrics");
         let p = &v["properties"];
@@ -139,7 +159,8 @@ mod tests {
     fn unknown_metrics_are_omitted_not_zero() {
         let mut s = snapshot_with_everything_known();
         s.set(MetricId::ModelCount, Reading::unknown("stream cut"));
-        let event = build_event(&s, Level::Feature, "tok", Uuid::new_v4()).expect("event");
+        let event =
+            build_event(&s, &Policy::level(Level::Feature), "tok", Uuid::new_v4()).expect("event");
         let v: Json = serde_json::from_str(&event.json).expect("valid JSON");
         assert!(v["properties"].get("model_count").is_none());
         assert_eq!(v["properties"]["pipeline_count"], 7);
@@ -151,7 +172,8 @@ mod tests {
         for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             let mut s = snapshot_with_everything_known();
             s.set(MetricId::ServerMemoryGbSum, Reading::Known(Value::Float(x)));
-            let event = build_event(&s, Level::Feature, "tok", Uuid::new_v4()).expect("event");
+            let event = build_event(&s, &Policy::level(Level::Feature), "tok", Uuid::new_v4())
+                .expect("event");
             let v: Json = serde_json::from_str(&event.json).expect("valid JSON");
             assert!(
                 v["properties"].get("server_memory_gb_sum").is_none(),
@@ -178,13 +200,15 @@ mod tests {
             ext("team", Level::Cluster, "café > tea?"),
             ext("tier", Level::Feature, "gold"),
         ];
-        let cluster = build_event(&s, Level::Cluster, "tok", Uuid::new_v4()).expect("event");
+        let cluster =
+            build_event(&s, &Policy::level(Level::Cluster), "tok", Uuid::new_v4()).expect("event");
         assert!(cluster.json.is_ascii(), "{}", cluster.json);
         let v: Json = serde_json::from_str(&cluster.json).expect("valid JSON");
         assert_eq!(v["properties"]["ext.team"], "café > tea?");
         assert!(v["properties"].get("ext.tier").is_none());
         assert!(cluster.fields.iter().any(|f| f == "ext.team"));
-        let feature = build_event(&s, Level::Feature, "tok", Uuid::new_v4()).expect("event");
+        let feature =
+            build_event(&s, &Policy::level(Level::Feature), "tok", Uuid::new_v4()).expect("event");
         let v: Json = serde_json::from_str(&feature.json).expect("valid JSON");
         assert_eq!(v["properties"]["ext.tier"], "gold");
     }
@@ -192,15 +216,76 @@ mod tests {
     #[test]
     fn off_builds_no_event() {
         let s = snapshot_with_everything_known();
-        assert!(build_event(&s, Level::Off, "tok", Uuid::new_v4()).is_none());
+        assert!(build_event(&s, &Policy::level(Level::Off), "tok", Uuid::new_v4()).is_none());
+    }
+
+    fn under_consent(fields: &[&str]) -> Policy {
+        let consent = crate::consent::Consent {
+            level: Level::Feature,
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            approved_by: None,
+            approved_at: None,
+            note: None,
+        };
+        let found = crate::policy::ConsentFound::Valid {
+            consent,
+            version: "1".into(),
+        };
+        crate::policy::decide(
+            false,
+            Level::Cluster,
+            &crate::policy::ConsentRead::Found(found),
+            None,
+        )
+    }
+
+    #[test]
+    fn the_cluster_is_identified_only_when_cluster_id_is_approved() {
+        let s = snapshot_with_everything_known();
+        let cluster = "6f1c7b9e-2d0a-4c55-9a43-1f0e6f1d2a11";
+        let id = Uuid::new_v4();
+        let withheld = build_event(
+            &s,
+            &under_consent(&["node_count", "model_count"]),
+            "tok",
+            id,
+        )
+        .expect("approved fields");
+        assert!(!withheld.json.contains(cluster), "{}", withheld.json);
+        let v: Json = serde_json::from_str(&withheld.json).expect("JSON");
+        assert!(v["properties"].get("cluster_id").is_none());
+        assert_eq!(
+            v["properties"]["distinct_id"],
+            id.to_string(),
+            "tied to no cluster"
+        );
+        assert_eq!(withheld.fields, ["node_count", "model_count"]);
+        let approved = build_event(&s, &under_consent(&["cluster_id", "node_count"]), "tok", id)
+            .expect("approved fields");
+        let v: Json = serde_json::from_str(&approved.json).expect("JSON");
+        assert_eq!(v["properties"]["distinct_id"], cluster);
+        assert_eq!(v["properties"]["cluster_id"], cluster);
+        // Environment rules: the cluster id is shared at every level, as the original.
+        let env = build_event(&s, &Policy::level(Level::Cluster), "tok", id).expect("event");
+        assert!(env.json.contains(&format!("\"distinct_id\":\"{cluster}\"")));
+    }
+
+    #[test]
+    fn nothing_approved_builds_no_event() {
+        let s = snapshot_with_everything_known();
+        assert!(build_event(&s, &under_consent(&[]), "tok", Uuid::new_v4()).is_none());
+        // Approved, but above the consent's level is still withheld.
+        let mut policy = under_consent(&["gpu_enabled_count"]);
+        policy = policy.at_most(Level::Resource);
+        assert!(build_event(&s, &policy, "tok", Uuid::new_v4()).is_none());
     }
 
     #[test]
     fn same_inputs_give_the_same_bytes() {
         let s = snapshot_with_everything_known();
         let id = Uuid::new_v4();
-        let a = build_event(&s, Level::Feature, "tok", id).expect("event");
-        let b = build_event(&s, Level::Feature, "tok", id).expect("event");
+        let a = build_event(&s, &Policy::level(Level::Feature), "tok", id).expect("event");
+        let b = build_event(&s, &Policy::level(Level::Feature), "tok", id).expect("event");
         assert_eq!(a.json, b.json);
     }
 

@@ -23,15 +23,17 @@ pub enum Existing {
 }
 
 /// Opens `path` for writing, creating it with mode 0600. Refuses a symlink as the last
-/// component (`O_NOFOLLOW`) and a regular file owned by another user; an existing file of ours
-/// is set to 0600. Other kinds of files (`/dev/null`, a terminal) are opened as they are.
+/// component (`O_NOFOLLOW`), a FIFO or socket (opened without blocking, so a FIFO nobody reads
+/// cannot hang us, and refused once opened, so nothing is written into one), and a regular
+/// file owned by another user; an existing file of ours is set to 0600. Character devices
+/// (`/dev/null`, a terminal) are used as they are.
 pub fn open_private(path: &Path, existing: Existing) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options
         .write(true)
         .create(true)
         .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
     if existing == Existing::Append {
         options.append(true);
     }
@@ -43,7 +45,10 @@ pub fn open_private(path: &Path, existing: Existing) -> io::Result<File> {
     let file = options
         .open(path)
         .map_err(|error| explain_open(path, error))?;
+    // The type is checked on what was opened (fstat), not on the path, which may have changed.
     let meta = file.metadata()?;
+    refuse_special(path, &meta, false)?;
+    blocking(&file)?;
     if meta.file_type().is_file() {
         refuse_foreign(path, &meta)?;
         if meta.mode() & 0o777 != FILE_MODE {
@@ -57,12 +62,73 @@ pub fn open_private(path: &Path, existing: Existing) -> io::Result<File> {
     Ok(file)
 }
 
-/// Writes `bytes` to `path` as a private file (see [`open_private`]).
+/// Writes `bytes` (a secret, often) to `path` as a private regular file (see
+/// [`open_private`]); a device is refused as well, since nothing private belongs in one.
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let mut file = open_private(path, Existing::Truncate)?;
+    refuse_special(path, &file.metadata()?, true)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// Opens `path` for reading without following a symlink in its last component and without
+/// blocking on a FIFO, and returns it only when it is a regular file (checked on the opened
+/// file): a FIFO, socket or device is refused at once.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    open_regular_following(path, false)
+}
+
+/// As [`open_regular`], following symlinks when `follow` (the caller has checked where they
+/// lead, as for a mounted ConfigMap's `..data` links).
+pub fn open_regular_following(path: &Path, follow: bool) -> io::Result<File> {
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|error| explain_open(path, error))?;
+    refuse_special(path, &file.metadata()?, true)?;
+    blocking(&file)?;
+    Ok(file)
+}
+
+/// Refuses a FIFO or socket, and with `devices_too` anything but a regular file.
+fn refuse_special(path: &Path, meta: &std::fs::Metadata, devices_too: bool) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    let what = if kind.is_fifo() {
+        "is a FIFO"
+    } else if kind.is_socket() {
+        "is a socket"
+    } else if devices_too && (kind.is_char_device() || kind.is_block_device()) {
+        "is a device"
+    } else if devices_too && !kind.is_file() {
+        "is not a regular file"
+    } else {
+        return Ok(());
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{} {what}: refusing to use it", path.display()),
+    ))
+}
+
+/// Clears `O_NONBLOCK` again: it was only there so that opening could not hang, and a terminal
+/// given as a log must not answer `EAGAIN` to a write.
+fn blocking(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Makes sure `dir` is a directory of ours: created 0700 (its parents as usual) or, when it
@@ -144,10 +210,16 @@ fn symlink_refused(path: &Path) -> io::Error {
     )
 }
 
-/// `ELOOP` from `O_NOFOLLOW` reads "too many levels of symbolic links"; say what it means.
+/// `ELOOP` from `O_NOFOLLOW` reads "too many levels of symbolic links", and `ENXIO` from a
+/// non-blocking open "no such device or address" (a FIFO with no reader): say what they mean.
 fn explain_open(path: &Path, error: io::Error) -> io::Error {
     if error.raw_os_error() == Some(libc::ELOOP) {
         symlink_refused(path)
+    } else if error.raw_os_error() == Some(libc::ENXIO) {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is a FIFO: refusing to use it", path.display()),
+        )
     } else {
         io::Error::new(error.kind(), format!("{}: {error}", path.display()))
     }
@@ -216,6 +288,35 @@ mod tests {
         let mut null = open_private(Path::new("/dev/null"), Existing::Append).expect("open");
         null.write_all(b"x").expect("write");
         assert_eq!(mode(Path::new("/dev/null")), 0o666);
+    }
+
+    #[test]
+    fn fifos_are_refused_at_once_and_never_written() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fifo = tmp.path().join("fifo");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o666) }, 0);
+        // Nobody reads: opening would block forever without O_NONBLOCK.
+        let error = write_private(&fifo, b"key").expect_err("a FIFO");
+        assert!(error.to_string().contains("FIFO"), "{error}");
+        let error = open_private(&fifo, Existing::Append).expect_err("a FIFO");
+        assert!(error.to_string().contains("FIFO"), "{error}");
+        let error = open_regular(&fifo).expect_err("a FIFO");
+        assert!(error.to_string().contains("FIFO"), "{error}");
+        // Someone reads: it opens, and is refused before anything is written.
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .expect("reader");
+        let error = write_private(&fifo, b"key").expect_err("a FIFO");
+        assert!(error.to_string().contains("FIFO"), "{error}");
+        let mut got = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut &reader, &mut got);
+        assert!(got.is_empty(), "nothing reached the FIFO: {got:?}");
+        assert!(write_private(Path::new("/dev/null"), b"x").is_err());
+        assert!(open_regular(Path::new("/dev/null")).is_err());
     }
 
     #[test]

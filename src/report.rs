@@ -28,12 +28,13 @@ pub fn table(snapshot: &Snapshot, level: Level) -> String {
                 value.push_str(&format!(" [warning: {suspicion}]"));
             }
         }
+        // Values and reasons come from servers and files: through the one sanitiser.
         out.push_str(&format!(
             "{:name_width$}  {:8}  {:8}  {}\n",
-            row.name,
+            crate::sanitize::text(&row.name),
             row.level.as_str(),
             sharing,
-            value
+            crate::sanitize::text(&value)
         ));
     }
     out

@@ -226,19 +226,11 @@ fn a_scheduler_that_starts_late_is_picked_up_within_the_deadline() {
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::null())
     .spawn()
-    .map(KillOnDrop)
+    .map(common::KillOnDrop::new)
     .expect("start sim");
     let out = collector.wait_with_output().expect("collect finishes");
     let e = event(&out);
     assert_eq!(props(&e)["model_count"], 3);
-}
-
-struct KillOnDrop(std::process::Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

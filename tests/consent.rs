@@ -8,10 +8,10 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{ReceiverProcess, SimProcess, hodometer, http_get};
 use hodometer::metrics::{Level, METRICS};
@@ -137,14 +137,19 @@ fn status_holding(sim: &SimProcess, receiver: &ReceiverProcess, level: &str) -> 
     status
 }
 
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
+fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    common::wait_until(what, PATIENCE, check)
+}
+
+/// Waits until the daemon has written its status `cycles` more times (each cycle sets a new
+/// `nextSendAt`): the positive sign that it ran, where a test proves that nothing was sent.
+fn cycles_pass(sim: &SimProcess, cycles: usize) {
+    let mut seen = status_data(sim)["nextSendAt"].clone();
+    for n in 0..cycles {
+        seen = wait_for(&format!("cycle {} of {cycles}", n + 1), || {
+            let next = status_data(sim)["nextSendAt"].clone();
+            (next.is_string() && next != seen).then_some(next)
+        });
     }
 }
 
@@ -176,7 +181,7 @@ fn metrics_at(level: Level) -> BTreeSet<String> {
 
 /// `hodometer daemon --interval 2s` against the sim, killed when dropped; its log in a file.
 struct Daemon {
-    child: Child,
+    _child: common::KillOnDrop,
     log: tempfile::NamedTempFile,
 }
 
@@ -213,12 +218,12 @@ impl Daemon {
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(log.reopen().expect("log file"))
-            .spawn()
-            .expect("start the daemon");
-        Daemon { child, log }
+        let child = common::KillOnDrop::spawn(
+            command
+                .stdout(Stdio::null())
+                .stderr(log.reopen().expect("log file")),
+        );
+        Daemon { _child: child, log }
     }
 
     fn log(&self) -> String {
@@ -228,8 +233,10 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // A failed test shows what the daemon said.
+        if std::thread::panicking() {
+            eprintln!("the daemon's log:\n{}", self.log());
+        }
     }
 }
 
@@ -362,7 +369,7 @@ fn invalid_consent_sends_nothing_and_says_why() {
         "{status}"
     );
     // Two more cycles: still nothing at the endpoint.
-    std::thread::sleep(Duration::from_secs(5));
+    cycles_pass(&sim, 2);
     assert!(events(&receiver).is_empty());
     assert!(
         daemon.log().contains("\\\"everything\\\""),
@@ -381,7 +388,7 @@ fn do_not_track_beats_consent() {
         (s["source"] == "do-not-track").then_some(s)
     });
     assert_eq!(status["effectiveLevel"], "off");
-    std::thread::sleep(Duration::from_secs(5));
+    cycles_pass(&sim, 2);
     assert!(events(&receiver).is_empty());
 }
 
@@ -429,7 +436,7 @@ fn off_stops_an_event_that_is_being_retried() {
     assert!(daemon.log().contains("event dropped while being published"));
     // Nothing more reaches the endpoint: the retries are cancelled and no new cycle publishes.
     let after = requests.load(Ordering::SeqCst);
-    std::thread::sleep(Duration::from_secs(5));
+    cycles_pass(&sim, 2);
     assert_eq!(requests.load(Ordering::SeqCst), after);
 }
 

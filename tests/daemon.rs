@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{
-    ReceiverProcess, SimProcess, dead_port, example_scenario, hodometer, http_get, sigterm,
+    KillOnDrop, ReceiverProcess, SimProcess, dead_port, example_scenario, hodometer, http_get,
+    sigterm,
 };
 
 /// What a capture endpoint does with `/track`.
@@ -103,32 +104,20 @@ fn stderr(out: &Output) -> String {
 }
 
 /// A running daemon, killed if a test fails before it stops it.
-struct Running(Option<Child>);
+struct Running(KillOnDrop);
 
 impl Running {
     fn spawn(mut command: Command) -> Running {
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start daemon");
-        Running(Some(child))
+        Running(KillOnDrop::spawn(
+            command.stdout(Stdio::null()).stderr(Stdio::null()),
+        ))
     }
 
     /// SIGTERM, then the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let child = self.0.take().expect("running");
+    fn stop(self) -> std::process::ExitStatus {
+        let child = self.0.into_inner();
         sigterm(&child);
         wait_exit(child, Duration::from_secs(30))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

@@ -211,6 +211,11 @@ fn python_with_kubernetes() -> Option<String> {
     None
 }
 
+/// The bridge's stdout, taken from the guarded child.
+fn bridge_stdout(bridge: &mut common::KillOnDrop) -> std::process::ChildStdout {
+    bridge.stdout.take().expect("stdout")
+}
+
 /// A local port served by the Python client's `portforward`: each connection gets a new
 /// WebSocket forward to the pod, bytes copied both ways.
 const BRIDGE: &str = r#"
@@ -261,15 +266,17 @@ fn the_official_python_client_reaches_the_scheduler_through_the_stand_ins_port_f
     };
     let sim = SimProcess::start_with_kube(&[]);
     let kubeconfig = sim.kubeconfig.clone().expect("kubeconfig");
-    let mut bridge = Command::new(&python)
-        .args(["-c", BRIDGE])
-        .arg(&kubeconfig)
-        .args(["seldon-scheduler-0", "9004"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the python bridge");
-    let mut lines = BufReader::new(bridge.stdout.take().expect("stdout"));
+    // Killed however the test ends.
+    let mut bridge = common::KillOnDrop::spawn(
+        Command::new(&python)
+            .args(["-c", BRIDGE])
+            .arg(&kubeconfig)
+            .args(["seldon-scheduler-0", "9004"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let stdout = bridge_stdout(&mut bridge);
+    let mut lines = BufReader::new(stdout);
     let mut line = String::new();
     lines.read_line(&mut line).expect("bridge line");
     let port = line
@@ -302,6 +309,7 @@ fn the_official_python_client_reaches_the_scheduler_through_the_stand_ins_port_f
     ])
     .output()
     .expect("collect");
+    let mut bridge = bridge.into_inner();
     let _ = bridge.kill();
     let output = bridge.wait_with_output().expect("bridge");
     let (through_python, direct) = (comparable(&through_python), comparable(&direct));

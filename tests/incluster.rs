@@ -8,11 +8,12 @@ mod common;
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    ReceiverProcess, example_scenario, hodometer, http_get, listening_port, row, stdout_of,
+    KillOnDrop, ReceiverProcess, example_scenario, hodometer, http_get, listening_port, row,
+    stdout_of,
 };
 use serde_json::Value;
 
@@ -35,7 +36,7 @@ struct Cluster {
     /// The stand-in API server's certificates; its ca.crt is the pod's CA.
     kube_tls_dir: PathBuf,
     secrets_dir: PathBuf,
-    child: Child,
+    _child: KillOnDrop,
     dir: tempfile::TempDir,
 }
 
@@ -92,7 +93,7 @@ impl Cluster {
             tls_dir,
             kube_tls_dir,
             secrets_dir,
-            child,
+            _child: KillOnDrop::new(child),
             dir,
         }
     }
@@ -115,13 +116,6 @@ impl Cluster {
         self.put(CLIENT_SECRET, "tls.crt", &read("client.crt"));
         self.put(CLIENT_SECRET, "ca.crt", &read("ca.crt"));
         self.put(SERVER_SECRET, "ca.crt", &read("ca.crt"));
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -322,14 +316,9 @@ fn a_missing_secret_is_named_when_rbac_allows_the_get() {
         "--kube-secrets-dir",
         dir.path().to_str().expect("utf-8"),
     ]);
-    let mut sim = KillOnDrop(
-        sim.stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sim"),
-    );
+    let mut sim = KillOnDrop::spawn(sim.stdout(Stdio::piped()).stderr(Stdio::null()));
     // The kubeconfig is written before the addresses are printed.
-    let mut lines = BufReader::new(sim.0.stdout.take().expect("stdout"));
+    let mut lines = BufReader::new(sim.stdout.take().expect("stdout"));
     listening_port(&mut lines, "hodometer sim: ");
     let table = stdout_of(
         hodometer(&["collect", "--output", "table", "--rpc-timeout", "5s"])
@@ -366,7 +355,7 @@ fn a_rotated_secret_is_used_without_a_restart() {
         .envs(original_ssl_env(&cluster, &receiver))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut daemon = KillOnDrop(daemon.spawn().expect("start daemon"));
+    let mut daemon = KillOnDrop::spawn(&mut daemon);
 
     let wait_for = |what: &str, done: &dyn Fn(&[Value]) -> bool| {
         let start = Instant::now();
@@ -396,17 +385,8 @@ fn a_rotated_secret_is_used_without_a_restart() {
         events.iter().any(|e| e["properties"]["model_count"] == 3)
     });
     assert!(
-        daemon.0.try_wait().expect("try_wait").is_none(),
+        daemon.try_wait().expect("try_wait").is_none(),
         "the daemon restarted or stopped"
     );
-    let _ = daemon.0.kill();
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    let _ = daemon.kill();
 }

@@ -123,8 +123,9 @@ exec:\\n      apiVersion: client.authentication.k8s.io/v1\\n      command: /bin/
     tmux.wait_for("the demo's own Kubernetes stand-in", |s| {
         s.contains("connected, v1.")
     });
-    // Several refreshes: the old demo re-read its kubeconfig on each.
-    std::thread::sleep(Duration::from_secs(4));
+    // Several refreshes (the old demo re-read its kubeconfig on each), counted in its log.
+    let log = home.path().join(".local/state/hodometer/inspect.log");
+    common::wait_for_lines(&log, "inspector refreshed", 3);
     let screen = tmux.screen();
     tmux.keys(&["q"]);
     tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
@@ -299,4 +300,358 @@ fn generated_keys_and_kubeconfigs_are_private_whatever_the_umask() {
     for key in ["server.key", "client.key", "ca.crt", "client.crt"] {
         assert_eq!(mode(&tls.join(key)), 0o600, "{key}");
     }
+}
+
+/// Runs the real binary with `args`, killed after 20 s (a hang shows as exit 124).
+fn run_bounded(args: &str) -> std::process::Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec timeout 20 {BIN} {args}"))
+        .output()
+        .expect("run")
+}
+
+#[test]
+fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
+    let Some((shared, _home, _secret)) = two_users() else {
+        return;
+    };
+    let s = shared.path().display();
+    as_attacker(&format!(
+        "mkfifo -m 0666 {s}/listened.kubeconfig {s}/idle.kubeconfig {s}/inspect.log"
+    ));
+    // The attacker reads one FIFO, hoping for the kubeconfig's token.
+    let mut listener = Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .args(["sh", "-c"])
+        .arg(format!(
+            "exec timeout 25 cat {s}/listened.kubeconfig > {s}/captured"
+        ))
+        .spawn()
+        .expect("listener");
+    std::thread::sleep(Duration::from_millis(300));
+    let sim = |out: &str| {
+        run_bounded(&format!(
+            "sim --listen 127.0.0.1:0 --kube-listen 127.0.0.1:0 --kubeconfig-out {s}/{out}"
+        ))
+    };
+    for fifo in ["listened.kubeconfig", "idle.kubeconfig"] {
+        let output = sim(fifo);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_ne!(output.status.code(), Some(124), "hung on {fifo}");
+        assert!(!output.status.success(), "{fifo} accepted");
+        assert!(stderr.contains("is a FIFO"), "{fifo}: {stderr}");
+    }
+    let _ = listener.kill();
+    let _ = listener.wait();
+    let captured = std::fs::read_to_string(shared.path().join("captured")).unwrap_or_default();
+    assert!(
+        !captured.contains("token"),
+        "the kubeconfig reached the attacker's FIFO:\n{captured}"
+    );
+
+    // A log file that is a FIFO nobody reads: refused at once, not a hang.
+    let command = victim_command(
+        &[],
+        &format!(
+            "inspect --no-kube --scheduler-port {} --log-file {s}/inspect.log",
+            dead_port()
+        ),
+    );
+    let tmux = Tmux::start("log-fifo", &command);
+    let screen = tmux.wait_for("the refusal", |s| s.contains("EXITED"));
+    assert!(screen.contains("is a FIFO"), "{screen}");
+}
+
+#[test]
+fn receive_refuses_a_store_another_user_planted_and_keeps_its_own_private() {
+    let Some((shared, home, _secret)) = two_users() else {
+        return;
+    };
+    let s = shared.path().display();
+    // A world-writable store, and a WAL waiting beside the victim's future store.
+    as_attacker(&format!(
+        "umask 000; : > {s}/store.db; chmod 0666 {s}/store.db; : > {s}/fresh.db-wal"
+    ));
+    for (store, named) in [("store.db", "store.db"), ("fresh.db", "fresh.db-wal")] {
+        let output = run_bounded(&format!("receive --listen 127.0.0.1:0 --store {s}/{store}"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{store} was adopted: {stderr}");
+        for expected in [named, "uid 65534", "refusing to use another user's file"] {
+            assert!(stderr.contains(expected), "{expected:?} missing: {stderr}");
+        }
+    }
+    assert_eq!(mode(&shared.path().join("store.db")), 0o666);
+    for left in ["store.db-wal", "store.db-shm"] {
+        assert!(
+            !shared.path().join(left).exists(),
+            "{left} was created beside another user's store"
+        );
+    }
+    assert!(
+        victims_files_in(shared.path())
+            .iter()
+            .all(|f| f.ends_with("fresh.db")),
+        "the victim wrote only the (refused) store file of its own: {:?}",
+        victims_files_in(shared.path())
+    );
+
+    // The victim's own store with group bits (as a pod's fsGroup leaves it): used, made private.
+    let own = home.path().join("own.db");
+    std::fs::write(&own, b"").expect("create");
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o660)).expect("chmod");
+    let own_arg = own.display().to_string();
+    let receiver = common::ReceiverProcess::start(&["--store", &own_arg]);
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{own_arg}{suffix}"));
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    assert!(receiver.terminate().success());
+}
+
+/// Characters no terminal may receive from a server as they are.
+fn has_unsafe(text: &str) -> Option<char> {
+    text.chars()
+        .find(|&c| c != '\n' && hodometer::sanitize::is_unsafe(c))
+}
+
+/// A scenario whose scheduler and API server answer with terminal escapes (OSC 52 writes the
+/// clipboard, CSI 2J clears the screen), a carriage return, bidi overrides and zero-width
+/// characters.
+fn hostile_scenario(dir: &Path) -> PathBuf {
+    let scenario = serde_json::json!({
+        "version": "2.8.0\u{1b}]52;c;cHduZWQ=\u{7}\r\u{202e}evil",
+        "kubernetes": {
+            "git_version": "v1.30.0\u{200b}\u{1b}[2J",
+            "platform": "linux/\u{2066}amd64\u{2069}\u{9b}31m",
+        },
+    });
+    let path = dir.join("hostile.json");
+    std::fs::write(&path, scenario.to_string()).expect("scenario");
+    path
+}
+
+#[test]
+fn server_text_reaches_the_table_the_logs_and_errors_only_escaped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let scenario = hostile_scenario(dir.path());
+    let sim =
+        common::SimProcess::start_with_kube(&["--scenario", scenario.to_str().expect("utf-8")]);
+    let kubeconfig = sim.kubeconfig.clone().expect("kubeconfig");
+    let port = sim.port_arg();
+    let output = common::hodometer(&[
+        "collect",
+        "--scheduler-port",
+        &port,
+        "--output",
+        "table",
+        "--level",
+        "feature",
+        "--kubeconfig",
+        kubeconfig.to_str().expect("utf-8"),
+        "--log-format",
+        "text",
+        "--log-level",
+        "debug",
+    ])
+    .output()
+    .expect("collect");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(has_unsafe(&stdout), None, "{stdout:?}");
+    assert_eq!(has_unsafe(&stderr), None, "{stderr:?}");
+    for shown in [
+        "\\u{1b}]52;c;cHduZWQ=\\u{7}\\u{d}\\u{202e}evil",
+        "v1.30.0\\u{200b}\\u{1b}[2J",
+    ] {
+        assert!(stdout.contains(shown), "{shown} missing:\n{stdout}");
+    }
+
+    // A publish endpoint that refuses with a hostile error: the error line is escaped too.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(1) {
+            let mut stream = stream.expect("accept");
+            let mut request = [0u8; 65536];
+            let _ = stream.read(&mut request);
+            let body = r#"{"status":0,"error":"no\u001b]8;;http://x\u0007link\r\u202eevil"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let output = common::collect(
+        &sim.port_arg(),
+        &[
+            "--publish",
+            "--publish-url",
+            &format!("http://127.0.0.1:{port}"),
+            "--log-format",
+            "text",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(has_unsafe(&stderr), None, "{stderr:?}");
+    assert!(stderr.contains("\\u{202e}evil"), "{stderr}");
+}
+
+#[test]
+fn the_inspector_shows_bidi_and_zero_width_characters_escaped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let scenario = hostile_scenario(dir.path());
+    let sim =
+        common::SimProcess::start_with_kube(&["--scenario", scenario.to_str().expect("utf-8")]);
+    let kubeconfig = sim.kubeconfig.clone().expect("kubeconfig");
+    let command = victim_command(
+        &[("HOME", dir.path())],
+        &format!(
+            "inspect --scheduler-port {} --kubeconfig {} --publish-url http://127.0.0.1:9",
+            sim.port,
+            kubeconfig.display()
+        ),
+    );
+    let tmux = Tmux::start_sized("hostile-text", &command, (160, 48));
+    let screen = tmux.wait_for("the hostile versions", |s| s.contains("evil"));
+    tmux.keys(&["q"]);
+    assert_eq!(has_unsafe(&screen), None, "{screen:?}");
+    assert!(screen.contains("\\u{202e}evil"), "{screen}");
+    assert!(screen.contains("\\u{200b}"), "{screen}");
+}
+
+#[test]
+fn consent_show_escapes_what_others_wrote_into_the_consent() {
+    let sim = common::SimProcess::start_with_kube(&[]);
+    let kubeconfig = sim.kubeconfig.clone().expect("kubeconfig");
+    let kubeconfig = kubeconfig.to_str().expect("utf-8");
+    let note = "ticket 42\r\u{1b}[2K\u{202e}level: off\u{200d}";
+    let set = common::hodometer(&[
+        "consent",
+        "set",
+        "--kubeconfig",
+        kubeconfig,
+        "--level",
+        "cluster",
+        "--yes",
+        "--note",
+        note,
+    ])
+    .output()
+    .expect("consent set");
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    for output_format in ["text", "json"] {
+        let show = common::hodometer(&[
+            "consent",
+            "show",
+            "--kubeconfig",
+            kubeconfig,
+            "--output",
+            output_format,
+        ])
+        .output()
+        .expect("consent show");
+        let stdout = String::from_utf8_lossy(&show.stdout);
+        assert_eq!(has_unsafe(&stdout), None, "{output_format}: {stdout:?}");
+        assert!(stdout.contains("202e"), "{output_format}: {stdout}");
+    }
+}
+
+#[test]
+fn the_inspector_never_shows_credentials_from_the_kubeconfig_server_url() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sim = common::SimProcess::start_with_kube(&[]);
+    let original = std::fs::read_to_string(sim.kubeconfig.as_ref().expect("kubeconfig"))
+        .expect("read kubeconfig");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let with_secrets = original.replace("server: http://", "server: http://alice:hunter2@");
+    let server_line = with_secrets
+        .lines()
+        .find(|l| l.contains("server:"))
+        .expect("server line")
+        .to_string();
+    let with_secrets = with_secrets.replace(
+        &server_line,
+        &format!("{}/?access_token=s3cr3t", server_line.trim_end_matches('/')),
+    );
+    std::fs::write(&kubeconfig, &with_secrets).expect("write");
+    std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let command = victim_command(
+        &[("HOME", dir.path())],
+        &format!(
+            "inspect --scheduler-port {} --kubeconfig {} --publish-url http://127.0.0.1:9",
+            sim.port,
+            kubeconfig.display()
+        ),
+    );
+    let tmux = Tmux::start_sized("kube-secrets", &command, (160, 48));
+    let screen = tmux.wait_for("the Kubernetes line", |s| {
+        s.lines()
+            .any(|l| l.starts_with("Kubernetes") && l.contains("127.0.0.1"))
+    });
+    tmux.keys(&["q"]);
+    for secret in ["alice", "hunter2", "s3cr3t", "access_token"] {
+        assert!(!screen.contains(secret), "{secret} shown:\n{screen}");
+    }
+    assert!(screen.contains("REDACTED@127.0.0.1"), "{screen}");
+}
+
+#[test]
+fn extensions_are_read_only_from_a_directory_no_one_else_controls() {
+    let Some((shared, home, secret)) = two_users() else {
+        return;
+    };
+    let s = shared.path().display();
+    // The attacker's directory, with a link to the victim's secret.
+    as_attacker(&format!(
+        "mkdir -m 0755 {s}/ext && ln -s {secret} {s}/ext/team",
+        secret = secret.display()
+    ));
+    let dead = dead_port();
+    let planted = format!("{s}/ext");
+    let output = common::collect(
+        &dead,
+        &["--rpc-timeout", "1s", "--extensions-dir", &planted],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(!stdout.contains("precious") && !stderr.contains("precious"));
+    assert!(stderr.contains("belongs to uid 65534"), "{stderr}");
+
+    // The victim's own directory: a ConfigMap's layout is read, a link leading out is not.
+    let own = home.path().join("ext");
+    let data = own.join("..2026_12_04_00_00_00.000000001");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("stage"), "prod").expect("write");
+    std::os::unix::fs::symlink(data.file_name().expect("name"), own.join("..data"))
+        .expect("..data");
+    std::os::unix::fs::symlink("..data/stage", own.join("stage")).expect("stage");
+    let own_arg = own.display().to_string();
+    let output = common::collect(
+        &dead,
+        &["--rpc-timeout", "1s", "--extensions-dir", &own_arg],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(r#""ext.stage":"prod""#), "{stdout}");
+    std::os::unix::fs::symlink(&secret, own.join("team")).expect("link out");
+    let output = common::collect(
+        &dead,
+        &["--rpc-timeout", "1s", "--extensions-dir", &own_arg],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(!stdout.contains("precious") && !stderr.contains("precious"));
+    assert!(stderr.contains("outside the directory"), "{stderr}");
 }

@@ -4,6 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use hodometer::metrics::{Level, METRICS, MetricId, Reading, Snapshot, Value, ValueType};
 use hodometer::payload::build_event;
+use hodometer::policy::Policy;
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -58,8 +59,8 @@ proptest! {
     fn a_lower_level_payload_is_a_subset_of_a_higher_one(s in snapshot(), a in level(), b in level()) {
         let (low, high) = if a <= b { (a, b) } else { (b, a) };
         let id = Uuid::new_v4();
-        let low_event = build_event(&s, low, "tok", id);
-        let high_event = build_event(&s, high, "tok", id);
+        let low_event = build_event(&s, &Policy::level(low), "tok", id);
+        let high_event = build_event(&s, &Policy::level(high), "tok", id);
         prop_assert_eq!(low_event.is_none(), low == Level::Off);
         if let (Some(low_event), Some(high_event)) = (low_event, high_event) {
             let low_props = properties(&low_event.json);
@@ -77,7 +78,7 @@ proptest! {
 
     #[test]
     fn a_payload_never_holds_a_withheld_or_unknown_metric(s in snapshot(), l in level()) {
-        let Some(event) = build_event(&s, l, "tok", Uuid::new_v4()) else {
+        let Some(event) = build_event(&s, &Policy::level(l), "tok", Uuid::new_v4()) else {
             prop_assert_eq!(l, Level::Off);
             return Ok(());
         };
@@ -92,7 +93,7 @@ proptest! {
 
     #[test]
     fn the_event_base64_is_the_same_in_both_alphabets(s in snapshot()) {
-        let event = build_event(&s, Level::Feature, "tok", Uuid::new_v4()).expect("feature shares");
+        let event = build_event(&s, &Policy::level(Level::Feature), "tok", Uuid::new_v4()).expect("feature shares");
         prop_assert!(event.json.is_ascii());
         let encoded = STANDARD.encode(event.json.as_bytes());
         prop_assert!(!encoded.contains('+') && !encoded.contains('/'), "{}", encoded);

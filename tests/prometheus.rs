@@ -8,8 +8,8 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -27,22 +27,10 @@ fn tool(name: &str) -> Command {
     Command::new(name)
 }
 
-/// Kills the process when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+type Running = common::KillOnDrop;
 
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < Duration::from_secs(60), "never: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_until(what, Duration::from_secs(60), || ready().then_some(()));
 }
 
 fn promtool_accepts(what: &str, metrics: &str) {
@@ -86,7 +74,7 @@ fn daemon(sim: &SimProcess, publish_url: &str, listen: &str) -> Running {
     .stderr(Stdio::null())
     .spawn()
     .expect("start the daemon");
-    Running(child)
+    Running::new(child)
 }
 
 /// Events from two more clusters, with versions, so the version panels have a spread.
@@ -139,7 +127,7 @@ fn start_prometheus(dir: &Path, receiver_port: u16) -> (Running, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start prometheus");
-    (Running(child), listen)
+    (Running::new(child), listen)
 }
 
 /// An instant query through Prometheus's HTTP API: its result vector.

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use futures::StreamExt;
 use hodometer::metrics::{Level, MetricId, Reading, Snapshot, Value};
 use hodometer::payload::{Event, build_event};
+use hodometer::policy::Policy;
 use hodometer::publish::{
     Endpoint, EndpointOutcome, OutcomeKind, PublishError, PublishPolicy, Publisher, parse_endpoint,
 };
@@ -40,7 +41,13 @@ fn event() -> Event {
         MetricId::CollectorVersion,
         Reading::Known(Value::Text("1.0 ~ é > ? + /".into())),
     );
-    build_event(&snapshot, Level::Cluster, TOKEN, Uuid::new_v4()).expect("cluster level shares")
+    build_event(
+        &snapshot,
+        &Policy::level(Level::Cluster),
+        TOKEN,
+        Uuid::new_v4(),
+    )
+    .expect("cluster level shares")
 }
 
 /// Quick retries for tests; no proxy, so a developer's proxy variables cannot interfere.

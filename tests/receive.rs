@@ -16,6 +16,7 @@ use hodometer::metrics::{
     Level, METRICS, MetricId, Reading, Snapshot, Value as SnapshotValue, ValueType,
 };
 use hodometer::payload::build_event;
+use hodometer::policy::Policy;
 use hodometer::publish::{PublishPolicy, Publisher, parse_endpoint};
 use hodometer::receive::{ReceiveConfig, Receiver, Record};
 
@@ -215,7 +216,7 @@ fn event(insert_id: &str, time: i64, extra: Value) -> Value {
         "event": "collect metrics",
         "properties": {
             "token": TOKEN, "distinct_id": CLUSTER, "time": time, "ip": "0",
-            "$insert_id": insert_id,
+            "$insert_id": insert_id, "cluster_id": CLUSTER,
         }
     });
     if let (Some(properties), Value::Object(extra)) = (event["properties"].as_object_mut(), extra) {
@@ -360,7 +361,7 @@ fn url_safe_unpadded_base64_without_verbose_gets_a_bare_1() {
 /// An event as the Python SDK builds it: float time, 32-hex `$insert_id`, library properties.
 fn python_event(n: usize) -> String {
     format!(
-        r#"{{"event":"collect metrics","properties":{{"token":"{TOKEN}","distinct_id":"{CLUSTER}","time":1700000000.{n:03},"$insert_id":"{n:032x}","mp_lib":"python","$lib_version":"4.10.1","model_count":{n}}}}}"#
+        r#"{{"event":"collect metrics","properties":{{"token":"{TOKEN}","distinct_id":"{CLUSTER}","cluster_id":"{CLUSTER}","time":1700000000.{n:03},"$insert_id":"{n:032x}","mp_lib":"python","$lib_version":"4.10.1","model_count":{n}}}}}"#
     )
 }
 
@@ -741,7 +742,7 @@ fn summary_mode_keeps_counts_and_latest_metrics_not_events() {
     }
     let other = json!({
         "event": "collect metrics",
-        "properties": {"token": TOKEN, "distinct_id": "other", "time": 5, "$insert_id": "o1"}
+        "properties": {"token": TOKEN, "distinct_id": "other", "cluster_id": "other", "time": 5, "$insert_id": "o1"}
     });
     assert_verbose_success(&post_json(
         port,
@@ -954,6 +955,7 @@ fn metrics_are_prometheus_text_with_a_gauge_per_numeric_metric() {
     let awkward = "quote\" backslash\\ newline\n end";
     let mut body = event("m1", 1700000000, Value::Object(all));
     body["properties"]["distinct_id"] = json!(awkward);
+    body["properties"]["cluster_id"] = json!(awkward);
     assert_verbose_success(&post_json(
         port,
         "/track?verbose=1",
@@ -1029,7 +1031,13 @@ fn published_event() -> hodometer::payload::Event {
         MetricId::CollectorVersion,
         Reading::Known(SnapshotValue::Text("1.0 ~ é > ? + /".into())),
     );
-    build_event(&snapshot, Level::Resource, TOKEN, uuid::Uuid::new_v4()).expect("shared")
+    build_event(
+        &snapshot,
+        &Policy::level(Level::Resource),
+        TOKEN,
+        uuid::Uuid::new_v4(),
+    )
+    .expect("shared")
 }
 
 fn loopback_publisher() -> Publisher {
@@ -1381,6 +1389,7 @@ fn the_cluster_cap_holds_and_counts_what_it_drops() {
         .map(|n| {
             let mut e = event(&format!("k{n}"), unix_now(), json!({"model_count": n}));
             e["properties"]["distinct_id"] = json!(format!("cluster-{n}"));
+            e["properties"]["cluster_id"] = json!(format!("cluster-{n}"));
             e
         })
         .collect();
@@ -1481,8 +1490,16 @@ fn readers_that_never_read_do_not_grow_the_receiver() {
             stream
         })
         .collect();
-    // Let every answer back up as far as it goes.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Let every answer back up as far as it goes: each reader has bytes waiting that it does
+    // not read, and their number has stopped growing.
+    let mut last = Vec::new();
+    common::wait_until("every stalled answer to back up", common::PATIENCE, || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let waiting: Vec<libc::c_int> = stalled.iter().map(bytes_waiting).collect();
+        let settled = waiting.iter().all(|&n| n > 0) && waiting == last;
+        last = waiting;
+        settled.then_some(())
+    });
     let growth_mib = rss_kib(receiver.pid()).saturating_sub(before) / 1024;
     // A whole copy per reader would be 120 MB; streaming holds a few pieces each.
     assert!(
@@ -1491,6 +1508,16 @@ fn readers_that_never_read_do_not_grow_the_receiver() {
     );
     assert_eq!(get(port, "/healthz").status, 200);
     drop(stalled);
+}
+
+/// The bytes received on `stream` that it has not read yet.
+fn bytes_waiting(stream: &TcpStream) -> libc::c_int {
+    use std::os::fd::AsRawFd;
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: a valid socket, and FIONREAD writes one c_int.
+    let done = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut waiting) };
+    assert_eq!(done, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    waiting
 }
 
 fn set_receive_buffer(stream: &TcpStream, size: libc::c_int) {
@@ -1815,4 +1842,193 @@ fn the_receiver_deployment_runs_as_written_and_its_service_scrapes_its_port() {
         monitor["spec"]["selector"]["matchLabels"],
         service["metadata"]["labels"]
     );
+}
+
+/// The process's peak RSS (VmHWM) in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Starts the peak RSS over from the current RSS (`clear_refs` 5, Linux 4.0+).
+fn reset_peak(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
+}
+
+#[test]
+fn scrapes_never_hold_the_extensions_of_every_cluster() {
+    let receiver = ReceiverProcess::start(&["--record", "summary"]);
+    let port = receiver.port;
+    // 60 clusters, each with 240 extension strings of 1000 bytes: 14 MB of strings that
+    // /metrics never prints.
+    let mut extensions = serde_json::Map::new();
+    for k in 0..240 {
+        extensions.insert(format!("ext.key{k}"), json!("x".repeat(1000)));
+    }
+    extensions.insert("model_count".into(), json!(7));
+    for c in 0..60 {
+        let mut one = event(
+            &format!("ext-{c}"),
+            unix_now(),
+            Value::Object(extensions.clone()),
+        );
+        one["properties"]["distinct_id"] = json!(format!("cluster-{c:02}"));
+        assert_verbose_success(&post_json(
+            port,
+            "/track?verbose=1",
+            one.to_string().as_bytes(),
+        ));
+    }
+    reset_peak(receiver.pid());
+    let before = peak_kib(receiver.pid());
+    let scrapes: Vec<_> = (0..8)
+        .map(|_| std::thread::spawn(move || get(port, "/metrics").text()))
+        .collect();
+    for scrape in scrapes {
+        let text = scrape.join().expect("scrape");
+        let samples = prometheus_samples(&text);
+        assert_eq!(
+            sample(
+                &samples,
+                "hodometer_receiver_metric",
+                &[("cluster_id", "cluster-59"), ("metric", "model_count")]
+            ),
+            7.0
+        );
+        assert!(!text.contains("xxxxxxxx"), "an extension value in /metrics");
+    }
+    let grown = peak_kib(receiver.pid()).saturating_sub(before);
+    // Holding every cluster's extensions per scrape took hundreds of MiB.
+    assert!(
+        grown < 48 * 1024,
+        "8 concurrent scrapes grew the receiver's peak RSS by {grown} KiB"
+    );
+    // The summary still shows them, streamed.
+    let summary = get(port, "/events").json();
+    assert_eq!(summary["clusters"].as_array().map(Vec::len), Some(60));
+    assert_eq!(
+        summary["clusters"][59]["extensions"]["key239"]
+            .as_str()
+            .map(str::len),
+        Some(1000)
+    );
+}
+
+#[test]
+fn bodies_held_at_once_are_bounded_whatever_the_connections() {
+    let receiver = ReceiverProcess::start(&["--record", "none"]);
+    let port = receiver.port;
+    let head = format!(
+        "POST /track?verbose=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {ONE_MIB}\r\n\r\n"
+    );
+    // Each nearly complete body takes 1 MiB of the default 16 MiB budget until it completes.
+    let partial = vec![b' '; ONE_MIB - 2];
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.write_all(head.as_bytes()).expect("headers");
+        stream.write_all(&partial).expect("body");
+        held.push(stream);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let before = peak_kib(receiver.pid());
+    let mut refused = 0;
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.write_all(head.as_bytes()).expect("headers");
+        let _ = stream.write_all(&partial);
+        let answer = read_until_closed(&mut stream, std::time::Duration::from_secs(10));
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 1"),
+            "{answer}"
+        );
+        refused += 1;
+    }
+    assert!(
+        peak_kib(receiver.pid()) < before + 8 * 1024,
+        "the refused bodies were buffered"
+    );
+    let samples = prometheus_samples(&get(port, "/metrics").text());
+    assert_eq!(
+        sample(
+            &samples,
+            "hodometer_receiver_requests_rejected_total",
+            &[("reason", "body_memory")]
+        ),
+        f64::from(refused)
+    );
+    // The budget comes back when the held bodies go.
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let body = event("after", unix_now(), json!({})).to_string();
+    assert_verbose_success(&post_json(port, "/track?verbose=1", body.as_bytes()));
+}
+
+#[test]
+fn the_stores_deduplication_window_is_bounded_by_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("events.db");
+    let store_arg = store.display().to_string();
+    let receiver = ReceiverProcess::start(&["--store", &store_arg, "--dedup-ids", "3"]);
+    let port = receiver.port;
+    for n in 0..5 {
+        let body = event(&format!("w{n}"), unix_now(), json!({})).to_string();
+        assert_verbose_success(&post_json(port, "/track?verbose=1", body.as_bytes()));
+    }
+    // w4 is within the window, w0 was forgotten: recorded again.
+    for id in ["w4", "w0"] {
+        let body = event(id, unix_now(), json!({})).to_string();
+        assert_verbose_success(&post_json(port, "/track?verbose=1", body.as_bytes()));
+    }
+    let samples = prometheus_samples(&get(port, "/metrics").text());
+    assert_eq!(
+        sample(&samples, "hodometer_receiver_events_duplicate_total", &[]),
+        1.0
+    );
+    assert!(receiver.terminate().success());
+    let ids: i64 = rusqlite::Connection::open(&store)
+        .expect("open")
+        .query_row("SELECT count(*) FROM seen", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(ids, 3, "the on-disk table holds the window only");
+}
+
+#[test]
+fn a_stalled_events_reader_holds_no_snapshot_of_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("events.db");
+    let store_arg = store.display().to_string();
+    let receiver = ReceiverProcess::start(&["--record", "all", "--store", &store_arg]);
+    let port = receiver.port;
+    post_big_events(port, 40);
+    let mut stalled = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    set_receive_buffer(&stalled, 4096);
+    stalled
+        .write_all(b"GET /events?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut first = [0u8; 1024];
+    let _ = stalled.read(&mut first).expect("the answer begins");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // New writes after the reader began, then a full checkpoint: it must not wait on the
+    // reader (busy = 0), or the WAL could never be reset while the client stalls.
+    let body = event("later", unix_now(), json!({})).to_string();
+    assert_verbose_success(&post_json(port, "/track?verbose=1", body.as_bytes()));
+    let connection = rusqlite::Connection::open(&store).expect("open");
+    connection
+        .busy_timeout(std::time::Duration::from_secs(3))
+        .expect("busy timeout");
+    let (busy, _, _): (i64, i64, i64) = connection
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .expect("checkpoint");
+    assert_eq!(busy, 0, "the stalled reader still holds a read snapshot");
+    drop(stalled);
 }

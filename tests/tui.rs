@@ -3,11 +3,12 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use common::{
-    BIN, ReceiverProcess, SimProcess, Tmux, example_scenario, http_get, listening_port, row,
+    BIN, KillOnDrop, ReceiverProcess, SimProcess, Tmux, example_scenario, http_get, listening_port,
+    row,
 };
 
 #[test]
@@ -178,10 +179,14 @@ fn the_confirmed_event_is_the_one_received_byte_for_byte_and_the_pane_stays_on_i
     let scenario = example_scenario();
     let sim = SimProcess::start(&["--scenario", scenario.to_str().expect("utf-8")]);
     let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("inspect.log");
     let command = format!(
         "{BIN} inspect --no-kube --level resource --refresh 1s --scheduler-port {} \
-         --publish-url http://127.0.0.1:{} --log-file /dev/null; sleep 60",
-        sim.port, receiver.port
+         --publish-url http://127.0.0.1:{} --log-file {}; sleep 60",
+        sim.port,
+        receiver.port,
+        log.display()
     );
     let tmux = Tmux::start("bytes", &command);
     tmux.wait_for("the scheduler", |s| s.contains("connected"));
@@ -203,8 +208,15 @@ fn the_confirmed_event_is_the_one_received_byte_for_byte_and_the_pane_stays_on_i
         asking.contains(&hyphenated),
         "the pane shows the event being confirmed:\n{asking}"
     );
-    // Refreshes (one a second) go on behind the dialog; the pane still shows that event.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Two refreshes (one a second, counted in the log) go on behind the dialog; the pane still
+    // shows that event.
+    let refreshed = |log: &std::path::Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("inspector refreshed")
+            .count()
+    };
+    common::wait_for_lines(&log, "inspector refreshed", refreshed(&log) + 2);
     let later = tmux.screen();
     assert!(later.contains(&hyphenated), "the pane moved on:\n{later}");
     // The pane shows one event, whose `$insert_id` is the dialog's.
@@ -225,16 +237,6 @@ fn the_confirmed_event_is_the_one_received_byte_for_byte_and_the_pane_stays_on_i
     assert!(stored.contains(&hyphenated));
 }
 
-/// A process killed when dropped, however the test ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `hodometer sim` on `listen`, and the port it listens on.
 fn start_sim(listen: &str) -> (KillOnDrop, u16) {
     let scenario = example_scenario();
@@ -251,7 +253,7 @@ fn start_sim(listen: &str) -> (KillOnDrop, u16) {
     .expect("start sim");
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout"));
     let port = listening_port(&mut lines, "hodometer sim: ");
-    (KillOnDrop(child), port)
+    (KillOnDrop::new(child), port)
 }
 
 #[test]
@@ -265,8 +267,8 @@ fn a_killed_scheduler_is_reported_at_once_and_its_return_picked_up() {
     );
     let tmux = Tmux::start("killed", &command);
     tmux.wait_for("the scheduler", |s| s.contains("connected"));
-    sim.0.kill().expect("kill sim");
-    sim.0.wait().expect("reap sim");
+    sim.kill().expect("kill sim");
+    sim.wait().expect("reap sim");
     let killed = Instant::now();
     // Whichever noticed first, the connection check ("connect: connection refused") or a call
     // under way ("… Connection refused (os error 111)"), the scheduler is down with the hint.
@@ -294,9 +296,12 @@ fn the_demo_shows_the_whole_consent_loop() {
         dir.path().display()
     );
     let tmux = Tmux::start("demo-consent", &command);
-    // The demo's reporter starts as a drop-in would: the consent is empty, the environment rules.
+    // The demo's reporter starts as a drop-in would: the consent is empty, the environment
+    // rules, and the header says which of the two (empty, not absent).
     tmux.wait_for("the demo's reporter under the environment", |s| {
-        s.contains("in-cluster reporter ◆: level cluster (environment); last ")
+        s.contains(
+            "in-cluster reporter ◆: level cluster (environment): the consent ConfigMap is empty: METRICS_LEVEL rules; last ",
+        )
     });
     tmux.keys(&["2"]);
     tmux.keys(&["a"]);

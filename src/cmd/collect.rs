@@ -5,13 +5,15 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use uuid::Uuid;
 
 use crate::config::{CommonArgs, PublishArgs, RouteArgs};
+use crate::consent::cluster::ConsentApi;
 use crate::metrics::Level;
-use crate::publish::Publisher;
+use crate::policy::Source;
+use crate::publish::{PublishPolicy, Publisher};
+use crate::reporter::{self, Governance, Reporter, Sent};
 use crate::validate::Checker;
-use crate::{collect, extensions, logging, payload, report};
+use crate::{logging, report};
 
 #[derive(Debug, Args)]
 pub struct CollectArgs {
@@ -52,33 +54,68 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     let mut settings = settings;
     args.route.apply(&args.common, &mut settings)?;
     logging::init(&settings.log);
-    if settings.do_not_track {
-        tracing::info!("DO_NOT_TRACK is set: level forced to off");
+
+    // With --publish, a consent in force in the cluster bounds what leaves, as it bounds the
+    // in-cluster reporter: never more than it approves, nothing under an invalid one.
+    let api = match (&publish, &settings.plan.kube) {
+        (Some(_), Some(target)) => ConsentApi::connect(target, &settings.consent_configmap)
+            .await
+            .map_err(|reason| tracing::debug!(%reason, "no consent to read: METRICS_LEVEL rules"))
+            .ok(),
+        _ => None,
+    };
+    let policy = Governance::new(api, &settings)
+        .decide()
+        .await
+        .at_most(settings.level);
+    reporter::log_policy(&policy);
+    match policy.source {
+        Source::Consent => tracing::info!(
+            consent = %settings.consent_configmap,
+            resource_version = policy.consent_version.as_deref().unwrap_or(""),
+            "a consent is in force: at most the fields it approves at level {} are sent",
+            policy.level
+        ),
+        Source::InvalidConsent => {
+            tracing::warn!(consent = %settings.consent_configmap, "the consent in force is invalid: nothing is sent")
+        }
+        Source::Environment | Source::DoNotTrack => {}
     }
-    if settings.level == Level::Off {
-        tracing::info!("level is off: nothing is collected and nothing would be sent");
+    if policy.level == Level::Off {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let snapshot = collect::collect(&settings.plan).await;
+    let (endpoints, publisher) = match publish {
+        Some(publish) => (publish.endpoints, Publisher::new(publish.policy)?),
+        None => (Vec::new(), Publisher::new(PublishPolicy::default())?),
+    };
+    let reporter = Reporter {
+        settings: &settings,
+        publisher: &publisher,
+        endpoints: &endpoints,
+        interval: None,
+    };
+    let report = reporter::cycle(&reporter, policy, None, args.publish).await;
+    let Some(snapshot) = &report.snapshot else {
+        return Ok(ExitCode::SUCCESS);
+    };
     // Said after collecting: the forward's pod is known once it opened.
     let scheduler = settings.scheduler_description();
-    extensions::log_warnings(&snapshot.extensions);
-    let unknown = snapshot.unknown_shared(settings.level);
     tracing::info!(
-        metrics_level = %settings.level,
+        metrics_level = %report.policy.level,
         %scheduler,
-        unknown = %unknown.join(","),
+        unknown = %report.unknown.join(","),
         "collected"
     );
 
-    // One event: what is printed is exactly what is published.
-    let event = payload::build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4());
-    let text = match (args.output, &event) {
+    // One event: what is printed is exactly what was published.
+    let text = match (args.output, &report.event) {
+        // The table's values are sanitised row by row (report::table); the description line
+        // holds the scheduler's own words.
         (Output::Table, _) => format!(
             "scheduler {}\n\n{}",
-            scheduler,
-            report::table(&snapshot, settings.level)
+            crate::sanitize::text(&scheduler),
+            report::table(snapshot, report.policy.level)
         ),
         (Output::Json, Some(event)) => format!("{}\n", event.json),
         (Output::Json, None) => String::new(),
@@ -92,28 +129,29 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     // way around it, once, and exit 1 (the event printed is what could be built without it).
     let forward_failed = forward_failure(&settings);
     if let Some(message) = &forward_failed {
-        eprintln!("hodometer: the scheduler could not be reached: {message}");
+        eprintln!(
+            "hodometer: the scheduler could not be reached: {}",
+            crate::sanitize::text(message)
+        );
     }
-    let (Some(publish), Some(event)) = (publish, event) else {
-        return Ok(if forward_failed.is_some() {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        });
-    };
-    let outcomes = Publisher::new(publish.policy)?
-        .publish(&event, &publish.endpoints)
-        .await;
-    for outcome in &outcomes {
-        eprintln!("published: {} {}", outcome.endpoint, outcome.detail());
+    match &report.sent {
+        Sent::Outcomes(outcomes) => {
+            for outcome in outcomes {
+                eprintln!(
+                    "published: {} {}",
+                    outcome.endpoint,
+                    crate::sanitize::text(&outcome.detail())
+                );
+            }
+        }
+        Sent::Nothing(why) if args.publish => eprintln!("nothing published: {why}"),
+        _ => {}
     }
-    Ok(
-        if outcomes.iter().all(|o| o.is_ok()) && forward_failed.is_none() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
+    Ok(if report.all_ok() && forward_failed.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Why the port-forward to the scheduler failed, with the `kubectl port-forward` way around it,

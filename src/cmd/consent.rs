@@ -9,11 +9,9 @@ use std::time::SystemTime;
 use clap::{Args, Subcommand};
 use k8s_openapi::api::core::v1::ConfigMap;
 
+use crate::config::ConsentNameArg;
 use crate::consent::cluster::{ClusterError, ConsentApi};
-use crate::consent::{
-    self, Consent, DEFAULT_CONSENT_CONFIGMAP, KEY_LEVEL, STATUS_CONFIGMAP, parse_configmap_name,
-    status_key,
-};
+use crate::consent::{self, Consent, KEY_LEVEL, ReporterStatus, STATUS_CONFIGMAP};
 use crate::k8s::{DEFAULT_NAMESPACE, KubeTarget, kubeconfig_user};
 use crate::logging::{self, LogSettings};
 use crate::metrics::Level;
@@ -46,9 +44,8 @@ pub struct ClusterArgs {
     /// Seldon namespace [default: the kubeconfig context's, else seldon-mesh].
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
-    /// The consent ConfigMap.
-    #[arg(long, env = "HODOMETER_CONSENT_CONFIGMAP", default_value = DEFAULT_CONSENT_CONFIGMAP, value_name = "NAME")]
-    pub consent_configmap: String,
+    #[command(flatten)]
+    pub consent: ConsentNameArg,
     /// Deadline for each Kubernetes request (e.g. 30s).
     #[arg(long, default_value = "30s")]
     pub timeout: String,
@@ -103,11 +100,7 @@ impl ClusterArgs {
             self.namespace.as_deref(),
             parse_namespace,
         );
-        let name = c.check(
-            "--consent-configmap (HODOMETER_CONSENT_CONFIGMAP)",
-            &self.consent_configmap,
-            parse_configmap_name,
-        );
+        let name = self.consent.check(c);
         let timeout = c.check("--timeout", &self.timeout, parse_duration);
         Some(Cluster {
             target: KubeTarget {
@@ -154,8 +147,18 @@ async fn run_show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let (cluster, output) = c.finish_with(|| Some((cluster?, output?)))?;
     let api = connect(&cluster).await?;
     let (consent, status) = tokio::join!(api.read_consent(), api.read_status());
+    // The status is read through its type, as the inspector reads it.
+    let status: Result<Option<(ReporterStatus, Option<String>)>, ClusterError> =
+        status.map(|found| {
+            found.map(|cm| {
+                (
+                    ReporterStatus::from_data(&cm.data.unwrap_or_default()),
+                    cm.metadata.resource_version,
+                )
+            })
+        });
     if output == "json" {
-        let describe = |read: &Result<Option<ConfigMap>, ClusterError>| match read {
+        let consent_json = match &consent {
             Ok(Some(cm)) => serde_json::json!({
                 "resourceVersion": cm.metadata.resource_version,
                 "data": cm.data.clone().unwrap_or_default(),
@@ -163,12 +166,22 @@ async fn run_show(args: ShowArgs) -> anyhow::Result<ExitCode> {
             Ok(None) => serde_json::Value::Null,
             Err(error) => serde_json::json!({"error": error.to_string()}),
         };
+        let status_json = match &status {
+            Ok(Some((typed, version))) => serde_json::json!({
+                "resourceVersion": version,
+                "reported": typed.reported(),
+                "data": typed.to_data(),
+            }),
+            Ok(None) => serde_json::Value::Null,
+            Err(error) => serde_json::json!({"error": error.to_string()}),
+        };
         let json = serde_json::json!({
             "namespace": api.namespace,
-            "consent": describe(&consent),
-            "status": describe(&status),
+            "consent": consent_json,
+            "status": status_json,
         });
-        println!("{json:#}");
+        // serde_json leaves DEL, C1, bidi and zero-width characters raw: escaped for people.
+        println!("{}", crate::payload::ascii_json(&format!("{json:#}")));
     } else {
         print!("{}", show_text(&api, &consent, &status));
     }
@@ -183,14 +196,15 @@ async fn run_show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 fn show_text(
     api: &ConsentApi,
     consent: &Result<Option<ConfigMap>, ClusterError>,
-    status: &Result<Option<ConfigMap>, ClusterError>,
+    status: &Result<Option<(ReporterStatus, Option<String>)>, ClusterError>,
 ) -> String {
     let mut text = format!(
         "consent  configmaps {} in {}\n",
         api.consent_name, api.namespace
     );
+    // Values come from ConfigMaps and the API server: through the one sanitiser.
     let line = |text: &mut String, key: &str, value: &str| {
-        text.push_str(&format!("  {key:<16} {value}\n"));
+        text.push_str(&format!("  {key:<16} {}\n", crate::sanitize::text(value)));
     };
     match consent {
         Err(error) => line(&mut text, "error", &error.to_string()),
@@ -205,7 +219,7 @@ fn show_text(
             line(&mut text, "resourceVersion", version);
             match consent::parse(&data) {
                 consent::ConsentReading::Unset => {
-                    line(&mut text, "level", "(none: METRICS_LEVEL rules)")
+                    line(&mut text, "level", "(empty: METRICS_LEVEL rules)")
                 }
                 consent::ConsentReading::Invalid(reason) => {
                     line(&mut text, "invalid", &format!("nothing is sent: {reason}"))
@@ -235,44 +249,10 @@ fn show_text(
     match status {
         Err(error) => line(&mut text, "error", &error.to_string()),
         Ok(None) => line(&mut text, "missing", "not deployed (no status ConfigMap)"),
-        Ok(Some(cm)) => {
-            let data = cm.data.clone().unwrap_or_default();
-            let get = |key: &str| data.get(key).map(String::as_str).unwrap_or("");
-            if get(status_key::EFFECTIVE_LEVEL).is_empty() {
-                line(&mut text, "status", "no report yet");
+        Ok(Some((typed, _))) => {
+            for (key, value) in typed.describe() {
+                line(&mut text, key, &value);
             }
-            let level = format!(
-                "{} (source: {})",
-                get(status_key::EFFECTIVE_LEVEL),
-                get(status_key::SOURCE)
-            );
-            line(&mut text, "effective level", &level);
-            if !get(status_key::REASON).is_empty() {
-                line(&mut text, "reason", get(status_key::REASON));
-            }
-            line(
-                &mut text,
-                "follows consent",
-                &format!("resourceVersion {}", get(status_key::CONSENT_VERSION)),
-            );
-            let list = |key: &str| get(key).replace('\n', ", ");
-            line(&mut text, "shared fields", &list(status_key::SHARED_FIELDS));
-            line(
-                &mut text,
-                "pending fields",
-                &list(status_key::PENDING_FIELDS),
-            );
-            line(&mut text, "publishes to", &list(status_key::ENDPOINTS));
-            line(&mut text, "every", get(status_key::INTERVAL));
-            line(
-                &mut text,
-                "last collection",
-                get(status_key::LAST_COLLECTION_AT),
-            );
-            for outcome in get(status_key::LAST_OUTCOMES).lines() {
-                line(&mut text, "last outcome", outcome);
-            }
-            line(&mut text, "next send", get(status_key::NEXT_SEND_AT));
         }
     }
     text
@@ -282,6 +262,7 @@ async fn run_set(args: SetArgs) -> anyhow::Result<ExitCode> {
     let mut c = Checker::default();
     let cluster = args.cluster.check(&mut c);
     let level = c.check("--level", &args.level, parse_level);
+    // The names the reporter would refuse are refused here (exit 2), each one named.
     let extra = c.check("--field", &args.fields.join(","), consent::parse_fields);
     let output = c.check("--output", &args.output, parse_output(&["yaml"]));
     let note = c.check_opt("--note", args.note.as_deref(), |note| {
@@ -343,7 +324,7 @@ async fn run_set(args: SetArgs) -> anyhow::Result<ExitCode> {
         api.namespace,
         approval.level,
         approval.fields.len(),
-        approval.approved_by.as_deref().unwrap_or("?"),
+        crate::sanitize::text(approval.approved_by.as_deref().unwrap_or("?")),
     );
     if approval.level == Level::Off {
         println!("the in-cluster reporter stops sending at once");
@@ -364,7 +345,7 @@ fn confirm(api: &ConsentApi, approval: &Consent) -> anyhow::Result<bool> {
         api.namespace,
         approval.level,
         fields.join(", "),
-        approval.approved_by.as_deref().unwrap_or("?"),
+        crate::sanitize::text(approval.approved_by.as_deref().unwrap_or("?")),
         api.consent_name,
     )?;
     out.flush()?;

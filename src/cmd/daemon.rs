@@ -28,10 +28,6 @@ pub struct DaemonArgs {
     /// Serve /healthz, /readyz and /metrics (Prometheus text) on this address, e.g. 0.0.0.0:8080.
     #[arg(long, env = "HODOMETER_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
-    /// ConfigMap (in the Seldon namespace) whose consent governs what is shared; without one,
-    /// or without a `level` key in it, METRICS_LEVEL rules.
-    #[arg(long, env = "HODOMETER_CONSENT_CONFIGMAP", default_value = crate::consent::DEFAULT_CONSENT_CONFIGMAP, value_name = "NAME")]
-    pub consent_configmap: String,
 }
 
 impl DaemonArgs {
@@ -49,15 +45,14 @@ impl DaemonArgs {
             self.listen.as_deref(),
             parse_socket_addr,
         );
-        let consent = c.check(
-            "--consent-configmap (HODOMETER_CONSENT_CONFIGMAP)",
-            &self.consent_configmap,
-            crate::consent::parse_configmap_name,
-        );
         c.finish_with(|| {
             let settings = settings?;
             Some(DaemonConfig {
-                consent: settings.plan.kube.is_some().then_some(consent?),
+                consent: settings
+                    .plan
+                    .kube
+                    .is_some()
+                    .then(|| settings.consent_configmap.clone()),
                 settings,
                 publish: publish?,
                 interval: interval?,
@@ -72,9 +67,6 @@ impl DaemonArgs {
 pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let config = args.validate()?;
     logging::init(&config.settings.log);
-    if config.settings.do_not_track {
-        tracing::info!("DO_NOT_TRACK is set: level forced to off");
-    }
     tracing::info!(
         metrics_level = %config.settings.level,
         scheduler = %config.settings.scheduler_description(),

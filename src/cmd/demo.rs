@@ -112,6 +112,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         },
         level: Level::Cluster,
         do_not_track: false,
+        consent_configmap: DEFAULT_CONSENT_CONFIGMAP.into(),
         token: DEFAULT_TOKEN.into(),
         log: LogSettings::INFO,
         scheduler_port_from: "the demo's simulator",

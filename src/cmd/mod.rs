@@ -108,11 +108,15 @@ pub fn run_to_exit_code(
     match runtime.block_on(command) {
         Ok(code) => code,
         Err(error) => {
+            // Errors carry text from servers and files: shown through the one sanitiser.
             if let Some(config) = error.downcast_ref::<crate::validate::ConfigErrors>() {
-                eprint!("hodometer: {config}");
+                eprint!("hodometer: {}", crate::sanitize::lines(&config.to_string()));
                 return ExitCode::from(EXIT_CONFIG);
             }
-            eprintln!("hodometer: {error:#}");
+            eprintln!(
+                "hodometer: {}",
+                crate::sanitize::lines(&format!("{error:#}"))
+            );
             ExitCode::FAILURE
         }
     }

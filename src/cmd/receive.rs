@@ -43,6 +43,18 @@ pub struct ReceiveArgs {
     /// that forgets the oldest (events also at most 64 MiB).
     #[arg(long, value_name = "N", default_value = "10000")]
     pub memory_events: String,
+    /// Bytes of request bodies held at once over all connections (a suffix Ki or Mi is
+    /// allowed); a body beyond it is answered 503 with Retry-After, so memory does not grow
+    /// with --max-connections.
+    #[arg(long, value_name = "BYTES", default_value = "16Mi")]
+    pub body_memory: String,
+    /// With --store: the $insert_ids remembered for deduplication; the oldest are forgotten
+    /// beyond it (a retry of an event that old is recorded again).
+    #[arg(long, value_name = "N", default_value = "250000")]
+    pub dedup_ids: String,
+    /// With --store: how long an $insert_id is remembered for deduplication.
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    pub dedup_window: String,
 }
 
 impl ReceiveArgs {
@@ -61,6 +73,9 @@ impl ReceiveArgs {
         let write_timeout = c.check("--write-timeout", &self.write_timeout, parse_duration);
         let max_clusters = c.check("--max-clusters", &self.max_clusters, parse_count);
         let memory_events = c.check("--memory-events", &self.memory_events, parse_count);
+        let body_memory = c.check("--body-memory", &self.body_memory, parse_body_memory);
+        let dedup_ids = c.check("--dedup-ids", &self.dedup_ids, parse_dedup_ids);
+        let dedup_window = c.check("--dedup-window", &self.dedup_window, parse_duration);
         c.finish_with(|| {
             Some(ReceiveConfig {
                 listen: listen?,
@@ -73,6 +88,9 @@ impl ReceiveArgs {
                     write_timeout: write_timeout?,
                     max_clusters: max_clusters?,
                     memory_events: memory_events?,
+                    body_memory: body_memory?,
+                    dedup_ids: dedup_ids?,
+                    dedup_window: dedup_window?,
                 },
             })
         })
@@ -84,6 +102,39 @@ fn parse_count(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
         _ => Err("expected a whole number from 1 to 1000000".into()),
+    }
+}
+
+/// Bytes, with an optional `Ki` or `Mi` suffix: at least one largest body (1 MiB), at most
+/// 4 GiB.
+fn parse_body_memory(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (number, unit) = match text.strip_suffix("Mi") {
+        Some(number) => (number, 1024 * 1024),
+        None => match text.strip_suffix("Ki") {
+            Some(number) => (number, 1024),
+            None => (text, 1),
+        },
+    };
+    let max = crate::receive::MAX_BODY_BYTES;
+    match number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+    {
+        Some(bytes) if (max..=4 << 30).contains(&bytes) => Ok(bytes),
+        _ => Err(
+            "expected a size from 1Mi (the largest body) to 4096Mi, in bytes or with Ki or Mi"
+                .into(),
+        ),
+    }
+}
+
+/// At least one id, at most a hundred million.
+fn parse_dedup_ids(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=100_000_000).contains(&n) => Ok(n),
+        _ => Err("expected a whole number from 1 to 100000000".into()),
     }
 }
 
@@ -138,6 +189,9 @@ mod tests {
             write_timeout: "30s".into(),
             max_clusters: "10000".into(),
             memory_events: "10000".into(),
+            body_memory: "16Mi".into(),
+            dedup_ids: "250000".into(),
+            dedup_window: "7d".into(),
         }
     }
 

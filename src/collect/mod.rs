@@ -83,6 +83,11 @@ impl Sources {
         &self.plan
     }
 
+    /// The kept Kubernetes client, once built: the session's one client for this context.
+    pub fn kube(&self) -> Option<&KubeClient> {
+        self.kube.as_ref()
+    }
+
     /// The Kubernetes API server's URL, once a client was built.
     pub fn kube_server(&self) -> Option<&str> {
         self.kube.as_ref().map(|k| k.server.as_str())

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 
 use futures::StreamExt;
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{ObjectMeta, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 
-use crate::k8s::{KubeTarget, connect_client, kubeconfig_user};
+use crate::k8s::{KubeTarget, connect_client};
+
+use crate::policy::{ConsentFound, ConsentRead};
 
 use super::{ConsentSeen, Observed, ReporterStatus, STATUS_CONFIGMAP};
 
@@ -55,12 +56,17 @@ pub struct ConsentApi {
 impl ConsentApi {
     pub async fn connect(target: &KubeTarget, consent_name: &str) -> Result<ConsentApi, String> {
         let (client, namespace) = connect_client(target).await?;
-        Ok(ConsentApi {
+        Ok(ConsentApi::over(client, namespace, consent_name))
+    }
+
+    /// Over a client the caller keeps (the inspector's one client per context).
+    pub fn over(client: Client, namespace: String, consent_name: &str) -> ConsentApi {
+        ConsentApi {
             configmaps: Api::namespaced(client.clone(), &namespace),
             client,
             namespace,
             consent_name: consent_name.to_string(),
-        })
+        }
     }
 
     fn error(&self, error: kube::Error, verb: &'static str, name: &str) -> ClusterError {
@@ -221,34 +227,70 @@ impl ConsentApi {
         }
     }
 
-    /// Merges `data` into the status ConfigMap. Never creates it: the manifests do, so the
-    /// daemon needs no `create` permission.
-    pub async fn patch_status(&self, data: &BTreeMap<String, String>) -> Result<(), ClusterError> {
-        let patch = serde_json::json!({ "data": data });
-        self.configmaps
-            .patch(
-                STATUS_CONFIGMAP,
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map(drop)
-            .map_err(|e| self.error(e, "patch", STATUS_CONFIGMAP))
+    /// The consent as a policy reads it: what was found, or why it could not be read.
+    pub async fn read_consent_policy(&self) -> ConsentRead {
+        match self.read_consent().await {
+            Ok(found) => ConsentRead::Found(ConsentFound::from_read(found.map(|cm| {
+                (
+                    cm.data.unwrap_or_default(),
+                    cm.metadata.resource_version.unwrap_or_default(),
+                )
+            }))),
+            Err(error) => ConsentRead::Unreadable {
+                forbidden: matches!(error, ClusterError::Forbidden { .. }),
+                error: error.to_string(),
+            },
+        }
+    }
+
+    /// The reporter's status, typed: `None` when the ConfigMap does not exist.
+    pub async fn read_reporter_status(&self) -> Result<Option<ReporterStatus>, ClusterError> {
+        Ok(self
+            .read_status()
+            .await?
+            .map(|cm| ReporterStatus::from_data(&cm.data.unwrap_or_default())))
+    }
+
+    /// Writes `status` whole over the status ConfigMap's data (an update of the object as read,
+    /// so its labels and annotations stay): no key of an older status survives. Never creates
+    /// it: the manifests do, so the daemon needs no `create` permission. A write that races
+    /// another is tried again once over the newer version.
+    pub async fn replace_status(&self, status: &ReporterStatus) -> Result<(), ClusterError> {
+        for _ in 0..2 {
+            let Some(mut current) = self.read_status().await? else {
+                return Err(ClusterError::NotFound {
+                    name: STATUS_CONFIGMAP.into(),
+                    namespace: self.namespace.clone(),
+                });
+            };
+            current.data = Some(status.to_data());
+            current.binary_data = None;
+            match self
+                .configmaps
+                .replace(STATUS_CONFIGMAP, &PostParams::default(), &current)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(self.error(e, "update", STATUS_CONFIGMAP)),
+            }
+        }
+        Err(ClusterError::Conflict {
+            name: STATUS_CONFIGMAP.into(),
+            current: "changed by another writer at every try: only the reporter should write it"
+                .into(),
+        })
     }
 
     /// The in-cluster reporter as the inspector shows it: its status, and the consent with the
     /// version an approval must replace.
     pub async fn observe(&self) -> Observed {
-        let (consent, status) = tokio::join!(self.read_consent(), self.read_status());
-        // A status ConfigMap without data is deployed, not yet reported.
-        let empty = BTreeMap::new();
-        let status_data = match &status {
-            Ok(None) => Ok(None),
-            Ok(Some(cm)) => Ok(Some(cm.data.as_ref().unwrap_or(&empty))),
-            Err(error) => Err(error.to_string()),
-        };
-        let line = super::reporter_line(status_data.clone(), std::time::SystemTime::now());
-        let status = status_data.ok().flatten().map(ReporterStatus::parse);
+        let (consent, status) = tokio::join!(self.read_consent(), self.read_reporter_status());
+        let status = status.map_err(|error| error.to_string());
+        let line = super::reporter_line(
+            status.as_ref().map(Option::as_ref).map_err(String::clone),
+            std::time::SystemTime::now(),
+        );
         let consent = match consent {
             Ok(None) => ConsentSeen::Missing,
             Ok(Some(cm)) => ConsentSeen::Found {
@@ -259,7 +301,7 @@ impl ConsentApi {
         };
         Observed {
             line,
-            status,
+            status: status.ok().flatten(),
             consent,
             consent_configmap: format!("{} in {}", self.consent_name, self.namespace),
         }
@@ -267,24 +309,6 @@ impl ConsentApi {
 
     /// Who approves: the API server's word for the caller, else the kubeconfig's user name.
     pub async fn approver(&self, target: &KubeTarget) -> Option<String> {
-        match self.whoami().await {
-            Some(user) => Some(user),
-            None => kubeconfig_user(target),
-        }
-    }
-
-    /// Who the API server takes the caller for (`SelfSubjectReview`); `None` when it cannot say.
-    pub async fn whoami(&self) -> Option<String> {
-        let api: Api<SelfSubjectReview> = Api::all(self.client.clone());
-        let review = api
-            .create(&PostParams::default(), &SelfSubjectReview::default())
-            .await
-            .map_err(|error| tracing::debug!(%error, "SelfSubjectReview failed"))
-            .ok()?;
-        review
-            .status?
-            .user_info?
-            .username
-            .filter(|name| !name.is_empty())
+        crate::k8s::approver(&self.client, target).await
     }
 }

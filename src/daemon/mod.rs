@@ -2,7 +2,7 @@
 //! drop-in for the original in-cluster component: same environment variables, same event.
 
 mod code_pages;
-mod governed;
+mod consent_watch;
 pub mod metrics;
 
 use std::future::Future;
@@ -16,13 +16,14 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
-use uuid::Uuid;
+use tokio::sync::{Mutex as AsyncMutex, Notify, watch};
 
-use crate::collect;
 use crate::config::{PublishSettings, Settings};
-use crate::metrics::Level;
-use crate::payload::build_event;
-use crate::publish::{EndpointOutcome, Publisher, describe_outcomes};
+use crate::consent::ReporterStatus;
+use crate::consent::cluster::ConsentApi;
+use crate::policy::Policy;
+use crate::publish::Publisher;
+use crate::reporter::{self, Governance, Report, Reporter, Sent};
 use metrics::{CollectionOutcome, DaemonMetrics};
 
 /// A validated daemon configuration.
@@ -149,50 +150,147 @@ async fn supervise(
     }
 }
 
+/// Runs reporter cycles until the end (or after one with `--once`): each cycle's policy comes
+/// from the consent as it is now (re-read as soon as a watch sees it change, and periodically,
+/// should the watch be refused), so that a lowered level or `off` applies at once, even to an
+/// event still being retried; the status ConfigMap says what each cycle did.
 async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) -> DaemonExit {
-    if let (Some(name), Some(target)) = (&config.consent, &config.settings.plan.kube) {
-        match crate::consent::cluster::ConsentApi::connect(target, name).await {
-            Ok(api) => return governed::work(config, &api, publisher, metrics).await,
+    let api = match (&config.consent, &config.settings.plan.kube) {
+        (Some(name), Some(target)) => match ConsentApi::connect(target, name).await {
+            Ok(api) => Some(api),
             Err(reason) => {
-                tracing::info!(%reason, "no consent ConfigMap to read: METRICS_LEVEL rules")
+                tracing::info!(%reason, "no consent ConfigMap to read: METRICS_LEVEL rules");
+                None
+            }
+        },
+        _ => None,
+    };
+    // The status is written wherever there is an API to write it to (under DO_NOT_TRACK too:
+    // it says why nothing is sent); the consent is read only where it can change anything.
+    let status_api = api.clone();
+    let governance = AsyncMutex::new(Governance::new(api, &config.settings));
+    let api = governance.lock().await.consent_api().cloned();
+    let first = governance.lock().await.decide().await;
+    let (updates, mut policies) = watch::channel(first);
+    // Reads the consent and publishes the policy to the cycle and to a publish in flight.
+    let refresh_policy = || async {
+        let policy = governance.lock().await.decide().await;
+        updates.send_if_modified(|current| {
+            let changed = *current != policy;
+            *current = policy;
+            changed
+        });
+    };
+    let refresh = config.interval.min(CONSENT_REFRESH);
+    let changed = Notify::new();
+    let poll = async {
+        if api.is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(refresh) => {}
+                () = changed.notified() => tracing::debug!("the consent changed: reading it now"),
+            }
+            refresh_policy().await;
+        }
+    };
+    let watcher = async {
+        // One cycle and out: nothing to watch for.
+        if let (Some(api), false) = (&api, config.once) {
+            consent_watch::watch(api, &updates.subscribe(), &changed, refresh).await;
+        }
+        std::future::pending::<()>().await
+    };
+    let reporter = Reporter {
+        settings: &config.settings,
+        publisher,
+        endpoints: &config.publish.endpoints,
+        interval: Some(config.interval),
+    };
+    let cycles = async {
+        let mut last: Option<Policy> = None;
+        let mut last_status = ReporterStatus::default();
+        let mut first_cycle = true;
+        loop {
+            // Every cycle starts from the consent as it is now.
+            if !std::mem::take(&mut first_cycle) && api.is_some() {
+                refresh_policy().await;
+            }
+            let policy = policies.borrow_and_update().clone();
+            if last.as_ref() != Some(&policy) {
+                reporter::log_policy(&policy);
+            }
+            let report =
+                reporter::cycle(&reporter, policy.clone(), Some(policies.clone()), true).await;
+            record(metrics, &report);
+            last = Some(policy.clone());
+            let all_ok = report.all_ok();
+            let mut status = report.status;
+            status.carry_from(&last_status);
+            last_status = status.clone();
+            if config.once {
+                write_status(status_api.as_ref(), status).await;
+                return if all_ok {
+                    DaemonExit::Clean
+                } else {
+                    DaemonExit::PublishFailed
+                };
+            }
+            let pause = config.interval + jitter(config.interval);
+            status.next_send_at = Some(SystemTime::now() + pause);
+            write_status(status_api.as_ref(), status).await;
+            let resident_file_kib_before = code_pages::resident_file_kib();
+            let released = config.rest();
+            tracing::debug!(
+                next_in = ?pause,
+                released,
+                resident_file_kib_before,
+                resident_file_kib_after = code_pages::resident_file_kib(),
+                "waiting for the next collection"
+            );
+            // A change in what is shared starts a cycle at once: the acknowledgement is visible,
+            // and a raised level need not wait for the next interval.
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = policies.wait_for(|p| !p.same_sharing(&policy)) => {
+                    tracing::debug!("consent changed: collecting now");
+                }
             }
         }
+    };
+    tokio::select! {
+        exit = cycles => exit,
+        () = poll => DaemonExit::Clean,
+        () = watcher => DaemonExit::Clean,
     }
-    let level = config.settings.level;
-    if level == Level::Off {
-        let why = if config.settings.do_not_track {
-            "DO_NOT_TRACK is set"
+}
+
+/// How often consent is re-read whatever the watch says: well within the 30 s in which a lowered
+/// level must apply.
+const CONSENT_REFRESH: Duration = Duration::from_secs(10);
+
+/// Counts the cycle's collection and publish for `/metrics`; the daemon is ready after it.
+fn record(metrics: &Shared, report: &Report) {
+    let mut m = lock(metrics);
+    if report.snapshot.is_some() {
+        m.record_collection(if report.unknown.is_empty() {
+            CollectionOutcome::Complete
         } else {
-            "the level is off"
-        };
-        tracing::info!("{why}: nothing is collected and nothing is published");
-        lock(metrics).ready = true;
-        if config.once {
-            return DaemonExit::Clean;
-        }
-        config.rest();
-        return std::future::pending().await;
+            CollectionOutcome::Partial
+        });
     }
-    loop {
-        let all_ok = cycle(config, publisher, metrics).await;
-        if config.once {
-            return if all_ok {
-                DaemonExit::Clean
-            } else {
-                DaemonExit::PublishFailed
-            };
-        }
-        let pause = config.interval + jitter(config.interval);
-        let resident_file_kib_before = code_pages::resident_file_kib();
-        let released = config.rest();
-        tracing::debug!(
-            next_in = ?pause,
-            released,
-            resident_file_kib_before,
-            resident_file_kib_after = code_pages::resident_file_kib(),
-            "waiting for the next collection"
-        );
-        tokio::time::sleep(pause).await;
+    if let Sent::Outcomes(outcomes) = &report.sent {
+        m.record_publish(outcomes, SystemTime::now());
+    }
+    m.ready = true;
+}
+
+async fn write_status(api: Option<&ConsentApi>, mut status: ReporterStatus) {
+    let Some(api) = api else { return };
+    status.written_at = Some(SystemTime::now());
+    if let Err(error) = api.replace_status(&status).await {
+        tracing::warn!(%error, "cannot write the status ConfigMap");
     }
 }
 
@@ -200,68 +298,6 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
 fn jitter(interval: Duration) -> Duration {
     let span = (interval / 20).min(Duration::from_secs(600));
     span.mul_f64(fastrand::f64())
-}
-
-/// One collection and publish; true when every endpoint accepted the event.
-async fn cycle(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) -> bool {
-    let settings = &config.settings;
-    let (snapshot, unknown) = collect_and_record(settings, settings.level, metrics).await;
-
-    let Some(event) = build_event(&snapshot, settings.level, &settings.token, Uuid::new_v4())
-    else {
-        return true;
-    };
-    let outcomes = publisher.publish(&event, &config.publish.endpoints).await;
-    let all_ok = outcomes.iter().all(EndpointOutcome::is_ok);
-    {
-        let mut m = lock(metrics);
-        m.record_publish(&outcomes, SystemTime::now());
-        m.ready = true;
-    }
-    // One line per cycle: what was sent (by name, never values from model definitions) and how
-    // each endpoint answered. The message itself says whether the event got out, so an operator
-    // grepping the logs reads the truth without parsing `ok`.
-    tracing::info!(
-        metrics_level = %settings.level,
-        sent = %event.fields.join(","),
-        unknown = %unknown.join(","),
-        endpoints = %describe_outcomes(&outcomes),
-        ok = all_ok,
-        "{}",
-        cycle_message(&outcomes)
-    );
-    all_ok
-}
-
-/// Collects, logs the extensions' warnings and counts the collection; also the names of the
-/// metrics `level` shares that are unknown.
-async fn collect_and_record(
-    settings: &Settings,
-    level: Level,
-    metrics: &Shared,
-) -> (crate::metrics::Snapshot, Vec<&'static str>) {
-    let snapshot = collect::collect(&settings.plan).await;
-    crate::extensions::log_warnings(&snapshot.extensions);
-    let unknown = snapshot.unknown_shared(level);
-    let outcome = if unknown.is_empty() {
-        CollectionOutcome::Complete
-    } else {
-        CollectionOutcome::Partial
-    };
-    lock(metrics).record_collection(outcome);
-    (snapshot, unknown)
-}
-
-/// The per-cycle log message: published to every endpoint, to some, or to none.
-fn cycle_message(outcomes: &[EndpointOutcome]) -> &'static str {
-    let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
-    if accepted == outcomes.len() {
-        "collected and published"
-    } else if accepted > 0 {
-        "collected and partly published"
-    } else {
-        "collected but not published"
-    }
 }
 
 fn router(metrics: Shared) -> Router {
@@ -300,40 +336,6 @@ mod tests {
 
     fn addr() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8080))
-    }
-
-    fn outcome(index: usize, ok: bool) -> EndpointOutcome {
-        EndpointOutcome {
-            index,
-            endpoint: format!("http://e{index}"),
-            result: if ok {
-                Ok(())
-            } else {
-                Err(crate::publish::PublishError::Connect {
-                    reason: "refused".into(),
-                })
-            },
-            attempts: 1,
-            latency: Duration::ZERO,
-            last_status: None,
-        }
-    }
-
-    #[test]
-    fn the_cycle_message_says_whether_the_event_got_out() {
-        let (good, bad) = (outcome(0, true), outcome(1, false));
-        assert_eq!(
-            cycle_message(&[good.clone(), good.clone()]),
-            "collected and published"
-        );
-        assert_eq!(
-            cycle_message(&[bad.clone(), good]),
-            "collected and partly published"
-        );
-        assert_eq!(
-            cycle_message(&[bad.clone(), bad]),
-            "collected but not published"
-        );
     }
 
     #[tokio::test]

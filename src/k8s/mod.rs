@@ -64,7 +64,7 @@ impl KubeTarget {
 pub struct KubeClient {
     client: Client,
     namespace: String,
-    /// The API server's URL, for people.
+    /// The API server's URL, for people: redacted (no userinfo, no query).
     pub server: String,
 }
 
@@ -99,7 +99,9 @@ pub async fn connect(target: &KubeTarget, connect_timeout: Option<Duration>) -> 
     if let Some(timeout) = connect_timeout {
         config.connect_timeout = Some(timeout);
     }
-    let server = config.cluster_url.to_string();
+    // Shown in the header, errors and logs: never the URL's userinfo or query (a kubeconfig
+    // may carry credentials there).
+    let server = crate::redact::url_text(&config.cluster_url.to_string());
     match Client::try_from(config) {
         Ok(client) => KubeConnection::Ready(KubeClient {
             client,
@@ -124,6 +126,34 @@ pub async fn connect_client(target: &KubeTarget) -> Result<(Client, String), Str
         }
         KubeConnection::Unusable(reason) => Err(reason),
     }
+}
+
+/// Who approves: the API server's word for the caller (`SelfSubjectReview`), else the
+/// kubeconfig's user name.
+pub async fn approver(client: &Client, target: &KubeTarget) -> Option<String> {
+    match whoami(client).await {
+        Some(user) => Some(user),
+        None => kubeconfig_user(target),
+    }
+}
+
+/// Who the API server takes the caller for (`SelfSubjectReview`); `None` when it cannot say.
+pub async fn whoami(client: &Client) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: kube::Api<SelfSubjectReview> = kube::Api::all(client.clone());
+    let review = api
+        .create(
+            &kube::api::PostParams::default(),
+            &SelfSubjectReview::default(),
+        )
+        .await
+        .map_err(|error| tracing::debug!(%error, "SelfSubjectReview failed"))
+        .ok()?;
+    review
+        .status?
+        .user_info?
+        .username
+        .filter(|name| !name.is_empty())
 }
 
 /// The user name of the kubeconfig context in use, when a kubeconfig is: who approves when the

@@ -48,6 +48,10 @@ pub struct Invalid(pub String);
 pub struct ValidEvent {
     pub insert_id: String,
     pub distinct_id: String,
+    /// The event names its cluster: it carries `cluster_id` (the same as `distinct_id`). Only
+    /// such events count as a cluster's reports; an event whose sender withheld the cluster id
+    /// has a one-off `distinct_id` that identifies no one.
+    pub identifies_cluster: bool,
     /// Unix seconds; a fractional time (the Python SDK sends one) is cut to its integer part.
     pub time: i64,
     /// The numeric usage metrics it carries (bools as 0/1), its version strings
@@ -226,9 +230,12 @@ fn validate(mut event: Map<String, Value>, path: &str, now: i64) -> Result<Valid
     }
     properties.insert("time".into(), time.into());
 
+    let identifies_cluster =
+        properties.get("cluster_id").and_then(Value::as_str) == Some(distinct_id.as_str());
     let metrics = tracked_metrics(properties);
     Ok(ValidEvent {
         insert_id,
+        identifies_cluster,
         distinct_id,
         time,
         metrics,
@@ -451,6 +458,27 @@ mod tests {
     /// Percent-encodes like a form encoder (Python's `quote_plus`).
     fn form_encode(text: &str) -> String {
         form_urlencoded::byte_serialize(text.as_bytes()).collect()
+    }
+
+    #[test]
+    fn an_event_names_its_cluster_only_with_a_matching_cluster_id() {
+        let event = |props: Value| {
+            let json = json!({"event": "collect metrics", "properties": props}).to_string();
+            match read_track(None, json.as_bytes(), 2_000_000_000).events {
+                Ok(mut events) => events.remove(0),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let base = |extra: &[(&str, &str)]| {
+            let mut p = json!({"token": "t", "distinct_id": "d-1", "time": 1, "$insert_id": "6f1c7b9e-2d0a-4c55-9a43-1f0e6f1d2a11"});
+            for (k, v) in extra {
+                p[*k] = json!(v);
+            }
+            p
+        };
+        assert!(event(base(&[("cluster_id", "d-1")])).identifies_cluster);
+        assert!(!event(base(&[])).identifies_cluster);
+        assert!(!event(base(&[("cluster_id", "other")])).identifies_cluster);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::prometheus::{family, sample};
 
 use super::decode::INFO_METRICS;
-use super::store::ClusterSummary;
+use super::store::{ClusterSummary, ClusterWriter, Totals};
 
 pub use crate::prometheus::CONTENT_TYPE;
 
@@ -21,6 +21,10 @@ pub struct Counts {
     pub rejected_store: u64,
     /// Requests answered 408 because their body did not arrive in time.
     pub rejected_body_timeout: u64,
+    /// Requests answered 503 because the bodies buffered at once reached --body-memory.
+    pub rejected_body_memory: u64,
+    /// `$insert_id`s forgotten beyond the deduplication window.
+    pub dedup_ids_forgotten: u64,
     pub connections_refused: u64,
     pub connections_open: u64,
     pub clusters_tracked: u64,
@@ -44,9 +48,8 @@ fn seconds(nanos: u64) -> f64 {
     nanos as f64 / 1e9
 }
 
-/// Renders the counters and, per cluster, the latest value of each numeric usage metric and
-/// its version strings (as labels of an info gauge, valued 1).
-pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
+/// The receiver's own counters, the head of `/metrics`.
+fn render_counters(counts: &Counts) -> String {
     let mut out = String::new();
     let singles = [
         Single(
@@ -72,6 +75,12 @@ pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
             "counter",
             "Events and ids the in-memory store forgot to stay within its bounds.",
             counts.ring_events_forgotten as f64,
+        ),
+        Single(
+            "hodometer_receiver_dedup_ids_forgotten_total",
+            "counter",
+            "$insert_ids forgotten beyond the deduplication window (--dedup-ids, --dedup-window, or --memory-events in memory).",
+            counts.dedup_ids_forgotten as f64,
         ),
         Single(
             "hodometer_receiver_store_syncs_total",
@@ -131,6 +140,7 @@ pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
         ("too_large", counts.rejected_too_large),
         ("store_error", counts.rejected_store),
         ("body_timeout", counts.rejected_body_timeout),
+        ("body_memory", counts.rejected_body_memory),
     ] {
         sample(
             &mut out,
@@ -139,56 +149,121 @@ pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
             count as f64,
         );
     }
-    if clusters.is_empty() {
-        return out;
-    }
-    family(
-        &mut out,
-        "hodometer_receiver_metric",
-        "gauge",
-        "Latest value of each numeric usage metric per cluster (bools as 0/1), from the cluster's latest event.",
-    );
-    for cluster in clusters {
-        for (metric, value) in &cluster.metrics {
-            if let Some(value) = value.as_f64() {
-                sample(
-                    &mut out,
-                    "hodometer_receiver_metric",
-                    &[("cluster_id", &cluster.cluster_id), ("metric", metric)],
-                    value,
-                );
-            }
-        }
-    }
-    family(
-        &mut out,
-        "hodometer_receiver_cluster_info",
-        "gauge",
-        "Always 1; the labels carry each cluster's version strings from its latest event (empty when unknown).",
-    );
-    for cluster in clusters {
-        let mut labels = vec![("cluster_id", cluster.cluster_id.as_str())];
-        for name in INFO_METRICS {
-            let text = cluster.metrics.get(name).and_then(|v| v.as_str());
-            labels.push((name, text.unwrap_or("")));
-        }
-        sample(&mut out, "hodometer_receiver_cluster_info", &labels, 1.0);
-    }
-    family(
-        &mut out,
-        "hodometer_receiver_cluster_last_event_timestamp_seconds",
-        "gauge",
-        "Time of the latest event recorded from each cluster, Unix seconds.",
-    );
-    for cluster in clusters {
-        sample(
-            &mut out,
-            "hodometer_receiver_cluster_last_event_timestamp_seconds",
-            &[("cluster_id", &cluster.cluster_id)],
-            cluster.last_time as f64,
-        );
-    }
     out
+}
+
+/// The three per-cluster families, each listed whole (the text format wants a family's samples
+/// together), so the clusters are walked once per family.
+const CLUSTER_FAMILIES: [(&str, &str); 3] = [
+    (
+        "hodometer_receiver_metric",
+        "Latest value of each numeric usage metric per cluster (bools as 0/1), from the cluster's latest event.",
+    ),
+    (
+        "hodometer_receiver_cluster_info",
+        "Always 1; the labels carry each cluster's version strings from its latest event (empty when unknown).",
+    ),
+    (
+        "hodometer_receiver_cluster_last_event_timestamp_seconds",
+        "Time of the latest event recorded from each cluster, Unix seconds.",
+    ),
+];
+
+/// `/metrics`: the counters, then per cluster the latest value of each numeric usage metric,
+/// its version strings (as labels of an info gauge, valued 1) and the time of its latest
+/// event. Written cluster by cluster as the store walks them (see [`ClusterWriter`]); the
+/// clusters' extensions are never read.
+pub struct MetricsText {
+    counts: Counts,
+    clusters: bool,
+}
+
+impl MetricsText {
+    pub fn new(counts: Counts) -> MetricsText {
+        MetricsText {
+            counts,
+            clusters: false,
+        }
+    }
+}
+
+impl ClusterWriter for MetricsText {
+    const EXTENSIONS: bool = false;
+
+    fn head(&mut self, totals: Totals, out: &mut Vec<u8>) {
+        out.extend_from_slice(render_counters(&self.counts).as_bytes());
+        self.clusters = totals.clusters_tracked > 0;
+    }
+
+    fn passes(&self) -> usize {
+        if self.clusters {
+            CLUSTER_FAMILIES.len()
+        } else {
+            0
+        }
+    }
+
+    fn start_pass(&mut self, pass: usize, out: &mut Vec<u8>) {
+        let (name, help) = CLUSTER_FAMILIES[pass];
+        let mut text = String::new();
+        family(&mut text, name, "gauge", help);
+        out.extend_from_slice(text.as_bytes());
+    }
+
+    fn cluster(&mut self, pass: usize, cluster: &ClusterSummary, out: &mut Vec<u8>) {
+        let mut text = String::new();
+        let name = CLUSTER_FAMILIES[pass].0;
+        match pass {
+            0 => {
+                for (metric, value) in &cluster.metrics {
+                    if let Some(value) = value.as_f64() {
+                        sample(
+                            &mut text,
+                            name,
+                            &[("cluster_id", &cluster.cluster_id), ("metric", metric)],
+                            value,
+                        );
+                    }
+                }
+            }
+            1 => {
+                let mut labels = vec![("cluster_id", cluster.cluster_id.as_str())];
+                for info in INFO_METRICS {
+                    let value = cluster.metrics.get(info).and_then(|v| v.as_str());
+                    labels.push((info, value.unwrap_or("")));
+                }
+                sample(&mut text, name, &labels, 1.0);
+            }
+            _ => sample(
+                &mut text,
+                name,
+                &[("cluster_id", &cluster.cluster_id)],
+                cluster.last_time as f64,
+            ),
+        }
+        out.extend_from_slice(text.as_bytes());
+    }
+
+    fn tail(&mut self, _: &mut Vec<u8>) {}
+}
+
+/// `/metrics` over clusters already in memory (the store streams them instead).
+pub fn render(counts: &Counts, clusters: &[ClusterSummary]) -> String {
+    let mut writer = MetricsText::new(*counts);
+    let mut out = Vec::new();
+    let totals = Totals {
+        events: clusters.iter().map(|c| c.events).sum(),
+        clusters_tracked: clusters.len() as u64,
+    };
+    writer.head(totals, &mut out);
+    for pass in 0..writer.passes() {
+        writer.start_pass(pass, &mut out);
+        for cluster in clusters {
+            writer.cluster(pass, cluster, &mut out);
+        }
+    }
+    writer.tail(&mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -17,8 +17,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::Record;
 use super::decode::{self, TrackRequest};
-use super::exposition::{self, Counts};
-use super::store::{EventsPage, StoreHandle};
+use super::exposition::{self, Counts, MetricsText};
+use super::store::{EventsPage, Pieces, StoreError, StoreHandle};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Largest `/track` body accepted (1 MiB); a larger one is refused before it is read whole.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -35,6 +36,35 @@ pub(super) struct AppState {
     pub counters: Arc<Counters>,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    pub body_budget: BodyBudget,
+}
+
+/// The bytes of request bodies buffered at once, over every connection (`--body-memory`): a
+/// body is admitted only while it fits, so the memory bodies take is fixed, whatever
+/// `--max-connections` allows.
+#[derive(Clone)]
+pub(super) struct BodyBudget(Arc<Semaphore>);
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> BodyBudget {
+        BodyBudget(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
+    }
+
+    /// Takes `bytes` more for `held`, or says the budget is spent.
+    fn take(&self, held: &mut Option<OwnedSemaphorePermit>, bytes: usize) -> Result<(), BodyError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let more = u32::try_from(bytes)
+            .ok()
+            .and_then(|n| self.0.clone().try_acquire_many_owned(n).ok())
+            .ok_or(BodyError::Busy)?;
+        match held {
+            Some(permit) => permit.merge(more),
+            None => *held = Some(more),
+        }
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -45,6 +75,7 @@ pub(super) struct Counters {
     rejected_too_large: AtomicU64,
     rejected_store: AtomicU64,
     rejected_body_timeout: AtomicU64,
+    rejected_body_memory: AtomicU64,
     /// Connections refused at once because `--max-connections` were open.
     pub connections_refused: AtomicU64,
     pub connections_open: AtomicU64,
@@ -63,6 +94,8 @@ impl Counters {
             rejected_too_large: self.rejected_too_large.load(Ordering::Relaxed),
             rejected_store: self.rejected_store.load(Ordering::Relaxed),
             rejected_body_timeout: self.rejected_body_timeout.load(Ordering::Relaxed),
+            rejected_body_memory: self.rejected_body_memory.load(Ordering::Relaxed),
+            dedup_ids_forgotten: stat(|s| &s.dedup_ids_forgotten),
             connections_refused: self.connections_refused.load(Ordering::Relaxed),
             connections_open: self.connections_open.load(Ordering::Relaxed),
             clusters_tracked: stat(|s| &s.clusters_tracked),
@@ -94,9 +127,33 @@ async fn track(
     body: Body,
 ) -> Response {
     let counters = &state.counters;
-    let read = tokio::time::timeout(state.body_timeout, read_capped(&headers, body)).await;
-    let body = match read.unwrap_or(Err(BodyError::TimedOut)) {
+    let read = tokio::time::timeout(
+        state.body_timeout,
+        read_capped(&headers, body, &state.body_budget),
+    )
+    .await;
+    // The budget taken stays held until the request is answered: its events are in memory until
+    // then.
+    let (body, _budget) = match read.unwrap_or(Err(BodyError::TimedOut)) {
         Ok(body) => body,
+        Err(BodyError::Busy) => {
+            counters
+                .rejected_body_memory
+                .fetch_add(1, Ordering::Relaxed);
+            let mut response = answer(
+                decode::query_asks_verbose(query.as_deref()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("too many request bodies are being received at once; retry in a second"),
+            );
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            // The body was not read: the connection is not reusable.
+            headers.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            return response;
+        }
         Err(BodyError::TimedOut) => {
             counters
                 .rejected_body_timeout
@@ -192,13 +249,21 @@ fn json_headers() -> [(header::HeaderName, &'static str); 1] {
 
 enum BodyError {
     TooLarge,
+    /// The body does not fit in what is left of the budget.
+    Busy,
     TimedOut,
     Read(axum::Error),
 }
 
 /// Reads the body, refusing it as soon as it is known to exceed [`MAX_BODY_BYTES`]: at once
-/// from `Content-Length`, else as soon as the streamed bytes pass the limit.
-async fn read_capped(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, BodyError> {
+/// from `Content-Length`, else as soon as the streamed bytes pass the limit. Its bytes are taken
+/// from `budget` before they are buffered (all of `Content-Length` at once, else as they
+/// arrive); the budget taken is returned with the body.
+async fn read_capped(
+    headers: &HeaderMap,
+    body: Body,
+    budget: &BodyBudget,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), BodyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -206,16 +271,21 @@ async fn read_capped(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, BodyErr
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(BodyError::TooLarge);
     }
-    let mut bytes = Vec::with_capacity(declared.map_or(0, |length| length as usize));
+    let declared = declared.map_or(0, |length| length as usize);
+    let mut held = None;
+    budget.take(&mut held, declared)?;
+    let mut bytes = Vec::with_capacity(declared);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(BodyError::Read)?;
-        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+        let length = bytes.len() + chunk.len();
+        if length > MAX_BODY_BYTES {
             return Err(BodyError::TooLarge);
         }
+        budget.take(&mut held, length.saturating_sub(declared.max(bytes.len())))?;
         bytes.extend_from_slice(&chunk);
     }
-    Ok(bytes)
+    Ok((bytes, held))
 }
 
 #[derive(Deserialize)]
@@ -236,10 +306,8 @@ async fn events(
         return (StatusCode::NOT_FOUND, json_headers(), body.to_string()).into_response();
     };
     if state.record != Record::All {
-        return match store.summary().await {
-            Ok(summary) => {
-                (StatusCode::OK, json_headers(), json!(summary).to_string()).into_response()
-            }
+        return match streamed(store.summary_json()).await {
+            Ok(body) => (StatusCode::OK, json_headers(), body).into_response(),
             Err(error) => store_failure(error),
         };
     }
@@ -260,11 +328,11 @@ async fn events(
         }
     };
     let limit = page.limit.unwrap_or(DEFAULT_PAGE);
-    let EventsPage { next, mut pieces } =
-        match store.events_page(page.after.unwrap_or(0), limit).await {
-            Ok(page) => page,
-            Err(error) => return store_failure(error),
-        };
+    let EventsPage { next, pieces } = match store.events_page(page.after.unwrap_or(0), limit).await
+    {
+        Ok(page) => page,
+        Err(error) => return store_failure(error),
+    };
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -277,39 +345,47 @@ async fn events(
             headers.insert(header::LINK, link);
         }
     }
-    // A page that fits in its first piece goes out whole, with a length; a larger one streams.
+    match streamed(pieces).await {
+        Ok(body) => (StatusCode::OK, headers, body).into_response(),
+        Err(error) => store_failure(error),
+    }
+}
+
+/// A body made of the store's pieces: one that fits in its first piece goes out whole, with a
+/// length; a larger one streams, as fast as the client reads. An error before the first piece
+/// is returned, so it can be answered as one.
+async fn streamed(mut pieces: Pieces) -> Result<Body, StoreError> {
     let first = pieces.recv().await;
     let second = pieces.recv().await;
-    let body = match (first, second) {
-        (Some(Ok(whole)), None) => Body::from(whole),
-        (Some(Err(error)), _) => return store_failure(error),
+    match (first, second) {
+        (Some(Ok(whole)), None) => Ok(Body::from(whole)),
+        (Some(Err(error)), _) => Err(error),
         (first, second) => {
             let head = futures::stream::iter(first.into_iter().chain(second));
-            Body::from_stream(head.chain(ReceiverStream::new(pieces)))
+            Ok(Body::from_stream(head.chain(ReceiverStream::new(pieces))))
         }
-    };
-    (StatusCode::OK, headers, body).into_response()
+    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let summary = match &state.store {
-        Some(store) => match store.summary().await {
-            Ok(summary) => summary,
+    let counts = state.counters.counts(state.store.as_ref());
+    let body = match &state.store {
+        // Streamed cluster by cluster: a scrape holds a piece, whatever the clusters weigh.
+        Some(store) => match streamed(store.walk_clusters(MetricsText::new(counts))).await {
+            Ok(body) => body,
             Err(error) => return store_failure(error),
         },
-        None => Default::default(),
+        None => Body::from(exposition::render(&counts, &[])),
     };
-    let counts = state.counters.counts(state.store.as_ref());
-    let text = exposition::render(&counts, &summary.clusters);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, exposition::CONTENT_TYPE)],
-        text,
+        body,
     )
         .into_response()
 }
 
-fn store_failure(error: super::store::StoreError) -> Response {
+fn store_failure(error: StoreError) -> Response {
     tracing::warn!(%error, "cannot read the store");
     (
         StatusCode::INTERNAL_SERVER_ERROR,

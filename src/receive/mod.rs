@@ -25,6 +25,9 @@ use crate::validate::ConfigErrors;
 pub use http::{DEFAULT_PAGE, MAX_BODY_BYTES, MAX_PAGE};
 use store::{Store, StoreConfig, StoreError};
 
+/// The default budget of buffered request bodies: sixteen 1 MiB bodies.
+pub const DEFAULT_BODY_MEMORY: usize = 16 * 1024 * 1024;
+
 /// How much the receiver takes on; every field is a flag of `hodometer receive`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -34,6 +37,12 @@ pub struct Limits {
     pub write_timeout: Duration,
     pub max_clusters: usize,
     pub memory_events: usize,
+    /// Bytes of request bodies buffered at once, over all connections; a body that does not
+    /// fit is answered 503 with `Retry-After`.
+    pub body_memory: usize,
+    /// A file store's deduplication window: ids remembered, and for how long.
+    pub dedup_ids: usize,
+    pub dedup_window: Duration,
 }
 
 impl Default for Limits {
@@ -46,6 +55,9 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(30),
             max_clusters: 10_000,
             memory_events: 10_000,
+            body_memory: DEFAULT_BODY_MEMORY,
+            dedup_ids: 250_000,
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -127,6 +139,8 @@ impl Receiver {
                 keep_events: config.record == Record::All,
                 max_clusters: config.limits.max_clusters,
                 memory_events: config.limits.memory_events,
+                dedup_ids: config.limits.dedup_ids,
+                dedup_seconds: config.limits.dedup_window.as_secs(),
             })?),
         };
         let listener =
@@ -161,6 +175,7 @@ impl Receiver {
             store: self.store.as_ref().map(Store::handle),
             counters: counters.clone(),
             body_timeout: self.limits.body_timeout,
+            body_budget: http::BodyBudget::new(self.limits.body_memory),
         });
         conn::serve(
             self.listener,

@@ -39,17 +39,19 @@ use super::decode::ValidEvent;
 use crate::metrics::EXTENSION_PREFIX;
 
 /// The layout below; a store written by a newer layout is refused rather than misread.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
-    -- Per cluster (distinct_id): how many events, their time span, and the tracked metrics of
-    -- the latest event as a JSON object.
+    -- Per cluster (distinct_id): how many events, their time span, and the tracked metrics and
+    -- the extensions of the latest event as JSON objects. The extensions (up to 255 strings of
+    -- 1 KiB) come last, so /metrics, which reads the columns before them, never loads them.
     CREATE TABLE IF NOT EXISTS clusters (
         distinct_id TEXT PRIMARY KEY,
         events INTEGER NOT NULL,
         first_time INTEGER NOT NULL,
         last_time INTEGER NOT NULL,
-        metrics TEXT NOT NULL
+        metrics TEXT NOT NULL,
+        extensions TEXT NOT NULL DEFAULT '{}'
     ) WITHOUT ROWID;
     -- Whole events, with --record all. No index on insert_id: `seen` already keeps each one
     -- once, and a second random B-tree leaf per event would double the pages, so the bytes
@@ -64,11 +66,12 @@ const SCHEMA: &str = "
     );
 ";
 
-/// Every `$insert_id` ever recorded, so a retried event is recognised, across restarts too.
-const SEEN_FILE: &str =
-    "CREATE TABLE IF NOT EXISTS seen (insert_id TEXT PRIMARY KEY) WITHOUT ROWID;";
-/// In memory the ids are a ring: the rowid orders them, so the oldest can be forgotten.
-const SEEN_MEMORY: &str = "CREATE TABLE IF NOT EXISTS seen (insert_id TEXT PRIMARY KEY);";
+/// The `$insert_id`s recorded lately, so a retried event is recognised, across restarts too:
+/// a window bounded by count and by age (the rowid orders them, so the oldest go first).
+const SEEN: &str = "CREATE TABLE IF NOT EXISTS seen (
+    insert_id TEXT PRIMARY KEY,
+    at INTEGER NOT NULL DEFAULT 0
+);";
 
 /// Metrics follow the event with the latest `time`, not the last to arrive: a retried old event
 /// must not overwrite newer values. Metrics the latest event left out (unknown to its sender)
@@ -79,12 +82,13 @@ const UPDATE_CLUSTER: &str = "
         events = events + ?2,
         first_time = min(first_time, ?3),
         last_time = max(last_time, ?4),
-        metrics = CASE WHEN ?4 >= last_time THEN ?5 ELSE metrics END
+        metrics = CASE WHEN ?4 >= last_time THEN ?5 ELSE metrics END,
+        extensions = CASE WHEN ?4 >= last_time THEN ?6 ELSE extensions END
     WHERE distinct_id = ?1
 ";
 const INSERT_CLUSTER: &str = "
-    INSERT INTO clusters (distinct_id, events, first_time, last_time, metrics)
-    VALUES (?1, ?2, ?3, ?4, ?5)
+    INSERT INTO clusters (distinct_id, events, first_time, last_time, metrics, extensions)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
 ";
 
 /// How many waiting requests one transaction may take.
@@ -126,6 +130,10 @@ pub struct StoreConfig {
     pub max_clusters: usize,
     /// In memory only: events, and `$insert_id`s remembered, before the oldest are forgotten.
     pub memory_events: usize,
+    /// A file store's deduplication window: at most this many `$insert_id`s, each remembered
+    /// for at most `dedup_seconds`; a retry of an event older than that is recorded again.
+    pub dedup_ids: usize,
+    pub dedup_seconds: u64,
 }
 
 /// What happened to the events of one request.
@@ -137,7 +145,7 @@ pub struct RecordOutcome {
 }
 
 /// The counts `--record summary` keeps, as `/events` shows them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Distinct events recorded from tracked clusters.
     pub events: u64,
@@ -146,7 +154,7 @@ pub struct Summary {
     pub clusters: Vec<ClusterSummary>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct ClusterSummary {
     /// The events' `distinct_id`.
     pub cluster_id: String,
@@ -158,33 +166,67 @@ pub struct ClusterSummary {
     pub metrics: Map<String, Value>,
     /// The operator-supplied extensions of the latest event, by key (without `ext.`); left out
     /// of the JSON when there are none.
-    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[serde(skip_serializing_if = "Map::is_empty", default)]
     pub extensions: Map<String, Value>,
 }
 
-impl ClusterSummary {
-    /// Splits what the writer tracks for a cluster into its metrics and its extensions.
-    fn new(
-        cluster_id: String,
-        events: u64,
-        times: (i64, i64),
-        tracked: Map<String, Value>,
-    ) -> Self {
-        let (extensions, metrics): (Map<String, Value>, Map<String, Value>) = tracked
-            .into_iter()
-            .partition(|(name, _)| name.starts_with(EXTENSION_PREFIX));
-        let extensions = extensions
-            .into_iter()
-            .map(|(name, value)| (name[EXTENSION_PREFIX.len()..].to_string(), value))
-            .collect();
-        ClusterSummary {
-            cluster_id,
-            events,
-            first_time: times.0,
-            last_time: times.1,
-            metrics,
-            extensions,
+/// The totals over every tracked cluster, read before the clusters are walked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub events: u64,
+    pub clusters_tracked: u64,
+}
+
+/// What a walk over the clusters writes: a head, then one or more passes over the clusters
+/// (the Prometheus text format lists each family's samples together), then a tail. The store
+/// reads the clusters a few at a time, in short read transactions, and sends the text in
+/// pieces as fast as the client takes them: however many clusters there are, a walk holds a
+/// piece and the clusters of one read.
+pub trait ClusterWriter: Send + 'static {
+    /// Whether the clusters' extensions are needed (they are the bulk of a row).
+    const EXTENSIONS: bool;
+    fn head(&mut self, totals: Totals, out: &mut Vec<u8>);
+    fn passes(&self) -> usize;
+    /// Before each pass.
+    fn start_pass(&mut self, pass: usize, out: &mut Vec<u8>) {
+        let _ = (pass, out);
+    }
+    fn cluster(&mut self, pass: usize, cluster: &ClusterSummary, out: &mut Vec<u8>);
+    fn tail(&mut self, out: &mut Vec<u8>);
+}
+
+/// `--record summary`'s `/events`: the [`Summary`] as JSON.
+struct SummaryJson {
+    first: bool,
+}
+
+impl ClusterWriter for SummaryJson {
+    const EXTENSIONS: bool = true;
+
+    fn head(&mut self, totals: Totals, out: &mut Vec<u8>) {
+        out.extend_from_slice(
+            format!(
+                "{{\"events\":{},\"clusters_tracked\":{},\"clusters\":[",
+                totals.events, totals.clusters_tracked
+            )
+            .as_bytes(),
+        );
+    }
+
+    fn passes(&self) -> usize {
+        1
+    }
+
+    fn cluster(&mut self, _: usize, cluster: &ClusterSummary, out: &mut Vec<u8>) {
+        if !std::mem::take(&mut self.first) {
+            out.push(b',');
         }
+        // Serialising plain maps and strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, cluster);
+    }
+
+    fn tail(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"]}");
     }
 }
 
@@ -196,6 +238,8 @@ pub struct StoreStats {
     pub clusters_tracked: AtomicU64,
     /// Events the in-memory ring forgot to make room.
     pub ring_events_forgotten: AtomicU64,
+    /// `$insert_id`s forgotten beyond the deduplication window.
+    pub dedup_ids_forgotten: AtomicU64,
     /// Syncs of a file store to disk; each makes every group committed before it durable.
     pub syncs: AtomicU64,
     /// Time spent in those syncs, in nanoseconds: a sender waits for one of them.
@@ -256,7 +300,7 @@ impl Location {
                         | OpenFlags::SQLITE_OPEN_URI
                         | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
-                prepare(&connection, SEEN_MEMORY)?;
+                prepare(&connection)?;
                 Ok(connection)
             }
         }
@@ -310,6 +354,12 @@ impl Store {
         let writer = Writer {
             connection,
             keep_events: config.keep_events,
+            // In memory the ids are bounded with the events.
+            dedup_ids: match location {
+                Location::File(_) => config.dedup_ids,
+                Location::Memory(_) => config.memory_events,
+            },
+            dedup_seconds: config.dedup_seconds,
             max_clusters: config.max_clusters,
             tracked_clusters: tracked,
             ring: matches!(location, Location::Memory(_)).then_some(Ring {
@@ -368,20 +418,46 @@ impl StoreHandle {
         &self.stats
     }
 
-    /// The summary, with at most `max_clusters` clusters (those that reported last), from a
-    /// read connection of its own.
+    /// The summary as JSON, with at most `max_clusters` clusters (those that reported last),
+    /// streamed in pieces (see [`ClusterWriter`]).
+    pub fn summary_json(&self) -> Pieces {
+        self.walk_clusters(SummaryJson { first: true })
+    }
+
+    /// The summary, whole: for tests and small stores.
     pub async fn summary(&self) -> Result<Summary, StoreError> {
+        let mut pieces = self.summary_json();
+        let mut text = Vec::new();
+        while let Some(piece) = pieces.recv().await {
+            text.extend(piece?);
+        }
+        serde_json::from_slice(&text).map_err(|e| StoreError::Write(e.to_string()))
+    }
+
+    /// Walks the clusters (at most `max_clusters`, those that reported last, in the order of
+    /// their ids) from a read connection of its own, writing with `writer`.
+    pub fn walk_clusters<W: ClusterWriter>(&self, writer: W) -> Pieces {
+        let (pieces, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let location = self.location.clone();
         let max_clusters = self.max_clusters;
-        tokio::task::spawn_blocking(move || read_summary(&location.open_reader()?, max_clusters))
-            .await
-            .map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || {
+            let walked = location
+                .open_reader()
+                .map_err(StoreError::from)
+                .and_then(|c| write_clusters(&c, max_clusters, writer, &mut Sink::new(&pieces)));
+            if let Err(error) = walked {
+                let _ = pieces.blocking_send(Err(error));
+            }
+        });
+        receiver
     }
 
     /// One page of recorded events after the cursor `after` (a sequence number; 0 for the
     /// first page), oldest first: the cursor of the next page (none on the last) and the
     /// pieces of the page as a JSON array. The pieces are produced only as fast as the
-    /// receiving end takes them, and producing stops when it is dropped.
+    /// receiving end takes them, and producing stops when it is dropped. No read transaction
+    /// stays open while a piece waits for the client, so a stalled client holds no snapshot
+    /// (which would keep the WAL from being checkpointed).
     pub async fn events_page(&self, after: i64, limit: usize) -> Result<EventsPage, StoreError> {
         let (pieces, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let (cursor, next) = oneshot::channel();
@@ -391,7 +467,15 @@ impl StoreHandle {
             let sent = location
                 .open_reader()
                 .map_err(StoreError::from)
-                .and_then(|connection| write_page(&connection, after, limit, &mut cursor, &pieces));
+                .and_then(|connection| {
+                    write_page(
+                        &connection,
+                        after,
+                        limit,
+                        &mut cursor,
+                        &mut Sink::new(&pieces),
+                    )
+                });
             if let Err(error) = sent {
                 match cursor.take() {
                     Some(cursor) => {
@@ -411,6 +495,9 @@ impl StoreHandle {
     }
 }
 
+/// A streamed body: pieces of about [`CHUNK_BYTES`], or the error that stopped it.
+pub type Pieces = mpsc::Receiver<Result<Vec<u8>, StoreError>>;
+
 /// A page of `/events` on its way: the next cursor is known before the first piece.
 pub struct EventsPage {
     pub next: Option<i64>,
@@ -420,14 +507,41 @@ pub struct EventsPage {
 /// The receiving end went away: stop producing, quietly.
 struct Gone;
 
+/// Where a producer writes: a piece that is sent once it is large enough.
+struct Sink<'a> {
+    piece: Vec<u8>,
+    pieces: &'a mpsc::Sender<Result<Vec<u8>, StoreError>>,
+}
+
+impl<'a> Sink<'a> {
+    fn new(pieces: &'a mpsc::Sender<Result<Vec<u8>, StoreError>>) -> Sink<'a> {
+        Sink {
+            piece: Vec::new(),
+            pieces,
+        }
+    }
+
+    /// Sends the piece when it is large enough (or `always`); waits while the client is slow.
+    /// Call it only with no statement running, so no snapshot is held while waiting.
+    fn flush(&mut self, always: bool) -> Result<(), Gone> {
+        if self.piece.len() < CHUNK_BYTES && !always {
+            return Ok(());
+        }
+        self.pieces
+            .blocking_send(Ok(std::mem::take(&mut self.piece)))
+            .map_err(|_| Gone)
+    }
+}
+
 fn write_page(
     connection: &Connection,
     after: i64,
     limit: usize,
     cursor: &mut Option<oneshot::Sender<Result<Option<i64>, StoreError>>>,
-    pieces: &mpsc::Sender<Result<Vec<u8>, StoreError>>,
+    sink: &mut Sink<'_>,
 ) -> Result<(), StoreError> {
-    // One snapshot for the cursor and the page, so they agree.
+    // One short snapshot for the page's bounds and the next cursor, so they agree; the events
+    // are then read up to that bound in short reads of their own.
     connection.execute_batch("BEGIN")?;
     let nth = |n: usize| -> rusqlite::Result<Option<i64>> {
         connection
@@ -435,96 +549,178 @@ fn write_page(
             .query_row(params![after, n as i64], |row| row.get(0))
             .optional()
     };
+    let last: Option<i64> = connection
+        .prepare_cached(
+            "SELECT max(seq) FROM (SELECT seq FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
+        )?
+        .query_row(params![after, limit as i64], |row| row.get(0))?;
     // Another page follows when there is an event beyond this one's last.
     let next = match nth(limit)? {
-        Some(_) => nth(limit - 1)?,
+        Some(_) => last,
         None => None,
     };
+    connection.execute_batch("COMMIT")?;
     if let Some(cursor) = cursor.take()
         && cursor.send(Ok(next)).is_err()
     {
         return Ok(());
     }
-    let send = |piece: &mut Vec<u8>| -> Result<(), Gone> {
-        pieces
-            .blocking_send(Ok(std::mem::take(piece)))
-            .map_err(|_| Gone)
-    };
-    let mut statement = connection
-        .prepare_cached("SELECT json FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-    let mut rows = statement.query(params![after, limit as i64])?;
-    let mut piece = b"[".to_vec();
-    let mut first = true;
-    while let Some(row) = rows.next()? {
-        if !first {
-            piece.push(b',');
-        }
-        first = false;
-        // The stored texts are already JSON: copy them rather than parse and print again.
-        let json = row.get_ref(0)?;
-        piece.extend_from_slice(json.as_bytes().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, json.data_type(), Box::new(e))
-        })?);
-        if piece.len() >= CHUNK_BYTES && send(&mut piece).is_err() {
-            return Ok(());
+    sink.piece.push(b'[');
+    let (mut from, mut first) = (after, true);
+    if let Some(last) = last {
+        while from < last {
+            let mut read_any = false;
+            {
+                let mut statement = connection.prepare_cached(
+                    "SELECT seq, json FROM events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+                )?;
+                let mut rows = statement.query(params![from, last])?;
+                while let Some(row) = rows.next()? {
+                    read_any = true;
+                    from = row.get(0)?;
+                    if !std::mem::take(&mut first) {
+                        sink.piece.push(b',');
+                    }
+                    // The stored texts are already JSON: copy them rather than parse and print.
+                    let json = row.get_ref(1)?;
+                    sink.piece.extend_from_slice(json.as_bytes().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(1, json.data_type(), Box::new(e))
+                    })?);
+                    if sink.piece.len() >= CHUNK_BYTES {
+                        break;
+                    }
+                }
+                // The statement is reset here: its read transaction ends before the wait.
+            }
+            if !read_any {
+                break;
+            }
+            if sink.flush(false).is_err() {
+                return Ok(());
+            }
         }
     }
-    piece.push(b']');
-    let _ = send(&mut piece);
+    sink.piece.push(b']');
+    let _ = sink.flush(true);
     Ok(())
 }
 
-fn read_summary(connection: &Connection, max_clusters: usize) -> Result<Summary, StoreError> {
-    // One snapshot for the list and the totals.
-    connection.execute_batch("BEGIN")?;
-    let mut statement = connection.prepare_cached(
-        "SELECT distinct_id, events, first_time, last_time, metrics
-         FROM clusters ORDER BY last_time DESC, distinct_id LIMIT ?1",
-    )?;
-    let mut clusters = statement
-        .query_map([max_clusters as i64], |row| {
-            let tracked: String = row.get(4)?;
-            Ok(ClusterSummary::new(
-                row.get(0)?,
-                row.get(1)?,
-                (row.get(2)?, row.get(3)?),
-                // Written by this module from a JSON object; anything else reads as none.
-                serde_json::from_str(&tracked).unwrap_or_default(),
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    clusters.sort_by(|a, b| a.cluster_id.cmp(&b.cluster_id));
-    let (events, clusters_tracked) = connection.query_row(
-        "SELECT coalesce(sum(events), 0), count(*) FROM clusters",
-        [],
-        |row| Ok((row.get::<_, u64>(0)?, row.get::<_, u64>(1)?)),
-    )?;
-    connection.execute_batch("COMMIT")?;
-    Ok(Summary {
-        events,
-        clusters_tracked,
-        clusters,
-    })
+/// Walks the clusters with `writer`, a few at a time: see [`ClusterWriter`].
+fn write_clusters<W: ClusterWriter>(
+    connection: &Connection,
+    max_clusters: usize,
+    mut writer: W,
+    sink: &mut Sink<'_>,
+) -> Result<(), StoreError> {
+    let (totals, cap) = {
+        connection.execute_batch("BEGIN")?;
+        let (events, clusters_tracked) = connection.query_row(
+            "SELECT coalesce(sum(events), 0), count(*) FROM clusters",
+            [],
+            |row| Ok((row.get::<_, u64>(0)?, row.get::<_, u64>(1)?)),
+        )?;
+        // Beyond the cap (a store kept from a run with a higher --max-clusters), only those
+        // that reported last: at or above the cap-th in (last_time desc, id) order.
+        let cap: Option<(i64, String)> = if clusters_tracked > max_clusters as u64 {
+            connection
+                .query_row(
+                    "SELECT last_time, distinct_id FROM clusters
+                     ORDER BY last_time DESC, distinct_id LIMIT 1 OFFSET ?1",
+                    [max_clusters as i64 - 1],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?
+        } else {
+            None
+        };
+        connection.execute_batch("COMMIT")?;
+        (
+            Totals {
+                events,
+                clusters_tracked,
+            },
+            cap,
+        )
+    };
+    writer.head(totals, &mut sink.piece);
+    let capped = cap.is_some();
+    let (cap_time, cap_id) = cap.unwrap_or_default();
+    let columns = if W::EXTENSIONS {
+        "distinct_id, events, first_time, last_time, metrics, extensions"
+    } else {
+        // The extensions column is last and not named: SQLite never reads its pages.
+        "distinct_id, events, first_time, last_time, metrics"
+    };
+    let query = format!(
+        "SELECT {columns} FROM clusters WHERE distinct_id > ?1
+           AND (?4 = 0 OR last_time > ?2 OR (last_time = ?2 AND distinct_id <= ?3))
+         ORDER BY distinct_id"
+    );
+    for pass in 0..writer.passes() {
+        writer.start_pass(pass, &mut sink.piece);
+        let mut from = String::new();
+        loop {
+            let mut read_any = false;
+            {
+                let mut statement = connection.prepare_cached(&query)?;
+                let mut rows = statement.query(params![from, cap_time, cap_id, capped])?;
+                while let Some(row) = rows.next()? {
+                    read_any = true;
+                    let object = |i: usize| -> rusqlite::Result<Map<String, Value>> {
+                        let text: String = row.get(i)?;
+                        // Written by this module from a JSON object; anything else reads as none.
+                        Ok(serde_json::from_str(&text).unwrap_or_default())
+                    };
+                    let cluster = ClusterSummary {
+                        cluster_id: row.get(0)?,
+                        events: row.get(1)?,
+                        first_time: row.get(2)?,
+                        last_time: row.get(3)?,
+                        metrics: object(4)?,
+                        extensions: if W::EXTENSIONS {
+                            object(5)?
+                        } else {
+                            Map::new()
+                        },
+                    };
+                    writer.cluster(pass, &cluster, &mut sink.piece);
+                    from = cluster.cluster_id;
+                    if sink.piece.len() >= CHUNK_BYTES {
+                        break;
+                    }
+                }
+            }
+            if !read_any {
+                break;
+            }
+            if sink.flush(false).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    writer.tail(&mut sink.piece);
+    let _ = sink.flush(true);
+    Ok(())
 }
 
 /// Creates the file owner-only whatever the umask, refusing a symbolic link planted at the
-/// path (another user could aim it at a file of ours), then opens it in SQLite.
+/// path (another user could aim it at a file of ours), then opens it in SQLite. The store and
+/// its `-wal` and `-shm` companions must be regular files of this user: another user's file
+/// (planted in a shared directory, say) is refused with its owner and mode, and group or other
+/// bits on a file of ours (a pod's `fsGroup` adds them at mount) are removed.
 fn open_file(path: &Path) -> Result<Connection, StoreError> {
     let open_error = |reason: String| StoreError::Open {
         path: path.display().to_string(),
         reason,
     };
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => open_error("it is a symbolic link; refusing to follow it".into()),
-            _ => open_error(e.to_string()),
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        claim_own_file(Path::new(&file)).map_err(|reason| match suffix {
+            "" => open_error(reason),
+            _ => open_error(format!("{}: {reason}", Path::new(&file).display())),
         })?;
+    }
     let sqlite_error = |e: rusqlite::Error| open_error(e.to_string());
     // SQLite creates the -wal and -shm files with the main file's permissions.
     let connection = Connection::open_with_flags(
@@ -551,18 +747,124 @@ fn open_file(path: &Path) -> Result<Connection, StoreError> {
             found,
         });
     }
-    prepare(&connection, SEEN_FILE).map_err(|e| match e {
+    prepare(&connection).map_err(|e| match e {
         StoreError::Sqlite(source) => sqlite_error(source),
         other => other,
     })?;
     Ok(connection)
 }
 
-fn prepare(connection: &Connection, seen: &str) -> Result<(), StoreError> {
+/// Opens (creating, 0600) one of the store's files and makes sure it is a regular file of this
+/// user with no group or other access; the reason when it is not.
+fn claim_own_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => "it is a symbolic link; refusing to follow it".to_string(),
+            Some(libc::ENXIO) => "it is a FIFO; refusing to use it".to_string(),
+            _ => e.to_string(),
+        })?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    let mode = meta.mode() & 0o7777;
+    if !meta.file_type().is_file() {
+        return Err(format!(
+            "it is not a regular file (mode {:o}); refusing to use it",
+            meta.mode()
+        ));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "it belongs to uid {} (mode {mode:04o}), not to this user (uid {me}); refusing to \
+             use another user's file",
+            meta.uid()
+        ));
+    }
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(|e| format!("cannot remove group and other access (mode {mode:04o}): {e}"))?;
+    }
+    Ok(())
+}
+
+fn prepare(connection: &Connection) -> Result<(), StoreError> {
     connection.execute_batch(SCHEMA)?;
-    connection.execute_batch(seen)?;
+    let has_column = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        connection.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |row| row.get(0),
+        )
+    };
+    // Version 1 kept every id forever, in a table without a rowid (so without an order): the
+    // ids it holds start their window now.
+    if has_column("seen", "insert_id")? && !has_column("seen", "at")? {
+        let now = i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX);
+        connection.execute_batch("BEGIN IMMEDIATE")?;
+        connection.execute_batch(
+            "CREATE TABLE seen_v2 (insert_id TEXT PRIMARY KEY, at INTEGER NOT NULL DEFAULT 0);",
+        )?;
+        connection.execute(
+            "INSERT INTO seen_v2 (insert_id, at) SELECT insert_id, ?1 FROM seen",
+            [now],
+        )?;
+        connection.execute_batch("DROP TABLE seen; ALTER TABLE seen_v2 RENAME TO seen; COMMIT;")?;
+    }
+    connection.execute_batch(SEEN)?;
+    // Version 1 kept the extensions inside `metrics`: move them to their own column, one row
+    // at a time, so not even this loads every cluster at once.
+    if !has_column("clusters", "extensions")? {
+        connection.execute_batch("BEGIN IMMEDIATE")?;
+        connection.execute_batch(
+            "ALTER TABLE clusters ADD COLUMN extensions TEXT NOT NULL DEFAULT '{}';",
+        )?;
+        let mut cursor = String::new();
+        loop {
+            let row: Option<(String, String)> = connection
+                .query_row(
+                    "SELECT distinct_id, metrics FROM clusters
+                     WHERE distinct_id > ?1 AND instr(metrics, '\"ext.') > 0
+                     ORDER BY distinct_id LIMIT 1",
+                    [&cursor],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let Some((id, tracked)) = row else { break };
+            let tracked: Map<String, Value> = serde_json::from_str(&tracked).unwrap_or_default();
+            let (metrics, extensions) = split_tracked(&tracked);
+            connection.execute(
+                "UPDATE clusters SET metrics = ?2, extensions = ?3 WHERE distinct_id = ?1",
+                params![id, metrics, extensions],
+            )?;
+            cursor = id;
+        }
+        connection.execute_batch("COMMIT")?;
+    }
     connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
+}
+
+/// What the writer tracks for a cluster, as the two JSON objects of its row: the metrics, and
+/// the extensions by key (without `ext.`).
+fn split_tracked(tracked: &Map<String, Value>) -> (String, String) {
+    let (mut metrics, mut extensions) = (Map::new(), Map::new());
+    for (name, value) in tracked {
+        match name.strip_prefix(EXTENSION_PREFIX) {
+            Some(key) => extensions.insert(key.to_string(), value.clone()),
+            None => metrics.insert(name.clone(), value.clone()),
+        };
+    }
+    (
+        Value::Object(metrics).to_string(),
+        Value::Object(extensions).to_string(),
+    )
 }
 
 /// The in-memory ring's bounds and what it holds now.
@@ -575,6 +877,9 @@ struct Ring {
 struct Writer {
     connection: Connection,
     keep_events: bool,
+    /// The deduplication window, by count and by age.
+    dedup_ids: usize,
+    dedup_seconds: u64,
     max_clusters: usize,
     tracked_clusters: usize,
     ring: Option<Ring>,
@@ -604,6 +909,7 @@ struct GroupEffects {
     ring_events: usize,
     ring_bytes: u64,
     forgotten: (usize, u64),
+    ids_forgotten: u64,
 }
 
 impl Writer {
@@ -679,6 +985,9 @@ impl Writer {
         stats
             .cluster_events_dropped
             .fetch_add(effects.dropped, Ordering::Relaxed);
+        stats
+            .dedup_ids_forgotten
+            .fetch_add(effects.ids_forgotten, Ordering::Relaxed);
         if let Some(ring) = &mut self.ring {
             ring.events = ring.events + effects.ring_events - effects.forgotten.0;
             ring.bytes = ring.bytes + effects.ring_bytes - effects.forgotten.1;
@@ -698,8 +1007,8 @@ impl Writer {
         let mut clusters: HashMap<&str, ClusterDelta> = HashMap::new();
         let mut arrival: Vec<&str> = Vec::new();
         {
-            let mut seen =
-                transaction.prepare_cached("INSERT OR IGNORE INTO seen (insert_id) VALUES (?1)")?;
+            let mut seen = transaction
+                .prepare_cached("INSERT OR IGNORE INTO seen (insert_id, at) VALUES (?1, ?2)")?;
             let mut event = transaction.prepare_cached(
                 "INSERT INTO events (insert_id, distinct_id, time, received_at, json)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -707,31 +1016,34 @@ impl Writer {
             for pending in group {
                 let mut outcome = RecordOutcome::default();
                 for e in &pending.events {
-                    if seen.execute([&e.insert_id])? == 0 {
+                    if seen.execute(params![e.insert_id, received_at])? == 0 {
                         outcome.duplicates += 1;
                         continue;
                     }
                     outcome.recorded += 1;
-                    if !clusters.contains_key(e.distinct_id.as_str()) {
-                        arrival.push(e.distinct_id.as_str());
+                    // Clusters are counted only from events that name theirs.
+                    if e.identifies_cluster {
+                        if !clusters.contains_key(e.distinct_id.as_str()) {
+                            arrival.push(e.distinct_id.as_str());
+                        }
+                        clusters
+                            .entry(&e.distinct_id)
+                            .and_modify(|delta| {
+                                delta.events += 1;
+                                delta.first_time = delta.first_time.min(e.time);
+                                // On equal times the later arrival wins, as across groups.
+                                if e.time >= delta.last_time {
+                                    delta.last_time = e.time;
+                                    delta.metrics = &e.metrics;
+                                }
+                            })
+                            .or_insert(ClusterDelta {
+                                events: 1,
+                                first_time: e.time,
+                                last_time: e.time,
+                                metrics: &e.metrics,
+                            });
                     }
-                    clusters
-                        .entry(&e.distinct_id)
-                        .and_modify(|delta| {
-                            delta.events += 1;
-                            delta.first_time = delta.first_time.min(e.time);
-                            // On equal times the later arrival wins, as across groups.
-                            if e.time >= delta.last_time {
-                                delta.last_time = e.time;
-                                delta.metrics = &e.metrics;
-                            }
-                        })
-                        .or_insert(ClusterDelta {
-                            events: 1,
-                            first_time: e.time,
-                            last_time: e.time,
-                            metrics: &e.metrics,
-                        });
                     if self.keep_events {
                         event.execute(params![
                             e.insert_id,
@@ -752,8 +1064,15 @@ impl Writer {
             // hash map's iteration order.
             for id in &arrival {
                 let delta = &clusters[id];
-                let metrics = Value::Object(delta.metrics.clone()).to_string();
-                let values = params![id, delta.events, delta.first_time, delta.last_time, metrics];
+                let (metrics, extensions) = split_tracked(delta.metrics);
+                let values = params![
+                    id,
+                    delta.events,
+                    delta.first_time,
+                    delta.last_time,
+                    metrics,
+                    extensions
+                ];
                 if update.execute(values)? > 0 {
                     continue;
                 }
@@ -768,6 +1087,9 @@ impl Writer {
         if let Some(ring) = &self.ring {
             effects.forgotten = trim_ring(&transaction, ring, &effects)?;
         }
+        let cutoff =
+            received_at.saturating_sub(i64::try_from(self.dedup_seconds).unwrap_or(i64::MAX));
+        effects.ids_forgotten = trim_seen(&transaction, self.dedup_ids, cutoff)?;
         transaction.commit()?;
         Ok((outcomes, effects))
     }
@@ -871,17 +1193,35 @@ impl Syncer {
     }
 }
 
-/// Forgets the oldest ids and events beyond the ring's bounds; returns the events and bytes
+/// Forgets the `$insert_id`s beyond the deduplication window: more than `max_ids`, or
+/// remembered since before `cutoff` (Unix seconds). Returns how many were forgotten. The rowid
+/// orders the ids by arrival, so both bounds cut from the oldest end, and the age bound reads
+/// only the rows it deletes and one more.
+fn trim_seen(
+    transaction: &rusqlite::Transaction<'_>,
+    max_ids: usize,
+    cutoff: i64,
+) -> rusqlite::Result<u64> {
+    let by_count = transaction
+        .prepare_cached("DELETE FROM seen WHERE rowid <= (SELECT max(rowid) FROM seen) - ?1")?
+        .execute([max_ids as i64])?;
+    let by_age = transaction
+        .prepare_cached(
+            "DELETE FROM seen WHERE rowid < coalesce(
+                 (SELECT rowid FROM seen WHERE at >= ?1 ORDER BY rowid LIMIT 1),
+                 (SELECT max(rowid) + 1 FROM seen))",
+        )?
+        .execute([cutoff])?;
+    Ok((by_count + by_age) as u64)
+}
+
+/// Forgets the oldest events beyond the ring's bounds; returns the events and bytes
 /// forgotten.
 fn trim_ring(
     transaction: &rusqlite::Transaction<'_>,
     ring: &Ring,
     effects: &GroupEffects,
 ) -> rusqlite::Result<(usize, u64)> {
-    transaction.execute(
-        "DELETE FROM seen WHERE rowid <= (SELECT max(rowid) FROM seen) - ?1",
-        [ring.max_events as i64],
-    )?;
     let mut events = ring.events + effects.ring_events;
     let mut bytes = ring.bytes + effects.ring_bytes;
     if events <= ring.max_events && bytes <= MEMORY_EVENT_BYTES {
@@ -919,6 +1259,7 @@ mod tests {
         ValidEvent {
             insert_id: insert_id.into(),
             distinct_id: cluster.into(),
+            identifies_cluster: true,
             time,
             metrics,
             json: json!({"event": "e", "properties": {"$insert_id": insert_id}}).to_string(),
@@ -931,6 +1272,8 @@ mod tests {
             keep_events,
             max_clusters: 100,
             memory_events: 1000,
+            dedup_ids: 1000,
+            dedup_seconds: 86_400,
         }
     }
 
@@ -988,6 +1331,30 @@ mod tests {
             }
         );
         assert_eq!(all_events(&handle, 10).await.0.len(), 2);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn only_events_that_name_their_cluster_count_as_a_cluster() {
+        let store = Store::open(&config(None, true)).expect("open");
+        let handle = store.handle();
+        let anonymous = |id: &str| ValidEvent {
+            identifies_cluster: false,
+            ..event(id, id, 100, 1)
+        };
+        let outcome = handle
+            .record(vec![
+                event("named", "c", 100, 7),
+                anonymous("a1"),
+                anonymous("a2"),
+            ])
+            .await
+            .expect("record");
+        assert_eq!(outcome.recorded, 3, "every event is recorded");
+        let summary = handle.summary().await.expect("summary");
+        assert_eq!(summary.clusters_tracked, 1, "{summary:?}");
+        assert_eq!(summary.clusters[0].cluster_id, "c");
+        assert_eq!(all_events(&handle, 10).await.0.len(), 3);
         store.close().await;
     }
 
@@ -1186,19 +1553,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("events.db");
         {
-            // The layout before the index was dropped, with one event recorded.
+            // Version 1 before the index was dropped, with one event recorded: extensions
+            // inside `metrics`, every id kept forever.
             let old = Connection::open(&path).expect("create");
-            old.execute_batch(&SCHEMA.replace(
-                "insert_id TEXT NOT NULL,",
-                "insert_id TEXT NOT NULL UNIQUE,",
-            ))
+            old.execute_batch(
+                &SCHEMA
+                    .replace(
+                        "insert_id TEXT NOT NULL,",
+                        "insert_id TEXT NOT NULL UNIQUE,",
+                    )
+                    .replace(",\n        extensions TEXT NOT NULL DEFAULT '{}'", ""),
+            )
             .expect("old schema");
-            old.execute_batch(SEEN_FILE).expect("seen");
+            old.execute_batch("CREATE TABLE seen (insert_id TEXT PRIMARY KEY) WITHOUT ROWID;")
+                .expect("seen");
             old.execute_batch(
                 "INSERT INTO seen VALUES ('a');
                  INSERT INTO events (insert_id, distinct_id, time, received_at, json)
                  VALUES ('a', 'c', 1, 1, '{}');
-                 INSERT INTO clusters VALUES ('c', 1, 1, 1, '{}');
+                 INSERT INTO clusters VALUES ('c', 1, 1, 1, '{\"model_count\":3,\"ext.team\":\"a\"}');
                  PRAGMA user_version = 1;",
             )
             .expect("an old event");
@@ -1213,6 +1586,16 @@ mod tests {
         }
         let store = Store::open(&config(Some(&path), true)).expect("open");
         let handle = store.handle();
+        let summary = handle.summary().await.expect("summary");
+        let cluster = &summary.clusters[0];
+        assert_eq!(
+            Value::Object(cluster.metrics.clone()),
+            json!({"model_count": 3})
+        );
+        assert_eq!(
+            Value::Object(cluster.extensions.clone()),
+            json!({"team": "a"})
+        );
         let outcome = handle
             .record(vec![event("a", "c", 1, 1), event("b", "c", 2, 1)])
             .await
@@ -1220,6 +1603,33 @@ mod tests {
         assert_eq!((outcome.recorded, outcome.duplicates), (1, 1));
         assert_eq!(all_events(&handle, 10).await.0.len(), 2);
         store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_file_store_remembers_ids_within_its_window_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.db");
+        let mut small = config(Some(&path), false);
+        small.dedup_ids = 3;
+        let store = Store::open(&small).expect("open");
+        let handle = store.handle();
+        for i in 0..5 {
+            handle
+                .record(vec![event(&format!("e{i}"), "c", i, 1)])
+                .await
+                .expect("record");
+        }
+        let again = handle
+            .record(vec![event("e4", "c", 4, 1), event("e0", "c", 0, 1)])
+            .await
+            .expect("record");
+        assert_eq!((again.duplicates, again.recorded), (1, 1));
+        store.close().await;
+        let ids: i64 = Connection::open(&path)
+            .expect("open")
+            .query_row("SELECT count(*) FROM seen", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(ids, 3);
     }
 
     #[test]
@@ -1232,6 +1642,29 @@ mod tests {
             .expect("refused")
             .to_string();
         assert!(error.contains("not-a-db"), "{error}");
+    }
+
+    #[test]
+    fn group_and_other_bits_on_our_own_store_files_are_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.db");
+        let store = Store::open(&config(Some(&path), false)).expect("open");
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o660))
+                    .expect("chmod");
+            }
+        }
+        let store = Store::open(&config(Some(&path), false)).expect("reopen");
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            let mode = std::fs::metadata(&file).expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+        drop(store);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::metrics::{
     Level, METRIC_COUNT, METRICS, MetricId, Reading, RowKind, Snapshot, Source, Value,
 };
 use crate::payload::{Event, build_event};
+use crate::policy::{self, ConsentFound, ConsentRead, Policy, Source as PolicySource};
 use crate::publish::EndpointOutcome;
 
 /// What the screen shows that never changes while it runs.
@@ -104,6 +105,48 @@ pub enum ApprovalStage {
     },
     /// Not written: the conflict, the missing permission or the failure.
     Failed(String),
+}
+
+/// This session's approval as the cluster shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApprovalState {
+    Writing,
+    Failed(String),
+    /// Written; the reporter does not follow it yet.
+    Pending {
+        version: String,
+        by: String,
+    },
+    /// The reporter's status follows this version.
+    Acknowledged {
+        version: String,
+        by: String,
+    },
+    /// Someone else has written the consent since (or deleted it): what it says now.
+    Replaced {
+        version: String,
+        level: String,
+        by: Option<String>,
+    },
+}
+
+impl ApprovalState {
+    pub fn describe(&self) -> String {
+        match self {
+            ApprovalState::Writing => "writing the consent ConfigMap…".into(),
+            ApprovalState::Failed(why) => format!("not written: {why}"),
+            ApprovalState::Pending { version, by } => format!(
+                "written (resourceVersion {version}, by {by}); waiting for the reporter to acknowledge"
+            ),
+            ApprovalState::Acknowledged { version, by } => format!(
+                "written (resourceVersion {version}, by {by}); acknowledged by the reporter"
+            ),
+            ApprovalState::Replaced { version, level, by } => format!(
+                "replaced by {} (level {level}, resourceVersion {version})",
+                by.as_deref().unwrap_or("someone else")
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -260,8 +303,8 @@ pub struct App {
 
 impl App {
     pub fn new(info: Info, level: Level, token: String, now: SystemTime) -> App {
-        // DO_NOT_TRACK wins over any level, whatever the caller passed.
-        let level = if info.do_not_track { Level::Off } else { level };
+        // The level bar starts at what the run's policy allows (DO_NOT_TRACK: off).
+        let level = policy::decide(info.do_not_track, level, &ConsentRead::NotGoverned, None).level;
         App {
             info,
             level,
@@ -502,7 +545,7 @@ impl App {
 
     fn ask_to_send(&mut self) {
         self.help = false;
-        if self.info.do_not_track {
+        if self.policy().source == PolicySource::DoNotTrack {
             self.message = Some("DO_NOT_TRACK is set: nothing is sent from this session".into());
             return;
         }
@@ -555,7 +598,7 @@ impl App {
             }
         };
         let mut fields: Vec<String> = match &self.snapshot {
-            Some(snapshot) => consent::candidate_fields(snapshot)
+            Some(snapshot) => policy::candidate_fields(snapshot)
                 .into_iter()
                 .filter(|(_, level)| self.level.shares(*level))
                 .map(|(name, _)| name)
@@ -576,39 +619,99 @@ impl App {
     /// or why nothing was written.
     pub fn on_approved(&mut self, result: Result<(String, String), String>) {
         if let Some(record) = &mut self.approval {
-            // Also said on the message line: a short terminal may not have room for the header's.
-            self.message = Some(match &result {
-                Ok((version, _)) => format!(
-                    "consent written (resourceVersion {version}): waiting for the reporter to acknowledge"
-                ),
-                Err(why) => format!("consent not written: {why}"),
-            });
             record.stage = match result {
                 Ok((version, by)) => ApprovalStage::Written { version, by },
                 Err(why) => ApprovalStage::Failed(why),
             };
+            // Also said on the message line: a short terminal may not have room for the header's.
+            self.message = self.approval_message();
         }
+    }
+
+    /// Where this session's last approval stands in the cluster, by the last read of the consent
+    /// and of the reporter's status.
+    pub fn approval_state(&self) -> Option<ApprovalState> {
+        let record = self.approval.as_ref()?;
+        let (version, by) = match &record.stage {
+            ApprovalStage::Writing => return Some(ApprovalState::Writing),
+            ApprovalStage::Failed(why) => return Some(ApprovalState::Failed(why.clone())),
+            ApprovalStage::Written { version, by } => (version.clone(), by.clone()),
+        };
+        let observed = self.reporter.as_ref();
+        // Someone else wrote the consent since: it is at a version that is neither ours nor the
+        // one ours replaced (a read that started before our write still shows that one).
+        match observed.map(|o| &o.consent) {
+            Some(ConsentSeen::Found {
+                resource_version,
+                reading,
+            }) if *resource_version != version
+                && Some(resource_version) != record.approval.seen_version.as_ref() =>
+            {
+                let (level, by) = match reading {
+                    ConsentReading::Given(consent) => (
+                        consent.level.as_str().to_string(),
+                        consent.approved_by.clone(),
+                    ),
+                    ConsentReading::Unset => ("none (empty)".to_string(), None),
+                    ConsentReading::Invalid(_) => ("invalid".to_string(), None),
+                };
+                return Some(ApprovalState::Replaced {
+                    version: resource_version.clone(),
+                    level,
+                    by,
+                });
+            }
+            Some(ConsentSeen::Missing) => {
+                return Some(ApprovalState::Replaced {
+                    version: "none: deleted".into(),
+                    level: "none".into(),
+                    by: None,
+                });
+            }
+            _ => {}
+        }
+        let acknowledged = observed
+            .and_then(|o| o.status.as_ref())
+            .is_some_and(|status| status.consent_version.as_ref() == Some(&version));
+        Some(if acknowledged {
+            ApprovalState::Acknowledged { version, by }
+        } else {
+            ApprovalState::Pending { version, by }
+        })
     }
 
     /// Whether the in-cluster reporter follows this session's written approval.
     pub fn approval_acknowledged(&self) -> bool {
-        match (&self.approval, &self.reporter) {
-            (
-                Some(ApprovalRecord {
-                    stage: ApprovalStage::Written { version, .. },
-                    ..
-                }),
-                Some(Observed {
-                    status: Some(status),
-                    ..
-                }),
-            ) => status.consent_version.as_ref() == Some(version),
-            _ => false,
-        }
+        matches!(
+            self.approval_state(),
+            Some(ApprovalState::Acknowledged { .. })
+        )
+    }
+
+    /// The approval's state in words, as the header says it and the message line repeats it.
+    fn approval_message(&self) -> Option<String> {
+        let state = self.approval_state()?;
+        Some(match state {
+            ApprovalState::Failed(why) => format!("consent not written: {why}"),
+            other => format!("your approval: {}", other.describe()),
+        })
     }
 
     pub fn on_reporter(&mut self, observed: Observed) {
         self.reporter = Some(observed);
+        // The message line follows the approval, never contradicting the header.
+        if self
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("your approval: "))
+        {
+            self.message = self.approval_message();
+        }
+        // What may be sent follows the consent; a confirmation on screen keeps its event (a send
+        // is checked against the consent when confirmed).
+        if !matches!(self.dialog, Some(Dialog::Confirm(_))) {
+            self.rebuild_preview();
+        }
     }
 
     fn confirm(&mut self) -> Option<Effect> {
@@ -624,6 +727,14 @@ impl App {
         let Some(Dialog::Confirm(event)) = self.dialog.take() else {
             return None;
         };
+        if !self.policy().covers(event.level, &event.fields) {
+            self.message = Some(
+                "nothing sent: the consent changed while confirming and no longer approves this event"
+                    .into(),
+            );
+            self.rebuild_preview();
+            return None;
+        }
         self.sends.push(SendRecord {
             event: event.clone(),
             at: self.now,
@@ -707,7 +818,7 @@ impl App {
     }
 
     fn set_level(&mut self, level: Level) {
-        if self.info.do_not_track {
+        if self.policy().source == PolicySource::DoNotTrack {
             self.message = Some("DO_NOT_TRACK is set: the level stays off".into());
             return;
         }
@@ -717,12 +828,49 @@ impl App {
         }
     }
 
+    /// What this session may send: the chosen level under the run's policy — `DO_NOT_TRACK`, and
+    /// the in-cluster consent as last read (an invalid one: nothing) — never more than either.
+    pub fn policy(&self) -> Policy {
+        let read = match self.reporter.as_ref().map(|r| &r.consent) {
+            None => ConsentRead::NotGoverned,
+            Some(ConsentSeen::Missing) => ConsentRead::Found(ConsentFound::Absent),
+            Some(ConsentSeen::Found {
+                resource_version,
+                reading,
+            }) => ConsentRead::Found(ConsentFound::from_reading(
+                reading.clone(),
+                resource_version.clone(),
+            )),
+            Some(ConsentSeen::Unreadable(why)) => ConsentRead::Unreadable {
+                forbidden: why.starts_with("forbidden"),
+                error: why.clone(),
+            },
+        };
+        policy::decide(self.info.do_not_track, self.level, &read, None).at_most(self.level)
+    }
+
     /// A new event (and `$insert_id`) whenever what would be sent changes.
     fn rebuild_preview(&mut self) {
-        self.preview = self
+        let policy = self.policy();
+        let preview = self
             .snapshot
             .as_ref()
-            .and_then(|s| build_event(s, self.level, &self.token, (self.new_insert_id)()));
+            .and_then(|s| build_event(s, &policy, &self.token, (self.new_insert_id)()));
+        // The same bytes keep their `$insert_id`: a reporter read that changes nothing does not
+        // make a new event.
+        let same = match (&self.preview, &preview) {
+            (Some(old), Some(new)) => {
+                old.level == new.level && old.fields == new.fields && {
+                    let old_bytes = old.json.replace(&old.insert_id.to_string(), "");
+                    let new_bytes = new.json.replace(&new.insert_id.to_string(), "");
+                    old_bytes == new_bytes
+                }
+            }
+            _ => false,
+        };
+        if !same {
+            self.preview = preview;
+        }
     }
 
     pub fn preview(&self) -> Option<&Event> {
@@ -1237,6 +1385,64 @@ mod tests {
         ));
         assert!(app.approval_acknowledged());
         assert_eq!(app.reporter_level(), Some(Level::Resource));
+    }
+
+    #[test]
+    fn the_approval_follows_the_cluster_and_the_message_line_agrees_with_it() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_reporter(reporter("cluster", "7", &["node_count"], &[]));
+        app.on_action(Action::Approve);
+        app.on_action(Action::Confirm);
+        app.on_approved(Ok(("8".into(), "alice".into())));
+        let pending = ApprovalState::Pending {
+            version: "8".into(),
+            by: "alice".into(),
+        };
+        assert_eq!(app.approval_state(), Some(pending.clone()));
+        assert_eq!(
+            app.message.as_deref(),
+            Some(format!("your approval: {}", pending.describe()).as_str())
+        );
+        // A read that began before the write still shows the version it replaced: still pending.
+        app.on_reporter(reporter("cluster", "7", &["node_count"], &[]));
+        assert_eq!(app.approval_state(), Some(pending));
+        // The reporter follows 8: acknowledged, and the message line says so too.
+        let mut acknowledged = reporter("cluster", "8", &["node_count"], &[]);
+        app.on_reporter(acknowledged.clone());
+        assert!(app.approval_acknowledged());
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.ends_with("acknowledged by the reporter")),
+            "{:?}",
+            app.message
+        );
+        // Someone else writes version 9 at level feature.
+        acknowledged.consent = ConsentSeen::Found {
+            resource_version: "9".into(),
+            reading: ConsentReading::Given(Consent {
+                level: Level::Feature,
+                fields: Default::default(),
+                approved_by: Some("bob".into()),
+                approved_at: None,
+                note: None,
+            }),
+        };
+        app.on_reporter(acknowledged);
+        assert_eq!(
+            app.approval_state(),
+            Some(ApprovalState::Replaced {
+                version: "9".into(),
+                level: "feature".into(),
+                by: Some("bob".into()),
+            })
+        );
+        assert!(!app.approval_acknowledged());
+        assert_eq!(
+            app.message.as_deref(),
+            Some("your approval: replaced by bob (level feature, resourceVersion 9)")
+        );
     }
 
     #[test]

@@ -2,10 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use std::collections::BTreeMap;
-
 use super::app::Info;
-use crate::consent::{ConsentReading, ConsentSeen, Observed, ReporterStatus, status_key};
+use crate::consent::{ConsentReading, ConsentSeen, Observed, ReporterStatus};
 use crate::metrics::{METRICS, MetricId, Reading, Snapshot, Source, Value};
 
 pub fn info() -> Info {
@@ -68,25 +66,24 @@ pub fn scheduler_down(collected: SystemTime) -> Snapshot {
 /// The in-cluster reporter at `level` under consent `version` (the consent ConfigMap is at
 /// that version too), sharing `shared` and holding `pending` back.
 pub fn reporter(level: &str, version: &str, shared: &[&str], pending: &[&str]) -> Observed {
-    let status = BTreeMap::from([
-        (status_key::EFFECTIVE_LEVEL.to_string(), level.to_string()),
-        (status_key::SOURCE.to_string(), "consent".to_string()),
-        (status_key::CONSENT_VERSION.to_string(), version.to_string()),
-        (status_key::SHARED_FIELDS.to_string(), shared.join("\n")),
-        (status_key::PENDING_FIELDS.to_string(), pending.join("\n")),
-        (
-            status_key::ENDPOINTS.to_string(),
-            "http://hodometer.seldon.io/".to_string(),
-        ),
-        (status_key::INTERVAL.to_string(), "1h".to_string()),
-        (
-            status_key::LAST_EVENT.to_string(),
+    let status = ReporterStatus {
+        schema: Some(crate::consent::status::SCHEMA),
+        level: crate::metrics::Level::parse(level),
+        source: Some(crate::policy::Source::Consent),
+        consent_state: Some("valid".into()),
+        consent_version: Some(version.to_string()),
+        shared: shared.iter().map(|f| f.to_string()).collect(),
+        pending: pending.iter().map(|f| f.to_string()).collect(),
+        endpoints: vec!["http://hodometer.seldon.io/".to_string()],
+        interval: Some("1h".to_string()),
+        last_event: Some(
             r#"{"event":"collect metrics","properties":{"node_count":3}}"#.to_string(),
         ),
-    ]);
+        ..ReporterStatus::default()
+    };
     Observed {
         line: format!("level {level} (consent)"),
-        status: Some(ReporterStatus::parse(&status)),
+        status: Some(status),
         consent: ConsentSeen::Found {
             resource_version: version.to_string(),
             reading: ConsentReading::Unset,

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::config::{PublishSettings, Settings};
 use crate::consent::Observed;
 use crate::consent::cluster::ConsentApi;
+use crate::k8s::KubeClient;
 use crate::metrics::Snapshot;
 use crate::payload::Event;
 use crate::publish::{EndpointOutcome, Publisher};
@@ -51,6 +52,8 @@ enum Msg {
         epoch: u64,
         snapshot: Snapshot,
         kube_server: Option<String>,
+        /// The session's one Kubernetes client, once built.
+        kube: Option<KubeClient>,
     },
     /// The namespaces of a context for the switch picker, or why they cannot be listed, and
     /// the one to start on.
@@ -147,8 +150,16 @@ async fn event_loop(
                             Some(Effect::Refresh) => tasks.push(spawn_refresh(&session, tx.clone())),
                             Some(Effect::Send(event)) => tasks.push(spawn_send(&publisher, event, config, tx.clone())),
                             Some(Effect::Approve(approval)) => {
-                                if let Some(target) = &session.plan.kube {
-                                    tasks.push(spawn_approve(target.clone(), approval, tx.clone()));
+                                match (&session.consent_api, &session.plan.kube) {
+                                    (Some(api), Some(target)) => tasks.push(spawn_approve(
+                                        api.clone(),
+                                        target.clone(),
+                                        approval,
+                                        tx.clone(),
+                                    )),
+                                    _ => app.on_approved(Err(
+                                        "no Kubernetes client: the reporter cannot be reached".into(),
+                                    )),
                                 }
                             }
                             Some(Effect::ListContexts) => app.on_contexts(
@@ -179,11 +190,18 @@ async fn event_loop(
             Some(msg) = rx.recv() => match msg {
                 // A collection of the cluster shown before a context switch is dropped.
                 Msg::Collected { epoch, .. } if epoch != session.epoch => {}
-                Msg::Collected { snapshot, kube_server, .. } => {
+                Msg::Collected { snapshot, kube_server, kube, .. } => {
                     app.kube_server = kube_server;
                     app.on_snapshot(snapshot);
-                    if let Some(target) = &session.plan.kube {
-                        tasks.push(spawn_reporter(target.clone(), session.epoch, tx.clone()));
+                    if session.consent_api.is_none() && let Some(kube) = kube {
+                        session.consent_api = Some(ConsentApi::over(
+                            kube.client().clone(),
+                            kube.namespace().to_string(),
+                            &config.settings.consent_configmap,
+                        ));
+                    }
+                    if let Some(api) = &session.consent_api {
+                        tasks.push(spawn_reporter(api.clone(), session.epoch, tx.clone()));
                     }
                 }
                 Msg::Reporter(epoch, observed) => {
@@ -197,8 +215,8 @@ async fn event_loop(
                 Msg::Approved(result) => {
                     app.on_approved(result);
                     // The consent's new version, and soon the reporter's acknowledgement.
-                    if let Some(target) = &session.plan.kube {
-                        tasks.push(spawn_reporter(target.clone(), session.epoch, tx.clone()));
+                    if let Some(api) = &session.consent_api {
+                        tasks.push(spawn_reporter(api.clone(), session.epoch, tx.clone()));
                     }
                 }
                 Msg::Outcome(insert_id, outcome) => app.on_outcome(insert_id, outcome),
@@ -221,15 +239,9 @@ async fn event_loop(
 
 /// Reads the in-cluster reporter's status and consent after each collection; nothing when
 /// there is no usable Kubernetes configuration.
-fn spawn_reporter(
-    target: crate::k8s::KubeTarget,
-    epoch: u64,
-    tx: mpsc::UnboundedSender<Msg>,
-) -> JoinHandle<()> {
+fn spawn_reporter(api: ConsentApi, epoch: u64, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        if let Ok(api) = consent_api(&target).await {
-            let _ = tx.send(Msg::Reporter(epoch, Box::new(api.observe().await)));
-        }
+        let _ = tx.send(Msg::Reporter(epoch, Box::new(api.observe().await)));
     })
 }
 
@@ -259,19 +271,15 @@ fn spawn_namespaces(
     })
 }
 
-async fn consent_api(target: &crate::k8s::KubeTarget) -> Result<ConsentApi, String> {
-    ConsentApi::connect(target, crate::consent::DEFAULT_CONSENT_CONFIGMAP).await
-}
-
 /// Writes the approval the operator confirmed over the consent version it was shown with.
 fn spawn_approve(
+    api: ConsentApi,
     target: crate::k8s::KubeTarget,
     approval: Approval,
     tx: mpsc::UnboundedSender<Msg>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let result = async {
-            let api = consent_api(&target).await?;
             let by = api.approver(&target).await;
             let data = approval.data(by.clone(), SystemTime::now());
             let written = api
@@ -296,11 +304,20 @@ fn spawn_refresh(session: &session::Session, tx: mpsc::UnboundedSender<Msg>) -> 
     tokio::spawn(async move {
         let mut sources = sources.lock().await;
         let snapshot = sources.collect().await;
+        // One line per refresh in the log file: what an operator (and a test) can count.
+        tracing::info!(
+            unknown = snapshot
+                .unknown_shared(crate::metrics::Level::Feature)
+                .len(),
+            "inspector refreshed"
+        );
         let kube_server = sources.kube_server().map(str::to_string);
+        let kube = sources.kube().cloned();
         let _ = tx.send(Msg::Collected {
             epoch,
             snapshot,
             kube_server,
+            kube,
         });
     })
 }

@@ -13,12 +13,15 @@ use uuid::Uuid;
 use super::app::App;
 use super::{CONNECT_TIMEOUT, Msg, forward_watch, spawn_watch};
 use crate::collect::{CollectPlan, Sources};
+use crate::consent::cluster::ConsentApi;
 
 pub(super) struct Session {
     /// Counts sessions: messages from tasks of an older one are stale.
     pub epoch: u64,
     pub plan: CollectPlan,
     pub sources: Arc<Mutex<Sources>>,
+    /// The consent and status ConfigMaps over this session's Kubernetes client, once built.
+    pub consent_api: Option<ConsentApi>,
     watch: JoinHandle<()>,
     /// The cluster id of each context this inspector has shown: the same context keeps its id,
     /// another never gets it.
@@ -34,6 +37,7 @@ impl Session {
         let watch = watch(&plan, app, tx);
         Session {
             epoch: 0,
+            consent_api: None,
             sources: sources(&plan),
             plan,
             watch,
@@ -62,6 +66,7 @@ impl Session {
         self.epoch += 1;
         self.plan = plan;
         self.sources = sources(&self.plan);
+        self.consent_api = None;
         let kube = self
             .plan
             .kube

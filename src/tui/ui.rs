@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::app::{
-    App, ApprovalStage, Dialog, InCluster, PayloadForm, RowView, SendRecord, Shown, SourceState,
+    App, ApprovalState, Dialog, InCluster, PayloadForm, RowView, SendRecord, Shown, SourceState,
     Trend, View, age, short_id,
 };
 use super::keys::{BINDINGS, Context, Listing, hints};
@@ -17,6 +17,12 @@ use super::switch::Picker;
 use crate::consent::ConsentReading;
 use crate::metrics::{Level, METRICS, MetricDef, RowKind};
 use crate::payload::Event;
+
+/// Text from outside the process (servers, ConfigMaps, files) as it may be drawn: control,
+/// bidi and zero-width characters shown escaped (ratatui itself drops only C0 and C1).
+fn safe(text: &str) -> String {
+    crate::sanitize::text(text).into_owned()
+}
 
 const SHARED: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
 const WITHHELD: Style = Style::new().fg(Color::DarkGray);
@@ -149,7 +155,7 @@ fn header(app: &App) -> Vec<Line<'static>> {
             Span::raw("in-cluster reporter "),
             Span::styled("◆", IN_CLUSTER),
             Span::raw(": "),
-            Span::styled(reporter.line.clone(), style),
+            Span::styled(safe(&reporter.line), style),
         ];
         if let Some(status) = reporter.status.as_ref().filter(|s| s.level.is_some()) {
             let legend = if status.pending.is_empty() {
@@ -168,23 +174,20 @@ fn header(app: &App) -> Vec<Line<'static>> {
             approval.level,
             approval.fields.len()
         );
-        let (text, style) = match &record.stage {
-            ApprovalStage::Writing => ("writing the consent ConfigMap…".to_string(), WARN),
-            ApprovalStage::Written { version, by } if app.approval_acknowledged() => (
-                format!(
-                    "written (resourceVersion {version}, by {by}); acknowledged by the reporter"
-                ),
-                SHARED,
-            ),
-            ApprovalStage::Written { version, by } => (
-                format!(
-                    "written (resourceVersion {version}, by {by}); waiting for the reporter to acknowledge"
-                ),
-                WARN,
-            ),
-            ApprovalStage::Failed(why) => (format!("not written: {why}"), BAD),
+        let state = app.approval_state();
+        let text = state
+            .as_ref()
+            .map(ApprovalState::describe)
+            .unwrap_or_default();
+        let style = match state {
+            Some(ApprovalState::Acknowledged { .. }) => SHARED,
+            Some(ApprovalState::Failed(_)) => BAD,
+            _ => WARN,
         };
-        lines.push(Line::from(vec![Span::raw(what), Span::styled(text, style)]));
+        lines.push(Line::from(vec![
+            Span::raw(what),
+            Span::styled(safe(&text), style),
+        ]));
     }
     if app.info.do_not_track {
         lines.push(Line::styled(
@@ -246,7 +249,10 @@ fn source_spans(
             (format!("down: {why}{hint}"), BAD)
         }
     };
-    vec![Span::raw(format!("{name}: ")), Span::styled(text, style)]
+    vec![
+        Span::raw(format!("{}: ", safe(&name))),
+        Span::styled(safe(&text), style),
+    ]
 }
 
 fn render_levels(app: &App, frame: &mut Frame, area: Rect) {
@@ -342,7 +348,7 @@ fn metric_row(app: &App, row: &RowView, in_cluster: bool) -> Row<'static> {
         .unwrap_or_default();
     let mut value = match &row.shown {
         Shown::Known(value) => vec![Span::styled(
-            format!("{value}{unit}"),
+            safe(&format!("{value}{unit}")),
             if row.shared {
                 Style::new().bold()
             } else {
@@ -350,10 +356,13 @@ fn metric_row(app: &App, row: &RowView, in_cluster: bool) -> Row<'static> {
             },
         )],
         Shown::Stale { value, age, reason } => vec![Span::styled(
-            format!("{value}{unit} (stale {} ago: {reason})", short_age(*age)),
+            safe(&format!(
+                "{value}{unit} (stale {} ago: {reason})",
+                short_age(*age)
+            )),
             UNKNOWN,
         )],
-        Shown::Unknown(reason) => vec![Span::styled(format!("unknown: {reason}"), UNKNOWN)],
+        Shown::Unknown(reason) => vec![Span::styled(safe(&format!("unknown: {reason}")), UNKNOWN)],
     };
     if let (Shown::Known(_), Some(trend)) = (&row.shown, row.trend)
         && let Some((at, delta)) = trend.last_change
@@ -379,7 +388,7 @@ fn metric_row(app: &App, row: &RowView, in_cluster: bool) -> Row<'static> {
         }
     }
     let mut cells = vec![
-        Cell::from(row.name.clone()).style(name_style),
+        Cell::from(safe(&row.name)).style(name_style),
         Cell::from(sharing).style(sharing_style),
         Cell::from(row.trend.map(sparkline).unwrap_or_default())
             .style(dim(Style::new().fg(Color::Cyan))),
@@ -493,7 +502,7 @@ fn render_reporter_event(app: &App, frame: &mut Frame, area: Rect) {
             " in-cluster reporter's last event ".to_string(),
             Text::from(match &app.reporter {
                 None => "The in-cluster reporter has not been read.".to_string(),
-                Some(r) if r.status.is_none() => format!("Unknown: {}", r.line),
+                Some(r) if r.status.is_none() => format!("Unknown: {}", safe(&r.line)),
                 Some(_) => "It has sent no event yet.".to_string(),
             }),
         ),
@@ -511,16 +520,19 @@ fn payload_text(json: &str, form: PayloadForm, width: u16) -> Text<'static> {
     let pretty = match form {
         PayloadForm::Pretty => serde_json::from_str::<serde_json::Value>(json)
             .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok()),
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            // serde_json leaves DEL, C1, bidi and zero-width characters raw: escape them all.
+            .map(|pretty| crate::payload::ascii_json(&pretty)),
         PayloadForm::Raw => None,
     };
     let Some(pretty) = pretty else {
         let width = usize::from(width.max(1));
-        // The JSON is ASCII (payload::ascii_json): byte chunks are character chunks.
+        // Our own JSON is ASCII (payload::ascii_json): byte chunks are character chunks. The
+        // reporter's event comes from a ConfigMap and may hold anything: sanitised.
         return Text::from(
             json.as_bytes()
                 .chunks(width)
-                .map(|chunk| Line::raw(String::from_utf8_lossy(chunk).into_owned()))
+                .map(|chunk| Line::raw(safe(&String::from_utf8_lossy(chunk))))
                 .collect::<Vec<_>>(),
         );
     };
@@ -594,7 +606,7 @@ fn outcome_lines(app: &App, record: &SendRecord) -> Vec<Line<'static>> {
         .map(|(endpoint, outcome)| {
             let (text, style) = match outcome {
                 None => ("sending…".to_string(), WARN),
-                Some(o) => (o.detail(), if o.is_ok() { SHARED } else { BAD }),
+                Some(o) => (safe(&o.detail()), if o.is_ok() { SHARED } else { BAD }),
             };
             Line::from(vec![
                 Span::raw(format!("  {endpoint} ")),
@@ -692,7 +704,7 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
                         .unwrap_or_default()
                 ),
             };
-            lines.push(Line::raw(format!("replaces: {replaced}")));
+            lines.push(Line::raw(format!("replaces: {}", safe(&replaced))));
             lines.push(Line::raw(match &approval.seen_version {
                 Some(version) => format!(
                     "writes configmaps {consent} over resourceVersion {version}; a change by someone else since is shown, not overwritten"

@@ -8,6 +8,68 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hodometer");
 
+/// A child process killed (and reaped) when dropped, however the test ends.
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    pub fn new(child: Child) -> KillOnDrop {
+        KillOnDrop(Some(child))
+    }
+
+    /// Spawns `command` and guards the child.
+    pub fn spawn(command: &mut Command) -> KillOnDrop {
+        KillOnDrop::new(command.spawn().expect("start the process"))
+    }
+
+    /// The child, no longer killed on drop (to stop it another way and read its exit).
+    pub fn into_inner(mut self) -> Child {
+        self.0
+            .take()
+            .expect("the child is guarded until into_inner")
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0
+            .as_ref()
+            .expect("the child is guarded until into_inner")
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0
+            .as_mut()
+            .expect("the child is guarded until into_inner")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How long a test waits for a sign that the system did what it claims, on a loaded machine.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `check` every 100 ms until it gives a value; fails naming `what` after `patience`.
+pub fn wait_until<T>(what: &str, patience: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(start.elapsed() < patience, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn example_scenario() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/scenarios/example.json")
 }
@@ -26,7 +88,7 @@ pub struct SimProcess {
     pub kubeconfig: Option<PathBuf>,
     /// The mutual-TLS port, when started with `start_with_tls`.
     pub tls_port: Option<u16>,
-    child: Child,
+    _child: KillOnDrop,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -85,13 +147,13 @@ impl SimProcess {
             port,
             tls_port,
             kubeconfig,
-            child,
+            _child: KillOnDrop::new(child),
             _dir: dir,
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self._child.id()
     }
 
     pub fn port_arg(&self) -> String {
@@ -121,13 +183,6 @@ impl SimProcess {
             sim,
             hodometer::sim::population::Scenario::generate(counts, seed),
         )
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -187,7 +242,7 @@ pub fn dead_port() -> String {
 /// `hodometer receive` on a free loopback port, killed when dropped.
 pub struct ReceiverProcess {
     pub port: u16,
-    child: Child,
+    child: KillOnDrop,
 }
 
 impl ReceiverProcess {
@@ -213,7 +268,10 @@ impl ReceiverProcess {
             .expect("start hodometer receive");
         let mut lines = BufReader::new(child.stdout.take().expect("receive stdout"));
         let port = listening_port(&mut lines, "hodometer receive: listening on ");
-        ReceiverProcess { port, child }
+        ReceiverProcess {
+            port,
+            child: KillOnDrop::new(child),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -221,16 +279,10 @@ impl ReceiverProcess {
     }
 
     /// Sends SIGTERM and waits for the process to exit.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        sigterm(&self.child);
-        self.child.wait().expect("wait for receive")
-    }
-}
-
-impl Drop for ReceiverProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn terminate(self) -> std::process::ExitStatus {
+        let mut child = self.child.into_inner();
+        sigterm(&child);
+        child.wait().expect("wait for receive")
     }
 }
 
@@ -350,10 +402,7 @@ impl Tmux {
             if check(&screen) {
                 return screen;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "never saw {what}:\n{screen}"
-            );
+            assert!(start.elapsed() < PATIENCE, "never saw {what}:\n{screen}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -363,4 +412,17 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]).status();
     }
+}
+
+/// Waits until the file at `path` holds at least `count` lines containing `needle` (a log the
+/// process under test writes, e.g. one line per refresh or per cycle).
+pub fn wait_for_lines(path: &std::path::Path, needle: &str, count: usize) {
+    wait_until(
+        &format!("{count} lines with {needle:?} in {}", path.display()),
+        PATIENCE,
+        || {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            (text.lines().filter(|l| l.contains(needle)).count() >= count).then_some(())
+        },
+    )
 }
