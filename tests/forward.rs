@@ -558,3 +558,20 @@ fn the_inspector_names_a_refused_forward_and_the_way_around_it() {
     tmux.keys(&["q"]);
     tmux.wait_for("the inspector to exit", |s| s.contains("EXITED 0"));
 }
+
+#[test]
+fn the_demo_reaches_its_scheduler_through_the_port_forward() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "XDG_STATE_HOME={} {BIN} demo --refresh 1s; echo EXITED $?; sleep 60",
+        dir.path().display()
+    );
+    let tmux = Tmux::start_sized("forward-demo", &command, (160, 48));
+    tmux.wait_for("the demo's scheduler through the forward", |s| {
+        s.contains(
+            "scheduler port-forward to pod seldon-scheduler-0 via context hodometer-sim: connected",
+        ) && shown(s, "model_count").parse::<u64>().is_ok()
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
+}
