@@ -575,3 +575,45 @@ fn the_demo_reaches_its_scheduler_through_the_port_forward() {
     tmux.keys(&["q"]);
     tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
 }
+
+#[test]
+fn mutual_tls_goes_through_the_forward_to_the_scheduler_mtls_port_as_localhost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = dir.path().join("tls");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let _sim = SimProcess::start_with_tls(
+        &[
+            "--kube-listen",
+            "127.0.0.1:0",
+            "--kubeconfig-out",
+            kubeconfig.to_str().expect("utf-8"),
+        ],
+        &tls,
+    );
+    let file = |name: &str| tls.join(name).to_str().expect("utf-8").to_string();
+    let (key, cert, ca) = (file("client.key"), file("client.crt"), file("ca.crt"));
+    let out = collect_with_kubeconfig(
+        &kubeconfig,
+        &[
+            "--level",
+            "resource",
+            "--tls",
+            "--tls-client-key",
+            &key,
+            "--tls-client-cert",
+            &cert,
+            "--tls-client-ca",
+            &ca,
+        ],
+    );
+    assert!(
+        stderr(&out).contains("port-forward to pod seldon-scheduler-0"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        comparable(&out)["model_count"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+}
