@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-5}
 profile=${PROFILE:-profiling}
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install time)" >&2; exit 1; }
-cargo build --profile "$profile" --locked --quiet
+[ -n "${NO_BUILD:-}" ] || cargo build --profile "$profile" --locked --quiet
 bin=target/$profile/hodometer
 
 work=$(mktemp -d)

@@ -31,6 +31,11 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// HTTP/2 flow-control windows of the scheduler connection (see `connect`).
 const STREAM_WINDOW_BYTES: u32 = 128 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 512 * 1024;
+/// Over a port-forward each window update crosses the API server and a WebSocket, so the round
+/// trip is far longer than on loopback: wider windows keep the stream flowing (the bytes in
+/// flight are bounded all the same, by these).
+const FORWARD_STREAM_WINDOW_BYTES: u32 = 1024 * 1024;
+const FORWARD_CONNECTION_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
 
 /// The generated client over one (lazy, reconnecting) channel.
 pub type Client = SchedulerClient<Channel>;
@@ -290,11 +295,18 @@ fn connect(target: &SchedulerTarget, tls: Option<&ClientTls>) -> Result<Client, 
     // Over a port-forward the scheduler is reached as `localhost`, the name its certificate
     // carries for that (SPEC 3.3); opening a forward takes two API reads and an upgrade, so its
     // connection may take a little longer than a TCP connect.
-    let (authority, connect_timeout) = match &target.route {
-        Route::Direct => (address.clone(), target.policy.connect_timeout),
+    let (authority, connect_timeout, stream_window, connection_window) = match &target.route {
+        Route::Direct => (
+            address.clone(),
+            target.policy.connect_timeout,
+            STREAM_WINDOW_BYTES,
+            CONNECTION_WINDOW_BYTES,
+        ),
         Route::Forward(_) => (
             format!("localhost:{}", target.port),
             target.policy.connect_timeout.max(FORWARD_CONNECT_TIMEOUT),
+            FORWARD_STREAM_WINDOW_BYTES,
+            FORWARD_CONNECTION_WINDOW_BYTES,
         ),
     };
     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{authority}"))
@@ -304,8 +316,8 @@ fn connect(target: &SchedulerTarget, tls: Option<&ClientTls>) -> Result<Client, 
         // Small flow-control windows: the reader folds each item as it arrives, so data the
         // scheduler sends ahead only waits in buffers. These bound what the five concurrent
         // streams can hold at once (the defaults allow megabytes per stream).
-        .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
+        .initial_stream_window_size(stream_window)
+        .initial_connection_window_size(connection_window);
     if let Some(tls) = tls {
         crate::tls::install_crypto_provider();
         let config = ClientTlsConfig::new()

@@ -416,7 +416,7 @@ mod websocket {
                     let from_pod = from_pod.clone();
                     let channel = 2 * i as u8;
                     readers.push(tokio::spawn(async move {
-                        let mut buffer = vec![0u8; 32 * 1024];
+                        let mut buffer = vec![0u8; 64 * 1024];
                         loop {
                             match read.read(&mut buffer).await {
                                 Ok(0) | Err(_) => break,
@@ -473,7 +473,13 @@ mod websocket {
                         let mut frame = Vec::with_capacity(bytes.len() + 1);
                         frame.push(channel);
                         frame.extend_from_slice(&bytes);
-                        if sink.send(Message::binary(frame)).await.is_err() {
+                        // Flushed only once nothing more is waiting: fewer writes under load.
+                        let sent = if to_client.is_empty() {
+                            sink.send(Message::binary(frame)).await
+                        } else {
+                            sink.feed(Message::binary(frame)).await
+                        };
+                        if sent.is_err() {
                             break;
                         }
                     }
