@@ -22,6 +22,7 @@ pub mod consent;
 pub mod daemon;
 pub mod extensions;
 pub mod k8s;
+pub mod ledger;
 pub mod logging;
 pub mod metrics;
 pub mod payload;

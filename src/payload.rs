@@ -235,7 +235,7 @@ mod tests {
             false,
             Level::Cluster,
             &crate::policy::ConsentRead::Found(found),
-            None,
+            &Default::default(),
         )
     }
 

@@ -146,6 +146,8 @@ pub struct Policy {
     pub consent_state: &'static str,
     pub approved_by: Option<String>,
     pub approved_at: Option<SystemTime>,
+    /// The note kept with the approval.
+    pub note: Option<String>,
     /// The consent ConfigMap's `resourceVersion` this policy follows.
     pub consent_version: Option<String>,
 }
@@ -162,6 +164,7 @@ impl Policy {
             consent_state,
             approved_by: None,
             approved_at: None,
+            note: None,
             consent_version: None,
         }
     }
@@ -244,14 +247,42 @@ pub fn candidate_fields(snapshot: &Snapshot) -> Vec<(String, Level)> {
         .collect()
 }
 
-/// The policy of this cycle. `last_found` is the last consent this process read successfully,
-/// before this read: the one that stands through an outage, and the one whose disappearance is
-/// worth a warning.
+/// What this process read of the consent before this cycle.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Earlier {
+    /// The last successful read: it stands through an outage.
+    pub last_read: Option<ConsentFound>,
+    /// The last consent that governed (valid or invalid): while it is gone, a warning says so.
+    pub last_governing: Option<ConsentFound>,
+}
+
+impl Earlier {
+    /// Remembers a successful read, after the cycle's decision.
+    pub fn remember(&mut self, found: &ConsentFound) {
+        self.last_read = Some(found.clone());
+        if matches!(
+            found,
+            ConsentFound::Valid { .. } | ConsentFound::Invalid { .. }
+        ) {
+            self.last_governing = Some(found.clone());
+        }
+    }
+
+    /// After reading `found` (a shorthand for tests and one-off callers).
+    pub fn after(found: &ConsentFound) -> Earlier {
+        let mut earlier = Earlier::default();
+        earlier.remember(found);
+        earlier
+    }
+}
+
+/// The policy of this cycle, from `DO_NOT_TRACK`, the consent as read now, what was read before
+/// (see [`Earlier`]) and the environment's level.
 pub fn decide(
     do_not_track: bool,
     env_level: Level,
     read: &ConsentRead,
-    last_found: Option<&ConsentFound>,
+    earlier: &Earlier,
 ) -> Policy {
     if do_not_track {
         return Policy {
@@ -261,14 +292,14 @@ pub fn decide(
     }
     match read {
         ConsentRead::NotGoverned => Policy::environment(env_level, "not-governed", None),
-        ConsentRead::Found(found) => from_found(found, env_level, last_found),
+        ConsentRead::Found(found) => from_found(found, env_level, earlier.last_governing.as_ref()),
         ConsentRead::Unreadable { forbidden, error } => {
             let what = if *forbidden {
                 "forbidden to read the consent"
             } else {
                 "cannot reach the consent"
             };
-            match last_found {
+            match &earlier.last_read {
                 Some(last) => Policy {
                     warning: Some(format!("{what}: the last consent read stands: {error}")),
                     consent_state: "unreadable",
@@ -284,11 +315,14 @@ pub fn decide(
     }
 }
 
-fn from_found(found: &ConsentFound, env_level: Level, last_found: Option<&ConsentFound>) -> Policy {
+fn from_found(
+    found: &ConsentFound,
+    env_level: Level,
+    last_governing: Option<&ConsentFound>,
+) -> Policy {
     let version = found.version().map(str::to_string);
     let gone = |now: &str| {
-        last_found
-            .filter(|last| matches!(last, ConsentFound::Valid { .. } | ConsentFound::Invalid { .. }))
+        last_governing
             .map(|last| {
                 format!(
                     "the consent read before (resourceVersion {}) is gone: it is {now} now, METRICS_LEVEL rules",
@@ -343,6 +377,7 @@ fn from_found(found: &ConsentFound, env_level: Level, last_found: Option<&Consen
                 consent_state: "valid",
                 approved_by: consent.approved_by.clone(),
                 approved_at: consent.approved_at,
+                note: consent.note.clone(),
                 consent_version: version,
             }
         }
@@ -397,7 +432,7 @@ mod tests {
             down(),
             forbidden(),
         ] {
-            let policy = decide(true, Level::Feature, &read, None);
+            let policy = decide(true, Level::Feature, &read, &Earlier::default());
             assert_eq!(policy.level, Level::Off, "{read:?}");
             assert_eq!(policy.source, Source::DoNotTrack);
             assert!(!policy.allows("cluster_id", Level::Cluster));
@@ -406,7 +441,12 @@ mod tests {
 
     #[test]
     fn not_governed_the_environment_rules() {
-        let policy = decide(false, Level::Resource, &ConsentRead::NotGoverned, None);
+        let policy = decide(
+            false,
+            Level::Resource,
+            &ConsentRead::NotGoverned,
+            &Earlier::default(),
+        );
         assert_eq!(
             (policy.level, policy.source, policy.consent_state),
             (Level::Resource, Source::Environment, "not-governed")
@@ -418,7 +458,12 @@ mod tests {
 
     #[test]
     fn absent_or_empty_the_environment_rules_and_says_which() {
-        let absent = decide(false, Level::Feature, &found(ConsentFound::Absent), None);
+        let absent = decide(
+            false,
+            Level::Feature,
+            &found(ConsentFound::Absent),
+            &Earlier::default(),
+        );
         assert_eq!(
             (absent.level, absent.source),
             (Level::Feature, Source::Environment)
@@ -433,7 +478,7 @@ mod tests {
         let empty = ConsentFound::Empty {
             version: "3".into(),
         };
-        let empty = decide(false, Level::Cluster, &found(empty), None);
+        let empty = decide(false, Level::Cluster, &found(empty), &Earlier::default());
         assert_eq!(
             (empty.level, empty.source),
             (Level::Cluster, Source::Environment)
@@ -441,6 +486,16 @@ mod tests {
         assert_eq!(empty.consent_state, "empty");
         assert!(empty.reason.as_deref().is_some_and(|r| r.contains("empty")));
         assert_eq!(empty.warning, None, "nothing was read before: no warning");
+    }
+
+    fn now_again(word: &str) -> ConsentFound {
+        if word == "deleted" {
+            ConsentFound::Absent
+        } else {
+            ConsentFound::Empty {
+                version: "9".into(),
+            }
+        }
     }
 
     #[test]
@@ -455,7 +510,7 @@ mod tests {
                 "empty",
             ),
         ] {
-            let policy = decide(false, Level::Feature, &found(now), Some(&before));
+            let policy = decide(false, Level::Feature, &found(now), &Earlier::after(&before));
             assert_eq!(policy.source, Source::Environment);
             assert_eq!(policy.level, Level::Feature);
             let warning = policy.warning.expect("a warning");
@@ -463,6 +518,11 @@ mod tests {
                 warning.contains("resourceVersion 7") && warning.contains(word),
                 "{warning}"
             );
+            // Read again next cycle: still gone, still said.
+            let mut earlier = Earlier::after(&before);
+            earlier.remember(&now_again(word));
+            let again = decide(false, Level::Feature, &found(now_again(word)), &earlier);
+            assert!(again.warning.is_some_and(|w| w.contains("is gone")));
         }
     }
 
@@ -472,7 +532,7 @@ mod tests {
             Level::Cluster,
             &["cluster_id", "node_count", "model_count"],
         ));
-        let policy = decide(false, Level::Feature, &read, None);
+        let policy = decide(false, Level::Feature, &read, &Earlier::default());
         assert_eq!(
             (policy.level, policy.source),
             (Level::Cluster, Source::Consent)
@@ -505,7 +565,7 @@ mod tests {
     #[test]
     fn a_valid_consent_with_nothing_approved_at_its_level_says_nothing_is_sent() {
         let read = found(consent(Level::Cluster, &["model_count"]));
-        let policy = decide(false, Level::Feature, &read, None);
+        let policy = decide(false, Level::Feature, &read, &Earlier::default());
         assert_eq!(policy.source, Source::Consent);
         assert!(
             policy
@@ -518,7 +578,7 @@ mod tests {
             false,
             Level::Feature,
             &found(consent(Level::Off, &[])),
-            None,
+            &Earlier::default(),
         );
         assert_eq!((off.level, off.source), (Level::Off, Source::Consent));
     }
@@ -529,7 +589,7 @@ mod tests {
             reason: "unknown key \"Level\"".into(),
             version: "4".into(),
         });
-        let policy = decide(false, Level::Feature, &read, None);
+        let policy = decide(false, Level::Feature, &read, &Earlier::default());
         assert_eq!(
             (policy.level, policy.source),
             (Level::Off, Source::InvalidConsent)
@@ -546,7 +606,7 @@ mod tests {
     #[test]
     fn an_outage_before_any_read_leaves_the_environment_in_charge_saying_why() {
         for (read, word) in [(down(), "cannot reach"), (forbidden(), "forbidden")] {
-            let policy = decide(false, Level::Resource, &read, None);
+            let policy = decide(false, Level::Resource, &read, &Earlier::default());
             assert_eq!(
                 (policy.level, policy.source),
                 (Level::Resource, Source::Environment)
@@ -563,7 +623,7 @@ mod tests {
     fn an_outage_after_a_read_keeps_the_last_consent_read_with_a_warning() {
         let last = consent(Level::Cluster, &["cluster_id"]);
         for read in [down(), forbidden()] {
-            let policy = decide(false, Level::Feature, &read, Some(&last));
+            let policy = decide(false, Level::Feature, &read, &Earlier::after(&last));
             assert_eq!(
                 (policy.level, policy.source),
                 (Level::Cluster, Source::Consent)
@@ -582,13 +642,13 @@ mod tests {
             reason: "bad".into(),
             version: "2".into(),
         };
-        let policy = decide(false, Level::Feature, &down(), Some(&invalid));
+        let policy = decide(false, Level::Feature, &down(), &Earlier::after(&invalid));
         assert_eq!(policy.level, Level::Off);
         // An empty one read last: the environment, as it was.
         let empty = ConsentFound::Empty {
             version: "2".into(),
         };
-        let policy = decide(false, Level::Feature, &down(), Some(&empty));
+        let policy = decide(false, Level::Feature, &down(), &Earlier::after(&empty));
         assert_eq!(
             (policy.level, policy.source),
             (Level::Feature, Source::Environment)
@@ -601,7 +661,7 @@ mod tests {
             false,
             Level::Feature,
             &found(consent(Level::Resource, &["a", "b"])),
-            None,
+            &Earlier::default(),
         );
         assert_eq!(
             consent_policy.at_most(Level::Feature).level,

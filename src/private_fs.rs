@@ -131,6 +131,33 @@ fn blocking(file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Reads a private file of ours: `None` when it does not exist. Refused, with the reason: a
+/// symlink, anything but a regular file (a FIFO at once, never waited on), a file of another
+/// user, or one that group or others may access (someone else may have written it).
+pub fn read_private(path: &Path) -> io::Result<Option<String>> {
+    use std::io::Read;
+    let mut file = match open_regular(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let meta = file.metadata()?;
+    refuse_foreign(path, &meta)?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} may be read or written by others (mode {:o}): refusing to trust it; chmod 600 it",
+                path.display(),
+                meta.mode() & 0o777
+            ),
+        ));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(Some(text))
+}
+
 /// Makes sure `dir` is a directory of ours: created 0700 (its parents as usual) or, when it
 /// exists, checked to be a real directory (not a symlink) owned by us.
 pub fn private_dir(dir: &Path) -> io::Result<()> {

@@ -15,7 +15,7 @@ use crate::consent::ReporterStatus;
 use crate::consent::cluster::ConsentApi;
 use crate::metrics::{Level, Snapshot};
 use crate::payload::{Event, build_event};
-use crate::policy::{self, ConsentFound, ConsentRead, Policy, Source};
+use crate::policy::{self, ConsentRead, Earlier, Policy, Source};
 use crate::publish::{Endpoint, EndpointOutcome, Publisher, describe_outcomes};
 
 /// What decides a run's policies: the settings, the consent ConfigMap (when there is a
@@ -24,7 +24,7 @@ pub struct Governance {
     api: Option<ConsentApi>,
     do_not_track: bool,
     env_level: Level,
-    last_found: Option<ConsentFound>,
+    earlier: Earlier,
 }
 
 impl Governance {
@@ -33,7 +33,7 @@ impl Governance {
             api,
             do_not_track: settings.do_not_track,
             env_level: settings.level,
-            last_found: None,
+            earlier: Earlier::default(),
         }
     }
 
@@ -50,14 +50,9 @@ impl Governance {
             Some(api) => api.read_consent_policy().await,
             None => ConsentRead::NotGoverned,
         };
-        let decided = policy::decide(
-            self.do_not_track,
-            self.env_level,
-            &read,
-            self.last_found.as_ref(),
-        );
-        if let ConsentRead::Found(found) = read {
-            self.last_found = Some(found);
+        let decided = policy::decide(self.do_not_track, self.env_level, &read, &self.earlier);
+        if let ConsentRead::Found(found) = &read {
+            self.earlier.remember(found);
         }
         decided
     }

@@ -9,7 +9,6 @@
 //! they are there.
 
 use std::borrow::Cow;
-use std::fmt;
 
 /// Whether `c` may not reach a terminal as it is: C0 and C1 controls and DEL, bidirectional
 /// marks, embeddings, overrides and isolates, zero-width and other invisible characters, and
@@ -59,15 +58,6 @@ fn escape(text: &str, keep_line_feeds: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Displays a value through [`text`]: `format!("{}", Shown(&error))`.
-pub struct Shown<T>(pub T);
-
-impl<T: fmt::Display> fmt::Display for Shown<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&text(&self.0.to_string()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,10 +94,5 @@ mod tests {
     fn lines_keep_line_feeds_only() {
         assert_eq!(lines("a\nb\r\nc\t"), "a\nb\\u{d}\nc\\u{9}");
         assert_eq!(text("a\nb"), "a\\u{a}b");
-    }
-
-    #[test]
-    fn shown_wraps_any_display() {
-        assert_eq!(Shown("x\u{202e}y").to_string(), "x\\u{202e}y");
     }
 }

@@ -18,7 +18,6 @@ use hodometer::metrics::{Level, METRICS};
 use serde_json::{Value, json};
 
 /// The stand-in's administrator: applies manifests, as `kubectl apply` by a cluster admin would.
-const ADMIN_TOKEN: &str = hodometer::sim::kube::SIM_ADMIN_TOKEN;
 /// Long enough for a few 2 s cycles and a 2 s consent re-read on a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -32,14 +31,35 @@ fn manifest_arg(name: &str) -> String {
     manifest(name).to_str().expect("utf-8 path").to_string()
 }
 
-/// The stand-in's address, from the kubeconfig `sim` wrote.
+/// This run's tokens of each stand-in, by its address: random per run, read from the kubeconfig.
+static TOKENS: std::sync::Mutex<Vec<(String, (String, String))>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The (service account, administrator) tokens of the stand-in at `addr`.
+fn tokens(addr: &str) -> (String, String) {
+    let known = TOKENS.lock().unwrap_or_else(|e| e.into_inner());
+    known
+        .iter()
+        .find(|(a, _)| a == addr)
+        .map(|(_, tokens)| tokens.clone())
+        .expect("kube_addr read this stand-in's tokens")
+}
+
+/// The stand-in's address, from the kubeconfig `sim` wrote (its tokens are noted for
+/// [`tokens`]).
 fn kube_addr(sim: &SimProcess) -> String {
-    let text = std::fs::read_to_string(sim.kubeconfig.as_ref().expect("kubeconfig"))
-        .expect("read kubeconfig");
-    text.lines()
+    let path = sim.kubeconfig.as_ref().expect("kubeconfig");
+    let text = std::fs::read_to_string(path).expect("read kubeconfig");
+    let addr = text
+        .lines()
         .find_map(|l| l.trim().strip_prefix("server: http://"))
         .expect("server line")
-        .to_string()
+        .to_string();
+    TOKENS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((addr.clone(), common::sim_tokens(path)));
+    addr
 }
 
 /// One HTTP/1.1 request with the admin's token: the status and the body.
@@ -54,7 +74,8 @@ fn admin_request(
     let mut stream = TcpStream::connect(addr).expect("connect to the stand-in");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        tokens(addr).1,
         body.len()
     )
     .expect("write");
@@ -66,9 +87,20 @@ fn admin_request(
 
 const CONFIGMAPS: &str = "/api/v1/namespaces/seldon-mesh/configmaps";
 
-/// Applies the shipped, empty consent and status ConfigMaps as the administrator.
+/// Applies the shipped, empty consent, status and ledger ConfigMaps as the administrator.
 fn apply_configmaps(addr: &str) {
-    for file in ["consent-configmap.yaml", "status-configmap.yaml"] {
+    apply_files(
+        addr,
+        &[
+            "consent-configmap.yaml",
+            "status-configmap.yaml",
+            "ledger-configmap.yaml",
+        ],
+    );
+}
+
+fn apply_files(addr: &str, files: &[&str]) {
+    for file in files {
         let text = std::fs::read_to_string(manifest(file)).expect("manifest");
         let doc: Value = serde_saphyr::from_str(&text).expect("YAML");
         let (status, body) = admin_request(addr, "POST", CONFIGMAPS, "application/json", &doc);
@@ -112,6 +144,14 @@ fn show(sim: &SimProcess) -> Value {
 
 fn status_data(sim: &SimProcess) -> Value {
     show(sim)["status"]["data"].clone()
+}
+
+/// The status once its `key` reads `value`.
+fn status_when(sim: &SimProcess, key: &str, value: &str) -> Value {
+    wait_for(&format!("the status's {key} to be {value:?}"), || {
+        let status = status_data(sim);
+        (status[key] == value).then_some(status)
+    })
 }
 
 /// The status once its `lastEvent` is an event the endpoint received at `level`; fails if the
@@ -318,10 +358,7 @@ fn the_daemon_reads_a_new_consent_through_its_watch() {
         .as_str()
         .expect("resourceVersion")
         .to_string();
-    let status = wait_for("the acknowledgement", || {
-        let s = status_data(&sim);
-        (s["consentVersion"] == version.as_str()).then_some(s)
-    });
+    let status = status_when(&sim, "consentVersion", version.as_str());
     assert_eq!(status["source"], "consent");
     assert_eq!(status["effectiveLevel"], "cluster");
     assert!(
@@ -352,30 +389,33 @@ fn a_field_not_listed_is_withheld_and_reported_pending() {
     assert_eq!(status["pendingFields"], "node_count");
 }
 
-#[test]
-fn invalid_consent_sends_nothing_and_says_why() {
+/// Under `data` as the consent (and METRICS_LEVEL=feature), the daemon sends nothing over two
+/// more cycles, and its status and log name `offence`; the sim, receiver and URL for more.
+fn fails_closed(data: Value, offence: &str) -> (SimProcess, ReceiverProcess, String) {
     let (sim, addr, receiver, url) = cluster(&[]);
-    edit_consent(&addr, json!({"level": "everything"}));
+    edit_consent(&addr, data);
     let daemon = Daemon::start(&sim, &url, &[("METRICS_LEVEL", "feature")]);
-    let status = wait_for("the status", || {
-        let s = status_data(&sim);
-        (s["source"] == "invalid-consent").then_some(s)
-    });
+    let status = status_when(&sim, "source", "invalid-consent");
     assert_eq!(status["effectiveLevel"], "off");
+    assert_eq!(status["consentState"], "invalid");
     assert!(
         status["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("\"everything\"")),
+            .is_some_and(|r| r.contains(offence)),
         "{status}"
     );
     // Two more cycles: still nothing at the endpoint.
     cycles_pass(&sim, 2);
     assert!(events(&receiver).is_empty());
-    assert!(
-        daemon.log().contains("\\\"everything\\\""),
-        "{}",
-        daemon.log()
-    );
+    // The log is JSON: its quotes are escaped.
+    let logged = offence.replace('"', "\\\"");
+    assert!(daemon.log().contains(&logged), "{}", daemon.log());
+    (sim, receiver, url)
+}
+
+#[test]
+fn invalid_consent_sends_nothing_and_says_why() {
+    fails_closed(json!({"level": "everything"}), "\"everything\"");
 }
 
 #[test]
@@ -383,10 +423,7 @@ fn do_not_track_beats_consent() {
     let (sim, _addr, receiver, url) = cluster(&[]);
     approve(&sim, "feature");
     let _daemon = Daemon::start(&sim, &url, &[("DO_NOT_TRACK", "1")]);
-    let status = wait_for("the status", || {
-        let s = status_data(&sim);
-        (s["source"] == "do-not-track").then_some(s)
-    });
+    let status = status_when(&sim, "source", "do-not-track");
     assert_eq!(status["effectiveLevel"], "off");
     cycles_pass(&sim, 2);
     assert!(events(&receiver).is_empty());
@@ -456,10 +493,7 @@ fn the_daemon_works_under_exactly_the_shipped_rbac() {
     assert_eq!(fields(&event), metrics_at(Level::Cluster));
     // Every Kubernetes-fed metric was readable with the shipped Role and ClusterRole.
     assert_eq!(event["properties"]["node_count"], 3, "{event}");
-    let status = wait_for("the status", || {
-        let s = status_data(&sim);
-        (s["source"] == "consent").then_some(s)
-    });
+    let status = status_when(&sim, "source", "consent");
     assert_eq!(status["effectiveLevel"], "cluster");
 
     // The daemon's service account is no consent editor: the CLI names what is missing.
@@ -568,7 +602,7 @@ fn service_account_stream(
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
-        hodometer::sim::kube::SIM_TOKEN
+        tokens(addr).0
     )
     .expect("write");
     let mut reader = BufReader::new(stream);
@@ -654,8 +688,13 @@ fn the_stand_in_watches_one_named_configmap_as_the_role_allows() {
 
 /// `hodometer inspect` in tmux against the sim, with its kubeconfig.
 fn inspect_in_tmux(name: &str, sim: &SimProcess, dir: &Path) -> common::Tmux {
+    inspect_in_tmux_with(name, sim, dir, "")
+}
+
+/// The same with `extra` arguments.
+fn inspect_in_tmux_with(name: &str, sim: &SimProcess, dir: &Path, extra: &str) -> common::Tmux {
     let command = format!(
-        "{} inspect --scheduler-port {} --kubeconfig {} --publish-url http://127.0.0.1:9 \
+        "{} inspect {extra} --scheduler-port {} --kubeconfig {} --publish-url http://127.0.0.1:9 \
          --refresh 2s --log-file {}; sleep 60",
         common::BIN,
         sim.port,
@@ -690,6 +729,16 @@ fn the_inspector_header_shows_the_in_cluster_reporter() {
     });
 }
 
+/// Chooses a level with `level_key` and opens the approve dialog: its screen.
+fn approve_dialog_at(tmux: &common::Tmux, level_key: &str) -> String {
+    tmux.keys(&[level_key]);
+    tmux.keys(&["a"]);
+    // Its last line too: a capture can catch the dialog half drawn.
+    tmux.wait_for("the approve dialog", |s| {
+        s.contains("approve for the in-cluster reporter?") && s.contains("y: approve and write")
+    })
+}
+
 /// The right-hand pane's text at 200 columns (between its borders), joined line by line: the
 /// bytes it shows when it shows them raw.
 fn right_pane(screen: &str) -> String {
@@ -715,19 +764,23 @@ fn approving_in_the_inspector_governs_the_daemon_and_its_status_holds_the_bytes(
     });
 
     // The dialog shows the level, exactly the fields, where the reporter publishes and how often.
-    tmux.keys(&["2"]);
-    tmux.keys(&["a"]);
     let resource = metrics_at(Level::Resource);
-    // Its last line too: a capture can catch the dialog half drawn.
-    let dialog = tmux.wait_for("the approve dialog", |s| {
-        s.contains("approve for the in-cluster reporter?") && s.contains("y: approve and write")
-    });
+    let dialog = approve_dialog_at(&tmux, "2");
+    // Its diff against what the reporter shares now (the environment's cluster level).
+    let said = dialog.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        dialog.contains(&format!(
-            "level resource, exactly these {} fields:",
+        said.contains(&format!(
+            "level resource (the reporter now: cluster), exactly {} fields; against the current consent:",
             resource.len()
         )),
         "{dialog}"
+    );
+    for added in ["model_count", "pipeline_count", "experiment_count"] {
+        assert!(dialog.contains(&format!("+ {added}")), "{dialog}");
+    }
+    assert!(
+        !dialog.contains("+ node_count"),
+        "already shared:\n{dialog}"
     );
     assert!(
         dialog.contains("the reporter publishes to (every 2s):"),
@@ -836,4 +889,697 @@ fn the_inspector_shows_a_missing_permission_and_a_conflict_instead_of_writing() 
         "off",
         "someone else's change stands"
     );
+}
+
+// History (SPEC 16): the ledger the daemon appends to, read with `hodometer history`.
+// ---------------------------------------------------------------------------------------------
+
+/// `hodometer history ARGS --kubeconfig KC`.
+fn history(sim: &SimProcess, args: &[&str]) -> Output {
+    let kubeconfig = sim.kubeconfig.as_ref().expect("kubeconfig");
+    let mut all = vec!["history"];
+    all.extend_from_slice(args);
+    all.extend(["--kubeconfig", kubeconfig.to_str().expect("utf-8")]);
+    hodometer(&all).output().expect("run hodometer history")
+}
+
+/// `history -o json`.
+fn history_json(sim: &SimProcess) -> Value {
+    let out = history(sim, &["-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+fn entries_of<'a>(history: &'a Value, kind: &str) -> Vec<&'a Value> {
+    history["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hodometer::ledger::sha256_hex(bytes)
+}
+
+const LEDGER: &str = "/api/v1/namespaces/seldon-mesh/configmaps/hodometer-ledger";
+
+fn ledger_data(addr: &str) -> serde_json::Map<String, Value> {
+    let (status, body) = admin_request(addr, "GET", LEDGER, "application/json", &Value::Null);
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_object().cloned().unwrap_or_default()
+}
+
+#[test]
+fn the_history_holds_every_event_received_byte_for_byte_and_each_consent_change() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    let daemon = Daemon::start_every("1s", &sim, &url, &[("METRICS_LEVEL", "cluster")]);
+    wait_for("two events", || {
+        (events(&receiver).len() >= 2).then_some(())
+    });
+
+    let out = consent(
+        &sim,
+        &["set", "--level", "resource", "--yes", "--note", "ticket 42"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let approved_version = show(&sim)["consent"]["resourceVersion"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    wait_for("an event at the approved level", || {
+        events(&receiver)
+            .iter()
+            .any(|e| e["properties"]["metrics_level"] == "resource")
+            .then_some(())
+    });
+    // Deleting the consent hands the level back to METRICS_LEVEL: recorded as a deletion.
+    let path = format!("{CONFIGMAPS}/hodometer-consent");
+    let (status, body) = admin_request(&addr, "DELETE", &path, "application/json", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    let before = events(&receiver).len();
+    wait_for("an event under METRICS_LEVEL again", || {
+        events(&receiver)[before..]
+            .iter()
+            .any(|e| e["properties"]["metrics_level"] == "cluster")
+            .then_some(())
+    });
+
+    // Every event the endpoint received is in the history, byte for byte: its bytes hash to
+    // the recorded SHA-256 and are what the sender writes for the event received.
+    let received = events(&receiver);
+    let recorded_history = wait_for("the history holding every received event", || {
+        let current = history_json(&sim);
+        let recorded: Vec<String> = entries_of(&current, "send")
+            .iter()
+            .map(|e| e["event"].as_str().expect("event bytes").to_string())
+            .collect();
+        received
+            .iter()
+            .all(|r| recorded.contains(&hodometer::payload::ascii_json(&r.to_string())))
+            .then_some(current)
+    });
+    let sends = entries_of(&recorded_history, "send");
+    for send in &sends {
+        let bytes = send["event"].as_str().expect("event");
+        assert_eq!(send["sha256"], sha256_hex(bytes.as_bytes()), "{send}");
+        assert_eq!(send["outcomes"][0]["ok"], true, "{send}");
+    }
+    // ...and nothing recorded as accepted that the endpoint did not get.
+    let received: Vec<String> = events(&receiver)
+        .iter()
+        .map(|r| hodometer::payload::ascii_json(&r.to_string()))
+        .collect();
+    for send in &sends {
+        assert!(received.contains(&send["event"].as_str().unwrap_or("").to_string()));
+    }
+
+    // The consent changes, in order: as shipped (unset), the approval with its approver and
+    // note, the deletion.
+    let changes = entries_of(&recorded_history, "consent");
+    let kinds: Vec<&str> = changes
+        .iter()
+        .map(|c| c["change"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["unset", "approved", "deleted"], "{changes:?}");
+    let approval = changes[1];
+    assert_eq!(approval["version"], approved_version.as_str());
+    assert_eq!(approval["level"], "resource");
+    assert_eq!(approval["approvedBy"], hodometer::sim::kube::SIM_USER);
+    assert_eq!(approval["note"], "ticket 42");
+    assert!(
+        approval["added"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("model_count"))),
+        "{approval}"
+    );
+    assert!(
+        changes[2]["removed"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("model_count")))
+    );
+    // A send under the approval names it.
+    assert!(
+        sends.iter().any(|s| s["level"] == "resource"
+            && s["consentVersion"] == approved_version.as_str()
+            && s["approvedBy"] == hodometer::sim::kube::SIM_USER),
+        "{sends:?}"
+    );
+
+    let out = history(&sim, &["verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("history verified"));
+    // The status and the daemon's log carry the head.
+    let status = status_data(&sim);
+    assert!(
+        status["history"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("kept")),
+        "{status}"
+    );
+    let head = status["historyHead"].as_str().expect("historyHead");
+    assert!(
+        daemon
+            .log()
+            .contains(&format!("\"history_head\":\"{head}\""))
+            || {
+                // The status may be one cycle behind the last log line; any logged head is in the chain.
+                let current = history_json(&sim);
+                current["entries"]
+                    .as_array()
+                    .expect("entries")
+                    .iter()
+                    .any(|e| {
+                        daemon.log().contains(&format!(
+                            "\"history_head\":\"{}\"",
+                            e["hash"].as_str().unwrap_or("-")
+                        ))
+                    })
+            }
+    );
+
+    // The table and `show` of one send: its exact bytes.
+    let table = text(&history(&sim, &[]).stdout);
+    assert!(table.contains("consent deleted"), "{table}");
+    assert!(table.contains("1 ok / 0 failed"), "{table}");
+    let seq = sends[0]["seq"].to_string();
+    let raw = history(&sim, &["show", &seq, "--raw"]);
+    assert_eq!(
+        text(&raw.stdout),
+        sends[0]["event"].as_str().expect("event")
+    );
+    let diff = history(
+        &sim,
+        &[
+            "diff",
+            &seq,
+            &sends.last().expect("a send")["seq"].to_string(),
+        ],
+    );
+    assert!(diff.status.success(), "{}", text(&diff.stderr));
+}
+
+#[test]
+fn verify_names_an_edited_entry_and_a_pinned_head_catches_a_rewritten_chain() {
+    let (sim, addr, _receiver, url) = cluster(&[]);
+    {
+        let _daemon = Daemon::start_every("1s", &sim, &url, &[("METRICS_LEVEL", "cluster")]);
+        wait_for("four sends in the history", || {
+            (entries_of(&history_json(&sim), "send").len() >= 4).then_some(())
+        });
+    }
+    let out = history(&sim, &["verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pinned = history_json(&sim)["head"]
+        .as_str()
+        .expect("head")
+        .to_string();
+    let original = ledger_data(&addr);
+
+    // One character of a send's event, changed through the API.
+    let sends = entries_of(&history_json(&sim), "send")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    let target = &sends[1];
+    let key = target["key"].as_str().expect("key").to_string();
+    let stored = original[&key].as_str().expect("stored entry").to_string();
+    let tampered = stored.replacen("\\\"ip\\\":\\\"0\\\"", "\\\"ip\\\":\\\"1\\\"", 1);
+    assert_ne!(tampered, stored, "the event holds \"ip\":\"0\"");
+    let patch = json!({"data": {key.clone(): tampered}});
+    let (status, body) = admin_request(
+        &addr,
+        "PATCH",
+        LEDGER,
+        "application/merge-patch+json",
+        &patch,
+    );
+    assert_eq!(status, 200, "{body}");
+    let out = history(&sim, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("entry {} ({key})", target["seq"])),
+        "{stderr}"
+    );
+
+    // A writer who rebuilds a consistent chain (and the status's head) passes a plain verify,
+    // but not against the head pinned before.
+    let mut rewritten = std::collections::BTreeMap::new();
+    let mut records = Vec::new();
+    for (key, value) in &original {
+        if hodometer::ledger::entry_seq(key).is_none() {
+            continue;
+        }
+        let mut entry: hodometer::ledger::Entry =
+            serde_json::from_str(value.as_str().expect("value")).expect("entry");
+        if let hodometer::ledger::Record::Send(send) = &mut entry.record {
+            send.event = send.event.replacen("\"ip\":\"0\"", "\"ip\":\"1\"", 1);
+            send.sha256 = sha256_hex(send.event.as_bytes());
+        }
+        records.push((entry.at.clone(), entry.record));
+    }
+    let append = hodometer::ledger::plan_append(
+        &hodometer::ledger::Index::default(),
+        &records,
+        hodometer::ledger::DEFAULT_BUDGET,
+    );
+    hodometer::ledger::apply(&mut rewritten, &append);
+    assert_eq!(rewritten.len(), original.len());
+    let patch = json!({"data": rewritten});
+    let (status, body) = admin_request(
+        &addr,
+        "PATCH",
+        LEDGER,
+        "application/merge-patch+json",
+        &patch,
+    );
+    assert_eq!(status, 200, "{body}");
+    let status_path = format!("{CONFIGMAPS}/hodometer-status");
+    let patch = json!({"data": {"historyHead": append.head}});
+    let (status, body) = admin_request(
+        &addr,
+        "PATCH",
+        &status_path,
+        "application/merge-patch+json",
+        &patch,
+    );
+    assert_eq!(status, 200, "{body}");
+    let out = history(&sim, &["verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = history(&sim, &["verify", "--head", &pinned]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--head") && stderr.contains(&pinned),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_shipped_role_keeps_the_history_and_a_refused_ledger_leaves_sending_untouched() {
+    let role = manifest_arg("role.yaml");
+    let cluster_role = manifest_arg("clusterrole.yaml");
+    let (sim, _addr, _receiver, url) =
+        cluster(&["--kube-rbac", &role, "--kube-rbac", &cluster_role]);
+    let _daemon = Daemon::start_every("1s", &sim, &url, &[("METRICS_LEVEL", "cluster")]);
+    wait_for("a send kept under the shipped Role", || {
+        let status = status_data(&sim);
+        let kept = status["history"].as_str()?.starts_with("kept");
+        (kept && !entries_of(&history_json(&sim), "send").is_empty()).then_some(())
+    });
+    assert!(history(&sim, &["verify"]).status.success());
+
+    // A Role from before the history: the ledger is refused. Sending goes on as before; the
+    // status and the log say the history is not kept, and why.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let older = dir.path().join("role.yaml");
+    let shipped = std::fs::read_to_string(manifest("role.yaml")).expect("role");
+    std::fs::write(
+        &older,
+        shipped.replace("\"hodometer-ledger\"", "\"not-the-ledger\""),
+    )
+    .expect("write");
+    let (sim, addr, receiver, url) = cluster(&[
+        "--kube-rbac",
+        older.to_str().expect("utf-8"),
+        "--kube-rbac",
+        &cluster_role,
+    ]);
+    let daemon = Daemon::start_every("1s", &sim, &url, &[("METRICS_LEVEL", "cluster")]);
+    wait_for("events sent all the same", || {
+        (events(&receiver).len() >= 2).then_some(())
+    });
+    let status = wait_for("the status saying the history is not kept", || {
+        let status = status_data(&sim);
+        status["history"]
+            .as_str()?
+            .starts_with("not being kept")
+            .then_some(status)
+    });
+    let said = status["history"].as_str().expect("history");
+    assert!(
+        said.contains("forbidden") && said.contains("hodometer-ledger"),
+        "{said}"
+    );
+    assert_eq!(
+        status["lastOutcomes"]
+            .as_str()
+            .map(|o| o.contains(" ok (HTTP 200")),
+        Some(true)
+    );
+    assert!(daemon.log().contains("not being kept"), "{}", daemon.log());
+    assert!(ledger_data(&addr).is_empty());
+
+    // Older manifests without the ledger ConfigMap: the same, with the manifests named.
+    let sim = SimProcess::start_with_kube(&[]);
+    apply_files(
+        &kube_addr(&sim),
+        &["consent-configmap.yaml", "status-configmap.yaml"],
+    );
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let url = format!("http://127.0.0.1:{}", receiver.port);
+    let _daemon = Daemon::start_every("1s", &sim, &url, &[("METRICS_LEVEL", "cluster")]);
+    wait_for("events sent without a ledger", || {
+        (events(&receiver).len() >= 2).then_some(())
+    });
+    let status = wait_for("the status naming the missing ledger", || {
+        let status = status_data(&sim);
+        status["history"]
+            .as_str()?
+            .contains("does not exist")
+            .then_some(status)
+    });
+    assert!(
+        status["history"]
+            .as_str()
+            .is_some_and(|h| h.contains("assets/k8s/ledger-configmap.yaml")),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_concurrent_write_to_the_ledger_is_a_conflict_read_again_never_overwritten() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    let daemon = Daemon::start_every(
+        "1s",
+        &sim,
+        &url,
+        &[("METRICS_LEVEL", "cluster"), ("LOG_LEVEL", "debug")],
+    );
+    wait_for("two sends in the history", || {
+        (entries_of(&history_json(&sim), "send").len() >= 2).then_some(())
+    });
+    // Someone else writes the ledger (a label) between the daemon's appends: the version the
+    // daemon planned its next append on is stale.
+    for round in 0..3 {
+        let patch = json!({"metadata": {"labels": {"touched": round.to_string()}}});
+        let (status, body) = admin_request(
+            &addr,
+            "PATCH",
+            LEDGER,
+            "application/merge-patch+json",
+            &patch,
+        );
+        assert_eq!(status, 200, "{body}");
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    wait_for("a conflict read again", || {
+        daemon
+            .log()
+            .contains("the ledger changed while appending")
+            .then_some(())
+    });
+    let received = events(&receiver);
+    wait_for("every received event in the history", || {
+        let current = history_json(&sim);
+        let recorded: Vec<String> = entries_of(&current, "send")
+            .iter()
+            .map(|e| e["event"].as_str().unwrap_or("").to_string())
+            .collect();
+        received
+            .iter()
+            .all(|r| recorded.contains(&hodometer::payload::ascii_json(&r.to_string())))
+            .then_some(())
+    });
+    assert!(history(&sim, &["verify"]).status.success());
+    let (_, ledger) = admin_request(&addr, "GET", LEDGER, "application/json", &Value::Null);
+    assert_eq!(ledger["metadata"]["labels"]["touched"], "2", "overwritten");
+}
+
+// ---------------------------------------------------------------------------------------------
+// One governance path (#20): what the policy does not allow never leaves, through any command.
+
+/// `hodometer collect --publish` with the sim's kubeconfig: under the cluster's consent.
+fn collect_publish(sim: &SimProcess, url: &str, env: &[(&str, &str)]) -> Output {
+    let kubeconfig = sim.kubeconfig.as_ref().expect("kubeconfig");
+    let port = sim.port_arg();
+    let mut command = hodometer(&[
+        "collect",
+        "--publish",
+        "--level",
+        "feature",
+        "--kubeconfig",
+        kubeconfig.to_str().expect("utf-8"),
+        "--scheduler-host",
+        "127.0.0.1",
+        "--scheduler-port",
+        &port,
+        "--publish-url",
+        url,
+    ]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run collect --publish")
+}
+
+const CLUSTER_ID: &str = "0b7f7a8e-2a55-4a43-9c5a-3d5d8c0f6f11";
+
+#[test]
+fn the_cluster_id_never_leaves_unless_it_is_approved() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    let mut listed = metrics_at(Level::Cluster);
+    listed.remove("cluster_id");
+    let list: Vec<&str> = listed.iter().map(String::as_str).collect();
+    edit_consent(
+        &addr,
+        json!({"level": "cluster", "fields": list.join("\n")}),
+    );
+    let _daemon = Daemon::start(
+        &sim,
+        &url,
+        &[("METRICS_LEVEL", "feature"), ("CLUSTER_ID", CLUSTER_ID)],
+    );
+    let event = wait_for("an event", || events(&receiver).pop());
+    assert!(!event.to_string().contains(CLUSTER_ID), "{event}");
+    assert_eq!(fields(&event), listed);
+    // Tied to no cluster: the event's own id, new for every event.
+    assert_eq!(
+        event["properties"]["distinct_id"],
+        event["properties"]["$insert_id"]
+    );
+    let status = status_holding(&sim, &receiver, "cluster");
+    assert_eq!(status["pendingFields"], "cluster_id");
+    assert!(!status.to_string().contains(CLUSTER_ID), "{status}");
+    // The receiver counts clusters only from events that name theirs: none here.
+    let (_, metrics) = http_get(&format!("127.0.0.1:{}", receiver.port), "/metrics");
+    assert!(!metrics.contains("cluster_id=\""), "{metrics}");
+
+    // collect --publish under the same consent: no more than it approves, and it says so.
+    let out = collect_publish(&sim, &url, &[("CLUSTER_ID", CLUSTER_ID)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("one event");
+    assert!(!text(&out.stdout).contains(CLUSTER_ID));
+    assert_eq!(fields(&printed), listed);
+    assert!(
+        text(&out.stderr).contains("a consent is in force"),
+        "{}",
+        text(&out.stderr)
+    );
+    let sent = wait_for("collect's event", || {
+        events(&receiver)
+            .into_iter()
+            .find(|e| e["properties"]["$insert_id"] == printed["properties"]["$insert_id"])
+    });
+    assert_eq!(sent, printed, "what collect printed is what was received");
+
+    // Approved: the cluster id leaves, as distinct_id too.
+    let mut with_id = listed.clone();
+    with_id.insert("cluster_id".into());
+    let list: Vec<&str> = with_id.iter().map(String::as_str).collect();
+    edit_consent(&addr, json!({"fields": list.join("\n")}));
+    let named = wait_for("an event naming the cluster", || {
+        events(&receiver)
+            .into_iter()
+            .find(|e| e["properties"]["cluster_id"] == CLUSTER_ID)
+    });
+    assert_eq!(named["properties"]["distinct_id"], CLUSTER_ID);
+}
+
+#[test]
+fn a_mis_cased_key_fails_closed_for_the_daemon_and_for_collect() {
+    // One wrong letter: it must not fall back to METRICS_LEVEL=feature.
+    let (sim, receiver, url) = fails_closed(
+        json!({"Level": "off", "note": "withdrawn"}),
+        "\"Level\" is in the wrong case",
+    );
+    let out = collect_publish(&sim, &url, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("the consent in force is invalid: nothing is sent"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(events(&receiver).is_empty());
+}
+
+#[test]
+fn a_consent_that_was_read_and_is_gone_is_a_warning() {
+    let (sim, addr, _receiver, url) = cluster(&[]);
+    approve(&sim, "cluster");
+    let daemon = Daemon::start(&sim, &url, &[("METRICS_LEVEL", "resource")]);
+    wait_for("the consent followed", || {
+        (status_data(&sim)["source"] == "consent").then_some(())
+    });
+    // Someone empties it (RFC 7386: null removes a key).
+    edit_consent(
+        &addr,
+        json!({"level": null, "fields": null, "approvedBy": null, "approvedAt": null}),
+    );
+    let status = status_when(&sim, "consentState", "empty");
+    assert_eq!(status["source"], "environment");
+    assert_eq!(status["effectiveLevel"], "resource");
+    assert!(
+        status["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("is gone") && w.contains("empty")),
+        "{status}"
+    );
+    assert!(daemon.log().contains("is gone"), "{}", daemon.log());
+    let shown = text(&consent(&sim, &["show"]).stdout);
+    assert!(
+        shown.contains("warning") && shown.contains("is gone"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn consent_set_refuses_the_field_names_the_reporter_would_refuse() {
+    let (sim, _addr, _receiver, _url) = cluster(&[]);
+    let out = consent(
+        &sim,
+        &[
+            "set", "--level", "cluster", "--field", "made_up", "--field", "ext.Team", "--field",
+            "ext.team", "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("\"made_up\"") && stderr.contains("\"ext.Team\""),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("\"ext.team\""),
+        "a valid extension name: {stderr}"
+    );
+    assert_eq!(show(&sim)["consent"]["data"], json!({}), "nothing written");
+}
+
+#[test]
+fn the_inspector_writes_the_named_consent_and_its_approval_follows_the_cluster() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    // A renamed consent, as the operator configured it for every command.
+    let named = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "team-consent", "namespace": "seldon-mesh"}});
+    let (code, body) = admin_request(&addr, "POST", CONFIGMAPS, "application/json", &named);
+    assert_eq!(code, 201, "{body}");
+    let _daemon = Daemon::start(
+        &sim,
+        &url,
+        &[
+            ("METRICS_LEVEL", "cluster"),
+            ("HODOMETER_CONSENT_CONFIGMAP", "team-consent"),
+        ],
+    );
+    wait_for("an event under METRICS_LEVEL", || events(&receiver).pop());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmux = inspect_in_tmux_with(
+        "approve-named",
+        &sim,
+        dir.path(),
+        "--consent-configmap team-consent",
+    );
+    tmux.wait_for("the reporter at the environment's level", |s| {
+        s.contains("in-cluster reporter ◆: level cluster (environment)")
+    });
+    let dialog = approve_dialog_at(&tmux, "2");
+    assert!(
+        dialog.contains("writes configmaps team-consent in seldon-mesh"),
+        "{dialog}"
+    );
+    tmux.keys(&["y"]);
+    // Acknowledged: the header and the message line say so.
+    let screen = tmux.wait_for("the reporter's acknowledgement", |s| {
+        s.matches("acknowledged by the reporter").count() >= 2
+    });
+    assert!(!screen.contains("waiting for the reporter"), "{screen}");
+    let team = consent_named(&addr, "team-consent");
+    assert_eq!(team["data"]["level"], "resource", "{team}");
+    assert_eq!(
+        consent_named(&addr, "hodometer-consent")["data"],
+        Value::Null,
+        "the default consent is untouched"
+    );
+    assert_eq!(status_data(&sim)["source"], "consent");
+
+    // Someone else replaces it: the approval reads as replaced, with their level and name.
+    let path = format!("{CONFIGMAPS}/team-consent");
+    let patch = json!({"data": {"level": "feature", "approvedBy": "bob", "fields": "cluster_id"}});
+    let (code, body) = admin_request(
+        &addr,
+        "PATCH",
+        &path,
+        "application/merge-patch+json",
+        &patch,
+    );
+    assert_eq!(code, 200, "{body}");
+    let version = consent_named(&addr, "team-consent")["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("resourceVersion")
+        .to_string();
+    let replaced = format!("replaced by bob (level feature, resourceVersion {version})");
+    let screen = tmux.wait_for("the approval replaced", |s| {
+        s.matches(replaced.as_str()).count() >= 2
+    });
+    assert!(!screen.contains("acknowledged by the reporter"), "{screen}");
+}
+
+/// A ConfigMap as the stand-in's administrator reads it.
+fn consent_named(addr: &str, name: &str) -> Value {
+    let path = format!("{CONFIGMAPS}/{name}");
+    let (code, body) = admin_request(addr, "GET", &path, "application/json", &Value::Null);
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+#[test]
+fn the_inspectors_send_is_bounded_by_the_consent_and_says_so() {
+    let (sim, addr, receiver, url) = cluster(&[]);
+    edit_consent(
+        &addr,
+        json!({"level": "cluster", "fields": "node_count\ncollector_version"}),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "{} inspect --level feature --scheduler-port {} --kubeconfig {} --publish-url {url} \
+         --cluster-id {CLUSTER_ID} --refresh 2s --log-file {}; sleep 60",
+        common::BIN,
+        sim.port,
+        sim.kubeconfig.as_ref().expect("kubeconfig").display(),
+        dir.path().join("inspect.log").display(),
+    );
+    let tmux = common::Tmux::start_sized("send-bounded", &command, (200, 40));
+    tmux.wait_for("the consent read", |s| s.contains("2 fields shared"));
+    tmux.keys(&["s"]);
+    let dialog = tmux.wait_for("the send dialog", |s| {
+        s.contains("send this payload?") && s.contains("y: send exactly the payload shown")
+    });
+    assert!(
+        dialog.contains("bounded by the consent hodometer-consent in seldon-mesh (level cluster"),
+        "{dialog}"
+    );
+    tmux.keys(&["y"]);
+    tmux.wait_for("the outcome", |s| s.contains("ok (HTTP 200"));
+    let event = wait_for("the event", || events(&receiver).pop());
+    let expected: BTreeSet<String> = ["collector_version", "node_count"]
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    assert_eq!(fields(&event), expected);
+    assert!(!event.to_string().contains(CLUSTER_ID), "{event}");
 }

@@ -185,7 +185,8 @@ fn the_daemon_runs_in_cluster_over_https_with_tls_from_secrets() {
     // What the kubelet mounts into every pod, staged here and copied inside the namespace.
     let staged = cluster.dir.path().join("serviceaccount");
     std::fs::create_dir(&staged).expect("staging dir");
-    std::fs::write(staged.join("token"), hodometer::sim::kube::SIM_TOKEN).expect("token");
+    let (token, _) = common::sim_tokens(&cluster.kubeconfig);
+    std::fs::write(staged.join("token"), &token).expect("token");
     std::fs::write(staged.join("namespace"), "seldon-mesh").expect("namespace");
     std::fs::copy(cluster.kube_tls_dir.join("ca.crt"), staged.join("ca.crt")).expect("ca");
 
@@ -217,7 +218,7 @@ fn the_daemon_runs_in_cluster_over_https_with_tls_from_secrets() {
     let host_token = std::fs::read_to_string(Path::new(SA_DIR).join("token")).ok();
     assert_ne!(
         host_token.as_deref(),
-        Some(hodometer::sim::kube::SIM_TOKEN),
+        Some(token.as_str()),
         "the service-account files leaked out of the mount namespace"
     );
 

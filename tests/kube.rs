@@ -211,7 +211,9 @@ fn an_unreachable_api_leaves_kubernetes_unknown_and_collection_succeeds() {
     let kubeconfig = dir.path().join("kubeconfig");
     let dead = common::dead_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{dead}").parse().expect("addr");
-    std::fs::write(&kubeconfig, hodometer::sim::kube::kubeconfig(addr)).expect("write kubeconfig");
+    let tokens = hodometer::sim::kube::SimTokens::random();
+    std::fs::write(&kubeconfig, hodometer::sim::kube::kubeconfig(addr, &tokens))
+        .expect("write kubeconfig");
     let scenario = example_scenario();
     let sim = SimProcess::start(&["--scenario", scenario.to_str().expect("utf-8")]);
     let out = hodometer(&[

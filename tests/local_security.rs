@@ -9,7 +9,6 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use common::{BIN, Tmux, dead_port};
 
@@ -329,7 +328,13 @@ fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
         ))
         .spawn()
         .expect("listener");
-    std::thread::sleep(Duration::from_millis(300));
+    // The attacker's reader has the FIFO open before the victim runs.
+    let fifo = shared.path().join("listened.kubeconfig");
+    common::wait_until(
+        "the attacker's reader on the FIFO",
+        common::PATIENCE,
+        || fifo_has_a_reader(&fifo).then_some(()),
+    );
     let sim = |out: &str| {
         run_bounded(&format!(
             "sim --listen 127.0.0.1:0 --kube-listen 127.0.0.1:0 --kubeconfig-out {s}/{out}"
@@ -349,6 +354,19 @@ fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
         !captured.contains("token"),
         "the kubeconfig reached the attacker's FIFO:\n{captured}"
     );
+
+    // A kubeconfig that is a FIFO nobody writes: refused at once, not a hang.
+    let output = run_bounded(&format!(
+        "collect --scheduler-port {} --rpc-timeout 1s --output table --kubeconfig {s}/idle.kubeconfig",
+        dead_port()
+    ));
+    assert_ne!(
+        output.status.code(),
+        Some(124),
+        "collect hung on a FIFO kubeconfig"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("is a FIFO"), "{stdout}");
 
     // A log file that is a FIFO nobody reads: refused at once, not a hang.
     let command = victim_command(
@@ -654,4 +672,115 @@ fn extensions_are_read_only_from_a_directory_no_one_else_controls() {
     assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
     assert!(!stdout.contains("precious") && !stderr.contains("precious"));
     assert!(stderr.contains("outside the directory"), "{stderr}");
+}
+
+/// A GET to the stand-in at `addr` with `token`: the status code.
+fn kube_get(addr: &str, path: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    common::status_and_body(&response).0
+}
+
+#[test]
+fn the_stand_ins_tokens_are_random_per_run_and_only_in_its_private_kubeconfig() {
+    let runs: Vec<_> = (0..2)
+        .map(|_| common::SimProcess::start_with_kube(&[]))
+        .collect();
+    let kubeconfigs: Vec<PathBuf> = runs
+        .iter()
+        .map(|sim| sim.kubeconfig.clone().expect("kubeconfig"))
+        .collect();
+    let (service_account, admin) = common::sim_tokens(&kubeconfigs[0]);
+    assert_ne!(
+        common::sim_tokens(&kubeconfigs[1]),
+        (service_account.clone(), admin.clone())
+    );
+    assert_ne!(service_account, admin);
+    assert!(service_account.len() >= 32 && admin.len() >= 32);
+    assert_eq!(mode(&kubeconfigs[0]), 0o600);
+    let text = std::fs::read_to_string(&kubeconfigs[0]).expect("read");
+    let addr = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: http://"))
+        .expect("server line");
+    let consent = "/api/v1/namespaces/seldon-mesh/configmaps/hodometer-consent";
+    // The tokens the stand-in used to hard-code open nothing; this run's do.
+    for guessed in ["hodometer-sim-token", "hodometer-sim-admin-token", ""] {
+        assert_eq!(kube_get(addr, consent, guessed), 401, "{guessed:?}");
+    }
+    assert_ne!(kube_get(addr, consent, &admin), 401);
+    assert_ne!(kube_get(addr, "/version", &service_account), 401);
+}
+
+#[test]
+fn a_world_writable_extensions_dir_is_read_only_on_a_read_only_mount() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to mount");
+        return;
+    }
+    // A ConfigMap volume: a world-writable directory, mounted read-only.
+    let dir = tempfile::tempdir().expect("tmp");
+    let ext = dir.path().join("ext");
+    std::fs::create_dir(&ext).expect("mkdir");
+    std::fs::write(ext.join("team"), "ml").expect("write");
+    std::fs::set_permissions(&ext, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let collect = format!(
+        "{BIN} collect --scheduler-port {} --rpc-timeout 1s --extensions-dir {}",
+        dead_port(),
+        ext.display()
+    );
+    let writable = Command::new("sh")
+        .arg("-c")
+        .arg(&collect)
+        .output()
+        .expect("collect");
+    let stderr = String::from_utf8_lossy(&writable.stderr);
+    assert_eq!(writable.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("mode 0777"), "{stderr}");
+    let mounted = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "set -e; mount --bind {e} {e}; mount -o remount,bind,ro {e}; exec {collect}",
+            e = ext.display()
+        ))
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&mounted.stdout);
+    assert!(
+        stdout.contains(r#""ext.team":"ml""#),
+        "{stdout}{}",
+        String::from_utf8_lossy(&mounted.stderr)
+    );
+}
+
+/// Whether some process is opening `fifo` for reading: `cat` blocks inside open(2) until a writer
+/// comes (x86-64's openat is system call 257), or already holds it open.
+fn fifo_has_a_reader(fifo: &Path) -> bool {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let fifo = fifo.to_string_lossy();
+    processes.flatten().any(|process| {
+        let Ok(cmdline) = std::fs::read(process.path().join("cmdline")) else {
+            return false;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if !(cmdline.starts_with("cat\0") && cmdline.contains(&*fifo)) {
+            return false;
+        }
+        let in_open = std::fs::read_to_string(process.path().join("syscall"))
+            .is_ok_and(|call| matches!(call.split(' ').next(), Some("257" | "2")));
+        let holds_it = std::fs::read_dir(process.path().join("fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == fifo))
+        });
+        in_open || holds_it
+    })
 }

@@ -73,23 +73,26 @@ fn only_names(rule: &Value, names: &[&str]) -> bool {
 }
 
 #[test]
-fn rbac_only_reads_except_the_status_it_writes_and_secrets_only_by_name() {
+fn rbac_only_reads_except_the_status_and_ledger_it_writes_and_secrets_only_by_name() {
     for name in ["role.yaml", "clusterrole.yaml"] {
         let doc = load(name);
         for rule in doc["rules"].as_array().expect("rules") {
             for verb in rule["verbs"].as_array().expect("verbs") {
                 let verb = verb.as_str().expect("verb");
                 let reads = ["get", "list", "watch"].contains(&verb);
-                // The one write: patching the status ConfigMap the manifests create.
+                // The only writes: patching the status and the ledger ConfigMaps the manifests
+                // create, each by name.
                 let writes_status = ["update", "patch"].contains(&verb)
                     && rule["resources"] == json!(["configmaps"])
-                    && only_names(rule, &["hodometer-status"]);
+                    && (only_names(rule, &["hodometer-status"])
+                        || only_names(rule, &["hodometer-ledger"]));
                 assert!(reads || writes_status, "{name} grants {verb} in {rule}");
                 assert_ne!(verb, "create", "{name}: create cannot be limited by name");
             }
             if rule["resources"] == json!(["configmaps"]) {
                 assert!(
                     only_names(rule, &["hodometer-status"])
+                        || only_names(rule, &["hodometer-ledger"])
                         || only_names(rule, &["hodometer-consent"]),
                     "{name}: ConfigMap access must name its objects: {rule}"
                 );
@@ -178,10 +181,11 @@ fn the_inspector_role_forwards_to_the_scheduler_and_reads_but_writes_nothing() {
 }
 
 #[test]
-fn consent_and_status_configmaps_ship_empty() {
+fn consent_status_and_ledger_configmaps_ship_empty() {
     for (file, name) in [
         ("consent-configmap.yaml", "hodometer-consent"),
         ("status-configmap.yaml", "hodometer-status"),
+        ("ledger-configmap.yaml", "hodometer-ledger"),
     ] {
         let doc = load(file);
         assert_eq!(doc["kind"], "ConfigMap");
@@ -405,4 +409,77 @@ fn seldon_runtime_override_swaps_only_the_image() {
         .map(String::as_str)
         .collect();
     assert_eq!(keys, BTreeSet::from(["image", "name"]));
+}
+
+/// The optional admission policy: rendered by kubectl's kustomize, it binds a policy that denies
+/// every change to hodometer-status's data except by the reporter's own service account.
+#[test]
+fn the_optional_status_guard_lets_only_the_reporter_write_the_status() {
+    let dir = format!("{}/assets/k8s/status-guard", env!("CARGO_MANIFEST_DIR"));
+    let rendered = Command::new("kubectl")
+        .args(["kustomize", &dir])
+        .output()
+        .expect("kubectl is installed (Debian: kubernetes-client; .ci/run installs it)");
+    assert!(
+        rendered.status.success(),
+        "kubectl kustomize failed: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8_lossy(&rendered.stdout)).expect("YAML");
+    let expected: BTreeSet<String> = [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
+    .iter()
+    .map(|k| k.to_string())
+    .collect();
+    assert_eq!(kinds(&docs), expected);
+    let policy = docs
+        .iter()
+        .find(|d| d["kind"] == "ValidatingAdmissionPolicy")
+        .expect("policy");
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "ValidatingAdmissionPolicyBinding")
+        .expect("binding");
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(
+        binding["spec"]["validationActions"],
+        serde_json::json!(["Deny"])
+    );
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    // It applies to the status ConfigMap only, on create and update.
+    let condition = policy["spec"]["matchConditions"][0]["expression"]
+        .as_str()
+        .expect("matchCondition");
+    assert_eq!(condition, "request.name == 'hodometer-status'");
+    let rules = &policy["spec"]["matchConstraints"]["resourceRules"][0];
+    assert_eq!(rules["resources"], serde_json::json!(["configmaps"]));
+    assert_eq!(rules["operations"], serde_json::json!(["CREATE", "UPDATE"]));
+    // The one writer it lets change the data is the reporter's shipped service account, in the
+    // namespace the binding selects.
+    let account = load("serviceaccount.yaml");
+    let namespace = account["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace");
+    let user = format!(
+        "system:serviceaccount:{namespace}:{}",
+        account["metadata"]["name"].as_str().expect("name")
+    );
+    let validation = policy["spec"]["validations"][0]["expression"]
+        .as_str()
+        .expect("validation");
+    assert!(
+        validation.starts_with(&format!("request.userInfo.username == '{user}' ||")),
+        "{validation}"
+    );
+    assert!(validation.contains("object.data") && validation.contains("oldObject.data"));
+    assert_eq!(
+        binding["spec"]["matchResources"]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        namespace
+    );
+    // Not part of the base: applying assets/k8s/ alone never installs it.
+    let base = load("kustomization.yaml");
+    assert!(!base.to_string().contains("status-guard"));
 }

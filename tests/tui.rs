@@ -144,17 +144,22 @@ fn do_not_track_locks_the_level_and_no_key_sends() {
         screen.contains("DO_NOT_TRACK is set"),
         "the header says why:\n{screen}"
     );
-    tmux.keys(&["3", "Right", "s", "y", "Enter"]);
+    tmux.keys(&["3", "Right", "s", "y"]);
     let screen = tmux.wait_for("the refusal", |s| {
         s.contains("nothing is sent from this session")
     });
     assert!(screen.contains("[0 off]"), "{screen}");
     assert!(!screen.contains("send this payload?"), "{screen}");
+    // Enter describes the selected row; it sends nothing either.
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the row described", |s| s.contains("Esc: close"));
+    assert!(!screen.contains("send this payload?"), "{screen}");
     assert_eq!(received(&receiver), "[]", "nothing left");
 }
 
 /// The text of the box (the send's dialog) whose content starts with `start` on the lowest
-/// such line: from that line down to the box's bottom, what lies between its side borders.
+/// such line: from that line down to the first blank row (the dialog's key line follows it),
+/// what lies between its side borders.
 fn boxed_lines_from(screen: &str, start: &str) -> Vec<String> {
     let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
     let first_box = |line: &Vec<char>| -> Option<(usize, String)> {
@@ -171,6 +176,7 @@ fn boxed_lines_from(screen: &str, start: &str) -> Vec<String> {
         .iter()
         .take_while(|l| l.get(left) == Some(&'│'))
         .filter_map(|l| first_box(l).map(|(_, inner)| inner))
+        .take_while(|inner| !inner.trim().is_empty())
         .collect()
 }
 
@@ -322,4 +328,304 @@ fn the_demo_shows_the_whole_consent_loop() {
     });
     tmux.keys(&["q"]);
     tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
+}
+
+#[test]
+fn the_demo_filters_describes_a_row_and_diffs_an_approval_before_writing_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "XDG_STATE_HOME={} {BIN} demo --refresh 1s; echo EXITED $?; sleep 60",
+        dir.path().display()
+    );
+    let tmux = Tmux::start_sized("demo-describe", &command, (100, 30));
+    // The screen opens on the reporter's level, and the sharing column is the reporter's.
+    let screen = tmux.wait_for("the demo's reporter", |s| {
+        s.contains("in-cluster reporter ◆: level cluster (environment)")
+            && s.contains("\nnode_count ")
+            && s.contains("\nmodel_count ")
+            && row(s, "node_count").contains("◆ shared")
+            && row(s, "model_count").contains("withheld")
+    });
+    assert!(screen.contains("[1 cluster]◆"), "{screen}");
+    assert!(row(&screen, "node_count").contains("◆ shared"), "{screen}");
+    assert!(row(&screen, "model_count").contains("withheld"), "{screen}");
+
+    // `/` filters by name; Enter keeps the filter; Enter again describes the row selected.
+    tmux.keys(&["/", "g", "p", "u"]);
+    let screen = tmux.wait_for("the filter", |s| s.contains("filter /gpu"));
+    assert!(screen.contains("1 of 21 rows"), "{screen}");
+    assert!(!screen.contains("\nmodel_count "), "{screen}");
+    tmux.keys(&["Enter", "Enter"]);
+    let screen = tmux.wait_for("the description", |s| {
+        s.contains("┌ gpu_enabled_count ") && s.contains("Esc: close")
+    });
+    let said = screen.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        said.contains("Servers whose inference container requests or limits any"),
+        "the meaning from the metrics table:\n{screen}"
+    );
+    assert!(said.contains("level feature"), "{screen}");
+    assert!(said.contains("source Kubernetes"), "{screen}");
+    assert!(said.contains("reporter withholds it"), "{screen}");
+    // One Esc at a time: two at once read as Alt-Esc, as in any terminal.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the description closed", |s| {
+        !s.contains("┌ gpu_enabled_count")
+    });
+    tmux.keys(&["Escape"]);
+    let screen = tmux.wait_for("the filter cleared", |s| {
+        !s.contains("filter /") && s.contains("\nmodel_count ")
+    });
+    assert!(!screen.contains("┌ gpu_enabled_count"), "{screen}");
+
+    // A proposal marked against the reporter, and the approve dialog's diff.
+    tmux.keys(&["2"]);
+    let screen = tmux.wait_for("the proposal", |s| {
+        s.contains("[2 resource]") && s.contains("\nmodel_count ") && s.contains("proposal: ")
+    });
+    assert!(
+        row(&screen, "model_count").contains("withheld  +"),
+        "{screen}"
+    );
+    assert!(screen.contains("proposal: +5 −0"), "{screen}");
+    tmux.keys(&["a"]);
+    let screen = tmux.wait_for("the approve dialog", |s| {
+        s.contains("approve for the in-cluster reporter?") && s.contains("y: approve and write")
+    });
+    for added in ["model_count", "pipeline_count", "server_replica_count"] {
+        assert!(screen.contains(&format!("+ {added}")), "{added}:\n{screen}");
+    }
+    assert!(
+        !screen.contains("+ node_count"),
+        "already shared:\n{screen}"
+    );
+    assert!(!screen.contains("− "), "nothing removed:\n{screen}");
+    tmux.keys(&["y"]);
+    tmux.wait_for("the reporter at the approved level", |s| {
+        s.contains("acknowledged by the reporter") && s.contains("[2 resource]◆")
+    });
+
+    // Stopping is said as what it is, with what it removes.
+    tmux.keys(&["0", "a"]);
+    let screen = tmux.wait_for("the approve dialog at off", |s| {
+        s.contains("approve for the in-cluster reporter?") && s.contains("y: approve and write")
+    });
+    let said = screen.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        said.contains(
+            "stop sharing: the reporter sends nothing from now on, including an event it is still retrying"
+        ),
+        "{screen}"
+    );
+    assert!(screen.contains("− model_count"), "{screen}");
+    assert!(!said.contains("publishes to"), "{screen}");
+    tmux.keys(&["n", "q"]);
+    tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
+}
+
+#[test]
+fn without_colour_a_row_that_becomes_shared_is_bold_at_once() {
+    let scenario = example_scenario();
+    let sim = SimProcess::start(&["--scenario", scenario.to_str().expect("utf-8")]);
+    let command = format!(
+        "NO_COLOR=1 {BIN} inspect --no-kube --scheduler-port {} --publish-url http://127.0.0.1:9 \
+         --log-file /dev/null; sleep 60",
+        sim.port
+    );
+    let tmux = Tmux::start_sized("no-color", &command, (80, 24));
+    tmux.wait_for("the scheduler", |s| {
+        s.contains("connected") && s.contains("\nmodel_count ") && s.contains("q quit")
+    });
+    // The screen with its attributes, as the terminal holds them.
+    let styled = || {
+        let out = tmux
+            .cmd(&["capture-pane", "-p", "-e", "-t", "inspect"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = styled();
+    assert!(
+        sgr_params(&before).iter().all(|p| !is_colour(*p)),
+        "a colour under NO_COLOR:\n{before:?}"
+    );
+    assert!(!bold_at(&before, "model_count"), "withheld is not bold");
+    tmux.keys(&["2"]);
+    tmux.wait_for("model_count shared", |s| {
+        s.contains("\nmodel_count ") && row(s, "model_count").contains("● shared")
+    });
+    let after = styled();
+    assert!(
+        bold_at(&after, "model_count"),
+        "the newly shared row is bold without a resize: {after:?}"
+    );
+}
+
+/// Every SGR parameter in `capture` (`tmux capture-pane -e` output).
+fn sgr_params(capture: &str) -> Vec<u32> {
+    capture
+        .split("\u{1b}[")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('m'))
+        .filter(|(params, _)| params.chars().all(|c| c.is_ascii_digit() || c == ';'))
+        .flat_map(|(params, _)| {
+            params
+                .split(';')
+                .map(|p| p.parse().unwrap_or(0))
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// A foreground or background colour parameter (30-38, 40-48, 90-97, 100-107; 39 and 49 are
+/// the defaults).
+fn is_colour(param: u32) -> bool {
+    matches!(param, 30..=38 | 40..=48 | 90..=97 | 100..=107)
+}
+
+/// Whether the line starting with `name` starts bold, following the attributes of the capture
+/// from its beginning (tmux writes an attribute only where it changes).
+fn bold_at(capture: &str, name: &str) -> bool {
+    let mut bold = false;
+    for line in capture.lines() {
+        let mut text = String::new();
+        let mut bold_at_start = None;
+        let mut rest = line;
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix("\u{1b}[") {
+                let (params, tail) = after.split_once('m').unwrap_or((after, ""));
+                for p in params.split(';') {
+                    match p {
+                        "" | "0" | "22" => bold = false,
+                        "1" => bold = true,
+                        _ => {}
+                    }
+                }
+                rest = tail;
+            } else {
+                let c = rest.chars().next().unwrap_or(' ');
+                if text.is_empty() {
+                    bold_at_start = Some(bold);
+                }
+                text.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        if text.starts_with(&format!("{name} ")) {
+            return bold_at_start.unwrap_or(false);
+        }
+    }
+    panic!("no line starts with {name}:\n{capture:?}")
+}
+
+/// The demo's in-process reporter keeps its history in the stand-in's ledger; `H` shows it:
+/// the chain verified, the approval made here with its approver, and the sends around it.
+#[test]
+fn the_demo_shows_its_reporter_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "XDG_STATE_HOME={} {BIN} demo --refresh 1s; echo EXITED $?; sleep 60",
+        dir.path().display()
+    );
+    let tmux = Tmux::start_sized("demo-history", &command, (120, 40));
+    tmux.wait_for("the demo's reporter under the environment", |s| {
+        s.contains("in-cluster reporter ◆: level cluster (environment)") && s.contains("; last ")
+    });
+    tmux.keys(&["2"]);
+    tmux.keys(&["a"]);
+    tmux.wait_for("the approve dialog", |s| {
+        s.contains("approve for the in-cluster reporter?")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the reporter's acknowledgement", |s| {
+        s.contains("acknowledged by the reporter")
+    });
+    // Wait for a send under the approval, then open the history.
+    tmux.wait_for("a send at the approved level", |s| {
+        s.contains("in-cluster reporter ◆: level resource (consent)") && s.contains("; last ")
+    });
+    tmux.keys(&["H"]);
+    let screen = tmux.wait_for("the history pane", |s| {
+        s.contains("history of the in-cluster reporter (hodometer-ledger)")
+            && s.contains("chain verified:")
+    });
+    assert!(
+        screen.contains("consent  approved resource"),
+        "the approval is in the history:\n{screen}"
+    );
+    assert!(
+        screen.contains(hodometer::sim::kube::SIM_USER),
+        "with its approver:\n{screen}"
+    );
+    assert!(screen.contains("send     cluster"), "{screen}");
+    assert!(screen.contains("1 ok / 0 failed"), "{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the history closed", |s| {
+        !s.contains("history of the in-cluster reporter")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
+}
+
+/// The inspector's own sends are kept (a private file in the state directory), so `v` lists
+/// them after a restart, with their outcomes.
+#[test]
+fn the_inspector_s_sends_are_listed_after_a_restart() {
+    let scenario = example_scenario();
+    let sim = SimProcess::start(&["--scenario", scenario.to_str().expect("utf-8")]);
+    let receiver = ReceiverProcess::start(&["--record", "all"]);
+    let state = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "XDG_STATE_HOME={} {BIN} inspect --no-kube --scheduler-port {} --publish-url http://127.0.0.1:{} \
+         --refresh 2s; echo EXITED $?; sleep 60",
+        state.path().display(),
+        sim.port,
+        receiver.port,
+    );
+    let tmux = Tmux::start("kept-send", &command);
+    tmux.wait_for("the scheduler connected", |s| {
+        s.contains("): connected") && s.contains("\nmodel_count ")
+    });
+    tmux.keys(&["s"]);
+    tmux.wait_for("the confirmation dialog", |s| {
+        s.contains("send this payload?")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the endpoint's outcome", |s| s.contains("ok (HTTP 200"));
+    let (_, events) = http_get(&format!("127.0.0.1:{}", receiver.port), "/events");
+    let events: Vec<serde_json::Value> = serde_json::from_str(&events).expect("events JSON");
+    assert_eq!(events.len(), 1);
+    let insert_id = events[0]["properties"]["$insert_id"]
+        .as_str()
+        .expect("$insert_id")
+        .to_string();
+    tmux.keys(&["Escape"]);
+    // An Escape followed at once by `q` reads as Alt-q: wait for the dialog to close.
+    tmux.wait_for("the dialog closed", |s| s.contains("s send"));
+    tmux.keys(&["q"]);
+    tmux.wait_for("the first session's end", |s| s.contains("EXITED 0"));
+    let kept = state.path().join("hodometer/sends.jsonl");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&kept).expect("kept sends").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    let tmux = Tmux::start("kept-send-again", &command);
+    tmux.wait_for("the scheduler connected", |s| s.contains("): connected"));
+    tmux.keys(&["v"]);
+    let screen = tmux.wait_for("the earlier send listed", |s| {
+        s.contains("sends from this inspector (kept across sessions)")
+    });
+    assert!(screen.contains(&insert_id[..8]), "{screen}");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the earlier send opened", |s| s.contains("ok (HTTP 200"));
+    assert!(
+        screen.contains(&format!("http://127.0.0.1:{}/", receiver.port)),
+        "{screen}"
+    );
+    tmux.keys(&["Escape"]);
+    // An Escape followed at once by `q` reads as Alt-q: wait for the dialog to close.
+    tmux.wait_for("the dialog closed", |s| s.contains("s send"));
+    tmux.keys(&["q"]);
+    tmux.wait_for("the second session's end", |s| s.contains("EXITED 0"));
 }

@@ -28,6 +28,15 @@ pub struct DaemonArgs {
     /// Serve /healthz, /readyz and /metrics (Prometheus text) on this address, e.g. 0.0.0.0:8080.
     #[arg(long, env = "HODOMETER_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Byte budget of the history ConfigMap hodometer-ledger (KiB or MiB suffix): beyond it the
+    /// oldest entries are dropped, and a checkpoint keeps how many and where the chain resumes.
+    #[arg(
+        long,
+        env = "HODOMETER_LEDGER_BUDGET",
+        default_value = "256KiB",
+        value_name = "BYTES"
+    )]
+    pub ledger_budget: String,
 }
 
 impl DaemonArgs {
@@ -45,6 +54,11 @@ impl DaemonArgs {
             self.listen.as_deref(),
             parse_socket_addr,
         );
+        let ledger_budget = c.check(
+            "--ledger-budget (HODOMETER_LEDGER_BUDGET)",
+            &self.ledger_budget,
+            crate::ledger::parse_budget,
+        );
         c.finish_with(|| {
             let settings = settings?;
             Some(DaemonConfig {
@@ -58,6 +72,7 @@ impl DaemonArgs {
                 interval: interval?,
                 once: self.once,
                 listen: listen?,
+                ledger_budget: ledger_budget?,
                 own_process: true,
             })
         })

@@ -73,7 +73,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let kube_addr = sim
         .kube_addr()
         .ok_or_else(|| anyhow::anyhow!("the Kubernetes stand-in did not start"))?;
-    let kubeconfig = Kubeconfig::from_yaml(&crate::sim::kube::kubeconfig(kube_addr))?;
+    let kubeconfig =
+        Kubeconfig::from_yaml(&crate::sim::kube::kubeconfig(kube_addr, sim.kube_tokens()))?;
     let receiver = Receiver::bind(ReceiveConfig {
         listen: LOOPBACK_ANY_PORT,
         record: Record::All,
@@ -133,7 +134,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         interval: REPORTER_INTERVAL,
         once: false,
         listen: None,
-        consent: Some(DEFAULT_CONSENT_CONFIGMAP.into()),
+        consent: Some(settings.consent_configmap.clone()),
+        ledger_budget: crate::ledger::DEFAULT_BUDGET,
         own_process: false,
     };
     let reporter_task = tokio::spawn(daemon::run(reporter, until_stopped(stopped)));
@@ -161,7 +163,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 /// How often the demo's in-cluster reporter sends: short, so an approval shows at once.
 const REPORTER_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Creates the empty consent and status ConfigMaps in the stand-in, as applying the shipped
+/// Creates the empty consent, status and ledger ConfigMaps in the stand-in, as applying the shipped
 /// manifests (`assets/k8s/`) does in a cluster.
 async fn apply_shipped_configmaps(target: &KubeTarget) -> anyhow::Result<()> {
     let (client, namespace) = connect_client(target)
@@ -171,6 +173,7 @@ async fn apply_shipped_configmaps(target: &KubeTarget) -> anyhow::Result<()> {
     for manifest in [
         include_str!("../../assets/k8s/consent-configmap.yaml"),
         include_str!("../../assets/k8s/status-configmap.yaml"),
+        include_str!("../../assets/k8s/ledger-configmap.yaml"),
     ] {
         let mut object: ConfigMap = serde_saphyr::from_str(manifest)?;
         object.metadata.namespace = Some(namespace.clone());

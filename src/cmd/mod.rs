@@ -12,6 +12,8 @@ pub mod daemon;
 #[cfg(feature = "tools")]
 pub mod demo;
 #[cfg(feature = "tools")]
+pub mod history;
+#[cfg(feature = "tools")]
 pub mod inspect;
 #[cfg(feature = "tools")]
 pub mod receive;
@@ -59,6 +61,9 @@ pub enum Command {
     /// Show or approve what the in-cluster reporter shares (the consent ConfigMap).
     #[cfg(feature = "tools")]
     Consent(consent::ConsentArgs),
+    /// What the in-cluster reporter sent and who approved it: list, show, diff, verify, export.
+    #[cfg(feature = "tools")]
+    History(history::HistoryArgs),
 }
 
 impl Command {
@@ -77,6 +82,8 @@ impl Command {
             Command::Receive(args) => receive::run(args).await,
             #[cfg(feature = "tools")]
             Command::Consent(args) => consent::run(args).await,
+            #[cfg(feature = "tools")]
+            Command::History(args) => history::run(args).await,
         }
     }
 
@@ -147,17 +154,23 @@ fn announce(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    // Registered now, not when first polled: a signal that arrives between a command saying it
+    // is ready and its loop starting is still a clean stop, not the default action's kill.
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = term.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -160,6 +160,7 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     logging::init(&LogSettings::INFO);
     let (record, store) = (config.record, config.store.clone());
     let receiver = Receiver::bind(config).await?;
+    let shutdown = super::shutdown_signal();
     super::announce(format_args!(
         "hodometer receive: listening on {}",
         receiver.local_addr()?
@@ -169,7 +170,7 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
         store = %store.map_or_else(|| "memory".into(), |path| path.display().to_string()),
         "receiver ready"
     );
-    receiver.serve(super::shutdown_signal()).await?;
+    receiver.serve(shutdown).await?;
     tracing::info!("receiver stopped");
     Ok(ExitCode::SUCCESS)
 }

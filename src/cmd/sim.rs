@@ -170,6 +170,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     );
     let sim = Sim::bind(config).await?;
     // The scheduler first, then the TLS, then the Kubernetes address.
+    let shutdown = super::shutdown_signal();
     super::announce(format_args!(
         "hodometer sim: scheduler listening on {}",
         sim.local_addr()?
@@ -197,7 +198,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         "simulated scheduler ready"
     );
     replace_pod_on_sigusr1(&sim)?;
-    sim.serve(super::shutdown_signal()).await?;
+    sim.serve(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -44,6 +44,32 @@ pub enum ClusterError {
     Other(String),
 }
 
+/// A refusal or failure of `verb` on ConfigMap `name`, in an operator's terms.
+pub(crate) fn api_error(
+    error: kube::Error,
+    verb: &'static str,
+    name: &str,
+    namespace: &str,
+) -> ClusterError {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => ClusterError::Forbidden {
+            verb,
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            message: status.message.clone(),
+        },
+        kube::Error::Api(status) if status.code == 404 => ClusterError::NotFound {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        },
+        kube::Error::Api(status) => ClusterError::Other(format!(
+            "{verb} configmaps {name}: {} {}: {}",
+            status.code, status.reason, status.message
+        )),
+        other => ClusterError::Other(format!("{verb} configmaps {name}: {other}")),
+    }
+}
+
 /// The consent and status ConfigMaps of one namespace.
 #[derive(Clone)]
 pub struct ConsentApi {
@@ -70,23 +96,12 @@ impl ConsentApi {
     }
 
     fn error(&self, error: kube::Error, verb: &'static str, name: &str) -> ClusterError {
-        match error {
-            kube::Error::Api(status) if status.code == 403 => ClusterError::Forbidden {
-                verb,
-                name: name.to_string(),
-                namespace: self.namespace.clone(),
-                message: status.message.clone(),
-            },
-            kube::Error::Api(status) if status.code == 404 => ClusterError::NotFound {
-                name: name.to_string(),
-                namespace: self.namespace.clone(),
-            },
-            kube::Error::Api(status) => ClusterError::Other(format!(
-                "{verb} configmaps {name}: {} {}: {}",
-                status.code, status.reason, status.message
-            )),
-            other => ClusterError::Other(format!("{verb} configmaps {name}: {other}")),
-        }
+        api_error(error, verb, name, &self.namespace)
+    }
+
+    /// The client, for the other ConfigMaps of the reporter (its ledger).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     async fn read(&self, name: &str) -> Result<Option<ConfigMap>, ClusterError> {

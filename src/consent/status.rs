@@ -41,6 +41,10 @@ mod key {
     pub const NEXT_SEND_AT: &str = "nextSendAt";
     pub const ENDPOINTS: &str = "endpoints";
     pub const INTERVAL: &str = "interval";
+    /// Whether the history (`hodometer-ledger`) is being kept, and why not.
+    pub const HISTORY: &str = "history";
+    /// The ledger's head: the hash of its newest entry, for `history verify --head`.
+    pub const HISTORY_HEAD: &str = "historyHead";
 }
 
 /// What the reporter did in its last cycle and will do next.
@@ -72,6 +76,10 @@ pub struct ReporterStatus {
     /// Where it publishes (credentials redacted), and how often.
     pub endpoints: Vec<String>,
     pub interval: Option<String>,
+    /// Whether the history is being kept in `hodometer-ledger`, and why not.
+    pub history: Option<String>,
+    /// The ledger's head after the last record.
+    pub history_head: Option<String>,
 }
 
 fn rfc3339(at: SystemTime) -> String {
@@ -142,6 +150,8 @@ impl ReporterStatus {
             (key::NEXT_SEND_AT, time(self.next_send_at)),
             (key::ENDPOINTS, bounded_lines(self.endpoints.iter())),
             (key::INTERVAL, text(&self.interval)),
+            (key::HISTORY, text(&self.history)),
+            (key::HISTORY_HEAD, text(&self.history_head)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -186,6 +196,8 @@ impl ReporterStatus {
             next_send_at: time(key::NEXT_SEND_AT),
             endpoints: lines(key::ENDPOINTS),
             interval: text(key::INTERVAL),
+            history: text(key::HISTORY),
+            history_head: text(key::HISTORY_HEAD),
         }
     }
 
@@ -249,6 +261,9 @@ impl ReporterStatus {
             lines.push(("last outcome", outcome.clone()));
         }
         lines.push(("next send", time(self.next_send_at)));
+        if let Some(history) = &self.history {
+            lines.push(("history", history.clone()));
+        }
         lines.push(("written", time(self.written_at)));
         lines
     }
@@ -324,6 +339,8 @@ mod tests {
             next_send_at: Some(at("2026-11-30T10:01:10Z")),
             endpoints: vec!["http://r/".into()],
             interval: Some("1m".into()),
+            history: Some("kept in hodometer-ledger: head ab12 (3 entries, 0 dropped)".into()),
+            history_head: Some("ab12".into()),
         }
     }
 

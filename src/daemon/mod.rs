@@ -21,6 +21,7 @@ use tokio::sync::{Mutex as AsyncMutex, Notify, watch};
 use crate::config::{PublishSettings, Settings};
 use crate::consent::ReporterStatus;
 use crate::consent::cluster::ConsentApi;
+use crate::ledger::cluster::{History, Ledger, LedgerApi};
 use crate::policy::Policy;
 use crate::publish::Publisher;
 use crate::reporter::{self, Governance, Report, Reporter, Sent};
@@ -35,6 +36,8 @@ pub struct DaemonConfig {
     pub listen: Option<SocketAddr>,
     /// The consent ConfigMap that governs what is shared, when the Kubernetes API is used.
     pub consent: Option<String>,
+    /// The byte budget of the history ConfigMap (`hodometer-ledger`).
+    pub ledger_budget: usize,
     /// The daemon is the whole process, so the binary's code pages are its own to release
     /// between cycles; not so inside `demo`, where the inspector uses them all the time.
     pub own_process: bool,
@@ -168,13 +171,26 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
     // The status is written wherever there is an API to write it to (under DO_NOT_TRACK too:
     // it says why nothing is sent); the consent is read only where it can change anything.
     let status_api = api.clone();
+    // History (#24): each send and each consent change seen, appended to hodometer-ledger.
+    let ledger = status_api.as_ref().map(|api| {
+        Ledger::new(
+            LedgerApi::new(api.client().clone(), &api.namespace),
+            config.ledger_budget,
+        )
+    });
     let governance = AsyncMutex::new(Governance::new(api, &config.settings));
     let api = governance.lock().await.consent_api().cloned();
     let first = governance.lock().await.decide().await;
+    if let Some(ledger) = &ledger {
+        ledger.observe_consent(&first).await;
+    }
     let (updates, mut policies) = watch::channel(first);
     // Reads the consent and publishes the policy to the cycle and to a publish in flight.
     let refresh_policy = || async {
         let policy = governance.lock().await.decide().await;
+        if let Some(ledger) = &ledger {
+            ledger.observe_consent(&policy).await;
+        }
         updates.send_if_modified(|current| {
             let changed = *current != policy;
             *current = policy;
@@ -226,7 +242,13 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
             record(metrics, &report);
             last = Some(policy.clone());
             let all_ok = report.all_ok();
+            if let Some(ledger) = &ledger {
+                keep_history(ledger, &report).await;
+            }
             let mut status = report.status;
+            if let Some(ledger) = &ledger {
+                ledger.status_into(&mut status).await;
+            }
             status.carry_from(&last_status);
             last_status = status.clone();
             if config.once {
@@ -263,6 +285,31 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
         exit = cycles => exit,
         () = poll => DaemonExit::Clean,
         () = watcher => DaemonExit::Clean,
+    }
+}
+
+/// Appends the cycle's send, if it sent (or started to), to the history, and logs the head.
+async fn keep_history(ledger: &Ledger, report: &Report) {
+    let (Some(event), policy) = (&report.event, &report.policy) else {
+        return;
+    };
+    let history = match &report.sent {
+        Sent::Outcomes(outcomes) => ledger.record_send(event, outcomes, None, policy).await,
+        Sent::Dropped(now) => {
+            let why = format!("consent changed to level {} ({})", now.level, now.source);
+            ledger.record_send(event, &[], Some(why), policy).await
+        }
+        Sent::Nothing(_) | Sent::Held => return,
+    };
+    if let Some(head) = history.head() {
+        tracing::info!(history_head = head, "{}", history_message(&history));
+    }
+}
+
+fn history_message(history: &History) -> &'static str {
+    match history {
+        History::Kept { .. } => "send recorded in the history",
+        _ => "send not recorded: the history is not being kept",
     }
 }
 

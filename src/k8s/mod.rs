@@ -237,6 +237,10 @@ fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
         return Some(Ok(Kubeconfig::clone(&inline.0)));
     }
     if let Some(path) = &target.kubeconfig {
+        // A FIFO or device would hang or feed the parser forever: only a regular file is read.
+        if let Err(error) = crate::private_fs::open_regular_following(path, true) {
+            return Some(Err(format!("kubeconfig unusable: {error}")));
+        }
         return Some(Kubeconfig::read_from(path).map_err(unusable));
     }
     let exists = match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {

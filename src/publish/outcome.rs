@@ -51,6 +51,10 @@ pub enum PublishError {
         attempts: u32,
         last: Box<PublishError>,
     },
+    /// An outcome of an earlier session, as it was written down (the inspector keeps its sends):
+    /// its text, and whether the receiver rejected the event.
+    #[error("{text}")]
+    Recorded { rejected: bool, text: String },
 }
 
 impl PublishError {
@@ -133,7 +137,8 @@ impl EndpointOutcome {
             Err(
                 PublishError::Rejected { .. }
                 | PublishError::UnexpectedReply { .. }
-                | PublishError::Http { .. },
+                | PublishError::Http { .. }
+                | PublishError::Recorded { rejected: true, .. },
             ) => OutcomeKind::Rejected,
             Err(_) => OutcomeKind::Failed,
         }

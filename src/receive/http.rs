@@ -306,7 +306,11 @@ async fn events(
         return (StatusCode::NOT_FOUND, json_headers(), body.to_string()).into_response();
     };
     if state.record != Record::All {
-        return match streamed(store.summary_json()).await {
+        let pieces = match store.summary_json().await {
+            Ok(pieces) => pieces,
+            Err(error) => return store_failure(error),
+        };
+        return match streamed(pieces).await {
             Ok(body) => (StatusCode::OK, json_headers(), body).into_response(),
             Err(error) => store_failure(error),
         };
@@ -371,10 +375,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let counts = state.counters.counts(state.store.as_ref());
     let body = match &state.store {
         // Streamed cluster by cluster: a scrape holds a piece, whatever the clusters weigh.
-        Some(store) => match streamed(store.walk_clusters(MetricsText::new(counts))).await {
-            Ok(body) => body,
-            Err(error) => return store_failure(error),
-        },
+        Some(store) => {
+            let streamed = match store.walk_clusters(MetricsText::new(counts)).await {
+                Ok(pieces) => streamed(pieces).await,
+                Err(error) => Err(error),
+            };
+            match streamed {
+                Ok(body) => body,
+                Err(error) => return store_failure(error),
+            }
+        }
         None => Body::from(exposition::render(&counts, &[])),
     };
     (

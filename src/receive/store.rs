@@ -101,6 +101,11 @@ pub const MEMORY_EVENT_BYTES: u64 = 64 * 1024 * 1024;
 /// client that reads slowly, so such a client pins little memory.
 pub const CHUNK_BYTES: usize = 16 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 2;
+/// Reads (`/events`, `/metrics`) at once; more wait for a turn. Each holds a read connection
+/// with a page cache of at most [`READER_CACHE_KIB`], a few pieces and the rows of one read, so
+/// readers take a fixed amount of memory whatever `--max-connections` allows.
+pub const MAX_READERS: usize = 16;
+pub const READER_CACHE_KIB: i64 = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -275,6 +280,8 @@ pub struct Store {
 #[derive(Clone)]
 pub struct StoreHandle {
     jobs: mpsc::Sender<Job>,
+    /// Turns for readers: see [`MAX_READERS`].
+    readers: Arc<tokio::sync::Semaphore>,
     location: Arc<Location>,
     stats: Arc<StoreStats>,
     max_clusters: usize,
@@ -314,6 +321,7 @@ impl Location {
             Location::File(path) => {
                 let connection = Connection::open_with_flags(path, flags)?;
                 connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                connection.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
                 Ok(connection)
             }
             Location::Memory(uri) => {
@@ -378,6 +386,7 @@ impl Store {
         Ok(Store {
             handle: StoreHandle {
                 jobs,
+                readers: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 location: Arc::new(location),
                 stats,
                 max_clusters: config.max_clusters,
@@ -420,13 +429,13 @@ impl StoreHandle {
 
     /// The summary as JSON, with at most `max_clusters` clusters (those that reported last),
     /// streamed in pieces (see [`ClusterWriter`]).
-    pub fn summary_json(&self) -> Pieces {
-        self.walk_clusters(SummaryJson { first: true })
+    pub async fn summary_json(&self) -> Result<Pieces, StoreError> {
+        self.walk_clusters(SummaryJson { first: true }).await
     }
 
     /// The summary, whole: for tests and small stores.
     pub async fn summary(&self) -> Result<Summary, StoreError> {
-        let mut pieces = self.summary_json();
+        let mut pieces = self.summary_json().await?;
         let mut text = Vec::new();
         while let Some(piece) = pieces.recv().await {
             text.extend(piece?);
@@ -436,11 +445,13 @@ impl StoreHandle {
 
     /// Walks the clusters (at most `max_clusters`, those that reported last, in the order of
     /// their ids) from a read connection of its own, writing with `writer`.
-    pub fn walk_clusters<W: ClusterWriter>(&self, writer: W) -> Pieces {
+    pub async fn walk_clusters<W: ClusterWriter>(&self, writer: W) -> Result<Pieces, StoreError> {
+        let turn = self.turn().await?;
         let (pieces, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let location = self.location.clone();
         let max_clusters = self.max_clusters;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let walked = location
                 .open_reader()
                 .map_err(StoreError::from)
@@ -449,7 +460,16 @@ impl StoreHandle {
                 let _ = pieces.blocking_send(Err(error));
             }
         });
-        receiver
+        Ok(receiver)
+    }
+
+    /// Waits for a reader's turn (see [`MAX_READERS`]).
+    async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        self.readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     /// One page of recorded events after the cursor `after` (a sequence number; 0 for the
@@ -459,10 +479,12 @@ impl StoreHandle {
     /// stays open while a piece waits for the client, so a stalled client holds no snapshot
     /// (which would keep the WAL from being checkpointed).
     pub async fn events_page(&self, after: i64, limit: usize) -> Result<EventsPage, StoreError> {
+        let turn = self.turn().await?;
         let (pieces, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let (cursor, next) = oneshot::channel();
         let location = self.location.clone();
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let mut cursor = Some(cursor);
             let sent = location
                 .open_reader()
@@ -566,43 +588,67 @@ fn write_page(
         return Ok(());
     }
     sink.piece.push(b'[');
-    let (mut from, mut first) = (after, true);
-    if let Some(last) = last {
-        while from < last {
-            let mut read_any = false;
-            {
-                let mut statement = connection.prepare_cached(
-                    "SELECT seq, json FROM events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
-                )?;
-                let mut rows = statement.query(params![from, last])?;
-                while let Some(row) = rows.next()? {
-                    read_any = true;
-                    from = row.get(0)?;
-                    if !std::mem::take(&mut first) {
-                        sink.piece.push(b',');
-                    }
-                    // The stored texts are already JSON: copy them rather than parse and print.
-                    let json = row.get_ref(1)?;
-                    sink.piece.extend_from_slice(json.as_bytes().map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(1, json.data_type(), Box::new(e))
-                    })?);
-                    if sink.piece.len() >= CHUNK_BYTES {
-                        break;
-                    }
-                }
-                // The statement is reset here: its read transaction ends before the wait.
+    // An empty page reads nothing.
+    let last = last.unwrap_or(after);
+    let mut first = true;
+    let read = read_in_pieces(
+        connection,
+        "SELECT seq, json FROM events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+        after,
+        |from| vec![(*from).into(), last.into()],
+        |row, piece| {
+            if !std::mem::take(&mut first) {
+                piece.push(b',');
             }
-            if !read_any {
-                break;
-            }
-            if sink.flush(false).is_err() {
-                return Ok(());
-            }
-        }
+            // The stored texts are already JSON: copy them rather than parse and print again.
+            let json = row.get_ref(1)?;
+            piece.extend_from_slice(json.as_bytes().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(1, json.data_type(), Box::new(e))
+            })?);
+            Ok(row.get(0)?)
+        },
+        sink,
+    )?;
+    if read.is_err() {
+        return Ok(());
     }
     sink.piece.push(b']');
     let _ = sink.flush(true);
     Ok(())
+}
+
+/// Reads the rows of `query` after `cursor` (its parameters from `params`) in short reads: each
+/// read writes rows with `row` (which returns the cursor after its row) until a piece's worth
+/// is written, then its statement is reset, ending its read transaction, before the piece waits
+/// for the client. `Err(Gone)` inside when the client went away.
+fn read_in_pieces<C>(
+    connection: &Connection,
+    query: &str,
+    mut cursor: C,
+    params: impl Fn(&C) -> Vec<rusqlite::types::Value>,
+    mut row: impl FnMut(&rusqlite::Row<'_>, &mut Vec<u8>) -> Result<C, StoreError>,
+    sink: &mut Sink<'_>,
+) -> Result<Result<(), Gone>, StoreError> {
+    loop {
+        let mut read_any = false;
+        {
+            let mut statement = connection.prepare_cached(query)?;
+            let mut rows = statement.query(rusqlite::params_from_iter(params(&cursor)))?;
+            while let Some(found) = rows.next()? {
+                read_any = true;
+                cursor = row(found, &mut sink.piece)?;
+                if sink.piece.len() >= CHUNK_BYTES {
+                    break;
+                }
+            }
+        }
+        if !read_any {
+            return Ok(Ok(()));
+        }
+        if let Err(gone) = sink.flush(false) {
+            return Ok(Err(gone));
+        }
+    }
 }
 
 /// Walks the clusters with `writer`, a few at a time: see [`ClusterWriter`].
@@ -658,44 +704,43 @@ fn write_clusters<W: ClusterWriter>(
     );
     for pass in 0..writer.passes() {
         writer.start_pass(pass, &mut sink.piece);
-        let mut from = String::new();
-        loop {
-            let mut read_any = false;
-            {
-                let mut statement = connection.prepare_cached(&query)?;
-                let mut rows = statement.query(params![from, cap_time, cap_id, capped])?;
-                while let Some(row) = rows.next()? {
-                    read_any = true;
-                    let object = |i: usize| -> rusqlite::Result<Map<String, Value>> {
-                        let text: String = row.get(i)?;
-                        // Written by this module from a JSON object; anything else reads as none.
-                        Ok(serde_json::from_str(&text).unwrap_or_default())
-                    };
-                    let cluster = ClusterSummary {
-                        cluster_id: row.get(0)?,
-                        events: row.get(1)?,
-                        first_time: row.get(2)?,
-                        last_time: row.get(3)?,
-                        metrics: object(4)?,
-                        extensions: if W::EXTENSIONS {
-                            object(5)?
-                        } else {
-                            Map::new()
-                        },
-                    };
-                    writer.cluster(pass, &cluster, &mut sink.piece);
-                    from = cluster.cluster_id;
-                    if sink.piece.len() >= CHUNK_BYTES {
-                        break;
-                    }
-                }
-            }
-            if !read_any {
-                break;
-            }
-            if sink.flush(false).is_err() {
-                return Ok(());
-            }
+        let read = read_in_pieces(
+            connection,
+            &query,
+            String::new(),
+            |from| {
+                vec![
+                    from.clone().into(),
+                    cap_time.into(),
+                    cap_id.clone().into(),
+                    capped.into(),
+                ]
+            },
+            |row, piece| {
+                let object = |i: usize| -> rusqlite::Result<Map<String, Value>> {
+                    let text: String = row.get(i)?;
+                    // Written by this module from a JSON object; anything else reads as none.
+                    Ok(serde_json::from_str(&text).unwrap_or_default())
+                };
+                let cluster = ClusterSummary {
+                    cluster_id: row.get(0)?,
+                    events: row.get(1)?,
+                    first_time: row.get(2)?,
+                    last_time: row.get(3)?,
+                    metrics: object(4)?,
+                    extensions: if W::EXTENSIONS {
+                        object(5)?
+                    } else {
+                        Map::new()
+                    },
+                };
+                writer.cluster(pass, &cluster, piece);
+                Ok(cluster.cluster_id)
+            },
+            sink,
+        )?;
+        if read.is_err() {
+            return Ok(());
         }
     }
     writer.tail(&mut sink.piece);

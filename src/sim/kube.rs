@@ -33,16 +33,47 @@ const OPERATOR_DEPLOYMENT: &str = "seldon-v2-controller-manager";
 const SCHEDULER_STATEFULSET: &str = "seldon-scheduler";
 const SCHEDULER_CONTAINER: &str = "scheduler";
 
-/// The bearer token the generated kubeconfig carries; anything else gets 401, as a real API would.
-pub const SIM_TOKEN: &str = "hodometer-sim-token";
-/// Who the API server takes [`SIM_TOKEN`] for.
+/// Who the API server takes the service account's token for.
 pub const SIM_USER: &str = "system:serviceaccount:seldon-mesh:hodometer";
 /// A second identity, the cluster administrator who applies manifests: RBAC does not bind it.
-pub const SIM_ADMIN_TOKEN: &str = "hodometer-sim-admin-token";
 pub const SIM_ADMIN_USER: &str = "sim-admin";
+
+/// The bearer tokens of one run of the stand-in, random, so no other local user can guess them:
+/// they are written only into its 0600 kubeconfig (or kept in memory by the demo). Anything
+/// else gets 401, as a real API would.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimTokens {
+    /// The kubeconfig's current context: the service account ([`SIM_USER`]).
+    pub service_account: String,
+    /// Context `hodometer-sim-admin`: the administrator ([`SIM_ADMIN_USER`]).
+    pub admin: String,
+}
+
+impl SimTokens {
+    pub fn random() -> SimTokens {
+        let token = || {
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+        };
+        SimTokens {
+            service_account: token(),
+            admin: token(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SimTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimTokens(..)")
+    }
+}
 const MAX_PAGE: usize = 500;
 
 struct World {
+    tokens: SimTokens,
     kube: KubeSpec,
     servers: Vec<ServerSpec>,
     /// When set, only these grants are allowed, as RBAC would.
@@ -116,12 +147,14 @@ pub fn load_grants(path: &std::path::Path) -> Result<Vec<Grant>, String> {
 /// The stand-in's routes over a scenario. `forbid` adds to the scenario's own forbidden
 /// resources; `grants`, when given, allow nothing else; `secrets_dir` holds the Secrets.
 pub fn router(
+    tokens: SimTokens,
     scenario: &Scenario,
     forbid: &[String],
     grants: Option<Vec<Grant>>,
     secrets_dir: Option<PathBuf>,
 ) -> Router {
     router_with_pods(
+        tokens,
         scenario,
         forbid,
         grants,
@@ -132,6 +165,7 @@ pub fn router(
 
 /// As [`router`], with the scheduler pod whose port-forwards reach the simulator's listeners.
 pub fn router_with_pods(
+    tokens: SimTokens,
     scenario: &Scenario,
     forbid: &[String],
     grants: Option<Vec<Grant>>,
@@ -141,6 +175,7 @@ pub fn router_with_pods(
     let mut kube = scenario.kubernetes.clone();
     kube.forbid.extend(forbid.iter().cloned());
     let world = Arc::new(World {
+        tokens,
         kube,
         servers: scenario.servers.clone(),
         grants,
@@ -184,10 +219,15 @@ pub fn router_with_pods(
         .with_state(world)
 }
 
-/// A kubeconfig pointing at the stand-in, with the Seldon namespace as the context's.
-pub fn kubeconfig(addr: SocketAddr) -> String {
+/// A kubeconfig pointing at the stand-in, with the Seldon namespace as the context's: the
+/// service account in the current context, the administrator in `hodometer-sim-admin`.
+pub fn kubeconfig(addr: SocketAddr, tokens: &SimTokens) -> String {
+    let SimTokens {
+        service_account,
+        admin,
+    } = tokens;
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: hodometer-sim\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: hodometer-sim\n  context:\n    cluster: hodometer-sim\n    user: hodometer-sim\n    namespace: {SIM_NAMESPACE}\ncurrent-context: hodometer-sim\nusers:\n- name: hodometer-sim\n  user:\n    token: {SIM_TOKEN}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: hodometer-sim\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: hodometer-sim\n  context:\n    cluster: hodometer-sim\n    user: hodometer-sim\n    namespace: {SIM_NAMESPACE}\n- name: hodometer-sim-admin\n  context:\n    cluster: hodometer-sim\n    user: hodometer-sim-admin\n    namespace: {SIM_NAMESPACE}\ncurrent-context: hodometer-sim\nusers:\n- name: hodometer-sim\n  user:\n    token: {service_account}\n- name: hodometer-sim-admin\n  user:\n    token: {admin}\n"
     )
 }
 
@@ -250,14 +290,14 @@ impl Caller {
 /// A refusal, boxed: a `Response` is large and refusals are the rare path.
 type Refusal = Box<Response>;
 
-fn authenticate(headers: &HeaderMap) -> Result<Caller, Refusal> {
+fn authenticate(world: &World, headers: &HeaderMap) -> Result<Caller, Refusal> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match bearer {
-        Some(SIM_TOKEN) => Ok(Caller::ServiceAccount),
-        Some(SIM_ADMIN_TOKEN) => Ok(Caller::Admin),
+        Some(token) if token == world.tokens.service_account => Ok(Caller::ServiceAccount),
+        Some(token) if token == world.tokens.admin => Ok(Caller::Admin),
         _ => Err(Box::new(status(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
@@ -275,7 +315,7 @@ fn authorize(
     cluster_scope: bool,
     name: Option<&str>,
 ) -> Result<Caller, Refusal> {
-    let caller = authenticate(headers)?;
+    let caller = authenticate(world, headers)?;
     // Every authenticated identity may read /version (system:public-info-viewer).
     let granted = caller == Caller::Admin
         || resource == "version"
@@ -805,6 +845,19 @@ impl ConfigMapStore {
         });
         object
     }
+
+    /// Removes `name` (under a new `resourceVersion`, as watchers see it) and tells the watchers.
+    fn remove(&self, state: &mut ConfigMapState, name: &str) -> Option<Value> {
+        let mut object = state.items.remove(name)?;
+        state.version += 1;
+        object["metadata"]["resourceVersion"] = json!(state.version.to_string());
+        let _ = self.changes.send(WatchChange {
+            kind: "DELETED",
+            version: state.version,
+            object: object.clone(),
+        });
+        Some(object)
+    }
 }
 
 fn consent_routes() -> Router<Arc<World>> {
@@ -818,7 +871,8 @@ fn consent_routes() -> Router<Arc<World>> {
             "/api/v1/namespaces/{ns}/configmaps/{name}",
             get(get_configmap)
                 .put(update_configmap)
-                .patch(patch_configmap),
+                .patch(patch_configmap)
+                .delete(delete_configmap),
         )
         .route(
             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
@@ -1078,6 +1132,33 @@ async fn create_configmap(
     created(store.commit(&mut state, "ADDED", object))
 }
 
+/// DELETE: removes the object and answers with it, as the API server does for ConfigMaps.
+async fn delete_configmap(
+    State(world): State<Arc<World>>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    if let Err(denied) = authorize(
+        &world,
+        &headers,
+        ("", "configmaps"),
+        "delete",
+        false,
+        Some(&name),
+    ) {
+        return *denied;
+    }
+    if ns != SIM_NAMESPACE {
+        return namespace_not_found(&ns);
+    }
+    let store = &world.configmaps;
+    let mut state = store.lock();
+    match store.remove(&mut state, &name) {
+        Some(object) => ok(object),
+        None => configmap_not_found(&name),
+    }
+}
+
 /// PUT: replaces the object; a `resourceVersion` other than the stored one is a conflict.
 async fn update_configmap(
     State(world): State<Arc<World>>,
@@ -1202,8 +1283,8 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 /// `SelfSubjectReview`: every authenticated identity may ask who it is.
-async fn self_subject_review(headers: HeaderMap) -> Response {
-    match authenticate(&headers) {
+async fn self_subject_review(State(world): State<Arc<World>>, headers: HeaderMap) -> Response {
+    match authenticate(&world, &headers) {
         Ok(caller) => {
             let groups = match caller {
                 Caller::ServiceAccount => json!([

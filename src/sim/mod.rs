@@ -98,6 +98,8 @@ pub struct Sim {
     live: Option<Duration>,
     /// The scheduler pod the stand-in's port-forwards reach.
     pods: Arc<kube::SchedulerPods>,
+    /// This run's tokens for the Kubernetes stand-in.
+    kube_tokens: kube::SimTokens,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
@@ -111,6 +113,7 @@ impl Sim {
     /// names the real port even when port 0 was asked for.
     pub async fn bind(config: SimConfig) -> Result<Sim, SimError> {
         let listener = bind(config.listen).await?;
+        let kube_tokens = kube::SimTokens::random();
         let kube_listener = match config.kube_listen {
             Some(addr) => Some(bind(addr).await?),
             None => None,
@@ -118,12 +121,11 @@ impl Sim {
         if let (Some(path), Some(kube)) = (&config.kubeconfig_out, &kube_listener) {
             let addr = kube.local_addr().map_err(SimError::KubeServe)?;
             // It holds a token: private, and never written through a planted symlink.
-            crate::private_fs::write_private(path, kube::kubeconfig(addr).as_bytes()).map_err(
-                |source| SimError::Kubeconfig {
+            crate::private_fs::write_private(path, kube::kubeconfig(addr, &kube_tokens).as_bytes())
+                .map_err(|source| SimError::Kubeconfig {
                     path: path.display().to_string(),
                     source,
-                },
-            )?;
+                })?;
         }
         let tls = match config.tls {
             Some((addr, dir)) => Some((bind(addr).await?, tls::generate(&dir)?)),
@@ -143,6 +145,7 @@ impl Sim {
         Ok(Sim {
             pods,
             listener,
+            kube_tokens,
             live: config.live,
             tls,
             kube_tls,
@@ -170,6 +173,12 @@ impl Sim {
         self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
+    /// This run's bearer tokens for the Kubernetes stand-in (in-process users such as the demo;
+    /// others read them from the kubeconfig written with `--kubeconfig-out`).
+    pub fn kube_tokens(&self) -> &kube::SimTokens {
+        &self.kube_tokens
+    }
+
     /// The Kubernetes stand-in's address, when it was asked for.
     pub fn kube_addr(&self) -> Option<SocketAddr> {
         self.kube_listener
@@ -190,6 +199,7 @@ impl Sim {
     ) -> Result<(), SimError> {
         let shutdown = shutdown.shared();
         let router = kube::router_with_pods(
+            self.kube_tokens,
             &self.scenario,
             &self.kube_forbid,
             self.kube_grants,

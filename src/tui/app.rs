@@ -2,7 +2,7 @@
 //! in, effects (refresh, send) go out. No I/O and no drawing here, so every transition is
 //! unit-tested; rendering reads this state through `&App`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
@@ -66,6 +66,46 @@ pub enum Dialog {
     Approve(Approval),
     /// Switching the kubeconfig context and namespace.
     Switch(Picker),
+    /// One row described in full, by its property name.
+    Describe(String),
+    /// The sources, the in-cluster reporter and this session's approval in full.
+    Details,
+    /// The in-cluster reporter's history; `selected` indexes its entries (the newest when
+    /// opened).
+    History { selected: usize },
+}
+
+/// The in-cluster reporter's history (the ledger ConfigMap), as read for the history pane.
+#[derive(Clone, Debug)]
+pub enum HistoryView {
+    Loading,
+    /// Why it could not be read (no ConfigMap, forbidden, no Kubernetes).
+    Failed(String),
+    Loaded {
+        entries: Vec<crate::ledger::Listed>,
+        /// What `hodometer history verify` would say.
+        verification: crate::ledger::Verification,
+    },
+}
+
+impl HistoryView {
+    /// From the ledger's data as read.
+    pub fn read(data: Result<BTreeMap<String, String>, String>) -> HistoryView {
+        match data {
+            Err(why) => HistoryView::Failed(why),
+            Ok(data) => HistoryView::Loaded {
+                entries: crate::ledger::list(&data).1,
+                verification: crate::ledger::verify(&data, &[]),
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            HistoryView::Loaded { entries, .. } => entries.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// An approval for the in-cluster reporter, as the dialog shows it and as it is written.
@@ -135,11 +175,12 @@ impl ApprovalState {
         match self {
             ApprovalState::Writing => "writing the consent ConfigMap…".into(),
             ApprovalState::Failed(why) => format!("not written: {why}"),
+            // The state first: on a narrow screen the version and approver give way, not it.
             ApprovalState::Pending { version, by } => format!(
-                "written (resourceVersion {version}, by {by}); waiting for the reporter to acknowledge"
+                "waiting for the reporter to acknowledge (written at resourceVersion {version}, by {by})"
             ),
             ApprovalState::Acknowledged { version, by } => format!(
-                "written (resourceVersion {version}, by {by}); acknowledged by the reporter"
+                "acknowledged by the reporter (written at resourceVersion {version}, by {by})"
             ),
             ApprovalState::Replaced { version, level, by } => format!(
                 "replaced by {} (level {level}, resourceVersion {version})",
@@ -162,6 +203,8 @@ pub struct SendRecord {
     pub at: SystemTime,
     /// One per endpoint, in the publisher's order; `None` until that endpoint's outcome arrives.
     pub outcomes: Vec<Option<EndpointOutcome>>,
+    /// Sent by an earlier session (kept in the state directory).
+    pub earlier: bool,
 }
 
 impl SendRecord {
@@ -186,7 +229,12 @@ pub enum Effect {
         context: String,
         namespace: String,
     },
+    /// Read the in-cluster reporter's history.
+    LoadHistory,
 }
+
+/// Rows a page key moves.
+const PAGE: i16 = 10;
 
 /// Samples of a numeric metric kept for its trend: enough for a sparkline at any width used.
 pub const TREND_SAMPLES: usize = 24;
@@ -195,6 +243,8 @@ pub const TREND_SAMPLES: usize = 24;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Trend {
     pub samples: VecDeque<f64>,
+    /// When each sample was read, oldest first: the window the trend covers.
+    pub times: VecDeque<SystemTime>,
     /// When the value last changed, and by how much.
     pub last_change: Option<(SystemTime, f64)>,
 }
@@ -208,9 +258,74 @@ impl Trend {
         }
         if self.samples.len() == TREND_SAMPLES {
             self.samples.pop_front();
+            self.times.pop_front();
         }
         self.samples.push_back(value);
+        self.times.push_back(at);
     }
+
+    /// How long the kept samples span.
+    pub fn window(&self) -> Duration {
+        match (self.times.front(), self.times.back()) {
+            (Some(first), Some(last)) => age(*last, *first),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// A row of the proposal (the level on screen) against what the in-cluster reporter shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Approving the proposal adds it.
+    Added,
+    /// Approving the proposal stops it.
+    Removed,
+}
+
+/// What an approval changes against the consent it replaces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Approved fields the reporter already shares.
+    pub kept: usize,
+}
+
+/// `proposed` against `current`: added, removed (both sorted), and how many stay.
+pub fn field_diff(proposed: &[String], current: &BTreeSet<String>) -> FieldDiff {
+    let proposed: BTreeSet<&String> = proposed.iter().collect();
+    FieldDiff {
+        added: proposed
+            .iter()
+            .filter(|f| !current.contains(**f))
+            .map(|f| (*f).clone())
+            .collect(),
+        removed: current
+            .iter()
+            .filter(|f| !proposed.contains(f))
+            .cloned()
+            .collect(),
+        kept: proposed.iter().filter(|f| current.contains(**f)).count(),
+    }
+}
+
+/// The fields approving `level` approves: every field the snapshot can carry at or below it.
+pub fn proposed_fields(snapshot: Option<&Snapshot>, level: Level) -> Vec<String> {
+    let mut fields: Vec<String> = match snapshot {
+        Some(snapshot) => policy::candidate_fields(snapshot)
+            .into_iter()
+            .filter(|(_, at)| level.shares(*at))
+            .map(|(name, _)| name)
+            .collect(),
+        None => consent::metric_fields_at(level).into_iter().collect(),
+    };
+    fields.sort();
+    fields
+}
+
+/// Whether `name` contains the filter `filter`, ignoring case; an empty filter matches all.
+pub fn matches_filter(name: &str, filter: &str) -> bool {
+    name.to_lowercase().contains(&filter.to_lowercase())
 }
 
 /// How one metric is shown.
@@ -237,6 +352,9 @@ pub struct RowView<'a> {
     pub shared: bool,
     /// What the in-cluster reporter does with it, once its status was read.
     pub in_cluster: Option<InCluster>,
+    /// Against the reporter, what approving the level on screen changes (`None`: nothing, or
+    /// no reporter).
+    pub change: Option<Change>,
     /// Numeric metrics only.
     pub trend: Option<&'a Trend>,
 }
@@ -268,6 +386,17 @@ pub struct App {
     pub view: View,
     pub help: bool,
     pub scroll: u16,
+    /// The selected row among the rows the filter lets through.
+    pub selected: usize,
+    /// Rows whose name contains this are shown (empty: all).
+    pub filter: String,
+    /// The filter is being typed.
+    pub filtering: bool,
+    /// No colours: shared, withheld, pending and unknown differ by text, symbol and weight.
+    pub monochrome: bool,
+    /// The terminal is below the smallest size drawn: nothing but the too-small screen shows,
+    /// so no key may act on what cannot be seen (a hidden dialog's `y` must not send).
+    pub too_small: bool,
     /// Scroll inside a dialog (a send's bytes can be longer than the screen).
     pub dialog_scroll: u16,
     pub dialog: Option<Dialog>,
@@ -284,6 +413,8 @@ pub struct App {
     pub reporter: Option<Observed>,
     /// This session's last approval for the in-cluster reporter.
     pub approval: Option<ApprovalRecord>,
+    /// The reporter's history, once asked for (`H`).
+    pub history: Option<HistoryView>,
     pub refreshing: bool,
     pub last_refresh: Option<SystemTime>,
     pub now: SystemTime,
@@ -304,13 +435,24 @@ pub struct App {
 impl App {
     pub fn new(info: Info, level: Level, token: String, now: SystemTime) -> App {
         // The level bar starts at what the run's policy allows (DO_NOT_TRACK: off).
-        let level = policy::decide(info.do_not_track, level, &ConsentRead::NotGoverned, None).level;
+        let level = policy::decide(
+            info.do_not_track,
+            level,
+            &ConsentRead::NotGoverned,
+            &Default::default(),
+        )
+        .level;
         App {
             info,
             level,
             view: View::Metrics,
             help: false,
             scroll: 0,
+            selected: 0,
+            filter: String::new(),
+            filtering: false,
+            monochrome: false,
+            too_small: false,
             dialog_scroll: 0,
             dialog: None,
             payload_form: PayloadForm::Pretty,
@@ -320,6 +462,7 @@ impl App {
             forward: None,
             reporter: None,
             approval: None,
+            history: None,
             refreshing: false,
             last_refresh: None,
             now,
@@ -340,20 +483,38 @@ impl App {
         self
     }
 
+    /// Drawn without colours (`NO_COLOR`, a terminal without colours).
+    pub fn with_monochrome(mut self, monochrome: bool) -> App {
+        self.monochrome = monochrome;
+        self
+    }
+
     /// Which bindings apply now.
     pub fn context(&self) -> Context {
         match self.dialog {
             None if self.help => Context::Help,
+            None if self.filtering => Context::Filter,
             None => Context::Main,
+            Some(Dialog::Describe(_)) => Context::Describe,
+            Some(Dialog::Details) => Context::Details,
             Some(Dialog::Confirm(_)) => Context::Confirm,
             Some(Dialog::Sent(_)) => Context::Sent,
             Some(Dialog::Sends { .. }) => Context::Sends,
             Some(Dialog::Approve(_)) => Context::Approve,
             Some(Dialog::Switch(ref picker)) => picker.key_context(),
+            Some(Dialog::History { .. }) => Context::History,
         }
     }
 
+    /// The terminal's size, before each draw.
+    pub fn on_resize(&mut self, width: u16, height: u16) {
+        self.too_small = super::layout::fit(width, height) == super::layout::Fit::TooSmall;
+    }
+
     pub fn on_action(&mut self, action: Action) -> Option<Effect> {
+        if self.too_small && !matches!(action, Action::Quit) {
+            return None;
+        }
         self.message = None;
         match action {
             Action::Quit => self.quit = true,
@@ -365,7 +526,18 @@ impl App {
                 }
             }
             Action::TogglePayload => self.toggle_view(View::Payload),
-            Action::ToggleReporterEvent => self.toggle_view(View::ReporterEvent),
+            Action::ToggleReporterEvent => match &self.reporter {
+                None => {
+                    self.message = Some(format!(
+                        "no in-cluster reporter to show: it has not been read (Kubernetes {})",
+                        self.info.kube
+                    ));
+                }
+                Some(observed) if observed.status.is_none() => {
+                    self.message = Some(format!("no in-cluster reporter event: {}", observed.line));
+                }
+                Some(_) => self.toggle_view(View::ReporterEvent),
+            },
             Action::Approve => self.ask_to_approve(),
             Action::TogglePayloadForm => {
                 self.payload_form = match self.payload_form {
@@ -373,9 +545,44 @@ impl App {
                     PayloadForm::Raw => PayloadForm::Pretty,
                 };
             }
-            Action::ToggleHelp => self.help = !self.help,
+            Action::ToggleHelp => {
+                self.help = !self.help;
+                self.dialog_scroll = 0;
+            }
             Action::ScrollUp => self.scroll_by(-1),
             Action::ScrollDown => self.scroll_by(1),
+            Action::PageUp => self.scroll_by(-PAGE),
+            Action::PageDown => self.scroll_by(PAGE),
+            Action::Describe => {
+                if let Some(row) = self.selected_row() {
+                    self.dialog = Some(Dialog::Describe(row.name));
+                    self.dialog_scroll = 0;
+                }
+            }
+            Action::Details => {
+                self.dialog = Some(Dialog::Details);
+                self.dialog_scroll = 0;
+            }
+            Action::Filter => {
+                self.filtering = true;
+                self.view = View::Metrics;
+            }
+            Action::FilterChar(c) => {
+                self.filter.push(c);
+                self.selected = 0;
+            }
+            Action::FilterBackspace => {
+                self.filter.pop();
+                self.selected = 0;
+            }
+            Action::FilterDone => self.filtering = false,
+            Action::ClearFilter => {
+                self.filtering = false;
+                if !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.selected = 0;
+                }
+            }
             Action::Refresh => {
                 if !self.refreshing {
                     self.refreshing = true;
@@ -387,7 +594,7 @@ impl App {
             Action::ListSends => {
                 self.help = false;
                 if self.sends.is_empty() {
-                    self.message = Some("nothing was sent in this session yet".into());
+                    self.message = Some("nothing was sent from this inspector yet".into());
                 } else {
                     self.dialog = Some(Dialog::Sends {
                         selected: self.sends.len() - 1,
@@ -401,6 +608,20 @@ impl App {
                     self.dialog = Some(Dialog::Sent(record.event.insert_id));
                     self.dialog_scroll = 0;
                 }
+            }
+            Action::ShowHistory => {
+                self.help = false;
+                self.dialog = Some(Dialog::History {
+                    selected: self
+                        .history
+                        .as_ref()
+                        .map_or(0, |h| h.len().saturating_sub(1)),
+                });
+                if !matches!(self.history, Some(HistoryView::Loaded { .. })) {
+                    self.history = Some(HistoryView::Loading);
+                }
+                // Read again each time it opens: the reporter keeps appending.
+                return Some(Effect::LoadHistory);
             }
             Action::Close => self.close(),
             Action::ListContexts => return self.ask_to_switch(),
@@ -508,6 +729,20 @@ impl App {
         self.last_known = vec![None; METRIC_COUNT];
         self.trends = vec![Trend::default(); METRIC_COUNT];
         self.scroll = 0;
+        // The last cluster's history too.
+        self.history = None;
+    }
+
+    /// The history as read; the selection moves to the newest entry when it was there before.
+    pub fn on_history(&mut self, view: HistoryView) {
+        let before = self.history.as_ref().map_or(0, HistoryView::len);
+        let newest = view.len().saturating_sub(1);
+        if let Some(Dialog::History { selected }) = &mut self.dialog
+            && (*selected + 1 >= before || *selected > newest)
+        {
+            *selected = newest;
+        }
+        self.history = Some(view);
     }
 
     /// Shows `view`, or the metrics again when it is already shown.
@@ -520,23 +755,35 @@ impl App {
         self.scroll = 0;
     }
 
-    fn scroll_by(&mut self, by: i8) {
-        let step = |at: u16| {
-            if by < 0 {
-                at.saturating_sub(1)
-            } else {
-                at.saturating_add(1)
-            }
-        };
+    fn scroll_by(&mut self, by: i16) {
+        let step = |at: u16| at.saturating_add_signed(by);
         match &mut self.dialog {
+            None if self.help => self.dialog_scroll = step(self.dialog_scroll),
+            None if self.view == View::Metrics => {
+                let last = self.visible_rows().len().saturating_sub(1);
+                let at = i64::try_from(self.selected).unwrap_or(i64::MAX) + i64::from(by);
+                self.selected = usize::try_from(at.max(0)).unwrap_or(0).min(last);
+            }
             None => self.scroll = step(self.scroll),
             Some(Dialog::Switch(picker)) => picker.scroll(by),
-            Some(Dialog::Sends { selected }) => {
-                let last = self.sends.len().saturating_sub(1);
+            Some(Dialog::History { selected }) => {
+                let last = self
+                    .history
+                    .as_ref()
+                    .map_or(0, HistoryView::len)
+                    .saturating_sub(1);
                 *selected = if by < 0 {
                     selected.saturating_sub(1)
                 } else {
                     (*selected + 1).min(last)
+                };
+            }
+            Some(Dialog::Sends { selected }) => {
+                let last = self.sends.len().saturating_sub(1);
+                *selected = if by < 0 {
+                    selected.saturating_sub(usize::from(by.unsigned_abs()))
+                } else {
+                    (*selected + usize::from(by.unsigned_abs())).min(last)
                 };
             }
             Some(_) => self.dialog_scroll = step(self.dialog_scroll),
@@ -558,6 +805,15 @@ impl App {
         }
         match &self.preview {
             Some(event) => self.dialog = Some(Dialog::Confirm(event.clone())),
+            None if self.policy().source == PolicySource::InvalidConsent => {
+                self.message = self.consent_bound();
+            }
+            None if self.snapshot.is_some() && self.level != Level::Off => {
+                self.message = Some(match self.consent_bound() {
+                    Some(bound) => format!("nothing to send: {bound}, none of them known"),
+                    None => "nothing to send: no field is known".into(),
+                });
+            }
             None if self.level == Level::Off => {
                 self.message = Some("level off: nothing to send".into());
             }
@@ -597,15 +853,7 @@ impl App {
                 return;
             }
         };
-        let mut fields: Vec<String> = match &self.snapshot {
-            Some(snapshot) => policy::candidate_fields(snapshot)
-                .into_iter()
-                .filter(|(_, level)| self.level.shares(*level))
-                .map(|(name, _)| name)
-                .collect(),
-            None => consent::metric_fields_at(self.level).into_iter().collect(),
-        };
-        fields.sort();
+        let fields = proposed_fields(self.snapshot.as_ref(), self.level);
         self.dialog = Some(Dialog::Approve(Approval {
             level: self.level,
             fields,
@@ -697,8 +945,17 @@ impl App {
         })
     }
 
+    /// The reporter as read. The screen opens on its level, and follows it while the level on
+    /// screen is the reporter's (not a proposal of another).
     pub fn on_reporter(&mut self, observed: Observed) {
+        let before = self.reporter_level();
         self.reporter = Some(observed);
+        if let Some(now) = self.reporter_level()
+            && (before.is_none() || before == Some(self.level))
+            && self.dialog.is_none()
+        {
+            self.set_level_quietly(now);
+        }
         // The message line follows the approval, never contradicting the header.
         if self
             .message
@@ -712,6 +969,84 @@ impl App {
         if !matches!(self.dialog, Some(Dialog::Confirm(_))) {
             self.rebuild_preview();
         }
+    }
+
+    /// What the consent says is approved now, as the approve dialog diffs against it: a valid
+    /// consent's fields at its level; with none (the environment rules), what the reporter
+    /// shares; an invalid consent shares nothing.
+    pub fn approved_now(&self) -> BTreeSet<String> {
+        let Some(observed) = &self.reporter else {
+            return BTreeSet::new();
+        };
+        let reporter_shares = || {
+            observed
+                .status
+                .as_ref()
+                .map(|s| s.shared.clone())
+                .unwrap_or_default()
+        };
+        match &observed.consent {
+            ConsentSeen::Found {
+                reading: ConsentReading::Given(given),
+                ..
+            } => {
+                let levels: BTreeMap<String, Level> = match &self.snapshot {
+                    Some(snapshot) => policy::candidate_fields(snapshot).into_iter().collect(),
+                    None => METRICS
+                        .iter()
+                        .map(|m| (m.name.to_string(), m.level))
+                        .collect(),
+                };
+                given
+                    .fields
+                    .iter()
+                    .filter(|f| levels.get(*f).is_none_or(|at| given.level.shares(*at)))
+                    .cloned()
+                    .collect()
+            }
+            ConsentSeen::Found {
+                reading: ConsentReading::Invalid(_),
+                ..
+            } => BTreeSet::new(),
+            _ => reporter_shares(),
+        }
+    }
+
+    /// What an approval changes against the consent it replaces.
+    pub fn approval_diff(&self, approval: &Approval) -> FieldDiff {
+        let fields = if approval.level == Level::Off {
+            Vec::new()
+        } else {
+            approval.fields.clone()
+        };
+        field_diff(&fields, &self.approved_now())
+    }
+
+    /// Fields of the event's level whose values are unknown (so left out), with the reason.
+    pub fn unknown_at(&self, level: Level) -> Vec<(String, String)> {
+        self.rows()
+            .into_iter()
+            .filter(|row| level.shares(row.level))
+            .filter_map(|row| match row.shown {
+                Shown::Known(_) => None,
+                Shown::Stale { reason, .. } | Shown::Unknown(reason) => Some((row.name, reason)),
+            })
+            .collect()
+    }
+
+    /// The rows the filter lets through.
+    pub fn visible_rows(&self) -> Vec<RowView<'_>> {
+        self.rows()
+            .into_iter()
+            .filter(|row| matches_filter(&row.name, &self.filter))
+            .collect()
+    }
+
+    /// The row selected, if the filter leaves any.
+    pub fn selected_row(&self) -> Option<RowView<'_>> {
+        let mut rows = self.visible_rows();
+        let at = self.selected.min(rows.len().checked_sub(1)?);
+        Some(rows.swap_remove(at))
     }
 
     fn confirm(&mut self) -> Option<Effect> {
@@ -739,6 +1074,7 @@ impl App {
             event: event.clone(),
             at: self.now,
             outcomes: vec![None; self.info.endpoints.len()],
+            earlier: false,
         });
         self.dialog = Some(Dialog::Sent(event.insert_id));
         self.dialog_scroll = 0;
@@ -822,7 +1158,11 @@ impl App {
             self.message = Some("DO_NOT_TRACK is set: the level stays off".into());
             return;
         }
-        if level != self.level {
+        self.set_level_quietly(level);
+    }
+
+    fn set_level_quietly(&mut self, level: Level) {
+        if level != self.level && !self.info.do_not_track {
             self.level = level;
             self.rebuild_preview();
         }
@@ -846,7 +1186,33 @@ impl App {
                 error: why.clone(),
             },
         };
-        policy::decide(self.info.do_not_track, self.level, &read, None).at_most(self.level)
+        policy::decide(
+            self.info.do_not_track,
+            self.level,
+            &read,
+            &Default::default(),
+        )
+        .at_most(self.level)
+    }
+
+    /// When a consent bounds what this session sends, a line saying so (for the send dialog).
+    pub fn consent_bound(&self) -> Option<String> {
+        let policy = self.policy();
+        let name = self
+            .reporter
+            .as_ref()
+            .map_or("the consent", |r| r.consent_configmap.as_str());
+        match policy.source {
+            PolicySource::Consent => Some(format!(
+                "bounded by the consent {name} (level {}, resourceVersion {}): only the fields it approves",
+                policy.level,
+                policy.consent_version.as_deref().unwrap_or("?")
+            )),
+            PolicySource::InvalidConsent => {
+                Some(format!("the consent {name} is invalid: nothing is sent"))
+            }
+            PolicySource::Environment | PolicySource::DoNotTrack => None,
+        }
     }
 
     /// A new event (and `$insert_id`) whenever what would be sent changes.
@@ -879,6 +1245,7 @@ impl App {
 
     /// Every metric as the table shows it at the chosen level.
     pub fn rows(&self) -> Vec<RowView<'_>> {
+        let policy = self.policy();
         let Some(snapshot) = &self.snapshot else {
             return METRICS
                 .iter()
@@ -887,17 +1254,22 @@ impl App {
                     level: def.level,
                     kind: RowKind::Metric(def),
                     shown: Shown::Unknown("not collected yet".into()),
-                    shared: self.level.shares(def.level),
+                    shared: policy.allows(def.name, def.level),
                     in_cluster: self.in_cluster(def.name),
+                    change: self.change(def.name, def.level),
                     trend: None,
                 })
                 .collect();
         };
+        // Read at the policy's level: `metrics_level` shows what a send would say.
         snapshot
-            .rows(self.level)
+            .rows(policy.level)
             .into_iter()
             .map(|row| {
                 let shown = match row.reading {
+                    Reading::Known(_) if row.name == MetricId::MetricsLevel.name() => {
+                        Shown::Known(self.metrics_level_shown())
+                    }
                     Reading::Known(value) => Shown::Known(value.to_string()),
                     Reading::Unknown(reason) => match row
                         .kind
@@ -916,11 +1288,13 @@ impl App {
                 let trend = row.kind.metric().map(|def| &self.trends[def.id as usize]);
                 RowView {
                     in_cluster: self.in_cluster(&row.name),
+                    change: self.change(&row.name, row.level),
+                    // Shared as a send from here would share it: under a consent, only approved.
+                    shared: policy.allows(&row.name, row.level),
                     name: row.name,
                     level: row.level,
                     kind: row.kind,
                     shown,
-                    shared: row.shared,
                     trend: trend.filter(|trend| !trend.samples.is_empty()),
                 }
             })
@@ -938,6 +1312,30 @@ impl App {
         } else {
             InCluster::Withholds
         })
+    }
+
+    /// Against the reporter, what approving the level on screen does to the field `name`.
+    fn change(&self, name: &str, level: Level) -> Option<Change> {
+        let shares_now = self.in_cluster(name)? == InCluster::Shares;
+        match (shares_now, self.level.shares(level)) {
+            (false, true) => Some(Change::Added),
+            (true, false) => Some(Change::Removed),
+            _ => None,
+        }
+    }
+
+    /// `metrics_level` as the table shows it: with a reporter, the level it sends, and the
+    /// proposal's when that differs; alone, the level on screen.
+    fn metrics_level_shown(&self) -> String {
+        let proposal = match self.level {
+            Level::Off => "off (nothing is sent)".to_string(),
+            level => level.to_string(),
+        };
+        match self.reporter_level() {
+            Some(now) if now != self.level => format!("{now} → {proposal}"),
+            Some(now) => now.to_string(),
+            None => proposal,
+        }
     }
 
     /// The in-cluster reporter's level, by its last status.
@@ -1385,6 +1783,67 @@ mod tests {
         ));
         assert!(app.approval_acknowledged());
         assert_eq!(app.reporter_level(), Some(Level::Resource));
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("your approval: acknowledged")),
+            "the message line follows the header, 'waiting' no longer: {:?}",
+            app.message
+        );
+    }
+
+    #[test]
+    fn a_send_from_the_inspector_is_bounded_by_the_consent_in_force() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::SetLevel(3));
+        assert!(app.preview().is_some_and(|e| e.fields.len() > 10));
+        let mut observed = reporter("cluster", "7", &["node_count"], &[]);
+        observed.consent = ConsentSeen::Found {
+            resource_version: "7".into(),
+            reading: ConsentReading::Given(Consent {
+                level: Level::Cluster,
+                fields: ["node_count".to_string()].into_iter().collect(),
+                approved_by: None,
+                approved_at: None,
+                note: None,
+            }),
+        };
+        app.on_reporter(observed.clone());
+        let preview = app.preview().expect("an approved field");
+        assert_eq!(preview.fields, ["node_count"]);
+        assert!(!preview.json.contains("cluster_id"), "{}", preview.json);
+        assert!(
+            app.consent_bound()
+                .is_some_and(|b| b.contains("level cluster, resourceVersion 7")),
+            "{:?}",
+            app.consent_bound()
+        );
+        // The consent narrows while the operator confirms: nothing is sent.
+        app.on_action(Action::Send);
+        assert_eq!(app.context(), Context::Confirm);
+        observed.consent = ConsentSeen::Found {
+            resource_version: "8".into(),
+            reading: ConsentReading::Invalid("unknown key \"Level\"".into()),
+        };
+        app.on_reporter(observed);
+        assert_eq!(app.on_action(Action::Confirm), None);
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("nothing sent"))
+        );
+        // Invalid: nothing to send, and `s` says why.
+        assert!(app.preview().is_none());
+        app.on_action(Action::Send);
+        assert!(app.dialog.is_none());
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.contains("is invalid: nothing is sent")),
+            "{:?}",
+            app.message
+        );
     }
 
     #[test]
@@ -1414,7 +1873,7 @@ mod tests {
         assert!(
             app.message
                 .as_deref()
-                .is_some_and(|m| m.ends_with("acknowledged by the reporter")),
+                .is_some_and(|m| m.starts_with("your approval: acknowledged by the reporter")),
             "{:?}",
             app.message
         );
@@ -1527,14 +1986,202 @@ mod tests {
     }
 
     #[test]
-    fn the_reporter_event_view_toggles_with_the_metrics() {
+    fn the_reporter_event_view_toggles_with_the_metrics_and_says_when_there_is_none() {
         let mut app = app();
+        app.on_action(Action::ToggleReporterEvent);
+        assert_eq!(app.view, View::Metrics);
+        assert!(
+            app.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("no in-cluster reporter")),
+            "{:?}",
+            app.message
+        );
+        app.on_reporter(reporter("cluster", "7", &[], &[]));
         app.on_action(Action::ToggleReporterEvent);
         assert_eq!(app.view, View::ReporterEvent);
         app.on_action(Action::TogglePayload);
         assert_eq!(app.view, View::Payload);
         app.on_action(Action::TogglePayload);
         assert_eq!(app.view, View::Metrics);
+    }
+
+    #[test]
+    fn the_screen_opens_on_the_reporters_level_and_marks_a_proposal_against_it() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::SetLevel(3));
+        let shared: Vec<&str> = METRICS
+            .iter()
+            .filter(|m| m.level == Level::Cluster)
+            .map(|m| m.name)
+            .collect();
+        app.on_reporter(reporter("cluster", "7", &shared, &[]));
+        assert_eq!(app.level, Level::Cluster, "opens on the reporter's level");
+        let change = |app: &App, name: &str| {
+            app.rows()
+                .into_iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.change)
+        };
+        assert_eq!(change(&app, "model_count"), None, "no proposal yet");
+        app.on_action(Action::SetLevel(2));
+        assert_eq!(change(&app, "model_count"), Some(Change::Added));
+        assert_eq!(change(&app, "node_count"), None, "unchanged");
+        assert_eq!(
+            change(&app, "gpu_enabled_count"),
+            None,
+            "withheld either way"
+        );
+        app.on_action(Action::SetLevel(0));
+        assert_eq!(change(&app, "node_count"), Some(Change::Removed));
+        // A later report does not move a proposal away from where the operator put it…
+        app.on_reporter(reporter("cluster", "8", &shared, &[]));
+        assert_eq!(app.level, Level::Off);
+        // …but while the screen shows the reporter's level, it follows the reporter.
+        app.on_action(Action::SetLevel(1));
+        app.on_reporter(reporter("resource", "9", &shared, &[]));
+        assert_eq!(app.level, Level::Resource);
+        let metrics_level = app
+            .rows()
+            .into_iter()
+            .find(|r| r.name == "metrics_level")
+            .map(|r| r.shown);
+        assert_eq!(metrics_level, Some(Shown::Known("resource".into())));
+        app.on_action(Action::SetLevel(0));
+        let metrics_level = app
+            .rows()
+            .into_iter()
+            .find(|r| r.name == "metrics_level")
+            .map(|r| r.shown);
+        assert_eq!(
+            metrics_level,
+            Some(Shown::Known("resource → off (nothing is sent)".into())),
+            "what the reporter sends, and what the proposal would"
+        );
+    }
+
+    #[test]
+    fn the_approval_is_diffed_against_the_consent_it_replaces() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        let mut observed = reporter(
+            "resource",
+            "7",
+            &["cluster_id", "model_count"],
+            &["node_count"],
+        );
+        observed.consent = ConsentSeen::Found {
+            resource_version: "7".into(),
+            reading: ConsentReading::Given(Consent {
+                level: Level::Resource,
+                // gpu_enabled_count is above the consent's level: approved, never sent.
+                fields: ["cluster_id", "model_count", "gpu_enabled_count"]
+                    .map(String::from)
+                    .into(),
+                approved_by: Some("alice".into()),
+                approved_at: None,
+                note: None,
+            }),
+        };
+        app.on_reporter(observed);
+        app.on_action(Action::SetLevel(1));
+        app.on_action(Action::Approve);
+        let Some(Dialog::Approve(approval)) = app.dialog.clone() else {
+            panic!("no dialog: {:?}", app.message);
+        };
+        let diff = app.approval_diff(&approval);
+        assert!(diff.added.contains(&"node_count".to_string()));
+        assert!(!diff.added.contains(&"cluster_id".to_string()));
+        assert_eq!(diff.removed, ["model_count"]);
+        assert_eq!(diff.kept, 1);
+        app.on_action(Action::Close);
+        app.on_action(Action::SetLevel(0));
+        app.on_action(Action::Approve);
+        let Some(Dialog::Approve(off)) = app.dialog.clone() else {
+            panic!("no dialog");
+        };
+        let diff = app.approval_diff(&off);
+        assert!(diff.added.is_empty());
+        assert_eq!(diff.removed, ["cluster_id", "model_count"]);
+    }
+
+    #[test]
+    fn rows_are_selected_filtered_and_described() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::ScrollDown);
+        app.on_action(Action::ScrollDown);
+        assert_eq!(
+            app.selected_row().map(|r| r.name),
+            Some("collector_git_commit".into())
+        );
+        app.on_action(Action::ScrollUp);
+        app.on_action(Action::PageDown);
+        app.on_action(Action::PageDown);
+        app.on_action(Action::PageDown);
+        assert_eq!(
+            app.selected_row().map(|r| r.name),
+            Some("inference_server_name".into()),
+            "the selection stops at the last row"
+        );
+        app.on_action(Action::Filter);
+        assert_eq!(app.context(), Context::Filter);
+        for c in "COUNT".chars() {
+            app.on_action(Action::FilterChar(c));
+        }
+        let names: Vec<String> = app.visible_rows().into_iter().map(|r| r.name).collect();
+        assert!(names.iter().all(|n| n.contains("count")), "{names:?}");
+        assert!(names.contains(&"node_count".to_string()));
+        assert_eq!(app.selected, 0, "a new filter selects its first row");
+        app.on_action(Action::FilterBackspace);
+        assert_eq!(app.filter, "COUN");
+        app.on_action(Action::FilterDone);
+        assert_eq!(
+            app.context(),
+            Context::Main,
+            "the filter stays, the keys are the table's"
+        );
+        assert_eq!(app.filter, "COUN");
+        app.on_action(Action::Describe);
+        assert_eq!(app.dialog, Some(Dialog::Describe("node_count".into())));
+        assert_eq!(app.context(), Context::Describe);
+        app.on_action(Action::Close);
+        app.on_action(Action::ClearFilter);
+        assert!(app.filter.is_empty());
+        assert_eq!(app.visible_rows().len(), METRIC_COUNT);
+        // A filter that matches nothing: nothing to describe, and no panic.
+        app.on_action(Action::Filter);
+        app.on_action(Action::FilterChar('~'));
+        app.on_action(Action::FilterDone);
+        app.on_action(Action::Describe);
+        assert!(app.dialog.is_none());
+    }
+
+    #[test]
+    fn on_a_terminal_too_small_to_show_it_only_quitting_acts() {
+        let mut app = app();
+        app.on_snapshot(healthy(at(0)));
+        app.on_action(Action::Send);
+        assert_eq!(app.context(), Context::Confirm);
+        app.on_resize(50, 15);
+        assert_eq!(
+            app.on_action(Action::Confirm),
+            None,
+            "a hidden dialog never sends"
+        );
+        assert!(app.sends.is_empty());
+        app.on_action(Action::LevelUp);
+        assert_eq!(app.level, Level::Cluster);
+        app.on_resize(80, 24);
+        assert_eq!(
+            app.context(),
+            Context::Confirm,
+            "the dialog is shown again, as it was"
+        );
+        app.on_resize(50, 15);
+        app.on_action(Action::Quit);
+        assert!(app.quit);
     }
 
     #[test]

@@ -21,13 +21,31 @@ pub enum Action {
     Confirm,
     /// The session's sends.
     ListSends,
+    /// The in-cluster reporter's history (its ledger): sends and consent changes.
+    ShowHistory,
     /// Open the send selected in the list.
     Open,
     /// Close the dialog or help on top; from a confirmation, cancel.
     Close,
     Refresh,
+    /// Up one: the row above in the table, a line in a pane or dialog.
     ScrollUp,
     ScrollDown,
+    /// A page up or down, the same way.
+    PageUp,
+    PageDown,
+    /// Describe the selected row: its meaning, source, value and full reason.
+    Describe,
+    /// Start typing a filter on row names.
+    Filter,
+    /// A character typed into the filter.
+    FilterChar(char),
+    FilterBackspace,
+    /// Keep the filter and go back to the table.
+    FilterDone,
+    ClearFilter,
+    /// The sources, the reporter and this session's approval in full.
+    Details,
     ToggleHelp,
     Quit,
     /// The kubeconfig's contexts, to switch to another cluster (and namespace).
@@ -55,22 +73,70 @@ pub enum Context {
     Namespaces,
     /// A namespace being typed (they cannot be listed): letters are text, not keys.
     TypeNamespace,
+    /// The selected row described.
+    Describe,
+    /// Typing a filter on row names.
+    Filter,
+    /// The sources and the reporter in full.
+    Details,
+    /// The in-cluster reporter's history.
+    History,
 }
 
-/// Where a binding is listed.
+impl Context {
+    /// Every context, in the order help lists them.
+    pub const ALL: [Context; 13] = [
+        Context::Main,
+        Context::Filter,
+        Context::Describe,
+        Context::Details,
+        Context::Confirm,
+        Context::Sent,
+        Context::Sends,
+        Context::History,
+        Context::Approve,
+        Context::Help,
+        Context::Contexts,
+        Context::Namespaces,
+        Context::TypeNamespace,
+    ];
+
+    /// How help names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Context::Main => "main screen",
+            Context::Help => "help",
+            Context::Confirm => "send dialog",
+            Context::Sent => "a send",
+            Context::Sends => "list of sends",
+            Context::Approve => "approve dialog",
+            Context::Describe => "describe",
+            Context::Filter => "filter (typing)",
+            Context::Details => "details",
+            Context::History => "history",
+            Context::Contexts => "context switch",
+            Context::Namespaces => "namespaces",
+            Context::TypeNamespace => "namespace (typing)",
+        }
+    }
+}
+
+/// Where a binding is listed. Help lists every binding with every key, whatever this says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listing {
-    /// In the footer and on the help screen.
+    /// In the footer, in table order, while it fits.
     Footer,
+    /// In the footer at every width: how to get help and how to get out.
+    Essential,
     /// On the help screen only.
     Help,
-    /// Nowhere: another binding's label already covers it (`0-3` covers `1`).
+    /// On the help screen, but not in the footer: another binding's label covers it (`0-3`).
     Covered,
 }
 
 pub struct Binding {
     pub keys: &'static [KeyCode],
-    /// How the keys are written in hints and help.
+    /// How the keys are written in the footer.
     pub label: &'static str,
     pub action: Action,
     pub context: Context,
@@ -98,19 +164,23 @@ const fn bind(
 
 use Action::*;
 use Context::{
-    Approve as Approving, Confirm as Asking, Contexts, Help as HelpShown, Main, Namespaces, Sends,
-    Sent, TypeNamespace,
+    Approve as Approving, Confirm as Asking, Contexts, Describe as Describing,
+    Details as DetailsShown, Filter as Filtering, Help as HelpShown, History as HistoryShown, Main,
+    Namespaces, Sends, Sent, TypeNamespace,
 };
-use KeyCode::{Char, Down, Enter, Esc, Left, Right, Up};
-use Listing::{Covered, Footer, Help};
+use KeyCode::{Backspace, Char, Down, Enter, Esc, Left, Right, Up};
+use Listing::{Covered, Essential, Footer, Help};
 
+/// The one key table. A new key is one entry here: dispatch, the footer and help follow it.
+/// Footer entries are shown in this order while they fit.
 pub const BINDINGS: &[Binding] = &[
+    // The main screen.
     bind(
         &[Left, Char('h')],
         "←/→",
         LevelDown,
         Main,
-        "level down or up: share less or more",
+        "level down: share less",
         Footer,
     ),
     bind(
@@ -118,17 +188,10 @@ pub const BINDINGS: &[Binding] = &[
         "→",
         LevelUp,
         Main,
-        "share more",
+        "level up: share more",
         Covered,
     ),
-    bind(
-        &[Char('0')],
-        "0-3",
-        SetLevel(0),
-        Main,
-        "level off, cluster, resource or feature",
-        Help,
-    ),
+    bind(&[Char('0')], "0-3", SetLevel(0), Main, "level off", Help),
     bind(
         &[Char('1')],
         "1",
@@ -154,6 +217,71 @@ pub const BINDINGS: &[Binding] = &[
         Covered,
     ),
     bind(
+        &[Char('a')],
+        "a",
+        Approve,
+        Main,
+        "approve the level shown for the in-cluster reporter (shows the diff first)",
+        Footer,
+    ),
+    bind(
+        &[Char('s')],
+        "s",
+        Send,
+        Main,
+        "send now from this machine, at the level shown (not the reporter's)",
+        Footer,
+    ),
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        Main,
+        "select the row above (payload: scroll)",
+        Help,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        Main,
+        "select the row below (payload: scroll)",
+        Covered,
+    ),
+    bind(
+        &[KeyCode::PageUp],
+        "PgUp",
+        PageUp,
+        Main,
+        "a page up",
+        Covered,
+    ),
+    bind(
+        &[KeyCode::PageDown],
+        "PgDn",
+        PageDown,
+        Main,
+        "a page down",
+        Covered,
+    ),
+    bind(
+        &[Enter],
+        "Enter",
+        Describe,
+        Main,
+        "describe the selected row: meaning, source, value, full reason",
+        Footer,
+    ),
+    bind(
+        &[Char('/')],
+        "/",
+        Filter,
+        Main,
+        "filter rows by name",
+        Footer,
+    ),
+    bind(&[Esc], "Esc", ClearFilter, Main, "clear the filter", Help),
+    bind(
         &[Char('p')],
         "p",
         TogglePayload,
@@ -170,28 +298,20 @@ pub const BINDINGS: &[Binding] = &[
         Help,
     ),
     bind(
-        &[Char('s')],
-        "s",
-        Send,
-        Main,
-        "send the payload shown, after confirmation",
-        Footer,
-    ),
-    bind(
         &[Char('v')],
         "v",
         ListSends,
         Main,
-        "sends: this session's sends, their outcomes and bytes",
-        Footer,
+        "sends: this inspector's sends (kept), outcomes and bytes",
+        Help,
     ),
     bind(
-        &[Char('a')],
-        "a",
-        Approve,
+        &[Char('H')],
+        "H",
+        ShowHistory,
         Main,
-        "approve this level for the in-cluster reporter",
-        Footer,
+        "history: what the in-cluster reporter sent, consent changes",
+        Help,
     ),
     bind(
         &[Char('e')],
@@ -201,6 +321,14 @@ pub const BINDINGS: &[Binding] = &[
         "event: the in-cluster reporter's last event, exactly as sent",
         Help,
     ),
+    bind(
+        &[Char('i')],
+        "i",
+        Details,
+        Main,
+        "info: the sources, the reporter and your approval in full",
+        Help,
+    ),
     bind(&[Char('r')], "r", Refresh, Main, "refresh now", Footer),
     bind(
         &[Char('c')],
@@ -208,19 +336,115 @@ pub const BINDINGS: &[Binding] = &[
         ListContexts,
         Main,
         "context: switch to another kubeconfig context and namespace",
-        // On the help screen as the title of the picker's line (it has no room for one more).
-        Covered,
+        Help,
     ),
-    bind(&[Up, Char('k')], "↑/↓", ScrollUp, Main, "scroll", Help),
-    bind(&[Down, Char('j')], "↓", ScrollDown, Main, "scroll", Covered),
-    bind(&[Char('?')], "?", ToggleHelp, Main, "help", Footer),
+    bind(
+        &[Char('?')],
+        "?",
+        ToggleHelp,
+        Main,
+        "help: every key",
+        Essential,
+    ),
     bind(
         &[Char('q')],
         "q",
         Quit,
         Main,
         "quit (Ctrl-C always quits)",
+        Essential,
+    ),
+    // Typing a filter.
+    bind(
+        &[Enter],
+        "Enter",
+        FilterDone,
+        Filtering,
+        "done: keep the filter",
         Footer,
+    ),
+    bind(
+        &[Backspace],
+        "⌫",
+        FilterBackspace,
+        Filtering,
+        "delete a character",
+        Footer,
+    ),
+    bind(
+        &[Esc],
+        "Esc",
+        ClearFilter,
+        Filtering,
+        "clear the filter",
+        Essential,
+    ),
+    // Describe.
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        Describing,
+        "scroll",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        Describing,
+        "scroll",
+        Covered,
+    ),
+    bind(
+        &[Esc, Enter, Char('q')],
+        "Esc",
+        Close,
+        Describing,
+        "close",
+        Essential,
+    ),
+    // Details.
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        DetailsShown,
+        "scroll",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        DetailsShown,
+        "scroll",
+        Covered,
+    ),
+    bind(
+        &[Esc, Char('i'), Char('q')],
+        "Esc",
+        Close,
+        DetailsShown,
+        "close",
+        Essential,
+    ),
+    // Help.
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        HelpShown,
+        "scroll",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        HelpShown,
+        "scroll",
+        Covered,
     ),
     bind(
         &[Char('?'), Char('q'), Esc],
@@ -228,15 +452,25 @@ pub const BINDINGS: &[Binding] = &[
         Close,
         HelpShown,
         "close",
-        Footer,
+        Essential,
     ),
+    // The send dialog.
     bind(
         &[Char('y'), Enter],
         "y",
         Confirm,
         Asking,
         "yes: send it",
-        Footer,
+        Essential,
+    ),
+    bind(&[Up, Char('k')], "↑/↓", ScrollUp, Asking, "scroll", Footer),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        Asking,
+        "scroll",
+        Covered,
     ),
     bind(
         &[Char('n'), Char('q'), Esc],
@@ -244,8 +478,9 @@ pub const BINDINGS: &[Binding] = &[
         Close,
         Asking,
         "no: cancel",
-        Footer,
+        Essential,
     ),
+    // One send.
     bind(
         &[Up, Char('k')],
         "↑/↓",
@@ -276,8 +511,9 @@ pub const BINDINGS: &[Binding] = &[
         Close,
         Sent,
         "close (the send goes on)",
-        Footer,
+        Essential,
     ),
+    // The list of sends.
     bind(
         &[Up, Char('k')],
         "↑/↓",
@@ -299,24 +535,50 @@ pub const BINDINGS: &[Binding] = &[
         "Enter",
         Open,
         Sends,
-        "open: its outcomes and exact bytes",
+        "open: outcomes, bytes",
         Footer,
     ),
-    bind(&[Esc, Char('q')], "Esc", Close, Sends, "close", Footer),
+    bind(&[Esc, Char('q')], "Esc", Close, Sends, "close", Essential),
+    // The reporter's history.
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        HistoryShown,
+        "select an entry",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        HistoryShown,
+        "select an entry",
+        Covered,
+    ),
+    bind(
+        &[Esc, Char('q'), Char('H')],
+        "Esc",
+        Close,
+        HistoryShown,
+        "close",
+        Essential,
+    ),
+    // The approve dialog.
     bind(
         &[Char('y'), Enter],
         "y",
         Confirm,
         Approving,
         "yes: write the consent ConfigMap",
-        Footer,
+        Essential,
     ),
     bind(
         &[Up, Char('k')],
         "↑/↓",
         ScrollUp,
         Approving,
-        "scroll the field list",
+        "scroll",
         Footer,
     ),
     bind(
@@ -324,7 +586,7 @@ pub const BINDINGS: &[Binding] = &[
         "↓",
         ScrollDown,
         Approving,
-        "scroll the field list",
+        "scroll",
         Covered,
     ),
     bind(
@@ -333,7 +595,7 @@ pub const BINDINGS: &[Binding] = &[
         Close,
         Approving,
         "no: write nothing",
-        Footer,
+        Essential,
     ),
     bind(
         &[Up, Char('k')],
@@ -359,7 +621,14 @@ pub const BINDINGS: &[Binding] = &[
         "switch: reconnect to it",
         Footer,
     ),
-    bind(&[Esc, Char('q')], "Esc", Close, Contexts, "cancel", Footer),
+    bind(
+        &[Esc, Char('q')],
+        "Esc",
+        Close,
+        Contexts,
+        "cancel",
+        Essential,
+    ),
     bind(
         &[Up, Char('k')],
         "↑/↓",
@@ -390,7 +659,7 @@ pub const BINDINGS: &[Binding] = &[
         Close,
         Namespaces,
         "cancel",
-        Footer,
+        Essential,
     ),
     bind(
         &[Enter],
@@ -400,8 +669,35 @@ pub const BINDINGS: &[Binding] = &[
         "switch: reconnect to it",
         Footer,
     ),
-    bind(&[Esc], "Esc", Close, TypeNamespace, "cancel", Footer),
+    bind(&[Esc], "Esc", Close, TypeNamespace, "cancel", Essential),
 ];
+
+/// How a key is written on screen.
+pub fn key_name(code: KeyCode) -> String {
+    match code {
+        Left => "←".into(),
+        Right => "→".into(),
+        Up => "↑".into(),
+        Down => "↓".into(),
+        Enter => "Enter".into(),
+        Esc => "Esc".into(),
+        Backspace => "Backspace".into(),
+        KeyCode::PageUp => "PgUp".into(),
+        KeyCode::PageDown => "PgDn".into(),
+        Char(c) => c.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A binding's keys as help lists them: `← h`.
+pub fn keys_text(binding: &Binding) -> String {
+    binding
+        .keys
+        .iter()
+        .map(|k| key_name(*k))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// The action for a key in a context. Ctrl-C quits everywhere; a key held with any other
 /// modifier than Shift (which `?` needs) is no binding, so `Alt-y` never confirms a send.
@@ -412,19 +708,24 @@ pub fn action_for(key: KeyEvent, context: Context) -> Option<Action> {
     if !(key.modifiers - KeyModifiers::SHIFT).is_empty() {
         return None;
     }
-    BINDINGS
+    let bound = BINDINGS
         .iter()
         .filter(|b| b.context == context)
         .find(|b| b.keys.contains(&key.code))
-        .map(|b| b.action)
+        .map(|b| b.action);
+    match (bound, context, key.code) {
+        // While a filter is typed, any other character is part of it.
+        (None, Filtering, Char(c)) => Some(FilterChar(c)),
+        _ => bound,
+    }
 }
 
-/// `label action` pairs for the footer in a context.
-pub fn hints(context: Context) -> Vec<(&'static str, &'static str)> {
+/// `label action essential` for the footer in a context, in table order.
+pub fn hints(context: Context) -> Vec<(&'static str, &'static str, bool)> {
     BINDINGS
         .iter()
-        .filter(|b| b.context == context && b.listing == Listing::Footer)
-        .map(|b| (b.label, short(b.help)))
+        .filter(|b| b.context == context && matches!(b.listing, Footer | Essential))
+        .map(|b| (b.label, short(b.help), b.listing == Essential))
         .collect()
 }
 
@@ -446,18 +747,26 @@ mod tests {
         assert_eq!(action_for(key(Char('3')), Main), Some(SetLevel(3)));
         assert_eq!(action_for(key(Left), Main), Some(LevelDown));
         assert_eq!(action_for(key(Char('q')), Main), Some(Quit));
-        assert_eq!(action_for(key(Esc), Main), None, "Esc never quits");
+        assert_ne!(action_for(key(Esc), Main), Some(Quit), "Esc never quits");
         assert_eq!(action_for(key(Char('y')), Main), None);
         assert_eq!(action_for(key(Char('s')), Asking), None);
         let ctrl_c = KeyEvent::new(Char('c'), KeyModifiers::CONTROL);
-        for context in [Main, HelpShown, Asking, Sent, Sends, Approving] {
+        for context in Context::ALL {
             assert_eq!(action_for(ctrl_c, context), Some(Quit), "{context:?}");
         }
     }
 
     #[test]
     fn q_and_esc_close_every_dialog_and_help() {
-        for context in [HelpShown, Asking, Sent, Sends, Approving] {
+        for context in [
+            HelpShown,
+            Asking,
+            Sent,
+            Sends,
+            Approving,
+            Describing,
+            DetailsShown,
+        ] {
             assert_eq!(
                 action_for(key(Char('q')), context),
                 Some(Close),
@@ -497,35 +806,64 @@ mod tests {
     }
 
     #[test]
-    fn every_context_can_be_left() {
-        for context in [
-            HelpShown,
-            Asking,
-            Sent,
-            Sends,
-            Approving,
-            Contexts,
-            Namespaces,
-            TypeNamespace,
-        ] {
+    fn every_context_can_be_left_and_says_how_at_every_width() {
+        for context in Context::ALL {
+            let out = BINDINGS.iter().any(|b| {
+                b.context == context
+                    && matches!(b.action, Close | Quit | ClearFilter)
+                    && b.listing == Essential
+            });
+            assert!(out, "{context:?} lists no way out in its essential footer");
+        }
+        // Every dialog's answer is essential too: its key line never drops out of the footer.
+        for context in [Asking, Approving] {
             assert!(
                 BINDINGS
                     .iter()
-                    .any(|b| b.context == context && b.action == Close && b.listing == Footer),
-                "{context:?} lists no way out"
+                    .any(|b| b.context == context && b.action == Confirm && b.listing == Essential)
             );
         }
     }
 
     #[test]
+    fn help_lists_every_context_the_table_uses() {
+        for binding in BINDINGS {
+            assert!(
+                Context::ALL.contains(&binding.context),
+                "{:?} is missing from Context::ALL, so help would leave it out",
+                binding.context
+            );
+        }
+    }
+
+    #[test]
+    fn typing_a_filter_takes_every_character_but_its_own_keys() {
+        assert_eq!(action_for(key(Char('/')), Main), Some(Filter));
+        assert_eq!(action_for(key(Char('q')), Filtering), Some(FilterChar('q')));
+        assert_eq!(action_for(key(Char('3')), Filtering), Some(FilterChar('3')));
+        assert_eq!(action_for(key(Backspace), Filtering), Some(FilterBackspace));
+        assert_eq!(action_for(key(Enter), Filtering), Some(FilterDone));
+        assert_eq!(action_for(key(Esc), Filtering), Some(ClearFilter));
+        assert_eq!(
+            action_for(key(Esc), Main),
+            Some(ClearFilter),
+            "Esc never quits"
+        );
+        assert_eq!(action_for(key(Char('j')), Main), Some(ScrollDown));
+        assert_eq!(action_for(key(Enter), Main), Some(Describe));
+    }
+
+    #[test]
     fn hints_come_from_the_table() {
         let main = hints(Main);
-        assert!(main.contains(&("s", "send")));
-        assert!(main.contains(&("p", "payload")));
-        assert!(main.contains(&("v", "sends")));
-        assert!(hints(Asking).contains(&("y", "yes")));
-        assert!(hints(Sent).contains(&("Esc", "close")));
-        assert!(main.contains(&("?", "help")));
-        assert!(!main.iter().any(|(label, _)| *label == "y"));
+        assert!(main.contains(&("s", "send", false)));
+        assert!(main.contains(&("p", "payload", false)));
+        assert!(main.contains(&("/", "filter", false)));
+        assert!(hints(Asking).contains(&("y", "yes", true)));
+        assert!(hints(Sent).contains(&("Esc", "close", true)));
+        assert!(main.contains(&("?", "help", true)));
+        assert!(main.contains(&("q", "quit", true)));
+        assert!(!main.iter().any(|(label, _, _)| *label == "y"));
+        assert_eq!(keys_text(&BINDINGS[0]), "← h");
     }
 }

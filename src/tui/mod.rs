@@ -6,7 +6,9 @@ pub mod app;
 #[cfg(test)]
 mod fixtures;
 mod forward_watch;
+mod kept;
 pub mod keys;
+pub mod layout;
 mod session;
 pub mod switch;
 pub mod ui;
@@ -26,10 +28,11 @@ use crate::config::{PublishSettings, Settings};
 use crate::consent::Observed;
 use crate::consent::cluster::ConsentApi;
 use crate::k8s::KubeClient;
+use crate::ledger::cluster::LedgerApi;
 use crate::metrics::Snapshot;
 use crate::payload::Event;
 use crate::publish::{EndpointOutcome, Publisher};
-use app::{App, Approval, Effect, Info};
+use app::{App, Approval, Effect, HistoryView, Info};
 
 /// A validated inspector configuration.
 pub struct InspectConfig {
@@ -72,6 +75,8 @@ enum Msg {
     Reporter(u64, Box<Observed>),
     /// The approval was written (`resourceVersion`, approver), or why not.
     Approved(Result<(String, String), String>),
+    /// The in-cluster reporter's history, as read.
+    History(Box<HistoryView>),
 }
 
 /// Takes over the terminal until the operator quits; the terminal is restored on every exit,
@@ -124,7 +129,24 @@ async fn event_loop(
         config.settings.level,
         config.settings.token.clone(),
         SystemTime::now(),
-    );
+    )
+    .with_monochrome(without_colour(
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+    ));
+    // This user's earlier sends, so `v` lists them after a restart.
+    let kept_sends = kept::path();
+    if let Some(path) = &kept_sends {
+        match kept::load(path) {
+            Ok((sends, skipped)) => {
+                if skipped > 0 {
+                    tracing::warn!(skipped, path = %path.display(), "some kept sends could not be read");
+                }
+                app.sends = sends;
+            }
+            Err(error) => tracing::warn!(%error, "earlier sends not loaded"),
+        }
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut keys = EventStream::new();
     // Ages on screen are in whole seconds: a redraw a second keeps them current.
@@ -137,6 +159,8 @@ async fn event_loop(
             app.on_refresh_started();
             tasks.push(spawn_refresh(&session, tx.clone()));
         }
+        let size = terminal.size()?;
+        app.on_resize(size.width, size.height);
         terminal.draw(|frame| ui::render(&app, frame))?;
         tokio::select! {
             key = keys.next() => match key {
@@ -149,6 +173,13 @@ async fn event_loop(
                         match app.on_action(action) {
                             Some(Effect::Refresh) => tasks.push(spawn_refresh(&session, tx.clone())),
                             Some(Effect::Send(event)) => tasks.push(spawn_send(&publisher, event, config, tx.clone())),
+                            Some(Effect::LoadHistory) => {
+                                // Over the collection's client, as the consent and status.
+                                let ledger = session.consent_api.as_ref().map(|api| {
+                                    LedgerApi::new(api.client().clone(), &api.namespace)
+                                });
+                                tasks.push(spawn_history(ledger, tx.clone()));
+                            }
                             Some(Effect::Approve(approval)) => {
                                 match (&session.consent_api, &session.plan.kube) {
                                     (Some(api), Some(target)) => tasks.push(spawn_approve(
@@ -212,6 +243,7 @@ async fn event_loop(
                 Msg::Namespaces { context, listed, default } => {
                     app.on_namespaces(&context, listed, &default);
                 }
+                Msg::History(view) => app.on_history(*view),
                 Msg::Approved(result) => {
                     app.on_approved(result);
                     // The consent's new version, and soon the reporter's acknowledgement.
@@ -219,7 +251,15 @@ async fn event_loop(
                         tasks.push(spawn_reporter(api.clone(), session.epoch, tx.clone()));
                     }
                 }
-                Msg::Outcome(insert_id, outcome) => app.on_outcome(insert_id, outcome),
+                Msg::Outcome(insert_id, outcome) => {
+                    app.on_outcome(insert_id, outcome);
+                    let finished = app.send(insert_id).filter(|r| r.finished());
+                    if let (Some(path), Some(record)) = (&kept_sends, finished)
+                        && let Err(error) = kept::append(path, record)
+                    {
+                        tracing::warn!(%error, "the send could not be kept for later sessions");
+                    }
+                }
                 Msg::Forward(view) => app.on_forward(view),
                 Msg::SchedulerChanged => {
                     if let Some(Effect::Refresh) = app.on_action(keys::Action::Refresh) {
@@ -235,6 +275,12 @@ async fn event_loop(
         task.abort();
     }
     Ok(())
+}
+
+/// Whether to draw without colours: `NO_COLOR` set to anything but empty (no-color.org), or a
+/// terminal that has none (`TERM` unset, empty or `dumb`).
+fn without_colour(no_color: Option<&std::ffi::OsStr>, term: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_some_and(|v| !v.is_empty()) || term.is_none_or(|t| t.is_empty() || t == "dumb")
 }
 
 /// Reads the in-cluster reporter's status and consent after each collection; nothing when
@@ -268,6 +314,27 @@ fn spawn_namespaces(
             listed,
             default,
         });
+    })
+}
+
+/// Reads the in-cluster reporter's history (its ledger ConfigMap) for the history pane.
+fn spawn_history(api: Option<LedgerApi>, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let data = match api {
+            None => {
+                Err("no Kubernetes client (yet): the in-cluster reporter cannot be read".into())
+            }
+            Some(api) => match api.read().await {
+                Ok(Some(cm)) => Ok(cm.data.unwrap_or_default()),
+                Ok(None) => Err(format!(
+                    "no history: configmaps {} does not exist in namespace {} (the manifests that create it have not been applied)",
+                    crate::ledger::LEDGER_CONFIGMAP,
+                    api.namespace
+                )),
+                Err(error) => Err(error.to_string()),
+            },
+        };
+        let _ = tx.send(Msg::History(Box::new(HistoryView::read(data))));
     })
 }
 
@@ -377,4 +444,25 @@ fn spawn_send(
             let _ = tx.send(Msg::Outcome(event.insert_id, outcome));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::without_colour;
+
+    #[test]
+    fn no_color_or_a_terminal_without_colours_draws_in_monochrome() {
+        let term = Some(OsStr::new("xterm-256color"));
+        assert!(!without_colour(None, term));
+        assert!(
+            !without_colour(Some(OsStr::new("")), term),
+            "empty NO_COLOR is unset"
+        );
+        assert!(without_colour(Some(OsStr::new("1")), term));
+        assert!(without_colour(None, Some(OsStr::new("dumb"))));
+        assert!(without_colour(None, Some(OsStr::new(""))));
+        assert!(without_colour(None, None));
+    }
 }

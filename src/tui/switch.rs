@@ -50,7 +50,7 @@ impl Picker {
         }
     }
 
-    pub fn scroll(&mut self, by: i8) {
+    pub fn scroll(&mut self, by: i16) {
         let (Picker::Contexts {
             names, selected, ..
         }

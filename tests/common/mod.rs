@@ -414,6 +414,23 @@ impl Drop for Tmux {
     }
 }
 
+/// The stand-in's tokens for this run, from the kubeconfig `sim --kubeconfig-out` wrote: the
+/// service account's (current context) and the administrator's (`hodometer-sim-admin`).
+pub fn sim_tokens(kubeconfig: &std::path::Path) -> (String, String) {
+    let text = std::fs::read_to_string(kubeconfig).expect("read kubeconfig");
+    let token_of = |user: &str| {
+        let mut lines = text
+            .lines()
+            .skip_while(|l| l.trim() != "users:")
+            .skip_while(|l| l.trim() != format!("- name: {user}"));
+        lines
+            .find_map(|l| l.trim().strip_prefix("token: "))
+            .unwrap_or_else(|| panic!("no token for {user} in the kubeconfig"))
+            .to_string()
+    };
+    (token_of("hodometer-sim"), token_of("hodometer-sim-admin"))
+}
+
 /// Waits until the file at `path` holds at least `count` lines containing `needle` (a log the
 /// process under test writes, e.g. one line per refresh or per cycle).
 pub fn wait_for_lines(path: &std::path::Path, needle: &str, count: usize) {
