@@ -14,7 +14,7 @@ runs=${1:-5}
 profile=${PROFILE:-profiling}
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install time)" >&2; exit 1; }
 [ -n "${NO_BUILD:-}" ] || cargo build --profile "$profile" --locked --quiet
-bin=target/$profile/hodometer
+bin=${BIN:-target/$profile/hodometer}
 
 work=$(mktemp -d)
 out="$work/sim.out"
