@@ -40,6 +40,7 @@ fn main() {
         scheduler: "localhost:9004".into(),
         scheduler_port_from: None,
         kube: "context bench".into(),
+        kubeconfig: None,
         endpoints: vec!["http://127.0.0.1:8001/".into()],
         log_file: "/tmp/hodometer-inspect.log".into(),
         refresh_every: Duration::from_secs(5),

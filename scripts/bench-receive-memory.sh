@@ -52,7 +52,9 @@ extensions)
 import json, sys, time, uuid, urllib.request
 port, clusters, strings = (int(a) for a in sys.argv[1:4])
 for c in range(clusters):
-    properties = {"token": "t", "distinct_id": f"cluster-{c:05d}", "time": int(time.time()),
+    # The receiver counts a cluster only from events that carry its cluster_id.
+    cluster = f"00000000-0000-4000-8000-{c:012d}"
+    properties = {"token": "t", "distinct_id": cluster, "cluster_id": cluster, "time": int(time.time()),
                   "$insert_id": uuid.uuid4().hex, "model_count": c}
     properties.update({f"ext.key{k:03d}": f"{c:05d}-{k:03d}-" + "x" * 1014 for k in range(strings)})
     body = json.dumps({"event": "collect metrics", "properties": properties}).encode()

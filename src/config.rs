@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::collect::CollectPlan;
 use crate::collect::scheduler::{CallPolicy, SchedulerTarget};
 use crate::k8s::KubeTarget;
+use crate::k8s::args::KubeArgs;
 use crate::logging::LogSettings;
 use crate::metrics::Level;
 use crate::payload::DEFAULT_TOKEN;
@@ -20,7 +21,7 @@ use crate::tls_secret::{
 };
 use crate::validate::{
     Checker, ConfigErrors, parse_do_not_track, parse_duration, parse_host, parse_level,
-    parse_log_format, parse_log_level, parse_namespace, parse_port, parse_uuid,
+    parse_log_format, parse_log_level, parse_port, parse_uuid,
 };
 
 /// The consent ConfigMap's name: one setting shared by `inspect`, `daemon`, `collect` and
@@ -156,24 +157,14 @@ pub struct CommonArgs {
     /// Read the Kubernetes API: in-cluster service account, else kubeconfig [default].
     #[arg(long, overrides_with = "no_kube")]
     pub kube: bool,
-    /// Do not read the Kubernetes API (Kubernetes metrics unknown, is_kubernetes false).
+    /// Do not read the Kubernetes API: is_kubernetes and the Kubernetes metrics are unknown
+    /// (not read), never sent.
     #[arg(long, overrides_with = "kube")]
     pub no_kube: bool,
-    /// Kubeconfig file [default: KUBECONFIG, else ~/.kube/config].
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context to use instead of the current one.
-    #[arg(long)]
-    pub kube_context: Option<String>,
-    /// Seldon namespace [default: the in-cluster namespace, else the kubeconfig context's, else
-    /// seldon-mesh].
-    #[arg(long, env = "POD_NAMESPACE")]
-    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub k8s: KubeArgs,
     #[command(flatten)]
     pub consent: ConsentNameArg,
-    /// Deadline for each scheduler call (retries included) and each Kubernetes read (e.g. 30s).
-    #[arg(long, default_value = "30s")]
-    pub rpc_timeout: String,
     /// Log level: error, warn, info, debug or trace. Logs go to stderr.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -187,13 +178,8 @@ pub struct CommonArgs {
     /// mounted ConfigMap). Names starting with a dot are skipped.
     #[arg(long, env = "HODOMETER_EXTENSIONS_DIR", value_name = "DIR")]
     pub extensions_dir: Option<PathBuf>,
-    /// Extensions as comma-separated key[@level]=value; usually set as HODOMETER_EXTENSIONS.
-    #[arg(
-        long,
-        env = "HODOMETER_EXTENSIONS",
-        hide = true,
-        value_name = "KEY=VALUE,..."
-    )]
+    /// Extensions as comma-separated KEY[@LEVEL]=VALUE (what HODOMETER_EXTENSIONS holds).
+    #[arg(long, env = "HODOMETER_EXTENSIONS", value_name = "KEY=VALUE,...")]
     pub extensions: Option<String>,
     /// A static fact to share as the property ext.KEY (repeatable): KEY=VALUE, or
     /// KEY@LEVEL=VALUE to share it only at that level or above [default level: cluster]. Wins
@@ -211,9 +197,10 @@ pub struct PublishArgs {
     /// Extra endpoints, comma-separated (e.g. your own `hodometer receive`).
     #[arg(long, env = "EXTRA_PUBLISH_URLS", value_name = "URLS")]
     pub extra_publish_urls: Option<String>,
-    /// Deadline for publishing one event to one endpoint, retries included (e.g. 10m).
-    #[arg(long, default_value = "10m")]
-    pub publish_deadline: String,
+    /// Deadline for publishing one event to one endpoint, retries included [default: 10m;
+    /// 20s for `collect --publish`, where someone waits].
+    #[arg(long, value_name = "DURATION")]
+    pub publish_deadline: Option<String>,
 }
 
 /// The original Hodometer's endpoint.
@@ -227,8 +214,23 @@ pub struct PublishSettings {
     pub policy: PublishPolicy,
 }
 
+/// The publish deadline of the patient commands (the daemon, the inspector's sends).
+pub const PATIENT_PUBLISH_DEADLINE: &str = "10m";
+/// The publish deadline where someone waits at a prompt (`collect --publish`).
+pub const PERSON_PUBLISH_DEADLINE: &str = "20s";
+
 impl PublishArgs {
+    /// Validates with the patient deadline as the default.
     pub fn check(&self, c: &mut Checker) -> Option<PublishSettings> {
+        self.check_with_deadline(c, PATIENT_PUBLISH_DEADLINE)
+    }
+
+    /// Validates with `default_deadline` when `--publish-deadline` is not given.
+    pub fn check_with_deadline(
+        &self,
+        c: &mut Checker,
+        default_deadline: &str,
+    ) -> Option<PublishSettings> {
         let main = c.check_redacted(
             "--publish-url (PUBLISH_URL)",
             &self.publish_url,
@@ -239,7 +241,11 @@ impl PublishArgs {
             self.extra_publish_urls.as_deref(),
             parse_endpoint_list,
         );
-        let deadline = c.check("--publish-deadline", &self.publish_deadline, parse_duration);
+        let deadline = c.check(
+            "--publish-deadline",
+            self.publish_deadline.as_deref().unwrap_or(default_deadline),
+            parse_duration,
+        );
         let mut endpoints = vec![main?];
         for endpoint in extra?.unwrap_or_default() {
             if !endpoints.contains(&endpoint) {
@@ -264,17 +270,6 @@ const KEY_SETTING: &str = "--tls-client-key (CONTROL_PLANE_CLIENT_TLS_KEY_LOCATI
 const CERT_SETTING: &str = "--tls-client-cert (CONTROL_PLANE_CLIENT_TLS_CRT_LOCATION)";
 const CLIENT_CA_SETTING: &str = "--tls-client-ca (CONTROL_PLANE_CLIENT_TLS_CA_LOCATION)";
 const SERVER_CA_SETTING: &str = "--tls-server-ca (CONTROL_PLANE_SERVER_TLS_CA_LOCATION)";
-
-fn non_empty(what: &'static str) -> impl Fn(&str) -> Result<String, String> {
-    move |text| {
-        let text = text.trim();
-        if text.is_empty() {
-            Err(format!("expected {what}"))
-        } else {
-            Ok(text.to_string())
-        }
-    }
-}
 
 /// Reads a PEM file named by a setting; a missing or unreadable one is a configuration error.
 fn read_pem(path: &str) -> Result<Vec<u8>, String> {
@@ -328,17 +323,8 @@ impl CommonArgs {
                 Ok(t.to_string())
             }
         });
-        let rpc_timeout = c.check("--rpc-timeout", &self.rpc_timeout, parse_duration);
-        let namespace = c.check_opt(
-            "--namespace (POD_NAMESPACE)",
-            self.namespace.as_deref(),
-            parse_namespace,
-        );
-        let kube_context = c.check_opt(
-            "--kube-context",
-            self.kube_context.as_deref(),
-            non_empty("a kubeconfig context name"),
-        );
+        let k8s = self.k8s.check(c);
+        let rpc_timeout = k8s.as_ref().map(|k| k.timeout);
         let log_level = c.check("--log-level (LOG_LEVEL)", &self.log_level, parse_log_level);
         let log_format = c.check_opt(
             "--log-format (LOG_FORMAT)",
@@ -360,16 +346,7 @@ impl CommonArgs {
         );
         let kube = !self.no_kube || self.kube;
         let kube_target = if kube {
-            match (&kube_context, &namespace, rpc_timeout) {
-                (Some(context), Some(namespace), Some(timeout)) => Some(Some(KubeTarget {
-                    kubeconfig: self.kubeconfig.clone(),
-                    context: context.clone(),
-                    namespace: namespace.clone(),
-                    timeout,
-                    inline: None,
-                })),
-                _ => None,
-            }
+            k8s.clone().map(Some)
         } else {
             Some(None)
         };

@@ -25,6 +25,7 @@ pub mod k8s;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod output;
 pub mod payload;
 pub mod policy;
 pub mod private_fs;

@@ -95,7 +95,9 @@ where
         LogFormat::Json
     });
     // Our own level applies to hodometer; dependencies only speak up when something is wrong.
-    let filter = EnvFilter::new(format!("warn,hodometer={}", settings.level));
+    // kube's client logs every failed request as an error of its own; hodometer reports each of
+    // them, with the API server and the cause, so they would only say the same thing twice.
+    let filter = EnvFilter::new(format!("warn,kube_client=off,hodometer={}", settings.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

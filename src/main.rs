@@ -3,16 +3,16 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use hodometer::cmd::{Cli, EXIT_CONFIG, run_to_exit_code};
 
 fn main() -> ExitCode {
-    let command = match Cli::parse().command {
+    let command = match Cli::parse_args().command {
         Some(command) => command,
         // Bare `hodometer` is the inspector, configured from the environment as `inspect` would be.
         #[cfg(feature = "tools")]
-        None => match Cli::try_parse_from(["hodometer", "inspect"]).map(|cli| cli.command) {
+        None => match <Cli as clap::Parser>::try_parse_from(["hodometer", "inspect"])
+            .map(|cli| cli.command)
+        {
             Ok(Some(command)) => command,
             Ok(None) => return ExitCode::from(EXIT_CONFIG),
             Err(error) => error.exit(),

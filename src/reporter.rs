@@ -65,6 +65,10 @@ pub struct Reporter<'a> {
     pub endpoints: &'a [Endpoint],
     /// The time between cycles, for the status (`None`: a one-off cycle).
     pub interval: Option<Duration>,
+    /// A person waits (`collect`): the sources fail fast, with this connect timeout, and the
+    /// report says what went wrong with each (see [`collect::SourceProblem`]). `None`: the
+    /// daemon's patient policy.
+    pub person: Option<Duration>,
 }
 
 /// What became of the cycle's event.
@@ -90,6 +94,8 @@ pub struct Report {
     pub sent: Sent,
     /// The status this cycle leaves (the daemon writes it; add `next_send_at`).
     pub status: ReporterStatus,
+    /// With [`Reporter::person`]: sources that could not be read as a whole, refused reads.
+    pub problems: Vec<collect::SourceProblem>,
 }
 
 impl Report {
@@ -156,6 +162,8 @@ pub async fn cycle(
             .map(|every| humantime::format_duration(every).to_string()),
         ..ReporterStatus::default()
     };
+    // A Mutex, not a RefCell: the cycle's future crosses threads (the demo spawns it).
+    let problems = std::sync::Mutex::new(Vec::new());
     let report = |policy, snapshot, unknown, event, sent, status| Report {
         policy,
         snapshot,
@@ -163,6 +171,7 @@ pub async fn cycle(
         event,
         sent,
         status,
+        problems: std::mem::take(&mut *problems.lock().unwrap_or_else(|e| e.into_inner())),
     };
     if policy.level == Level::Off {
         let why = policy
@@ -173,7 +182,17 @@ pub async fn cycle(
         return report(policy, None, Vec::new(), None, Sent::Nothing(why), status);
     }
 
-    let snapshot = collect::collect(&reporter.settings.plan).await;
+    let snapshot = match reporter.person {
+        Some(connect_timeout) => {
+            let (snapshot, found) = collect::Sources::new(reporter.settings.plan.clone())
+                .for_person(connect_timeout)
+                .collect_with_problems()
+                .await;
+            *problems.lock().unwrap_or_else(|e| e.into_inner()) = found;
+            snapshot
+        }
+        None => collect::collect(&reporter.settings.plan).await,
+    };
     crate::extensions::log_warnings(&snapshot.extensions);
     let unknown = snapshot.unknown_shared(policy.level);
     let candidates = policy::candidate_fields(&snapshot);

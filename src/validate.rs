@@ -32,7 +32,9 @@ pub struct ConfigErrors(pub Vec<Invalid>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problems):", self.0.len())?;
+        let count = self.0.len();
+        let noun = if count == 1 { "problem" } else { "problems" };
+        writeln!(f, "invalid configuration ({count} {noun}):")?;
         for invalid in &self.0 {
             writeln!(f, "  - {invalid}")?;
         }

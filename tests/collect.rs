@@ -174,13 +174,17 @@ fn a_hung_scheduler_call_is_bounded_by_the_rpc_timeout() {
 }
 
 #[test]
-fn a_dead_scheduler_gives_unknowns_and_still_exits_zero() {
-    let out = collect(
-        &dead_port(),
-        &["--level", "feature", "--rpc-timeout", "1s"],
-        &[],
+fn a_dead_scheduler_gives_unknowns_exits_1_within_seconds_and_says_how_to_fix_it() {
+    let started = std::time::Instant::now();
+    let out = collect(&dead_port(), &["--level", "feature"], &[]);
+    let elapsed = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a source down is a runtime failure"
     );
-    let e = event(&out);
+    // The event it could build is still printed.
+    let e: Value = serde_json::from_slice(&out.stdout).expect("the event is printed");
     let p = props(&e);
     for name in SCHEDULER_METRICS {
         assert!(
@@ -195,46 +199,35 @@ fn a_dead_scheduler_gives_unknowns_and_still_exits_zero() {
         logs.contains("model_count"),
         "the log names the unknown metrics: {logs}"
     );
+    assert!(
+        logs.contains("hodometer: scheduler: the scheduler at localhost:")
+            && logs.contains("connection refused"),
+        "which source and why: {logs}"
+    );
+    assert!(
+        logs.contains("kubectl port-forward -n seldon-mesh svc/seldon-scheduler"),
+        "the fix: {logs}"
+    );
+    // People's commands fail fast (the issue asks for 10 s; the patient policy took 30 s).
+    // Generous, so a loaded machine cannot fail it, and still far below the patient deadline.
+    assert!(
+        elapsed < std::time::Duration::from_secs(10),
+        "took {elapsed:?}"
+    );
 }
 
 #[test]
-fn a_scheduler_that_starts_late_is_picked_up_within_the_deadline() {
-    let port = dead_port();
-    let collector = common::hodometer(&[
-        "collect",
-        "--no-kube",
-        "--scheduler-port",
-        &port,
-        "--level",
-        "resource",
-        "--rpc-timeout",
-        "20s",
-    ])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("start collect");
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    let scenario = example_scenario();
-    let _sim = hodometer(&[
-        "sim",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--scenario",
-        scenario.to_str().expect("utf-8"),
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .map(common::KillOnDrop::new)
-    .expect("start sim");
-    let out = collector.wait_with_output().expect("collect finishes");
-    let e = event(&out);
+fn a_scheduler_that_stumbles_is_still_read_by_a_person_s_collect() {
+    // Refused first connections and brief Unavailable answers are retried a few times; only a
+    // scheduler that is not there at all is given up on at once.
+    let sim = scenario_sim(&["--fault", "refuse:1", "--fault", "unavailable:models:2"]);
+    let e = event(&collect(&sim.port_arg(), &["--level", "resource"], &[]));
     assert_eq!(props(&e)["model_count"], 3);
 }
 
 #[test]
 fn invalid_configuration_names_every_bad_setting_and_exits_2() {
+    // The old name of --request-timeout still works; errors use the new one.
     let out = hodometer(&["collect", "--rpc-timeout", "soon"])
         .env("METRICS_LEVEL", "everything")
         .env("SCHEDULER_PLAINTXT_PORT", "99999")
@@ -257,7 +250,7 @@ fn invalid_configuration_names_every_bad_setting_and_exits_2() {
         "\"not-a-uuid\"",
         "LOG_LEVEL",
         "\"chatty\"",
-        "--rpc-timeout",
+        "--request-timeout",
         "\"soon\"",
     ] {
         assert!(err.contains(needle), "{needle} not reported in:\n{err}");
@@ -293,14 +286,14 @@ fn a_bad_publish_url_is_reported_without_its_credentials() {
 
 #[test]
 fn an_absurdly_long_duration_is_a_configuration_error() {
-    let out = hodometer(&["collect", "--no-kube", "--rpc-timeout", "500000000000y"])
+    let out = hodometer(&["collect", "--no-kube", "--request-timeout", "500000000000y"])
         .output()
         .expect("run collect");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("--rpc-timeout"),
-        "--rpc-timeout not named in:\n{err}"
+        err.contains("--request-timeout"),
+        "--request-timeout not named in:\n{err}"
     );
 }
 

@@ -360,3 +360,61 @@ fn daemon_delivers_every_metric_to_the_real_receiver_end_to_end() {
         );
     }
 }
+
+#[test]
+fn the_daemon_is_patient_with_a_scheduler_that_starts_late() {
+    // `collect` gives up on a scheduler nobody listens for within seconds; the daemon keeps
+    // trying until its request timeout, so a scheduler that restarts or starts late is read.
+    let port = dead_port();
+    let endpoint = Capture::start(Mode::Accept);
+    let mut command = hodometer(&["daemon", "--no-kube", "--once", "--request-timeout", "20s"]);
+    command
+        .env("METRICS_LEVEL", "resource")
+        .env("SCHEDULER_HOST", "127.0.0.1")
+        .env("SCHEDULER_PLAINTXT_PORT", &port)
+        .env("PUBLISH_URL", endpoint.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let daemon = command.spawn().expect("start daemon");
+    std::thread::sleep(Duration::from_millis(700));
+    let scenario = example_scenario();
+    let mut late = hodometer(&[
+        "sim",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--scenario",
+        scenario.to_str().expect("utf-8"),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start sim");
+    let out = daemon.wait_with_output().expect("daemon finishes");
+    let _ = late.kill();
+    let _ = late.wait();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(endpoint.events()[0]["properties"]["model_count"], 3);
+}
+
+#[test]
+fn collect_publish_to_a_dead_endpoint_gives_up_within_its_short_deadline() {
+    let sim = sim();
+    let started = Instant::now();
+    let out = hodometer(&[
+        "collect",
+        "--no-kube",
+        "--scheduler-port",
+        &sim.port_arg(),
+        "--publish",
+        "--publish-url",
+        &format!("http://127.0.0.1:{}", dead_port()),
+    ])
+    .output()
+    .expect("run collect");
+    let elapsed = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("published:"), "{}", stderr(&out));
+    // The default deadline of `collect --publish` is 20 s, not the daemon's 10 minutes; the
+    // bound is generous so a loaded machine cannot fail it.
+    assert!(elapsed < Duration::from_secs(90), "took {elapsed:?}");
+}

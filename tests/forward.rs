@@ -166,9 +166,9 @@ fn the_inspector_with_only_a_kubeconfig_follows_the_forward_and_reconnects_when_
     );
     let tmux = Tmux::start("forward-replaced", &command);
     let screen = tmux.wait_for("the scheduler through the forward", |s| {
-        s.contains(
-            "scheduler port-forward to pod seldon-scheduler-0 via context hodometer-sim: connected",
-        ) && !shown(s, "model_count").is_empty()
+        s.contains("scheduler port-forward to pod seldon-scheduler-0 via context hodometer-sim")
+            && s.contains(": connected")
+            && !shown(s, "model_count").is_empty()
     });
     assert!(
         shown(&screen, "model_count").parse::<u64>().is_ok(),
@@ -182,9 +182,9 @@ fn the_inspector_with_only_a_kubeconfig_follows_the_forward_and_reconnects_when_
     assert!(status.success());
     tmux.wait_for("reconnecting", |s| s.contains("reconnecting: "));
     let screen = tmux.wait_for("the replaced pod, connected", |s| {
-        s.contains(
-            "scheduler port-forward to pod seldon-scheduler-1 via context hodometer-sim: connected",
-        )
+        s.contains("scheduler port-forward to pod seldon-scheduler-1 via context hodometer-sim")
+            && s.contains(": connected")
+            && !s.contains("reconnecting")
     });
     assert!(screen.contains("refreshed"), "{screen}");
     tmux.keys(&["q"]);
@@ -458,7 +458,8 @@ fn switching_context_in_the_inspector_shows_the_other_clusters_counts_and_id_and
     let tmux = Tmux::start_sized("forward-context", &command, (160, 48));
     // A capture can catch a frame half drawn: wait for the value itself.
     let on_a = tmux.wait_for("cluster A's count through its forward", |s| {
-        s.contains("via context cluster-a: connected")
+        s.contains("via context cluster-a")
+            && s.contains(": connected")
             && shown(s, "model_count") == models_a.to_string()
     });
     let id_a = shown(&on_a, "cluster_id");
@@ -474,8 +475,10 @@ fn switching_context_in_the_inspector_shows_the_other_clusters_counts_and_id_and
     });
     tmux.keys(&["Enter"]);
     let on_b = tmux.wait_for("cluster B's count through its forward", |s| {
-        s.contains("via context cluster-b: connected")
-            && s.contains("Kubernetes context cluster-b namespace seldon-mesh")
+        s.contains("via context cluster-b")
+            && s.contains(": connected")
+            && s.contains("Kubernetes context cluster-b")
+            && s.contains("namespace seldon-mesh")
             && shown(s, "model_count") == models_b.to_string()
             && !s.contains("collecting")
     });
@@ -502,7 +505,8 @@ fn switching_context_in_the_inspector_shows_the_other_clusters_counts_and_id_and
     tmux.wait_for("the namespace field", |s| s.contains("> seldon-mesh"));
     tmux.keys(&["Enter"]);
     let back = tmux.wait_for("cluster A again", |s| {
-        s.contains("via context cluster-a: connected")
+        s.contains("via context cluster-a")
+            && s.contains(": connected")
             && shown(s, "model_count") == models_a.to_string()
             && !s.contains("collecting")
     });
@@ -568,9 +572,9 @@ fn the_demo_reaches_its_scheduler_through_the_port_forward() {
     );
     let tmux = Tmux::start_sized("forward-demo", &command, (160, 48));
     tmux.wait_for("the demo's scheduler through the forward", |s| {
-        s.contains(
-            "scheduler port-forward to pod seldon-scheduler-0 via context hodometer-sim: connected",
-        ) && shown(s, "model_count").parse::<u64>().is_ok()
+        s.contains("scheduler port-forward to pod seldon-scheduler-0 via context hodometer-demo")
+            && s.contains(": connected")
+            && shown(s, "model_count").parse::<u64>().is_ok()
     });
     tmux.keys(&["q"]);
     tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
@@ -581,15 +585,30 @@ fn mutual_tls_goes_through_the_forward_to_the_scheduler_mtls_port_as_localhost()
     let dir = tempfile::tempdir().expect("tempdir");
     let tls = dir.path().join("tls");
     let kubeconfig = dir.path().join("kubeconfig");
-    let _sim = SimProcess::start_with_tls(
-        &[
+    // Started here, its three "listening" lines read and its stdout kept open while it runs.
+    let mut sim = common::KillOnDrop::spawn(
+        hodometer(&[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-dir",
+            tls.to_str().expect("utf-8"),
             "--kube-listen",
             "127.0.0.1:0",
             "--kubeconfig-out",
             kubeconfig.to_str().expect("utf-8"),
-        ],
-        &tls,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null()),
     );
+    let mut lines = BufReader::new(sim.stdout.take().expect("stdout"));
+    for _ in 0..3 {
+        let mut line = String::new();
+        lines.read_line(&mut line).expect("a listening line");
+        assert!(line.contains("listening on"), "{line}");
+    }
     let file = |name: &str| tls.join(name).to_str().expect("utf-8").to_string();
     let (key, cert, ca) = (file("client.key"), file("client.crt"), file("ca.crt"));
     let out = collect_with_kubeconfig(

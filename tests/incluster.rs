@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::{
     KillOnDrop, ReceiverProcess, example_scenario, hodometer, http_get, listening_port, row,
-    stdout_of,
 };
 use serde_json::Value;
 
@@ -238,7 +237,9 @@ fn the_daemon_runs_in_cluster_over_https_with_tls_from_secrets() {
     assert!(p["server_count"].is_u64(), "{p}");
 }
 
-fn collect_ssl(cluster: &Cluster, env: &[(&str, &str)]) -> String {
+/// `collect --output table` over mutual TLS; it must exit with `code` (1: the scheduler could not
+/// be read at all).
+fn collect_ssl(cluster: &Cluster, env: &[(&str, &str)], code: i32) -> String {
     let mut command = hodometer(&["collect", "--output", "table", "--rpc-timeout", "5s"]);
     command
         .env("KUBECONFIG", &cluster.kubeconfig)
@@ -247,7 +248,14 @@ fn collect_ssl(cluster: &Cluster, env: &[(&str, &str)]) -> String {
         .env("CONTROL_PLANE_SECURITY_PROTOCOL", "SSL")
         .env("METRICS_LEVEL", "resource")
         .envs(env.iter().copied());
-    stdout_of(&mut command)
+    let out = command.output().expect("run collect");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -256,7 +264,7 @@ fn secret_problems_name_the_secret_and_the_key() {
     cluster.put_secrets_from(&cluster.tls_dir);
     let client = [("CONTROL_PLANE_CLIENT_TLS_SECRET_NAME", CLIENT_SECRET)];
 
-    let works = collect_ssl(&cluster, &client);
+    let works = collect_ssl(&cluster, &client, 0);
     assert!(row(&works, "model_count").ends_with(" 3"), "{works}");
 
     let cases: [(&[(&str, &str)], &str); 4] = [
@@ -295,7 +303,7 @@ fn secret_problems_name_the_secret_and_the_key() {
         b"-----BEGIN CERTIFICATE-----\nnot base64\n",
     );
     for (env, expected) in cases {
-        let table = collect_ssl(&cluster, env);
+        let table = collect_ssl(&cluster, env, 1);
         let line = row(&table, "model_count");
         assert!(line.contains(expected), "{env:?}: {line}");
     }
@@ -321,13 +329,22 @@ fn a_missing_secret_is_named_when_rbac_allows_the_get() {
     // The kubeconfig is written before the addresses are printed.
     let mut lines = BufReader::new(sim.stdout.take().expect("stdout"));
     listening_port(&mut lines, "hodometer sim: ");
-    let table = stdout_of(
-        hodometer(&["collect", "--output", "table", "--rpc-timeout", "5s"])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("CONTROL_PLANE_SECURITY_PROTOCOL", "SSL")
-            .env("CONTROL_PLANE_CLIENT_TLS_SECRET_NAME", "nowhere")
-            .env("METRICS_LEVEL", "resource"),
+    // The scheduler cannot be read at all without its TLS material: exit 1, the table still
+    // printed, the fix on stderr.
+    let out = hodometer(&["collect", "--output", "table", "--rpc-timeout", "5s"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("CONTROL_PLANE_SECURITY_PROTOCOL", "SSL")
+        .env("CONTROL_PLANE_CLIENT_TLS_SECRET_NAME", "nowhere")
+        .env("METRICS_LEVEL", "resource")
+        .output()
+        .expect("run collect");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fix: the mutual-TLS material"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         row(&table, "model_count").contains(
             "TLS Secret seldon-mesh/nowhere (named by --tls-client-secret (CONTROL_PLANE_CLIENT_TLS_SECRET_NAME)) not found"

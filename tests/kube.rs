@@ -206,7 +206,7 @@ fn operator_scope_follows_its_deployment() {
 }
 
 #[test]
-fn an_unreachable_api_leaves_kubernetes_unknown_and_collection_succeeds() {
+fn an_unreachable_api_leaves_kubernetes_unknown_and_collect_names_it_and_exits_1() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
     let dead = common::dead_port();
@@ -228,7 +228,23 @@ fn an_unreachable_api_leaves_kubernetes_unknown_and_collection_succeeds() {
     .env("KUBECONFIG", &kubeconfig)
     .output()
     .expect("run collect");
-    let p = props(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // Like kubectl: the API server's URL and the cause, once.
+    assert!(
+        err.contains(&format!(
+            "hodometer: Kubernetes: the Kubernetes API server at http://127.0.0.1:{dead} could not be reached"
+        )),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+    assert_eq!(err.matches("could not be reached").count(), 1, "{err}");
+    assert!(
+        !err.contains("ServiceError"),
+        "the cause, not its wrappers: {err}"
+    );
+    let event: Value = serde_json::from_slice(&out.stdout).expect("the event is printed");
+    let p = event["properties"].as_object().expect("properties").clone();
     assert!(
         !p.contains_key("is_kubernetes"),
         "unreachable is unknown, not false"

@@ -84,10 +84,12 @@ fn post_other_clusters(port: u16) {
         .expect("clock")
         .as_secs();
     for (n, version) in ["2.8.0", "2.9.1"].iter().enumerate() {
+        // A cluster counts only when its event names it (`cluster_id`, the same as `distinct_id`).
+        let cluster = format!("00000000-0000-4000-8000-00000000000{n}");
         let event = json!({
             "event": "collect metrics",
             "properties": {
-                "token": "t", "distinct_id": format!("00000000-0000-4000-8000-00000000000{n}"),
+                "token": "t", "distinct_id": cluster, "cluster_id": cluster,
                 "time": now, "$insert_id": format!("other-{n}"),
                 "model_count": 3 + n, "pipeline_count": 1, "server_count": 2,
                 "seldon_core_version": version, "collector_version": "0.1.0",

@@ -76,6 +76,18 @@ fn mutual_tls_with_the_original_variables_reads_the_scheduler() {
     assert_eq!(e["properties"]["pipeline_count"], 3);
 }
 
+/// The event `collect` printed when the scheduler could not be read at all, which exits 1.
+fn unread_event(out: &std::process::Output) -> serde_json::Value {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hodometer: scheduler: "));
+    serde_json::from_slice(&out.stdout).expect("the event is still printed")
+}
+
 #[test]
 fn a_scheduler_certificate_from_another_ca_is_refused_with_a_clear_error() {
     let (ours, theirs) = (
@@ -86,7 +98,7 @@ fn a_scheduler_certificate_from_another_ca_is_refused_with_a_clear_error() {
     // Generate an unrelated CA by starting (and stopping) a second TLS sim.
     drop(tls_sim(theirs.path()));
     let wrong_ca = Some(path(theirs.path(), "ca.crt"));
-    let e = event(&collect_tls(&sim, ours.path(), wrong_ca.clone(), &[]));
+    let e = unread_event(&collect_tls(&sim, ours.path(), wrong_ca.clone(), &[]));
     assert!(
         e["properties"].get("model_count").is_none(),
         "read over an unverified connection"
@@ -145,7 +157,7 @@ fn a_client_certificate_the_scheduler_does_not_trust_is_refused() {
         .output()
         .expect("run collect")
     };
-    let e = event(&run("json"));
+    let e = unread_event(&run("json"));
     assert!(e["properties"].get("model_count").is_none());
     // The client only sees the connection close; the reason says what that usually means.
     let table = String::from_utf8_lossy(&run("table").stdout).into_owned();

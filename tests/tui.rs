@@ -301,7 +301,8 @@ fn the_demo_shows_the_whole_consent_loop() {
         "XDG_STATE_HOME={} {BIN} demo --refresh 1s; echo EXITED $?; sleep 60",
         dir.path().display()
     );
-    let tmux = Tmux::start("demo-consent", &command);
+    // Wide enough that the approval's line (with the approver) is not wrapped.
+    let tmux = Tmux::start_sized("demo-consent", &command, (180, 48));
     // The demo's reporter starts as a drop-in would: the consent is empty, the environment
     // rules, and the header says which of the two (empty, not absent).
     tmux.wait_for("the demo's reporter under the environment", |s| {
@@ -320,6 +321,8 @@ fn the_demo_shows_the_whole_consent_loop() {
             && s.contains("in-cluster reporter ◆: level resource (consent)")
     });
     assert!(screen.contains("[2 resource]◆"), "{screen}");
+    // Approved as the person whose kubeconfig the inspector uses, not the reporter's account.
+    assert!(screen.contains("by demo-operator@example.com"), "{screen}");
     // Its next event, at the approved level, in its pane.
     tmux.keys(&["e"]);
     tmux.wait_for("the reporter's event at the approved level", |s| {
@@ -554,8 +557,8 @@ fn the_demo_shows_its_reporter_history() {
         "the approval is in the history:\n{screen}"
     );
     assert!(
-        screen.contains(hodometer::sim::kube::SIM_USER),
-        "with its approver:\n{screen}"
+        screen.contains(hodometer::sim::kube::SIM_PERSON_USER),
+        "with its approver, the person who approved (not the reporter):\n{screen}"
     );
     assert!(screen.contains("send     cluster"), "{screen}");
     assert!(screen.contains("1 ok / 0 failed"), "{screen}");
@@ -628,4 +631,222 @@ fn the_inspector_s_sends_are_listed_after_a_restart() {
     tmux.wait_for("the dialog closed", |s| s.contains("s send"));
     tmux.keys(&["q"]);
     tmux.wait_for("the second session's end", |s| s.contains("EXITED 0"));
+}
+
+/// The kubeconfig path the demo shows in its header.
+fn demo_kubeconfig(screen: &str) -> std::path::PathBuf {
+    let line = screen
+        .lines()
+        .find(|l| l.starts_with("Kubernetes context hodometer-demo of "))
+        .unwrap_or_else(|| panic!("no Kubernetes line naming the kubeconfig:\n{screen}"));
+    let path = line
+        .trim_start_matches("Kubernetes context hodometer-demo of ")
+        .split_whitespace()
+        .next()
+        .expect("a path");
+    std::path::PathBuf::from(path)
+}
+
+/// kubectl with the demo's kubeconfig and a home of its own (its discovery cache goes there).
+fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new("kubectl");
+    command.env("KUBECONFIG", kubeconfig).env("HOME", home);
+    command
+}
+
+#[test]
+fn the_demo_is_a_sandbox_for_kubectl_and_hodometer_as_the_person() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        std::process::Command::new("kubectl")
+            .args(["version", "--client"])
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "kubectl is needed (.ci/run installs Debian's kubernetes-client)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    let command = format!(
+        "XDG_STATE_HOME={} {BIN} demo --refresh 1s; echo EXITED $?; sleep 60",
+        dir.path().display()
+    );
+    let tmux = Tmux::start_sized("demo-sandbox", &command, (200, 50));
+    let screen = tmux.wait_for("the demo's Kubernetes line", |s| {
+        s.contains("Kubernetes context hodometer-demo of ") && s.contains("connected, v1.")
+    });
+    let kubeconfig = demo_kubeconfig(&screen);
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&kubeconfig), 0o600, "the kubeconfig is private");
+    let sandbox = kubeconfig.parent().expect("its directory").to_path_buf();
+    assert_eq!(mode(&sandbox), 0o700, "in a private directory");
+
+    // hodometer beside the demo, as the person: approvals are theirs, not the reporter's.
+    let hodometer = |args: &[&str]| {
+        common::hodometer(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", &home)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hodometer")
+    };
+    let set = hodometer(&["consent", "set", "--level", "cluster", "--yes"]);
+    let said = String::from_utf8_lossy(&set.stdout);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    assert!(
+        said.contains("approved by demo-operator@example.com"),
+        "{said}"
+    );
+
+    // The GitOps path: hodometer writes the manifest, kubectl applies it to the stand-in.
+    let manifest = hodometer(&[
+        "consent",
+        "set",
+        "--level",
+        "resource",
+        "--dry-run",
+        "-o",
+        "yaml",
+    ]);
+    assert!(manifest.status.success());
+    let mut apply = kubectl(&kubeconfig, &home)
+        .args(["apply", "--validate=false", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl apply");
+    apply
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&manifest.stdout)
+        .expect("write manifest");
+    let applied = apply.wait_with_output().expect("kubectl apply");
+    assert!(
+        applied.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&applied.stdout).contains("configmap/hodometer-consent configured"),
+        "{}",
+        String::from_utf8_lossy(&applied.stdout)
+    );
+    let got = kubectl(&kubeconfig, &home)
+        .args(["get", "configmap", "hodometer-consent", "-o", "json"])
+        .output()
+        .expect("kubectl get");
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let object: serde_json::Value = serde_json::from_slice(&got.stdout).expect("JSON");
+    assert_eq!(object["data"]["level"], "resource");
+    let show = hodometer(&["consent", "show", "-o", "yaml"]);
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    let shown: serde_json::Value =
+        serde_saphyr::from_str(&String::from_utf8_lossy(&show.stdout)).expect("YAML");
+    assert_eq!(shown["consent"]["data"]["level"], "resource");
+    assert_eq!(
+        shown["consent"]["resourceVersion"], object["metadata"]["resourceVersion"],
+        "the same object"
+    );
+
+    // kubectl 1.27 and later validate on the server when its OpenAPI v3 says it takes
+    // `fieldValidation`, which the stand-in's does: `apply` without --validate=false works too.
+    // (1.20, Debian's, validates against an OpenAPI v2 schema the stand-in does not serve.)
+    let version = kubectl(&kubeconfig, &home)
+        .args(["version", "--client", "-o", "json"])
+        .output()
+        .expect("kubectl version");
+    let version: serde_json::Value = serde_json::from_slice(&version.stdout).unwrap_or_default();
+    let minor: u32 = version["clientVersion"]["minor"]
+        .as_str()
+        .and_then(|m| m.trim_end_matches('+').parse().ok())
+        .unwrap_or(0);
+    if minor >= 27 {
+        let manifest = hodometer(&[
+            "consent",
+            "set",
+            "--level",
+            "feature",
+            "--dry-run",
+            "-o",
+            "yaml",
+        ]);
+        let mut apply = kubectl(&kubeconfig, &home)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl apply");
+        apply
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&manifest.stdout)
+            .expect("write manifest");
+        let applied = apply.wait_with_output().expect("kubectl apply");
+        assert!(
+            applied.status.success(),
+            "kubectl 1.{minor} apply with validation: {}",
+            String::from_utf8_lossy(&applied.stderr)
+        );
+    }
+
+    // The shipped RBAC is enforced: the person may not list every ConfigMap or write the status.
+    let list = kubectl(&kubeconfig, &home)
+        .args(["get", "configmaps"])
+        .output()
+        .expect("kubectl get");
+    assert!(!list.status.success());
+    assert!(
+        String::from_utf8_lossy(&list.stderr)
+            .contains("User \"demo-operator@example.com\" cannot list resource \"configmaps\""),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let patch = kubectl(&kubeconfig, &home)
+        .args([
+            "patch",
+            "configmap",
+            "hodometer-status",
+            "-p",
+            r#"{"data":{"x":"y"}}"#,
+        ])
+        .output()
+        .expect("kubectl patch");
+    assert!(
+        !patch.status.success(),
+        "the status is the reporter's alone"
+    );
+
+    // The header and the help name the kubeconfig; quitting removes it and says how to use the
+    // next one.
+    tmux.keys(&["?"]);
+    tmux.wait_for("the help naming the kubeconfig", |s| {
+        s.contains(&format!("kubeconfig: {}", kubeconfig.display()))
+    });
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the demo to exit", |s| s.contains("EXITED 0"));
+    assert!(
+        screen.contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
+        "{screen}"
+    );
+    assert!(screen.contains("hodometer consent show"), "{screen}");
+    assert!(!sandbox.exists(), "the sandbox is removed on exit");
 }

@@ -2,7 +2,6 @@
 //! the consent ConfigMap, with optimistic concurrency.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -12,10 +11,12 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use crate::config::ConsentNameArg;
 use crate::consent::cluster::{ClusterError, ConsentApi};
 use crate::consent::{self, Consent, KEY_LEVEL, ReporterStatus, STATUS_CONFIGMAP};
+use crate::k8s::args::KubeArgs;
 use crate::k8s::{DEFAULT_NAMESPACE, KubeTarget, kubeconfig_user};
 use crate::logging::{self, LogSettings};
 use crate::metrics::Level;
-use crate::validate::{Checker, parse_duration, parse_level, parse_namespace};
+use crate::output::{self, DryRunArgs, OutputArgs, OutputFormat};
+use crate::validate::{Checker, parse_level};
 
 #[derive(Debug, Args)]
 pub struct ConsentArgs {
@@ -35,32 +36,27 @@ pub enum ConsentAction {
 /// Which cluster, namespace and ConfigMap.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
-    /// Kubeconfig file [default: KUBECONFIG, else ~/.kube/config].
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context to use instead of the current one.
-    #[arg(long)]
-    pub kube_context: Option<String>,
-    /// Seldon namespace [default: the kubeconfig context's, else seldon-mesh].
-    #[arg(long, env = "POD_NAMESPACE")]
-    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub k8s: KubeArgs,
     #[command(flatten)]
     pub consent: ConsentNameArg,
-    /// Deadline for each Kubernetes request (e.g. 30s).
-    #[arg(long, default_value = "30s")]
-    pub timeout: String,
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Output: table (the default) for people; json and yaml give the two ConfigMaps' data and resourceVersion."
+)]
 pub struct ShowArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Output format: text or json.
-    #[arg(long, default_value = "text")]
-    pub output: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Output, with --dry-run: yaml (the default) or json, the ConfigMap manifest, e.g. `hodometer consent set --level resource --dry-run -o yaml | kubectl apply -f -`. Without --yes, set asks on the terminal; with no terminal it exits 2."
+)]
 pub struct SetArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -79,12 +75,12 @@ pub struct SetArgs {
     /// Write only if the consent is still at this resourceVersion (as `consent show` printed).
     #[arg(long, value_name = "VERSION")]
     pub if_version: Option<String>,
-    /// Write nothing: print the ConfigMap manifest (for GitOps) instead.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Output of --dry-run: yaml.
-    #[arg(long, default_value = "yaml", requires = "dry_run")]
-    pub output: String,
+    /// With --dry-run: the ConfigMap manifest (for GitOps, or `| kubectl apply -f -`).
+    #[command(flatten)]
+    pub dry_run: DryRunArgs,
+    /// With --dry-run: yaml (the default) or json.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// What every consent command needs, validated.
@@ -95,34 +91,12 @@ struct Cluster {
 
 impl ClusterArgs {
     fn check(&self, c: &mut Checker) -> Option<Cluster> {
-        let namespace = c.check_opt(
-            "--namespace (POD_NAMESPACE)",
-            self.namespace.as_deref(),
-            parse_namespace,
-        );
+        let k8s = self.k8s.check(c);
         let name = self.consent.check(c);
-        let timeout = c.check("--timeout", &self.timeout, parse_duration);
         Some(Cluster {
-            target: KubeTarget {
-                kubeconfig: self.kubeconfig.clone(),
-                context: self.kube_context.clone(),
-                namespace: namespace?,
-                timeout: timeout?,
-                inline: None,
-            },
+            target: k8s?,
             consent_name: name?,
         })
-    }
-}
-
-fn parse_output(allowed: &'static [&'static str]) -> impl Fn(&str) -> Result<String, String> {
-    move |text| {
-        let text = text.trim().to_ascii_lowercase();
-        if allowed.contains(&text.as_str()) {
-            Ok(text)
-        } else {
-            Err(format!("expected one of: {}", allowed.join(", ")))
-        }
     }
 }
 
@@ -137,16 +111,26 @@ pub async fn run(args: ConsentArgs) -> anyhow::Result<ExitCode> {
 async fn connect(cluster: &Cluster) -> anyhow::Result<ConsentApi> {
     ConsentApi::connect(&cluster.target, &cluster.consent_name)
         .await
-        .map_err(|reason| anyhow::anyhow!("cannot reach Kubernetes: {reason}"))
+        .map_err(anyhow::Error::msg)
 }
 
 async fn run_show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let mut c = Checker::default();
     let cluster = args.cluster.check(&mut c);
-    let output = c.check("--output", &args.output, parse_output(&["text", "json"]));
+    let output = args.output.check(
+        &mut c,
+        &[OutputFormat::Table, OutputFormat::Json, OutputFormat::Yaml],
+        OutputFormat::Table,
+    );
     let (cluster, output) = c.finish_with(|| Some((cluster?, output?)))?;
     let api = connect(&cluster).await?;
     let (consent, status) = tokio::join!(api.read_consent(), api.read_status());
+    // No answer at all: said once, not once per ConfigMap.
+    if let (Err(ClusterError::Unreachable(reason)), Err(ClusterError::Unreachable(_))) =
+        (&consent, &status)
+    {
+        anyhow::bail!("{reason}");
+    }
     // The status is read through its type, as the inspector reads it.
     let status: Result<Option<(ReporterStatus, Option<String>)>, ClusterError> =
         status.map(|found| {
@@ -157,7 +141,7 @@ async fn run_show(args: ShowArgs) -> anyhow::Result<ExitCode> {
                 )
             })
         });
-    if output == "json" {
+    if output != OutputFormat::Table {
         let consent_json = match &consent {
             Ok(Some(cm)) => serde_json::json!({
                 "resourceVersion": cm.metadata.resource_version,
@@ -180,8 +164,15 @@ async fn run_show(args: ShowArgs) -> anyhow::Result<ExitCode> {
             "consent": consent_json,
             "status": status_json,
         });
-        // serde_json leaves DEL, C1, bidi and zero-width characters raw: escaped for people.
-        println!("{}", crate::payload::ascii_json(&format!("{json:#}")));
+        if output == OutputFormat::Yaml {
+            print!(
+                "{}",
+                output::value_to_yaml(&json).map_err(anyhow::Error::msg)?
+            );
+        } else {
+            // serde_json leaves DEL, C1, bidi and zero-width characters raw: escaped for people.
+            println!("{}", crate::payload::ascii_json(&format!("{json:#}")));
+        }
     } else {
         print!("{}", show_text(&api, &consent, &status));
     }
@@ -264,7 +255,16 @@ async fn run_set(args: SetArgs) -> anyhow::Result<ExitCode> {
     let level = c.check("--level", &args.level, parse_level);
     // The names the reporter would refuse are refused here (exit 2), each one named.
     let extra = c.check("--field", &args.fields.join(","), consent::parse_fields);
-    let output = c.check("--output", &args.output, parse_output(&["yaml"]));
+    let output = args.output.check(
+        &mut c,
+        &[OutputFormat::Yaml, OutputFormat::Json],
+        OutputFormat::Yaml,
+    );
+    if args.output.output.is_some() && !args.dry_run.is_dry_run() {
+        c.check("--output", "", |_| {
+            Err::<(), _>("prints the manifest, so it goes with --dry-run".to_string())
+        });
+    }
     let note = c.check_opt("--note", args.note.as_deref(), |note| {
         if note.len() > 1024 {
             Err("at most 1024 bytes".to_string())
@@ -272,10 +272,8 @@ async fn run_set(args: SetArgs) -> anyhow::Result<ExitCode> {
             Ok(note.to_string())
         }
     });
-    let (cluster, level, extra, note) = c.finish_with(|| {
-        output?;
-        Some((cluster?, level?, extra?, note?))
-    })?;
+    let (cluster, level, extra, note, output) =
+        c.finish_with(|| Some((cluster?, level?, extra?, note?, output?)))?;
     let mut fields = consent::metric_fields_at(level);
     fields.extend(extra);
     let mut approval = Consent {
@@ -286,7 +284,7 @@ async fn run_set(args: SetArgs) -> anyhow::Result<ExitCode> {
         note,
     };
 
-    if args.dry_run {
+    if args.dry_run.is_dry_run() {
         // No cluster needed: the approver is the kubeconfig user, if any.
         let namespace = match ConsentApi::connect(&cluster.target, &cluster.consent_name).await {
             Ok(api) => api.namespace,
@@ -298,13 +296,24 @@ async fn run_set(args: SetArgs) -> anyhow::Result<ExitCode> {
         };
         approval.approved_by = kubeconfig_user(&cluster.target);
         let data = consent::consent_data(&approval);
-        print!(
-            "{}",
-            consent::manifest_yaml(&cluster.consent_name, &namespace, &data)
-        );
+        let manifest = consent::manifest_yaml(&cluster.consent_name, &namespace, &data);
+        if output == OutputFormat::Json {
+            let object: serde_json::Value = serde_saphyr::from_str(&manifest)?;
+            println!("{object:#}");
+        } else {
+            print!("{manifest}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
 
+    // Asking needs a terminal: without one, and without --yes, this is a usage error, said
+    // before anything is read.
+    if !args.yes && !std::io::stdin().is_terminal() {
+        return Err(super::UsageError(
+            "no terminal to ask on: add --yes to write the consent without being asked".into(),
+        )
+        .into());
+    }
     let api = connect(&cluster).await?;
     approval.approved_by = api.approver(&cluster.target).await;
     if !args.yes && !confirm(&api, &approval)? {
@@ -332,11 +341,8 @@ async fn run_set(args: SetArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Shows what will be written and asks; without a terminal, asks for --yes instead.
+/// Shows what will be written and asks on the terminal.
 fn confirm(api: &ConsentApi, approval: &Consent) -> anyhow::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        anyhow::bail!("not a terminal: add --yes to write the consent without being asked");
-    }
     let fields: Vec<&str> = approval.fields.iter().map(String::as_str).collect();
     let mut out = std::io::stdout().lock();
     write!(

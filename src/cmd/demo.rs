@@ -28,6 +28,7 @@ use crate::metrics::Level;
 use crate::payload::DEFAULT_TOKEN;
 use crate::publish::{PublishPolicy, parse_endpoint};
 use crate::receive::{ReceiveConfig, Receiver, Record};
+use crate::sim::kube::{Grant, parse_grants};
 use crate::sim::population::Scenario;
 use crate::sim::{DEFAULT_COUNTS, LIVE_EVERY, Sim, SimConfig};
 use crate::tui::{self, InspectConfig};
@@ -53,28 +54,46 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
     let log_file = crate::logging::init_to_file(&LogSettings::INFO, None)?;
+    // The sandbox: a private directory with a random name (0700), removed when the demo ends,
+    // holding the stand-in's certificates and the person's kubeconfig (0600).
+    let sandbox = tempfile::Builder::new()
+        .prefix("hodometer-demo-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| anyhow::anyhow!("cannot create the demo's private directory: {e}"))?;
+    let (reporter_grants, person_grants) = demo_rbac()?;
 
     let sim = Sim::bind(SimConfig {
         listen: LOOPBACK_ANY_PORT,
         scenario: Scenario::generate(DEFAULT_COUNTS, args.seed),
         faults: Vec::new(),
         kube_listen: Some(LOOPBACK_ANY_PORT),
-        // The client configuration is built in memory: nothing on disk another user could swap.
+        // The reporter's configuration is built in memory; the person's is written below.
         kubeconfig_out: None,
         kube_forbid: Vec::new(),
-        kube_grants: None,
+        kube_grants: Some(reporter_grants),
+        kube_person_grants: Some(person_grants),
         tls: None,
-        kube_tls: None,
+        // kubectl sends a token only over HTTPS: the person's API server is the HTTPS one.
+        kube_tls: Some((LOOPBACK_ANY_PORT, sandbox.path().join("tls"))),
         kube_secrets_dir: None,
         live: Some(LIVE_EVERY),
     })
     .await?;
     let scheduler = sim.local_addr()?;
-    let kube_addr = sim
-        .kube_addr()
-        .ok_or_else(|| anyhow::anyhow!("the Kubernetes stand-in did not start"))?;
-    let kubeconfig =
-        Kubeconfig::from_yaml(&crate::sim::kube::kubeconfig(kube_addr, sim.kube_tokens()))?;
+    let (Some(kube_addr), Some(kube_https)) = (sim.kube_addr(), sim.kube_tls_addr()) else {
+        anyhow::bail!("the Kubernetes stand-in did not start");
+    };
+    let kubeconfig = Arc::new(Kubeconfig::from_yaml(&crate::sim::kube::kubeconfig(
+        kube_addr,
+        sim.kube_tokens(),
+    ))?);
+    let person_kubeconfig = sandbox.path().join("kubeconfig");
+    let ca = crate::sim::tls::TlsFiles::in_dir(&sandbox.path().join("tls")).ca;
+    crate::private_fs::write_private(
+        &person_kubeconfig,
+        crate::sim::kube::person_kubeconfig(kube_https, &ca, sim.kube_tokens()).as_bytes(),
+    )?;
     let receiver = Receiver::bind(ReceiveConfig {
         listen: LOOPBACK_ANY_PORT,
         record: Record::All,
@@ -107,7 +126,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 context: None,
                 namespace: None,
                 timeout: Duration::from_secs(5),
-                inline: Some(InlineKubeconfig(Arc::new(kubeconfig))),
+                inline: Some(InlineKubeconfig(Arc::clone(&kubeconfig))),
             }),
             extensions: Vec::new(),
         },
@@ -125,9 +144,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             ..PublishPolicy::default()
         },
     };
-    if let Some(target) = &settings.plan.kube {
-        apply_shipped_configmaps(target).await?;
-    }
+    // The administrator applies the shipped ConfigMaps, as in a cluster.
+    apply_shipped_configmaps(&KubeTarget {
+        inline: Some(InlineKubeconfig(Arc::clone(&kubeconfig))),
+        context: Some("hodometer-sim-admin".into()),
+        ..demo_target(None)
+    })
+    .await?;
     let reporter = DaemonConfig {
         settings: settings.clone(),
         publish: publish.clone(),
@@ -140,16 +163,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let reporter_task = tokio::spawn(daemon::run(reporter, until_stopped(stopped)));
 
-    // The reporter runs "in the cluster" and uses the Service address; the inspector, like a
-    // person's laptop, reaches the scheduler through a port-forward opened via the stand-in.
-    let mut settings = settings;
-    if let Some(kube) = &settings.plan.kube {
-        settings.plan.scheduler.route =
+    // The inspector is the person's: their kubeconfig, their identity, their Role.
+    let mut person = settings;
+    person.plan.kube = Some(demo_target(Some(person_kubeconfig.clone())));
+    // Like a person's laptop, the inspector reaches the scheduler through a port-forward opened
+    // via the stand-in; the reporter runs "in the cluster" and uses the Service address.
+    if let Some(kube) = &person.plan.kube {
+        person.plan.scheduler.route =
             Route::Forward(crate::k8s::forward::ForwardSpec::new(kube.clone(), false));
-        settings.scheduler_port_from = "the demo's port-forward";
+        person.scheduler_port_from = "the demo's port-forward";
     }
     let config = InspectConfig {
-        settings,
+        settings: person,
         publish,
         refresh,
         log_file: None,
@@ -157,7 +182,53 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let result = tui::run(config, &log_file).await;
     let _ = stop.send(true);
     let _ = tokio::join!(sim_task, receiver_task, reporter_task);
+    if result.is_ok() {
+        print!("{}", farewell(&person_kubeconfig));
+    }
+    drop(sandbox);
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// What the demo says when it ends: how to use its stand-in from another terminal next time.
+fn farewell(kubeconfig: &std::path::Path) -> String {
+    format!(
+        "While `hodometer demo` runs, its stand-in cluster answers kubectl and hodometer from another terminal, as {person} (the consent editor Role):\n\n  export KUBECONFIG={path}\n  hodometer consent show\n  hodometer consent set --level resource --dry-run -o yaml | kubectl apply --validate=false -f -\n\n(That kubeconfig was removed with the demo; each demo writes its own and shows its path in the header and on the help screen.)\n",
+        person = crate::sim::kube::SIM_PERSON_USER,
+        path = kubeconfig.display(),
+    )
+}
+
+/// A target on the demo's stand-in: its kubeconfig file, or (`None`) one set in memory after.
+fn demo_target(kubeconfig: Option<std::path::PathBuf>) -> KubeTarget {
+    KubeTarget {
+        kubeconfig,
+        context: None,
+        namespace: None,
+        timeout: Duration::from_secs(5),
+        inline: None,
+    }
+}
+
+/// The shipped RBAC, enforced: the reporter's Role and ClusterRole for the reporter; for the
+/// person, the consent editor Role and the reads the reporter's Roles allow (but no Secrets), as
+/// an admin binds `hodometer-consent-editor` beside the built-in `view` ClusterRole.
+fn demo_rbac() -> anyhow::Result<(Vec<Grant>, Vec<Grant>)> {
+    let grants = |text: &str| parse_grants(text).map_err(anyhow::Error::msg);
+    let mut reporter = grants(include_str!("../../assets/k8s/role.yaml"))?;
+    reporter.extend(grants(include_str!("../../assets/k8s/clusterrole.yaml"))?);
+    let mut person = grants(include_str!("../../assets/k8s/consent-editor-role.yaml"))?;
+    person.extend(
+        reporter
+            .iter()
+            .filter(|g| matches!(g.verb.as_str(), "get" | "list" | "watch"))
+            .filter(|g| g.resource != "secrets")
+            .cloned(),
+    );
+    // ...and the inspector Role, which opens the port-forward to the scheduler.
+    person.extend(grants(include_str!(
+        "../../assets/k8s/inspector-role.yaml"
+    ))?);
+    Ok((reporter, person))
 }
 
 /// How often the demo's in-cluster reporter sends: short, so an approval shows at once.

@@ -150,6 +150,7 @@ impl SimArgs {
                 kubeconfig_out: self.kubeconfig_out.clone(),
                 kube_forbid: self.kube_forbid.clone(),
                 kube_grants: (!self.kube_rbac.is_empty()).then_some(grants),
+                kube_person_grants: None,
                 tls: tls_listen.zip(self.tls_dir.clone()),
                 kube_tls: kube_tls_listen.zip(self.kube_tls_dir.clone()),
                 kube_secrets_dir: self.kube_secrets_dir.clone(),

@@ -154,7 +154,11 @@ fn describe(error: &kube::Error, what: &str, permission: Option<&str>) -> ReadEr
             status: (status.code != 0).then_some(status.code),
         },
         other => ReadError {
-            reason: format!("Kubernetes API unreachable ({what}): {other}"),
+            // The cause itself ("Connection refused"), not the layers that carried it.
+            reason: format!(
+                "Kubernetes API unreachable ({what}): {}",
+                crate::k8s::root_cause(other)
+            ),
             answered: false,
             status: None,
         },

@@ -79,6 +79,16 @@ impl Sources {
         self
     }
 
+    /// For a person's one-shot command (`collect`): the inspector's quick connection check, so a
+    /// scheduler nobody listens for is reported in seconds, and calls that retry a few times
+    /// within the request timeout, so a scheduler that answers but stumbles (a refused first
+    /// connection, a brief `Unavailable`) is still read.
+    pub fn for_person(mut self, connect_timeout: Duration) -> Sources {
+        self.fast_fail = Some(connect_timeout);
+        self.plan.scheduler.policy = scheduler::CallPolicy::brief();
+        self
+    }
+
     pub fn plan(&self) -> &CollectPlan {
         &self.plan
     }
@@ -93,8 +103,27 @@ impl Sources {
         self.kube.as_ref().map(|k| k.server.as_str())
     }
 
+    /// Like [`Sources::collect`], with what went wrong with each source as a whole: a source
+    /// that could not be reached at all, and reads the API server refused.
+    pub async fn collect_with_problems(&mut self) -> (Snapshot, Vec<SourceProblem>) {
+        let (scheduler, kube) = self.read_sources().await;
+        let snapshot = assemble(&self.plan, &scheduler, &kube, SystemTime::now());
+        let problems = source_problems(
+            &self.plan.scheduler.address(),
+            self.kube_server(),
+            &scheduler,
+            &kube,
+        );
+        (snapshot, problems)
+    }
+
     /// Like [`collect`], reusing the connections.
     pub async fn collect(&mut self) -> Snapshot {
+        let (scheduler, kube) = self.read_sources().await;
+        assemble(&self.plan, &scheduler, &kube, SystemTime::now())
+    }
+
+    async fn read_sources(&mut self) -> (SchedulerFacts, KubeFacts) {
         let kube = self.kube_client().await;
         let kube_timeout = self.plan.kube.as_ref().map(|t| t.timeout);
         let kube_read = async {
@@ -104,8 +133,7 @@ impl Sources {
                 (Ok(_), None) => KubeFacts::Disabled,
             }
         };
-        let (scheduler, kube) = tokio::join!(self.read_scheduler(), kube_read);
-        assemble(&self.plan, &scheduler, &kube, SystemTime::now())
+        tokio::join!(self.read_scheduler(), kube_read)
     }
 
     async fn read_scheduler(&self) -> SchedulerFacts {
@@ -151,6 +179,112 @@ impl Sources {
             KubeConnection::Unusable(reason) => Err(KubeFacts::Unusable(reason)),
         }
     }
+}
+
+/// A source that could not be read as a whole, or a read refused by RBAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceProblem {
+    /// `scheduler` or `Kubernetes`.
+    pub source: &'static str,
+    /// True when nothing could be read from the source: a runtime failure. False for a read the
+    /// API server refused (RBAC): a permission the operator may withhold by design.
+    pub unreachable: bool,
+    pub reason: String,
+    /// What to do about it, when there is something to say.
+    pub fix: Option<String>,
+}
+
+/// The problems with each source as a whole: every scheduler call failed; the Kubernetes
+/// configuration was unusable or the API server never answered; reads refused with 403.
+pub fn source_problems(
+    scheduler_address: &str,
+    kube_server: Option<&str>,
+    scheduler: &SchedulerFacts,
+    kube: &KubeFacts,
+) -> Vec<SourceProblem> {
+    let mut problems = Vec::new();
+    let calls = [
+        scheduler.version.as_ref().err(),
+        scheduler.models.as_ref().err(),
+        scheduler.servers.as_ref().err(),
+        scheduler.pipelines.as_ref().err(),
+        scheduler.experiments.as_ref().err(),
+    ];
+    if let [Some(first), ..] = calls
+        && calls.iter().all(Option::is_some)
+    {
+        let reason = first.to_string();
+        let refused = reason.to_ascii_lowercase().contains("connection refused");
+        let fix = match (first, scheduler::port_forward_hint(scheduler_address)) {
+            (CallError::Tls(_), _) => {
+                "the mutual-TLS material named above (files or Secrets; CONTROL_PLANE_SECURITY_PROTOCOL=PLAINTEXT turns TLS off)".to_string()
+            }
+            (_, Some(hint)) if refused => hint,
+            _ => "check --scheduler-host and --scheduler-port (SCHEDULER_HOST, SCHEDULER_PLAINTXT_PORT)"
+                .to_string(),
+        };
+        problems.push(SourceProblem {
+            source: "scheduler",
+            unreachable: true,
+            reason: format!("the scheduler at {scheduler_address} could not be reached: {reason}"),
+            fix: Some(fix),
+        });
+    }
+    let no_kube_fix = Some("fix the configuration, or skip Kubernetes with --no-kube".to_string());
+    match kube {
+        KubeFacts::Disabled | KubeFacts::NotConfigured => {}
+        KubeFacts::Unusable(reason) => problems.push(SourceProblem {
+            source: "Kubernetes",
+            unreachable: true,
+            reason: reason.clone(),
+            fix: no_kube_fix,
+        }),
+        KubeFacts::Read(readings) if !readings.answered() => {
+            let why = readings
+                .version
+                .as_ref()
+                .err()
+                .map(|e| e.reason.clone())
+                .unwrap_or_default();
+            let server = kube_server
+                .map(|s| crate::redact::url_text(s.trim_end_matches('/')))
+                .unwrap_or_else(|| "(unknown)".into());
+            problems.push(SourceProblem {
+                source: "Kubernetes",
+                unreachable: true,
+                reason: format!(
+                    "the Kubernetes API server at {server} could not be reached: {}",
+                    why.strip_prefix("Kubernetes API unreachable ").unwrap_or(&why)
+                ),
+                fix: Some(
+                    "check the kubeconfig's cluster and --context (kubectl cluster-info), or skip Kubernetes with --no-kube"
+                        .into(),
+                ),
+            });
+        }
+        KubeFacts::Read(readings) => {
+            let reads = [
+                readings.version.as_ref().err(),
+                readings.nodes.as_ref().err(),
+                readings.global_installation.as_ref().err(),
+                readings.scheduler_image_tag.as_ref().err(),
+                readings.servers.as_ref().err(),
+            ];
+            for refused in reads
+                .into_iter()
+                .flatten()
+                .filter(|e| e.status == Some(403))
+            {
+                problems.push(SourceProblem {
+                    source: "Kubernetes",
+                    unreachable: false,
+                    reason: refused.reason.clone(),
+                    fix: None,
+                });
+            }
+        }
+    }
+    problems
 }
 
 /// A TCP connection to `address` within `timeout`, with one quick retry.

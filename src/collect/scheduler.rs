@@ -108,6 +108,20 @@ impl CallPolicy {
         }
     }
 
+    /// For a person's one-shot command, after a quick connection check: a few quick retries
+    /// (100 ms doubling, about 1.5 s in all) so a scheduler that stumbles is still read, then it
+    /// gives up rather than wait out `rpc_timeout`.
+    pub fn brief() -> CallPolicy {
+        CallPolicy {
+            connect_timeout: Duration::from_secs(2),
+            backoff: backoff::Policy {
+                max_attempts: 5,
+                past_deadline: PastDeadline::GiveUp,
+                ..CallPolicy::patient().backoff
+            },
+        }
+    }
+
     /// The schedule of one call whose deadline is `rpc_timeout`.
     fn for_call(&self, rpc_timeout: Duration) -> backoff::Policy {
         backoff::Policy {
@@ -115,6 +129,19 @@ impl CallPolicy {
             ..self.backoff
         }
     }
+}
+
+/// What to check when a scheduler on this machine (`host:port`) refuses connections: over
+/// `kubectl port-forward`, the port-forward is not running.
+pub fn port_forward_hint(address: &str) -> Option<String> {
+    let (host, port) = address.rsplit_once(':')?;
+    ["localhost", "127.0.0.1", "[::1]"]
+        .contains(&host)
+        .then(|| {
+            format!(
+                "is `kubectl port-forward -n seldon-mesh svc/seldon-scheduler {port}:9004` running?"
+            )
+        })
 }
 
 impl SchedulerTarget {

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ObjectMeta, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 
-use crate::k8s::{KubeTarget, connect_client};
+use crate::k8s::{KubeConnection, KubeTarget};
 
 use crate::policy::{ConsentFound, ConsentRead};
 
@@ -40,6 +40,9 @@ pub enum ClusterError {
         namespace: String,
         message: String,
     },
+    /// No answer from the API server at all: its URL and the cause, said once by the caller.
+    #[error("{0}")]
+    Unreachable(String),
     #[error("Kubernetes: {0}")]
     Other(String),
 }
@@ -77,12 +80,24 @@ pub struct ConsentApi {
     configmaps: Api<ConfigMap>,
     pub namespace: String,
     pub consent_name: String,
+    /// The API server's URL, for people (empty when built [`ConsentApi::over`] a client).
+    pub server: String,
 }
 
 impl ConsentApi {
     pub async fn connect(target: &KubeTarget, consent_name: &str) -> Result<ConsentApi, String> {
-        let (client, namespace) = connect_client(target).await?;
-        Ok(ConsentApi::over(client, namespace, consent_name))
+        let ready = match crate::k8s::connect(target, None).await {
+            KubeConnection::Ready(ready) => ready,
+            KubeConnection::NotConfigured => return Err(crate::k8s::NOT_CONFIGURED.into()),
+            KubeConnection::Unusable(reason) => return Err(reason),
+        };
+        let mut api = ConsentApi::over(
+            ready.client().clone(),
+            ready.namespace().to_string(),
+            consent_name,
+        );
+        api.server = ready.server;
+        Ok(api)
     }
 
     /// Over a client the caller keeps (the inspector's one client per context).
@@ -92,10 +107,15 @@ impl ConsentApi {
             client,
             namespace,
             consent_name: consent_name.to_string(),
+            server: String::new(),
         }
     }
 
     fn error(&self, error: kube::Error, verb: &'static str, name: &str) -> ClusterError {
+        // No answer at all: the API server's URL and the cause, as kubectl says it.
+        if matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_)) {
+            return ClusterError::Unreachable(crate::k8s::unreachable(&self.server, &error));
+        }
         api_error(error, verb, name, &self.namespace)
     }
 

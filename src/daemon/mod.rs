@@ -223,6 +223,7 @@ async fn work(config: &DaemonConfig, publisher: &Publisher, metrics: &Shared) ->
         publisher,
         endpoints: &config.publish.endpoints,
         interval: Some(config.interval),
+        person: None,
     };
     let cycles = async {
         let mut last: Option<Policy> = None;

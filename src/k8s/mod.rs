@@ -11,6 +11,8 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+pub mod args;
+
 /// The namespace Seldon Core v2 installs into by default.
 pub const DEFAULT_NAMESPACE: &str = "seldon-mesh";
 
@@ -121,10 +123,40 @@ pub async fn connect_client(target: &KubeTarget) -> Result<(Client, String), Str
         KubeConnection::Ready(KubeClient {
             client, namespace, ..
         }) => Ok((client, namespace)),
-        KubeConnection::NotConfigured => {
-            Err("no Kubernetes configuration (no service account and no kubeconfig)".into())
-        }
+        KubeConnection::NotConfigured => Err(NOT_CONFIGURED.into()),
         KubeConnection::Unusable(reason) => Err(reason),
+    }
+}
+
+/// Why there is no client when there is no configuration at all, and what to do.
+pub const NOT_CONFIGURED: &str = "no Kubernetes configuration: no kubeconfig (~/.kube/config) and no in-cluster service account; point --kubeconfig or KUBECONFIG at your cluster's kubeconfig";
+
+/// The innermost cause of an error: what actually went wrong (`Connection refused (os error
+/// 111)`), not the layers that carried it (`ServiceError: client error (Connect)`).
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    innermost.to_string()
+}
+
+/// A request that got no answer from the API server, said as kubectl would: the server's URL
+/// (credentials and query hidden) and the cause.
+pub fn unreachable(server: &str, error: &kube::Error) -> String {
+    let server = match crate::redact::url_text(server.trim_end_matches('/')) {
+        url if url.is_empty() => String::new(),
+        url => format!(" at {url}"),
+    };
+    match error {
+        kube::Error::Api(status) => format!(
+            "the Kubernetes API server{server} refused: {} {}: {}",
+            status.code, status.reason, status.message
+        ),
+        other => format!(
+            "cannot reach the Kubernetes API server{server}: {}",
+            root_cause(other)
+        ),
     }
 }
 
@@ -198,7 +230,7 @@ pub(crate) async fn load_config(target: &KubeTarget) -> Result<Option<(Config, S
         None => {
             return match &target.context {
                 Some(context) => Err(format!(
-                    "--kube-context {context:?} given, but there is no kubeconfig"
+                    "context \"{context}\" does not exist: there is no kubeconfig; point --kubeconfig or KUBECONFIG at the one that has it"
                 )),
                 None if in_cluster => {
                     Err("in-cluster configuration is incomplete and there is no kubeconfig".into())
@@ -207,6 +239,23 @@ pub(crate) async fn load_config(target: &KubeTarget) -> Result<Option<(Config, S
             };
         }
     };
+    let context = target
+        .context
+        .clone()
+        .or(kubeconfig.current_context.clone());
+    match &context {
+        Some(name) if !kubeconfig.contexts.iter().any(|c| &c.name == name) => {
+            return Err(if target.context.is_some() {
+                format!("context \"{name}\" does not exist")
+            } else {
+                format!("current-context \"{name}\" does not exist in the kubeconfig")
+            });
+        }
+        Some(_) => {}
+        None => {
+            return Err("the kubeconfig has no current-context: choose one with --context".into());
+        }
+    }
     let namespace = match &target.namespace {
         Some(namespace) => namespace.clone(),
         None => context_namespace(&kubeconfig, target.context.as_deref())
@@ -231,15 +280,39 @@ fn apply_timeouts(config: &mut Config, timeout: Duration) {
 
 /// The kubeconfig to use: `--kubeconfig`, else `KUBECONFIG`, else `~/.kube/config`; `None` when
 /// there is none at all (which means: not a Kubernetes installation).
+/// Where a kubeconfig is looked for, said when the one named is not there.
+const MISSING_KUBECONFIG_HINT: &str =
+    " (--kubeconfig, else KUBECONFIG, else ~/.kube/config names the file)";
+
 fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
-    let unusable = |e: kube::config::KubeconfigError| format!("kubeconfig unusable: {e}");
+    let unusable = |e: kube::config::KubeconfigError| match e {
+        kube::config::KubeconfigError::ReadConfig(error, path) => {
+            let hint = if error.kind() == std::io::ErrorKind::NotFound {
+                MISSING_KUBECONFIG_HINT
+            } else {
+                ""
+            };
+            format!(
+                "kubeconfig {}: {}{hint}",
+                path.display(),
+                root_cause(&error)
+            )
+        }
+        other => format!("kubeconfig unusable: {other}"),
+    };
     if let Some(inline) = &target.inline {
         return Some(Ok(Kubeconfig::clone(&inline.0)));
     }
     if let Some(path) = &target.kubeconfig {
         // A FIFO or device would hang or feed the parser forever: only a regular file is read.
         if let Err(error) = crate::private_fs::open_regular_following(path, true) {
-            return Some(Err(format!("kubeconfig unusable: {error}")));
+            // The error names the path; a missing file says where a kubeconfig is looked for.
+            let hint = if error.kind() == std::io::ErrorKind::NotFound {
+                MISSING_KUBECONFIG_HINT
+            } else {
+                ""
+            };
+            return Some(Err(format!("kubeconfig {error}{hint}")));
         }
         return Some(Kubeconfig::read_from(path).map_err(unusable));
     }
@@ -314,10 +387,17 @@ pub fn describe_target(target: &KubeTarget) -> String {
     match read_kubeconfig(target) {
         None => "(no kubeconfig)".into(),
         Some(Err(reason)) => reason,
-        Some(Ok(kubeconfig)) => match target.context.clone().or(kubeconfig.current_context) {
-            Some(context) => format!("context {context}"),
-            None => "(no current context)".into(),
-        },
+        Some(Ok(kubeconfig)) => {
+            let context = match target.context.clone().or(kubeconfig.current_context) {
+                Some(context) => format!("context {context}"),
+                None => "(no current context)".into(),
+            };
+            // A kubeconfig named on purpose (`--kubeconfig`, the demo's) is named back.
+            match &target.kubeconfig {
+                Some(path) => format!("{context} of {}", path.display()),
+                None => context,
+            }
+        }
     }
 }
 

@@ -37,6 +37,9 @@ const SCHEDULER_CONTAINER: &str = "scheduler";
 pub const SIM_USER: &str = "system:serviceaccount:seldon-mesh:hodometer";
 /// A second identity, the cluster administrator who applies manifests: RBAC does not bind it.
 pub const SIM_ADMIN_USER: &str = "sim-admin";
+/// A third identity, a person (an operator at a terminal, kubectl, the inspector): bound to what
+/// [`Rbac::person`] grants, as a real cluster binds people to Roles.
+pub const SIM_PERSON_USER: &str = "demo-operator@example.com";
 
 /// The bearer tokens of one run of the stand-in, random, so no other local user can guess them:
 /// they are written only into its 0600 kubeconfig (or kept in memory by the demo). Anything
@@ -47,6 +50,8 @@ pub struct SimTokens {
     pub service_account: String,
     /// Context `hodometer-sim-admin`: the administrator ([`SIM_ADMIN_USER`]).
     pub admin: String,
+    /// The person ([`SIM_PERSON_USER`]): only in the kubeconfig [`person_kubeconfig`] writes.
+    pub person: String,
 }
 
 impl SimTokens {
@@ -61,6 +66,7 @@ impl SimTokens {
         SimTokens {
             service_account: token(),
             admin: token(),
+            person: token(),
         }
     }
 }
@@ -76,8 +82,8 @@ struct World {
     tokens: SimTokens,
     kube: KubeSpec,
     servers: Vec<ServerSpec>,
-    /// When set, only these grants are allowed, as RBAC would.
-    grants: Option<Vec<Grant>>,
+    /// What each identity may do, as RBAC would.
+    rbac: Rbac,
     /// The namespace's ConfigMaps (consent and status), written through the API.
     configmaps: ConfigMapStore,
     /// Each subdirectory is a Secret in the Seldon namespace, each file in it a data key.
@@ -116,10 +122,25 @@ struct RbacRule {
     resource_names: Vec<String>,
 }
 
+/// Who may do what: `None` allows everything (a stand-in without RBAC). The administrator
+/// ([`SIM_ADMIN_TOKEN`]) is never restricted.
+#[derive(Clone, Debug, Default)]
+pub struct Rbac {
+    /// The service account ([`SIM_TOKEN`]): the reporter.
+    pub service_account: Option<Vec<Grant>>,
+    /// The person ([`SIM_PERSON_TOKEN`]).
+    pub person: Option<Vec<Grant>>,
+}
+
 /// Reads the grants of a Role or ClusterRole manifest (such as `assets/k8s/role.yaml`).
 pub fn load_grants(path: &std::path::Path) -> Result<Vec<Grant>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let doc: RbacDocument = serde_saphyr::from_str(&text).map_err(|e| e.to_string())?;
+    parse_grants(&text)
+}
+
+/// The grants of a Role or ClusterRole manifest's text.
+pub fn parse_grants(text: &str) -> Result<Vec<Grant>, String> {
+    let doc: RbacDocument = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
     let cluster_scope = match doc.kind.as_str() {
         "Role" => false,
         "ClusterRole" => true,
@@ -145,19 +166,19 @@ pub fn load_grants(path: &std::path::Path) -> Result<Vec<Grant>, String> {
 }
 
 /// The stand-in's routes over a scenario. `forbid` adds to the scenario's own forbidden
-/// resources; `grants`, when given, allow nothing else; `secrets_dir` holds the Secrets.
+/// resources; `rbac` says what each identity may do; `secrets_dir` holds the Secrets.
 pub fn router(
     tokens: SimTokens,
     scenario: &Scenario,
     forbid: &[String],
-    grants: Option<Vec<Grant>>,
+    rbac: Rbac,
     secrets_dir: Option<PathBuf>,
 ) -> Router {
     router_with_pods(
         tokens,
         scenario,
         forbid,
-        grants,
+        rbac,
         secrets_dir,
         Arc::new(SchedulerPods::new(None, None)),
     )
@@ -168,7 +189,7 @@ pub fn router_with_pods(
     tokens: SimTokens,
     scenario: &Scenario,
     forbid: &[String],
-    grants: Option<Vec<Grant>>,
+    rbac: Rbac,
     secrets_dir: Option<PathBuf>,
     pods: Arc<SchedulerPods>,
 ) -> Router {
@@ -178,7 +199,7 @@ pub fn router_with_pods(
         tokens,
         kube,
         servers: scenario.servers.clone(),
-        grants,
+        rbac,
         secrets_dir,
         configmaps: ConfigMapStore::default(),
         pods,
@@ -209,6 +230,7 @@ pub fn router_with_pods(
         )
         .merge(consent_routes())
         .merge(forward::routes())
+        .merge(super::discovery::routes())
         .fallback(|| async {
             status(
                 StatusCode::NOT_FOUND,
@@ -225,9 +247,20 @@ pub fn kubeconfig(addr: SocketAddr, tokens: &SimTokens) -> String {
     let SimTokens {
         service_account,
         admin,
+        ..
     } = tokens;
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: hodometer-sim\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: hodometer-sim\n  context:\n    cluster: hodometer-sim\n    user: hodometer-sim\n    namespace: {SIM_NAMESPACE}\n- name: hodometer-sim-admin\n  context:\n    cluster: hodometer-sim\n    user: hodometer-sim-admin\n    namespace: {SIM_NAMESPACE}\ncurrent-context: hodometer-sim\nusers:\n- name: hodometer-sim\n  user:\n    token: {service_account}\n- name: hodometer-sim-admin\n  user:\n    token: {admin}\n"
+    )
+}
+
+/// A kubeconfig for the person ([`SimTokens::person`]) over HTTPS (kubectl sends a token only
+/// over TLS), trusting `ca`: what the demo gives you for kubectl and `hodometer consent`.
+pub fn person_kubeconfig(https: SocketAddr, ca: &FsPath, tokens: &SimTokens) -> String {
+    let ca = Value::from(ca.display().to_string());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: hodometer-demo\n  cluster:\n    certificate-authority: {ca}\n    server: https://{https}\ncontexts:\n- name: hodometer-demo\n  context:\n    cluster: hodometer-demo\n    user: {SIM_PERSON_USER}\n    namespace: {SIM_NAMESPACE}\ncurrent-context: hodometer-demo\nusers:\n- name: {SIM_PERSON_USER}\n  user:\n    token: {}\n",
+        tokens.person
     )
 }
 
@@ -276,6 +309,8 @@ enum Caller {
     ServiceAccount,
     /// The cluster administrator who applies manifests: allowed everything.
     Admin,
+    /// A person: subject to [`Rbac::person`].
+    Person,
 }
 
 impl Caller {
@@ -283,6 +318,7 @@ impl Caller {
         match self {
             Caller::ServiceAccount => SIM_USER.to_string(),
             Caller::Admin => SIM_ADMIN_USER.to_string(),
+            Caller::Person => SIM_PERSON_USER.to_string(),
         }
     }
 }
@@ -298,6 +334,7 @@ fn authenticate(world: &World, headers: &HeaderMap) -> Result<Caller, Refusal> {
     match bearer {
         Some(token) if token == world.tokens.service_account => Ok(Caller::ServiceAccount),
         Some(token) if token == world.tokens.admin => Ok(Caller::Admin),
+        Some(token) if token == world.tokens.person => Ok(Caller::Person),
         _ => Err(Box::new(status(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
@@ -317,9 +354,14 @@ fn authorize(
 ) -> Result<Caller, Refusal> {
     let caller = authenticate(world, headers)?;
     // Every authenticated identity may read /version (system:public-info-viewer).
+    let grants = match caller {
+        Caller::Admin => None,
+        Caller::ServiceAccount => world.rbac.service_account.as_ref(),
+        Caller::Person => world.rbac.person.as_ref(),
+    };
     let granted = caller == Caller::Admin
         || resource == "version"
-        || world.grants.as_ref().is_none_or(|grants| {
+        || grants.is_none_or(|grants| {
             grants.iter().any(|g| {
                 g.group == group
                     && g.resource == resource
@@ -1293,6 +1335,7 @@ async fn self_subject_review(State(world): State<Arc<World>>, headers: HeaderMap
                     "system:authenticated"
                 ]),
                 Caller::Admin => json!(["system:masters", "system:authenticated"]),
+                Caller::Person => json!(["demo-operators", "system:authenticated"]),
             };
             created(json!({
                 "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",

@@ -1,6 +1,7 @@
 //! `hodometer sim`: a simulated Seldon scheduler for demos, tests and benchmarks: the
 //! status streams of the real scheduler, fault injection, and a Kubernetes stand-in.
 
+pub mod discovery;
 pub mod faults;
 pub mod kube;
 pub mod population;
@@ -47,6 +48,8 @@ pub struct SimConfig {
     pub kube_forbid: Vec<String>,
     /// `None`: every read allowed (unless forbidden).
     pub kube_grants: Option<Vec<kube::Grant>>,
+    /// What the person (`--kubeconfig-out`'s user with `--kube-person`) may do; `None`: all.
+    pub kube_person_grants: Option<Vec<kube::Grant>>,
     /// Mutual-TLS address and the directory its certificates are generated into.
     pub tls: Option<(SocketAddr, PathBuf)>,
     /// The Kubernetes stand-in's HTTPS address and the directory its certificates go to.
@@ -90,6 +93,7 @@ pub struct Sim {
     faults: Vec<Fault>,
     kube_forbid: Vec<String>,
     kube_grants: Option<Vec<kube::Grant>>,
+    kube_person_grants: Option<Vec<kube::Grant>>,
     /// The mutual-TLS listener and the certificates it serves with.
     tls: Option<(TcpListener, tls::TlsFiles)>,
     /// The Kubernetes stand-in over HTTPS.
@@ -155,6 +159,7 @@ impl Sim {
             faults: config.faults,
             kube_forbid: config.kube_forbid,
             kube_grants: config.kube_grants,
+            kube_person_grants: config.kube_person_grants,
         })
     }
 
@@ -202,7 +207,10 @@ impl Sim {
             self.kube_tokens,
             &self.scenario,
             &self.kube_forbid,
-            self.kube_grants,
+            kube::Rbac {
+                service_account: self.kube_grants,
+                person: self.kube_person_grants,
+            },
             self.kube_secrets_dir,
             self.pods,
         );

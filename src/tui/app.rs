@@ -28,6 +28,8 @@ pub struct Info {
     pub scheduler_port_from: Option<String>,
     /// The kubeconfig context, or why Kubernetes is not read.
     pub kube: String,
+    /// The kubeconfig file named on purpose (`--kubeconfig`, the demo's sandbox), for the help.
+    pub kubeconfig: Option<String>,
     /// Every endpoint a send goes to, credentials redacted.
     pub endpoints: Vec<String>,
     pub log_file: String,

@@ -12,6 +12,7 @@ pub fn info() -> Info {
         scheduler: "localhost:9004".into(),
         scheduler_port_from: None,
         kube: "context kind-seldon".into(),
+        kubeconfig: None,
         endpoints: vec![
             "http://hodometer.seldon.io/".into(),
             "http://127.0.0.1:8001/".into(),

@@ -101,6 +101,11 @@ fn info(config: &InspectConfig, log_file: &Path) -> Info {
             None => "(--no-kube)".into(),
             Some(target) => crate::k8s::describe_target(target),
         },
+        kubeconfig: plan
+            .kube
+            .as_ref()
+            .and_then(|target| target.kubeconfig.as_ref())
+            .map(|path| path.display().to_string()),
         endpoints: config
             .publish
             .endpoints

@@ -411,12 +411,7 @@ fn approval_line(app: &App) -> Option<Line<'static>> {
 /// What to check when a scheduler on this machine refuses connections: over `kubectl
 /// port-forward`, the port-forward died.
 fn port_forward_hint(scheduler: &str) -> Option<String> {
-    let (host, port) = scheduler.rsplit_once(':')?;
-    ["localhost", "127.0.0.1", "[::1]"].contains(&host).then(|| {
-        format!(
-            " — is `kubectl port-forward -n seldon-mesh svc/seldon-scheduler {port}:9004` running?"
-        )
-    })
+    crate::collect::scheduler::port_forward_hint(scheduler).map(|hint| format!(" — {hint}"))
 }
 
 fn source_spans(
@@ -1891,6 +1886,10 @@ fn describe_lines(app: &App, name: &str) -> Vec<Line<'static>> {
 fn render_help(app: &App, frame: &mut Frame, within: Rect) {
     // Where the logs go comes first: it is what a person opens help for when something failed.
     let mut lines: Vec<Line> = vec![Line::raw(format!("logs: {}", app.info.log_file))];
+    // A kubeconfig named on purpose (`--kubeconfig`, the demo's sandbox): where to point kubectl.
+    if let Some(kubeconfig) = &app.info.kubeconfig {
+        lines.push(Line::raw(format!("kubeconfig: {kubeconfig}")));
+    }
     for context in Context::ALL {
         let bindings: Vec<_> = BINDINGS.iter().filter(|b| b.context == context).collect();
         if bindings.is_empty() {
@@ -2379,6 +2378,19 @@ mod tests {
         let text = screen(&governed(), 100, 19);
         assert!(
             text.contains("terminal too small (100×19, need 60×20)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn help_names_a_kubeconfig_given_on_purpose_within_80x24() {
+        let mut info = info();
+        info.kubeconfig = Some("/tmp/hodometer-demo-Ab12Cd/kubeconfig".into());
+        let mut app = App::new(info, Level::Cluster, "tok".into(), at(0));
+        app.on_action(Action::ToggleHelp);
+        let text = screen(&app, 80, 24);
+        assert!(
+            text.contains("kubeconfig: /tmp/hodometer-demo-Ab12Cd/kubeconfig"),
             "{text}"
         );
     }
