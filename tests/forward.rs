@@ -181,12 +181,20 @@ fn the_inspector_with_only_a_kubeconfig_follows_the_forward_and_reconnects_when_
         .expect("kill");
     assert!(status.success());
     tmux.wait_for("reconnecting", |s| s.contains("reconnecting: "));
-    let screen = tmux.wait_for("the replaced pod, connected", |s| {
-        s.contains("scheduler port-forward to pod seldon-scheduler-1 via context hodometer-sim")
-            && s.contains(": connected")
-            && !s.contains("reconnecting")
+    // The scheduler's own line (the Kubernetes line says "connected" too), and a refresh done
+    // over the new forward.
+    let screen = tmux.wait_for("the replaced pod, connected and refreshed", |s| {
+        s.lines().any(|line| {
+            line.contains(
+                "scheduler port-forward to pod seldon-scheduler-1 via context hodometer-sim",
+            ) && line.contains(": connected")
+        }) && !s.contains("reconnecting")
+            && s.contains("refreshed")
     });
-    assert!(screen.contains("refreshed"), "{screen}");
+    assert!(
+        shown(&screen, "model_count").parse::<u64>().is_ok(),
+        "the scheduler's count through the new forward: {screen}"
+    );
     tmux.keys(&["q"]);
     tmux.wait_for("the inspector to exit", |s| s.contains("EXITED 0"));
 }

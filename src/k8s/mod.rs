@@ -316,12 +316,23 @@ fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
         }
         return Some(Kubeconfig::read_from(path).map_err(unusable));
     }
-    let exists = match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
-        Some(paths) => std::env::split_paths(&paths).any(|p| p.is_file()),
+    let candidates: Vec<PathBuf> = match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        Some(paths) => std::env::split_paths(&paths).collect(),
         None => std::env::var_os("HOME")
             .map(|home| PathBuf::from(home).join(".kube").join("config"))
-            .is_some_and(|p| p.is_file()),
+            .into_iter()
+            .collect(),
     };
+    // kube-rs reads every existing path of KUBECONFIG: one that is a FIFO or a device would hang
+    // it or feed it forever, so each is checked first, as an explicit --kubeconfig is.
+    let mut exists = false;
+    for path in &candidates {
+        match crate::private_fs::open_regular_following(path, true) {
+            Ok(_) => exists = true,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Some(Err(format!("kubeconfig {error}"))),
+        }
+    }
     exists.then(|| Kubeconfig::read().map_err(unusable))
 }
 
