@@ -367,8 +367,15 @@ fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("is a FIFO"), "{stdout}");
-    // The same FIFO named by KUBECONFIG (beside a path that does not exist), as kube-rs would
-    // read it: refused at once too.
+    // The same FIFO named by KUBECONFIG beside a real kubeconfig, so kube-rs would read both
+    // (and hang on the FIFO): refused at once too.
+    let own = tempfile::tempdir().expect("tempdir");
+    let real = own.path().join("config");
+    std::fs::write(
+        &real,
+        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+    )
+    .expect("write a kubeconfig");
     let output = Command::new("sh")
         .arg("-c")
         .arg(format!(
