@@ -45,6 +45,7 @@ fn main() {
         log_file: "/tmp/hodometer-inspect.log".into(),
         refresh_every: Duration::from_secs(5),
         do_not_track: false,
+        scheduler_fixed_by: None,
     };
     let mut app = App::new(info, Level::Feature, "tok".into(), SystemTime::now());
     for step in 0..TREND_SAMPLES as u64 {

@@ -62,8 +62,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `host:port (port from SETTING)`, for the inspector header and `collect --output table`.
+    /// `host:port (port from SETTING)`, or the port-forward ("port-forward to pod … via context
+    /// …"), for the inspector header and `collect --output table`.
     pub fn scheduler_description(&self) -> String {
+        if let Some(forward) = self.plan.scheduler.forward() {
+            return forward.describe();
+        }
         format!(
             "{} (port from {})",
             self.plan.scheduler.address(),
@@ -361,6 +365,7 @@ impl CommonArgs {
             plan: CollectPlan {
                 cluster_id: cluster_id?,
                 scheduler: SchedulerTarget {
+                    route: Default::default(),
                     host: host?,
                     port: if tls.is_some() { tls_port? } else { port? },
                     rpc_timeout: rpc_timeout?,
@@ -486,6 +491,82 @@ impl CommonArgs {
             return None;
         }
         Some(source)
+    }
+}
+
+/// How `inspect` and `collect` reach the scheduler (the daemon, in a pod, always uses the
+/// address).
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// How to reach the scheduler: forward (a port-forward hodometer opens through the Kubernetes
+    /// API server to a Ready pod of Service seldon-scheduler), direct (the address), or auto:
+    /// forward when no scheduler address is set and a kubeconfig is in use, else direct.
+    #[arg(long = "scheduler", value_enum, default_value_t = RouteChoice::Auto, value_name = "HOW")]
+    pub scheduler: RouteChoice,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RouteChoice {
+    Auto,
+    Forward,
+    Direct,
+}
+
+const ROUTE_SETTING: &str = "--scheduler";
+
+impl RouteArgs {
+    /// Settles the route of `settings` (already checked from `common`): an explicit address
+    /// always wins; otherwise a kubeconfig (not a pod's service account) means a port-forward.
+    pub fn apply(&self, common: &CommonArgs, settings: &mut Settings) -> Result<(), ConfigErrors> {
+        let explicit = common.explicit_address();
+        let kube = settings.plan.kube.as_ref();
+        let uses_kubeconfig = kube.is_some_and(crate::k8s::uses_kubeconfig);
+        let mut c = Checker::default();
+        let forward = match (self.scheduler, explicit, kube) {
+            (RouteChoice::Direct, _, _) => false,
+            (RouteChoice::Forward, Some(setting), _) => {
+                c.check(ROUTE_SETTING, "forward", |_| {
+                    Err::<(), _>(format!("a port-forward finds the scheduler itself: drop {setting}, or use --scheduler direct"))
+                });
+                false
+            }
+            (RouteChoice::Forward, None, None) => {
+                c.check(ROUTE_SETTING, "forward", |_| {
+                    Err::<(), _>(
+                        "a port-forward goes through the Kubernetes API, which --no-kube turns off"
+                            .into(),
+                    )
+                });
+                false
+            }
+            (RouteChoice::Forward, None, Some(_)) => true,
+            (RouteChoice::Auto, Some(_), _) | (RouteChoice::Auto, None, None) => false,
+            (RouteChoice::Auto, None, Some(_)) => uses_kubeconfig,
+        };
+        c.finish()?;
+        if let (true, Some(kube)) = (forward, kube) {
+            let scheduler = &mut settings.plan.scheduler;
+            let spec = crate::k8s::forward::ForwardSpec::new(kube.clone(), scheduler.tls.is_some());
+            scheduler.route = crate::collect::scheduler::Route::Forward(spec);
+            scheduler.host = "localhost".into();
+            scheduler.port = if scheduler.tls.is_some() { 9044 } else { 9004 };
+        }
+        Ok(())
+    }
+}
+
+impl CommonArgs {
+    /// The setting that names the scheduler's address, when one does.
+    pub fn explicit_address(&self) -> Option<&'static str> {
+        if self.scheduler_host.is_some() {
+            Some("--scheduler-host (SCHEDULER_HOST)")
+        } else if self.scheduler_port.is_some() {
+            Some(PORT_SETTING)
+        } else if self.scheduler_port_alias.is_some() {
+            Some(PORT_ALIAS_SETTING)
+        } else {
+            None
+        }
     }
 }
 

@@ -367,6 +367,38 @@ fn a_planted_fifo_never_receives_a_secret_nor_hangs_the_victim() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("is a FIFO"), "{stdout}");
+    // The same FIFO named by KUBECONFIG beside a real kubeconfig, so kube-rs would read both
+    // (and hang on the FIFO): refused at once too.
+    let own = tempfile::tempdir().expect("tempdir");
+    let real = own.path().join("config");
+    std::fs::write(
+        &real,
+        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+    )
+    .expect("write a kubeconfig");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec timeout 20 {BIN} collect --scheduler-port {} --request-timeout 1s --output table",
+            dead_port()
+        ))
+        .env(
+            "KUBECONFIG",
+            format!("{s}/absent.kubeconfig:{s}/idle.kubeconfig"),
+        )
+        .output()
+        .expect("run");
+    assert_ne!(
+        output.status.code(),
+        Some(124),
+        "collect hung on a FIFO in KUBECONFIG"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stdout.contains("is a FIFO") || stderr.contains("is a FIFO"),
+        "{stdout}\n{stderr}"
+    );
 
     // A log file that is a FIFO nobody reads: refused at once, not a hang.
     let command = victim_command(

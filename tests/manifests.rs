@@ -129,6 +129,58 @@ fn the_consent_editor_role_only_edits_the_consent() {
 }
 
 #[test]
+fn the_inspector_role_forwards_to_the_scheduler_and_reads_but_writes_nothing() {
+    let role = load("inspector-role.yaml");
+    assert_eq!(role["kind"], "Role");
+    assert_eq!(role["metadata"]["name"], "hodometer-inspector");
+    let rules = role["rules"].as_array().expect("rules");
+    let mut forwards = false;
+    for rule in rules {
+        let resources = rule["resources"].as_array().expect("resources");
+        for verb in rule["verbs"].as_array().expect("verbs") {
+            let verb = verb.as_str().expect("verb");
+            // The one `create`: a port-forward, which is how the API server names opening one.
+            let forward = resources == &[json!("pods/portforward")];
+            assert!(
+                ["get", "list", "watch"].contains(&verb) || (forward && verb == "create"),
+                "inspector-role.yaml grants {verb} in {rule}"
+            );
+        }
+        if resources.iter().any(|r| r == "pods/portforward") {
+            forwards = true;
+            assert_eq!(resources.len(), 1, "pods/portforward shares a rule");
+            assert!(only_names(rule, &["seldon-scheduler-0"]), "{rule}");
+            assert_eq!(rule["verbs"], json!(["get", "create"]));
+        }
+        assert!(
+            !resources.iter().any(|r| r == "pods" || r == "secrets"),
+            "the inspector reads no pod specs and no Secrets: {rule}"
+        );
+        if resources.iter().any(|r| r == "configmaps") {
+            assert!(
+                only_names(
+                    rule,
+                    &["hodometer-consent", "hodometer-status", "hodometer-ledger"]
+                ),
+                "{rule}"
+            );
+        }
+    }
+    assert!(forwards, "no pods/portforward rule");
+    let reads = |resource: &str, verb: &str| {
+        rules.iter().any(|r| {
+            r["resources"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().any(|x| x == resource))
+                && r["verbs"]
+                    .as_array()
+                    .is_some_and(|vs| vs.iter().any(|v| v == verb))
+        })
+    };
+    assert!(reads("services", "get") && reads("endpointslices", "list"));
+}
+
+#[test]
 fn consent_status_and_ledger_configmaps_ship_empty() {
     for (file, name) in [
         ("consent-configmap.yaml", "hodometer-consent"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::{CommonArgs, PERSON_PUBLISH_DEADLINE, PublishArgs};
+use crate::config::{CommonArgs, PERSON_PUBLISH_DEADLINE, PublishArgs, RouteArgs};
 use crate::consent::cluster::ConsentApi;
 use crate::metrics::Level;
 use crate::output::{OutputArgs, OutputFormat, json_to_yaml};
@@ -25,6 +25,8 @@ use crate::{logging, report};
 pub struct CollectArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub route: RouteArgs,
     #[command(flatten)]
     pub output: OutputArgs,
     /// Also send the printed event to every endpoint and report each one's outcome on stderr
@@ -58,6 +60,8 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         };
         Some((settings?, output?, publish))
     })?;
+    let mut settings = settings;
+    args.route.apply(&args.common, &mut settings)?;
     logging::init(&settings.log);
 
     // With --publish, a consent in force in the cluster bounds what leaves, as it bounds the
@@ -115,9 +119,11 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     let Some(snapshot) = &report.snapshot else {
         return Ok(ExitCode::SUCCESS);
     };
+    // Said after collecting: the forward's pod is known once it opened.
+    let scheduler = settings.scheduler_description();
     tracing::info!(
         metrics_level = %report.policy.level,
-        scheduler = %settings.plan.scheduler.address(),
+        %scheduler,
         unknown = %report.unknown.join(","),
         "collected"
     );
@@ -128,7 +134,7 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         // holds the scheduler's own words.
         (OutputFormat::Table, _) => format!(
             "scheduler {}\n\n{}",
-            crate::sanitize::text(&settings.scheduler_description()),
+            crate::sanitize::text(&scheduler),
             report::table(snapshot, report.policy.level)
         ),
         (OutputFormat::Json, Some(event)) => format!("{}\n", event.json),
@@ -142,6 +148,15 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     stdout.flush()?;
     drop(stdout);
 
+    // A port-forward that could not be opened is a failed source: say what was refused and the
+    // way around it, once, and exit 1 (the event printed is what could be built without it).
+    let forward_failed = forward_failure(&settings);
+    if let Some(message) = &forward_failed {
+        eprintln!(
+            "hodometer: the scheduler could not be reached: {}",
+            crate::sanitize::text(message)
+        );
+    }
     let mut failed = false;
     for problem in &report.problems {
         failed |= problem.unreachable;
@@ -174,12 +189,22 @@ pub async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         Sent::Nothing(why) if args.publish => eprintln!("nothing published: {why}"),
         _ => {}
     }
-    // A source that could not be read at all is a runtime failure, like a failed publish.
-    Ok(if report.all_ok() && !failed {
+    Ok(if report.all_ok() && !failed && forward_failed.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Why the port-forward to the scheduler failed, with the `kubectl port-forward` way around it,
+/// when it did.
+fn forward_failure(settings: &crate::config::Settings) -> Option<String> {
+    use crate::k8s::forward::LinkState;
+    let forward = settings.plan.scheduler.forward()?;
+    let LinkState::Failed { reason, .. } = forward.link.state() else {
+        return None;
+    };
+    Some(format!("{reason}\n  {}", forward.kubectl_hint()))
 }
 
 /// A spinner on stderr while a person waits, only when stderr is a terminal (never in a pipe or

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::collect::CollectPlan;
-use crate::collect::scheduler::{CallPolicy, SchedulerTarget};
+use crate::collect::scheduler::{CallPolicy, Route, SchedulerTarget};
 use crate::config::{PublishSettings, Settings};
 use crate::consent::DEFAULT_CONSENT_CONFIGMAP;
 use crate::daemon::{self, DaemonConfig};
@@ -114,6 +114,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         plan: CollectPlan {
             cluster_id: Uuid::new_v4(),
             scheduler: SchedulerTarget {
+                route: Default::default(),
                 host: scheduler.ip().to_string(),
                 port: scheduler.port(),
                 rpc_timeout: Duration::from_secs(5),
@@ -165,6 +166,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The inspector is the person's: their kubeconfig, their identity, their Role.
     let mut person = settings;
     person.plan.kube = Some(demo_target(Some(person_kubeconfig.clone())));
+    // Like a person's laptop, the inspector reaches the scheduler through a port-forward opened
+    // via the stand-in; the reporter runs "in the cluster" and uses the Service address.
+    if let Some(kube) = &person.plan.kube {
+        person.plan.scheduler.route =
+            Route::Forward(crate::k8s::forward::ForwardSpec::new(kube.clone(), false));
+        person.scheduler_port_from = "the demo's port-forward";
+    }
     let config = InspectConfig {
         settings: person,
         publish,
@@ -216,6 +224,10 @@ fn demo_rbac() -> anyhow::Result<(Vec<Grant>, Vec<Grant>)> {
             .filter(|g| g.resource != "secrets")
             .cloned(),
     );
+    // ...and the inspector Role, which opens the port-forward to the scheduler.
+    person.extend(grants(include_str!(
+        "../../assets/k8s/inspector-role.yaml"
+    ))?);
     Ok((reporter, person))
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::config::{CommonArgs, PublishArgs};
+use crate::config::{CommonArgs, PublishArgs, RouteArgs};
 use crate::logging;
 use crate::tui::{self, InspectConfig};
 use crate::validate::{Checker, ConfigErrors, parse_duration};
@@ -14,6 +14,8 @@ use crate::validate::{Checker, ConfigErrors, parse_duration};
 pub struct InspectArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub route: RouteArgs,
     #[command(flatten)]
     pub publish: PublishArgs,
     /// Time between background refreshes (r refreshes at once).
@@ -30,14 +32,16 @@ impl InspectArgs {
         let settings = self.common.check(&mut c, "localhost");
         let publish = self.publish.check(&mut c);
         let refresh = c.check("--refresh", &self.refresh, parse_duration);
-        c.finish_with(|| {
+        let mut config = c.finish_with(|| {
             Some(InspectConfig {
                 settings: settings?,
                 publish: publish?,
                 refresh: refresh?,
                 log_file: self.log_file.clone(),
             })
-        })
+        })?;
+        self.route.apply(&self.common, &mut config.settings)?;
+        Ok(config)
     }
 }
 

@@ -46,7 +46,7 @@ pub struct SimArgs {
     #[arg(long, requires = "kube_listen")]
     pub kubeconfig_out: Option<PathBuf>,
     /// Make the Kubernetes stand-in answer 403 for a resource (repeatable): nodes, servers,
-    /// statefulsets, deployments or version.
+    /// statefulsets, deployments, version, services, endpointslices or pods/portforward.
     #[arg(long, value_name = "RESOURCE", requires = "kube_listen")]
     pub kube_forbid: Vec<String>,
     /// Enforce RBAC on the Kubernetes stand-in: allow only what these Role/ClusterRole manifests
@@ -78,7 +78,16 @@ pub struct SimArgs {
     pub tls_dir: Option<PathBuf>,
 }
 
-const FORBIDDABLE: [&str; 5] = ["nodes", "servers", "statefulsets", "deployments", "version"];
+const FORBIDDABLE: [&str; 8] = [
+    "nodes",
+    "servers",
+    "statefulsets",
+    "deployments",
+    "version",
+    "services",
+    "endpointslices",
+    "pods/portforward",
+];
 
 impl SimArgs {
     pub fn validate(&self) -> Result<SimConfig, ConfigErrors> {
@@ -189,6 +198,22 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         experiments = counts.3,
         "simulated scheduler ready"
     );
+    replace_pod_on_sigusr1(&sim)?;
     sim.serve(shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGUSR1 replaces the stand-in's scheduler pod (another name and target port, Ready a moment
+/// later, forwards to the old one cut): a pod restart on demand, for tests and demos.
+fn replace_pod_on_sigusr1(sim: &Sim) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let pods = sim.scheduler_pods();
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            let pod = pods.replace();
+            tracing::info!(pod = %pod.name, port = pod.plain_port, "scheduler pod replaced");
+        }
+    });
+    Ok(())
 }

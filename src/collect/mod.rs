@@ -145,7 +145,9 @@ impl Sources {
                 Err(error) => return SchedulerFacts::all_failed(error),
             },
         };
+        // Over a port-forward, the forward's own opening is the connection check.
         if let Some(timeout) = self.fast_fail
+            && target.forward().is_none()
             && let Err(detail) = reachable(&target.address(), timeout).await
         {
             return SchedulerFacts::all_failed(CallError::Failed {
@@ -522,6 +524,7 @@ mod tests {
         CollectPlan {
             cluster_id: Uuid::nil(),
             scheduler: SchedulerTarget {
+                route: Default::default(),
                 host: "localhost".into(),
                 port: 9004,
                 rpc_timeout: Duration::from_secs(1),

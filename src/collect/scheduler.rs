@@ -13,6 +13,7 @@ use tonic::{Code, Response, Status, Streaming};
 
 use super::aggregate::{ExperimentTally, ModelTally, PipelineTally, ServerTally, Tally};
 use crate::backoff::{self, AttemptFailure, GaveUp, Jitter, PastDeadline, Stop, Verdict};
+use crate::k8s::forward::{ForwardError, ForwardSpec};
 use crate::proto::scheduler_client::SchedulerClient;
 use crate::proto::{
     ExperimentStatusRequest, ModelStatusRequest, PipelineStatusRequest, SchedulerStatusRequest,
@@ -30,12 +31,19 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// HTTP/2 flow-control windows of the scheduler connection (see `connect`).
 const STREAM_WINDOW_BYTES: u32 = 128 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 512 * 1024;
+/// Over a port-forward each window update crosses the API server and a WebSocket, so the round
+/// trip is far longer than on loopback: wider windows keep the stream flowing (the bytes in
+/// flight are bounded all the same, by these).
+const FORWARD_STREAM_WINDOW_BYTES: u32 = 1024 * 1024;
+const FORWARD_CONNECTION_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
 
 /// The generated client over one (lazy, reconnecting) channel.
 pub type Client = SchedulerClient<Channel>;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerTarget {
+    /// How the scheduler is reached: its address, or a port-forward through the API server.
+    pub route: Route,
     pub host: String,
     pub port: u16,
     /// Deadline for each call, retries included.
@@ -46,6 +54,16 @@ pub struct SchedulerTarget {
     /// How hard to try: [`CallPolicy::patient`] for collections, [`CallPolicy::fast_fail`] where a
     /// person waits for the answer.
     pub policy: CallPolicy,
+}
+
+/// How the scheduler is reached.
+#[derive(Clone, Debug, Default)]
+pub enum Route {
+    /// `host:port`: an explicit address, the Service address in a pod, or `kubectl port-forward`.
+    #[default]
+    Direct,
+    /// A port-forward hodometer opens itself through the API server, one per connection.
+    Forward(ForwardSpec),
 }
 
 /// How hard each scheduler call tries. Only `Unavailable` and transport failures are retried.
@@ -127,6 +145,14 @@ pub fn port_forward_hint(address: &str) -> Option<String> {
 }
 
 impl SchedulerTarget {
+    /// The port-forward, when the scheduler is reached through one.
+    pub fn forward(&self) -> Option<&ForwardSpec> {
+        match &self.route {
+            Route::Forward(spec) => Some(spec),
+            Route::Direct => None,
+        }
+    }
+
     /// `host:port`, bracketing IPv6 literals.
     pub fn address(&self) -> String {
         if self.host.contains(':') && !self.host.starts_with('[') {
@@ -293,15 +319,32 @@ fn connect(target: &SchedulerTarget, tls: Option<&ClientTls>) -> Result<Client, 
         detail,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+    // Over a port-forward the scheduler is reached as `localhost`, the name its certificate
+    // carries for that (SPEC 3.3); opening a forward takes two API reads and an upgrade, so its
+    // connection may take a little longer than a TCP connect.
+    let (authority, connect_timeout, stream_window, connection_window) = match &target.route {
+        Route::Direct => (
+            address.clone(),
+            target.policy.connect_timeout,
+            STREAM_WINDOW_BYTES,
+            CONNECTION_WINDOW_BYTES,
+        ),
+        Route::Forward(_) => (
+            format!("localhost:{}", target.port),
+            target.policy.connect_timeout.max(FORWARD_CONNECT_TIMEOUT),
+            FORWARD_STREAM_WINDOW_BYTES,
+            FORWARD_CONNECTION_WINDOW_BYTES,
+        ),
+    };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{authority}"))
         .map_err(|e| bad(e.to_string()))?
-        .connect_timeout(target.policy.connect_timeout.min(target.rpc_timeout))
+        .connect_timeout(connect_timeout.min(target.rpc_timeout))
         .tcp_nodelay(true)
         // Small flow-control windows: the reader folds each item as it arrives, so data the
         // scheduler sends ahead only waits in buffers. These bound what the five concurrent
         // streams can hold at once (the defaults allow megabytes per stream).
-        .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
+        .initial_stream_window_size(stream_window)
+        .initial_connection_window_size(connection_window);
     if let Some(tls) = tls {
         crate::tls::install_crypto_provider();
         let config = ClientTlsConfig::new()
@@ -313,7 +356,57 @@ fn connect(target: &SchedulerTarget, tls: Option<&ClientTls>) -> Result<Client, 
     }
     // No HTTP/2 keep-alive pings: the scheduler rejects frequent ones and each collection is short.
     // A lazy channel connects on first use and reconnects after a failure, which is what retries need.
-    Ok(SchedulerClient::new(endpoint.connect_lazy()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+    let channel = match &target.route {
+        Route::Direct => endpoint.connect_lazy(),
+        Route::Forward(spec) => forward_channel(&endpoint, spec).map_err(bad)?,
+    };
+    Ok(SchedulerClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// The longest wait for a port-forward to open (resolve, upgrade) when someone is watching.
+const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A lazy channel whose every connection is a new port-forward: resolved again each time, so
+/// when the pod is replaced or the stream breaks, the channel's reconnect finds the new pod.
+#[cfg(feature = "tools")]
+fn forward_channel(endpoint: &Endpoint, spec: &ForwardSpec) -> Result<Channel, String> {
+    Ok(endpoint.connect_with_connector_lazy(ForwardConnector(spec.clone())))
+}
+
+#[cfg(not(feature = "tools"))]
+fn forward_channel(_: &Endpoint, _: &ForwardSpec) -> Result<Channel, String> {
+    Err("this build has no port-forward (it is the daemon-only build); set the address".into())
+}
+
+/// The connector tonic calls for each new connection: opens a port-forward and hands its stream
+/// to HTTP/2. No local port is listened on.
+#[cfg(feature = "tools")]
+#[derive(Clone)]
+struct ForwardConnector(ForwardSpec);
+
+#[cfg(feature = "tools")]
+impl tower_service::Service<tonic::codegen::http::Uri> for ForwardConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::io::DuplexStream>;
+    type Error = ForwardError;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, ForwardError>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ForwardError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: tonic::codegen::http::Uri) -> Self::Future {
+        let spec = self.0.clone();
+        Box::pin(async move {
+            crate::k8s::forward::open(&spec)
+                .await
+                .map(hyper_util::rt::TokioIo::new)
+        })
+    }
 }
 
 fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
@@ -498,8 +591,9 @@ fn last_error(failure: &AttemptFailure<Failure>) -> Option<String> {
 /// connection and then drops it, which tonic reports as `Unknown`/`Cancelled` carrying the
 /// transport error as its source; statuses the scheduler itself sends carry no source.
 fn is_retryable(status: &Status) -> bool {
-    // A certificate the other side rejects will be rejected again: say so at once.
-    if is_tls_failure(status) {
+    // A certificate the other side rejects will be rejected again: say so at once. So will a
+    // port-forward the API server refuses.
+    if is_tls_failure(status) || is_permanent_forward_failure(status) {
         return false;
     }
     match status.code() {
@@ -507,6 +601,21 @@ fn is_retryable(status: &Status) -> bool {
         Code::Unknown | Code::Cancelled => status.source().is_some(),
         _ => false,
     }
+}
+
+/// A missing permission or object behind the port-forward, somewhere in the causes.
+fn is_permanent_forward_failure(status: &Status) -> bool {
+    let mut source = status.source();
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<ForwardError>()
+            .is_some_and(ForwardError::is_permanent)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn is_tls_failure(status: &Status) -> bool {
@@ -571,6 +680,7 @@ mod tests {
     #[test]
     fn ipv6_hosts_are_bracketed() {
         let target = |host: &str| SchedulerTarget {
+            route: Route::Direct,
             host: host.into(),
             port: 9004,
             rpc_timeout: Duration::from_secs(1),
@@ -753,6 +863,7 @@ mod tests {
             listener.local_addr().expect("address").port()
         };
         let target = SchedulerTarget {
+            route: Route::Direct,
             host: "127.0.0.1".into(),
             port,
             rpc_timeout: Duration::from_secs(600),

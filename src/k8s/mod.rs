@@ -3,6 +3,8 @@
 //! target is described to people. Everything that talks to Kubernetes (collection, consent,
 //! Secret-mode TLS, the inspector) builds its client here.
 
+pub mod forward;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -314,13 +316,77 @@ fn read_kubeconfig(target: &KubeTarget) -> Option<Result<Kubeconfig, String>> {
         }
         return Some(Kubeconfig::read_from(path).map_err(unusable));
     }
-    let exists = match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
-        Some(paths) => std::env::split_paths(&paths).any(|p| p.is_file()),
+    let candidates: Vec<PathBuf> = match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        Some(paths) => std::env::split_paths(&paths).collect(),
         None => std::env::var_os("HOME")
             .map(|home| PathBuf::from(home).join(".kube").join("config"))
-            .is_some_and(|p| p.is_file()),
+            .into_iter()
+            .collect(),
     };
+    // kube-rs reads every existing path of KUBECONFIG: one that is a FIFO or a device would hang
+    // it or feed it forever, so each is checked first, as an explicit --kubeconfig is.
+    let mut exists = false;
+    for path in &candidates {
+        match crate::private_fs::open_regular_following(path, true) {
+            Ok(_) => exists = true,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Some(Err(format!("kubeconfig {error}"))),
+        }
+    }
     exists.then(|| Kubeconfig::read().map_err(unusable))
+}
+
+/// Whether Kubernetes is reached through a kubeconfig (a file, or one built in memory) rather
+/// than a pod's service account: then the scheduler is outside this network and is reached by a
+/// port-forward (`forward`). Reads only local files.
+pub fn uses_kubeconfig(target: &KubeTarget) -> bool {
+    if !target.explicit() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return false;
+    }
+    read_kubeconfig(target).is_some()
+}
+
+/// The kubeconfig's context names and the one in use (`--kube-context`, else its current one),
+/// for switching inside the inspector. Reads only local files.
+pub fn contexts(target: &KubeTarget) -> Result<(Vec<String>, Option<String>), String> {
+    match read_kubeconfig(target) {
+        None => Err("there is no kubeconfig".into()),
+        Some(Err(reason)) => Err(reason),
+        Some(Ok(kubeconfig)) => Ok((
+            kubeconfig.contexts.iter().map(|c| c.name.clone()).collect(),
+            target.context.clone().or(kubeconfig.current_context),
+        )),
+    }
+}
+
+/// The namespaces `target`'s context may list (sorted), or why not (often: forbidden).
+pub async fn list_namespaces(target: &KubeTarget) -> Result<Vec<String>, String> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let client = match connect(target, Some(target.timeout)).await {
+        KubeConnection::Ready(client) => client,
+        KubeConnection::NotConfigured => return Err("no Kubernetes configuration".into()),
+        KubeConnection::Unusable(reason) => return Err(reason),
+    };
+    let api: kube::Api<Namespace> = kube::Api::all(client.client);
+    let listed = api
+        .list_metadata(&kube::api::ListParams::default().limit(500))
+        .await
+        .map_err(|error| match error {
+            kube::Error::Api(status) if status.code == 403 => {
+                "forbidden: list namespaces (a ClusterRole would allow it)".to_string()
+            }
+            kube::Error::Api(status) => {
+                format!("list namespaces: {} {}", status.code, status.message)
+            }
+            other => format!("list namespaces: {other}"),
+        })?;
+    let mut names: Vec<String> = listed
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// How the inspector names where Kubernetes facts come from: the kubeconfig context, in-cluster,
@@ -344,6 +410,19 @@ pub fn describe_target(target: &KubeTarget) -> String {
             }
         }
     }
+}
+
+/// The namespace `target` works in, as [`connect`] would choose it, from local files only:
+/// `--namespace`, else the kubeconfig context's, else Seldon's default (in a pod: the option or
+/// the default; the service account's namespace file is not read here).
+pub fn namespace_of(target: &KubeTarget) -> String {
+    if let Some(namespace) = &target.namespace {
+        return namespace.clone();
+    }
+    read_kubeconfig(target)
+        .and_then(Result::ok)
+        .and_then(|kubeconfig| context_namespace(&kubeconfig, target.context.as_deref()))
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.into())
 }
 
 /// The namespace the kubeconfig context names, if it names one (kube-rs would say "default").

@@ -22,7 +22,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::population::{KubeSpec, Scenario, ServerSpec, Workload};
+
+pub mod forward;
 use super::service::SIM_NAMESPACE;
+pub use forward::SchedulerPods;
 
 // Seldon's own names for its control-plane workloads, spelt out here rather than imported from the
 // collector: a fake that borrows the names it is testing cannot catch them being wrong.
@@ -85,6 +88,8 @@ struct World {
     configmaps: ConfigMapStore,
     /// Each subdirectory is a Secret in the Seldon namespace, each file in it a data key.
     secrets_dir: Option<PathBuf>,
+    /// The scheduler pod behind Service `seldon-scheduler`, reached by port-forward.
+    pods: Arc<SchedulerPods>,
 }
 
 /// One allowed (API group, resource, verb), from a Role (namespaced only) or a ClusterRole.
@@ -169,6 +174,25 @@ pub fn router(
     rbac: Rbac,
     secrets_dir: Option<PathBuf>,
 ) -> Router {
+    router_with_pods(
+        tokens,
+        scenario,
+        forbid,
+        rbac,
+        secrets_dir,
+        Arc::new(SchedulerPods::new(None, None)),
+    )
+}
+
+/// As [`router`], with the scheduler pod whose port-forwards reach the simulator's listeners.
+pub fn router_with_pods(
+    tokens: SimTokens,
+    scenario: &Scenario,
+    forbid: &[String],
+    rbac: Rbac,
+    secrets_dir: Option<PathBuf>,
+    pods: Arc<SchedulerPods>,
+) -> Router {
     let mut kube = scenario.kubernetes.clone();
     kube.forbid.extend(forbid.iter().cloned());
     let world = Arc::new(World {
@@ -178,6 +202,7 @@ pub fn router(
         rbac,
         secrets_dir,
         configmaps: ConfigMapStore::default(),
+        pods,
     });
     Router::new()
         .route("/version", get(version))
@@ -204,6 +229,7 @@ pub fn router(
             get(deployment),
         )
         .merge(consent_routes())
+        .merge(forward::routes())
         .merge(super::discovery::routes())
         .fallback(|| async {
             status(

@@ -100,6 +100,8 @@ pub struct Sim {
     kube_tls: Option<kube::TlsListener>,
     kube_secrets_dir: Option<PathBuf>,
     live: Option<Duration>,
+    /// The scheduler pod the stand-in's port-forwards reach.
+    pods: Arc<kube::SchedulerPods>,
     /// This run's tokens for the Kubernetes stand-in.
     kube_tokens: kube::SimTokens,
 }
@@ -140,7 +142,12 @@ impl Sim {
             )?),
             None => None,
         };
+        let pods = Arc::new(kube::SchedulerPods::new(
+            listener.local_addr().ok(),
+            tls.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+        ));
         Ok(Sim {
+            pods,
             listener,
             kube_tokens,
             live: config.live,
@@ -158,6 +165,12 @@ impl Sim {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The scheduler pod behind the stand-in's Service: [`kube::SchedulerPods::replace`] plays a
+    /// pod restart.
+    pub fn scheduler_pods(&self) -> Arc<kube::SchedulerPods> {
+        Arc::clone(&self.pods)
     }
 
     /// The mutual-TLS scheduler address, when it was asked for.
@@ -190,7 +203,7 @@ impl Sim {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), SimError> {
         let shutdown = shutdown.shared();
-        let router = kube::router(
+        let router = kube::router_with_pods(
             self.kube_tokens,
             &self.scenario,
             &self.kube_forbid,
@@ -199,6 +212,7 @@ impl Sim {
                 person: self.kube_person_grants,
             },
             self.kube_secrets_dir,
+            self.pods,
         );
         let kube = async {
             let (plain, tls) = tokio::join!(

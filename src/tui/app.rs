@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 use super::keys::{Action, Context};
+use super::switch::{Picker, Step};
 use crate::consent::{self, Consent, ConsentReading, ConsentSeen, Observed};
+use crate::k8s::forward::{ForwardView, LinkState};
 use crate::metrics::{
     Level, METRIC_COUNT, METRICS, MetricId, Reading, RowKind, Snapshot, Source, Value,
 };
@@ -34,6 +36,9 @@ pub struct Info {
     pub refresh_every: Duration,
     /// `DO_NOT_TRACK` is set: the level is locked at off and nothing can be sent.
     pub do_not_track: bool,
+    /// The setting that fixed the scheduler's address, when one did: a context switch cannot
+    /// move it.
+    pub scheduler_fixed_by: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +66,8 @@ pub enum Dialog {
     Sends { selected: usize },
     /// Asking: write this consent for the in-cluster reporter?
     Approve(Approval),
+    /// Switching the kubeconfig context and namespace.
+    Switch(Picker),
     /// One row described in full, by its property name.
     Describe(String),
     /// The sources, the in-cluster reporter and this session's approval in full.
@@ -215,6 +222,15 @@ pub enum Effect {
     Send(Event),
     /// Write this consent ConfigMap.
     Approve(Approval),
+    /// Read the kubeconfig's contexts for the picker.
+    ListContexts,
+    /// List the namespaces of this context for the picker.
+    ListNamespaces(String),
+    /// Reconnect everything to this context and namespace.
+    SwitchContext {
+        context: String,
+        namespace: String,
+    },
     /// Read the in-cluster reporter's history.
     LoadHistory,
 }
@@ -361,6 +377,8 @@ pub enum SourceState {
     Connected(Option<String>),
     NotUsed(String),
     Down(String),
+    /// The port-forward ended (or found no Ready pod yet) and is being opened again.
+    Reconnecting(String),
 }
 
 #[derive(Debug)]
@@ -391,6 +409,8 @@ pub struct App {
     pub sends: Vec<SendRecord>,
     /// The Kubernetes API server, once a client was built.
     pub kube_server: Option<String>,
+    /// The port-forward to the scheduler, when it is reached through one: where and its state.
+    pub forward: Option<ForwardView>,
     /// The in-cluster reporter and its consent, once read.
     pub reporter: Option<Observed>,
     /// This session's last approval for the in-cluster reporter.
@@ -441,6 +461,7 @@ impl App {
             message: None,
             sends: Vec::new(),
             kube_server: None,
+            forward: None,
             reporter: None,
             approval: None,
             history: None,
@@ -482,6 +503,7 @@ impl App {
             Some(Dialog::Sent(_)) => Context::Sent,
             Some(Dialog::Sends { .. }) => Context::Sends,
             Some(Dialog::Approve(_)) => Context::Approve,
+            Some(Dialog::Switch(ref picker)) => picker.key_context(),
             Some(Dialog::History { .. }) => Context::History,
         }
     }
@@ -604,8 +626,113 @@ impl App {
                 return Some(Effect::LoadHistory);
             }
             Action::Close => self.close(),
+            Action::ListContexts => return self.ask_to_switch(),
+            Action::Choose => return self.choose(),
         }
         None
+    }
+
+    /// Opens the context picker, unless the scheduler's address was given: a switch could not
+    /// move it, and one cluster's scheduler with another's Kubernetes would mix two clusters.
+    fn ask_to_switch(&mut self) -> Option<Effect> {
+        self.help = false;
+        if let Some(setting) = &self.info.scheduler_fixed_by {
+            self.message = Some(format!(
+                "the scheduler address {} was set by {setting}: switching the context cannot move it (start without it to switch)",
+                self.info.scheduler
+            ));
+            return None;
+        }
+        Some(Effect::ListContexts)
+    }
+
+    /// The kubeconfig's contexts (and the one in use), or why they cannot be read.
+    pub fn on_contexts(&mut self, contexts: Result<(Vec<String>, Option<String>), String>) {
+        match contexts {
+            Ok((names, _)) if names.is_empty() => {
+                self.message = Some("the kubeconfig has no contexts".into());
+            }
+            Ok((names, current)) => {
+                let selected = current
+                    .as_ref()
+                    .and_then(|c| names.iter().position(|n| n == c))
+                    .unwrap_or(0);
+                self.dialog = Some(Dialog::Switch(Picker::Contexts {
+                    names,
+                    current,
+                    selected,
+                }));
+            }
+            Err(why) => self.message = Some(format!("cannot list the contexts: {why}")),
+        }
+    }
+
+    /// The namespaces of `context` for the picker, or why they cannot be listed.
+    pub fn on_namespaces(
+        &mut self,
+        context: &str,
+        listed: Result<Vec<String>, String>,
+        default: &str,
+    ) {
+        if let Some(Dialog::Switch(picker)) = &mut self.dialog {
+            picker.on_namespaces(context, listed, default);
+        }
+    }
+
+    fn choose(&mut self) -> Option<Effect> {
+        let Some(Dialog::Switch(picker)) = &mut self.dialog else {
+            return None;
+        };
+        match picker.choose() {
+            Ok(Step::ListNamespaces(context)) => Some(Effect::ListNamespaces(context)),
+            Ok(Step::Switch { context, namespace }) => {
+                self.dialog = None;
+                Some(Effect::SwitchContext { context, namespace })
+            }
+            Err(why) => {
+                self.message = Some(why);
+                None
+            }
+        }
+    }
+
+    /// A key typed into the namespace field: `true` when it was text for it.
+    pub fn on_text_key(&mut self, key: crossterm::event::KeyEvent) -> bool {
+        use crossterm::event::{KeyCode, KeyModifiers};
+        let Some(Dialog::Switch(picker)) = &mut self.dialog else {
+            return false;
+        };
+        if !(key.modifiers - KeyModifiers::SHIFT).is_empty() {
+            return false;
+        }
+        match key.code {
+            KeyCode::Char(ch) => picker.type_char(ch),
+            KeyCode::Backspace => picker.backspace(),
+            _ => false,
+        }
+    }
+
+    /// Everything now comes from another cluster: its id, its Kubernetes, its scheduler. What
+    /// was read from the last one is forgotten (values, trends, the reporter), so two clusters'
+    /// numbers never mix; this session's sends stay listed.
+    pub fn on_switched(&mut self, cluster_id: String, kube: String, scheduler: String) {
+        self.info.cluster_id = cluster_id;
+        self.info.kube = kube;
+        self.info.scheduler = scheduler;
+        self.snapshot = None;
+        self.held = None;
+        self.preview = None;
+        self.reporter = None;
+        self.approval = None;
+        self.kube_server = None;
+        self.forward = None;
+        self.last_refresh = None;
+        self.refreshing = false;
+        self.last_known = vec![None; METRIC_COUNT];
+        self.trends = vec![Trend::default(); METRIC_COUNT];
+        self.scroll = 0;
+        // The last cluster's history too.
+        self.history = None;
     }
 
     /// The history as read; the selection moves to the newest entry when it was there before.
@@ -640,6 +767,7 @@ impl App {
                 self.selected = usize::try_from(at.max(0)).unwrap_or(0).min(last);
             }
             None => self.scroll = step(self.scroll),
+            Some(Dialog::Switch(picker)) => picker.scroll(by),
             Some(Dialog::History { selected }) => {
                 let last = self
                     .history
@@ -1217,7 +1345,30 @@ impl App {
         self.reporter.as_ref()?.status.as_ref()?.level
     }
 
+    /// The port-forward's state changed.
+    pub fn on_forward(&mut self, view: ForwardView) {
+        self.forward = Some(view);
+    }
+
     pub fn scheduler_state(&self) -> SourceState {
+        // Over a port-forward the forward itself says when the connection went away, before
+        // any call notices.
+        match self.forward.as_ref().map(|f| &f.state) {
+            Some(LinkState::Closed { reason, .. }) => {
+                return SourceState::Reconnecting(reason.clone());
+            }
+            Some(LinkState::Failed {
+                reason,
+                permanent: false,
+            }) => return SourceState::Reconnecting(reason.clone()),
+            // A refused forward is down for as long as nobody grants the permission: its own
+            // words name it, shorter than any call's error quoting it.
+            Some(LinkState::Failed {
+                reason,
+                permanent: true,
+            }) if self.snapshot.is_some() => return SourceState::Down(reason.clone()),
+            _ => {}
+        }
         let Some(s) = &self.snapshot else {
             return SourceState::Connecting;
         };

@@ -20,6 +20,7 @@ pub fn info() -> Info {
         log_file: "/tmp/hodometer-inspect.log".into(),
         refresh_every: Duration::from_secs(5),
         do_not_track: false,
+        scheduler_fixed_by: None,
     }
 }
 

@@ -48,6 +48,10 @@ pub enum Action {
     Details,
     ToggleHelp,
     Quit,
+    /// The kubeconfig's contexts, to switch to another cluster (and namespace).
+    ListContexts,
+    /// Choose the context or namespace selected in the picker.
+    Choose,
 }
 
 /// Where a binding applies: what is on top of the screen.
@@ -63,6 +67,12 @@ pub enum Context {
     Sends,
     /// "Approve for the in-cluster reporter" asking for confirmation.
     Approve,
+    /// The kubeconfig's contexts, to switch to.
+    Contexts,
+    /// The chosen context's namespaces.
+    Namespaces,
+    /// A namespace being typed (they cannot be listed): letters are text, not keys.
+    TypeNamespace,
     /// The selected row described.
     Describe,
     /// Typing a filter on row names.
@@ -75,7 +85,7 @@ pub enum Context {
 
 impl Context {
     /// Every context, in the order help lists them.
-    pub const ALL: [Context; 10] = [
+    pub const ALL: [Context; 13] = [
         Context::Main,
         Context::Filter,
         Context::Describe,
@@ -86,6 +96,9 @@ impl Context {
         Context::History,
         Context::Approve,
         Context::Help,
+        Context::Contexts,
+        Context::Namespaces,
+        Context::TypeNamespace,
     ];
 
     /// How help names it.
@@ -101,6 +114,9 @@ impl Context {
             Context::Filter => "filter (typing)",
             Context::Details => "details",
             Context::History => "history",
+            Context::Contexts => "context switch",
+            Context::Namespaces => "namespaces",
+            Context::TypeNamespace => "namespace (typing)",
         }
     }
 }
@@ -148,8 +164,9 @@ const fn bind(
 
 use Action::*;
 use Context::{
-    Approve as Approving, Confirm as Asking, Describe as Describing, Details as DetailsShown,
-    Filter as Filtering, Help as HelpShown, History as HistoryShown, Main, Sends, Sent,
+    Approve as Approving, Confirm as Asking, Contexts, Describe as Describing,
+    Details as DetailsShown, Filter as Filtering, Help as HelpShown, History as HistoryShown, Main,
+    Namespaces, Sends, Sent, TypeNamespace,
 };
 use KeyCode::{Backspace, Char, Down, Enter, Esc, Left, Right, Up};
 use Listing::{Covered, Essential, Footer, Help};
@@ -313,6 +330,14 @@ pub const BINDINGS: &[Binding] = &[
         Help,
     ),
     bind(&[Char('r')], "r", Refresh, Main, "refresh now", Footer),
+    bind(
+        &[Char('c')],
+        "c",
+        ListContexts,
+        Main,
+        "context: switch to another kubeconfig context and namespace",
+        Help,
+    ),
     bind(
         &[Char('?')],
         "?",
@@ -572,6 +597,79 @@ pub const BINDINGS: &[Binding] = &[
         "no: write nothing",
         Essential,
     ),
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        Contexts,
+        "select",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        Contexts,
+        "select",
+        Covered,
+    ),
+    bind(
+        &[Enter],
+        "Enter",
+        Choose,
+        Contexts,
+        "switch: reconnect to it",
+        Footer,
+    ),
+    bind(
+        &[Esc, Char('q')],
+        "Esc",
+        Close,
+        Contexts,
+        "cancel",
+        Essential,
+    ),
+    bind(
+        &[Up, Char('k')],
+        "↑/↓",
+        ScrollUp,
+        Namespaces,
+        "select",
+        Footer,
+    ),
+    bind(
+        &[Down, Char('j')],
+        "↓",
+        ScrollDown,
+        Namespaces,
+        "select",
+        Covered,
+    ),
+    bind(
+        &[Enter],
+        "Enter",
+        Choose,
+        Namespaces,
+        "switch: reconnect to it",
+        Footer,
+    ),
+    bind(
+        &[Esc, Char('q')],
+        "Esc",
+        Close,
+        Namespaces,
+        "cancel",
+        Essential,
+    ),
+    bind(
+        &[Enter],
+        "Enter",
+        Choose,
+        TypeNamespace,
+        "switch: reconnect to it",
+        Footer,
+    ),
+    bind(&[Esc], "Esc", Close, TypeNamespace, "cancel", Essential),
 ];
 
 /// How a key is written on screen.

@@ -5,9 +5,12 @@
 pub mod app;
 #[cfg(test)]
 mod fixtures;
+mod forward_watch;
 mod kept;
 pub mod keys;
 pub mod layout;
+mod session;
+pub mod switch;
 pub mod ui;
 
 use std::path::{Path, PathBuf};
@@ -17,11 +20,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures::StreamExt;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::collect::Sources;
 use crate::config::{PublishSettings, Settings};
 use crate::consent::Observed;
 use crate::consent::cluster::ConsentApi;
@@ -49,17 +51,28 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(700);
 /// What background tasks report to the event loop.
 enum Msg {
     Collected {
+        /// The session it was collected in (see `session`).
+        epoch: u64,
         snapshot: Snapshot,
         kube_server: Option<String>,
         /// The session's one Kubernetes client, once built.
         kube: Option<KubeClient>,
     },
+    /// The namespaces of a context for the switch picker, or why they cannot be listed, and
+    /// the one to start on.
+    Namespaces {
+        context: String,
+        listed: Result<Vec<String>, String>,
+        default: String,
+    },
     /// An outcome of the send with this `$insert_id`.
     Outcome(Uuid, EndpointOutcome),
     /// The connection kept open to the scheduler closed, or opened again: look now.
     SchedulerChanged,
-    /// The in-cluster reporter and its consent, as read.
-    Reporter(Box<Observed>),
+    /// The port-forward to the scheduler changed state.
+    Forward(crate::k8s::forward::ForwardView),
+    /// The in-cluster reporter and its consent, as read in the session of that epoch.
+    Reporter(u64, Box<Observed>),
     /// The approval was written (`resourceVersion`, approver), or why not.
     Approved(Result<(String, String), String>),
     /// The in-cluster reporter's history, as read.
@@ -102,6 +115,11 @@ fn info(config: &InspectConfig, log_file: &Path) -> Info {
         log_file: log_file.display().to_string(),
         refresh_every: config.refresh,
         do_not_track: config.settings.do_not_track,
+        scheduler_fixed_by: plan
+            .scheduler
+            .forward()
+            .is_none()
+            .then(|| config.settings.scheduler_port_from.to_string()),
     }
 }
 
@@ -139,21 +157,12 @@ async fn event_loop(
     // Ages on screen are in whole seconds: a redraw a second keeps them current.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
-    let sources = Arc::new(Mutex::new(
-        Sources::new(config.settings.plan.clone()).fast_fail(CONNECT_TIMEOUT),
-    ));
-    tasks.push(spawn_watch(
-        config.settings.plan.scheduler.address(),
-        tx.clone(),
-    ));
-    // The consent and status ConfigMaps, over the collection's client: one per context for the
-    // session, the kubeconfig read once.
-    let mut consent_api: Option<ConsentApi> = None;
+    let mut session = session::Session::start(config.settings.plan.clone(), &mut app, &tx);
 
     while !app.quit {
         if app.refresh_due() {
             app.on_refresh_started();
-            tasks.push(spawn_refresh(&sources, tx.clone()));
+            tasks.push(spawn_refresh(&session, tx.clone()));
         }
         let size = terminal.size()?;
         app.on_resize(size.width, size.height);
@@ -161,19 +170,23 @@ async fn event_loop(
         tokio::select! {
             key = keys.next() => match key {
                 Some(Ok(TermEvent::Key(key))) if key.kind == KeyEventKind::Press => {
+                    // A namespace being typed takes letters as text, before any binding.
+                    if app.on_text_key(key) {
+                        continue;
+                    }
                     if let Some(action) = keys::action_for(key, app.context()) {
                         match app.on_action(action) {
-                            Some(Effect::Refresh) => tasks.push(spawn_refresh(&sources, tx.clone())),
+                            Some(Effect::Refresh) => tasks.push(spawn_refresh(&session, tx.clone())),
                             Some(Effect::Send(event)) => tasks.push(spawn_send(&publisher, event, config, tx.clone())),
                             Some(Effect::LoadHistory) => {
                                 // Over the collection's client, as the consent and status.
-                                let ledger = consent_api.as_ref().map(|api| {
+                                let ledger = session.consent_api.as_ref().map(|api| {
                                     LedgerApi::new(api.client().clone(), &api.namespace)
                                 });
                                 tasks.push(spawn_history(ledger, tx.clone()));
                             }
                             Some(Effect::Approve(approval)) => {
-                                match (&consent_api, &config.settings.plan.kube) {
+                                match (&session.consent_api, &session.plan.kube) {
                                     (Some(api), Some(target)) => tasks.push(spawn_approve(
                                         api.clone(),
                                         target.clone(),
@@ -185,6 +198,22 @@ async fn event_loop(
                                     )),
                                 }
                             }
+                            Some(Effect::ListContexts) => app.on_contexts(
+                                session
+                                    .plan
+                                    .kube
+                                    .as_ref()
+                                    .ok_or_else(|| "Kubernetes is not read (--no-kube)".to_string())
+                                    .and_then(crate::k8s::contexts),
+                            ),
+                            Some(Effect::ListNamespaces(context)) => {
+                                if let Some(target) = &session.plan.kube {
+                                    tasks.push(spawn_namespaces(target, context, tx.clone()));
+                                }
+                            }
+                            Some(Effect::SwitchContext { context, namespace }) => {
+                                session.switch(&context, &namespace, &mut app, &tx);
+                            }
                             None => {}
                         }
                     }
@@ -195,27 +224,36 @@ async fn event_loop(
                 None => break,
             },
             Some(msg) = rx.recv() => match msg {
-                Msg::Collected { snapshot, kube_server, kube } => {
+                // A collection of the cluster shown before a context switch is dropped.
+                Msg::Collected { epoch, .. } if epoch != session.epoch => {}
+                Msg::Collected { snapshot, kube_server, kube, .. } => {
                     app.kube_server = kube_server;
                     app.on_snapshot(snapshot);
-                    if consent_api.is_none() && let Some(kube) = kube {
-                        consent_api = Some(ConsentApi::over(
+                    if session.consent_api.is_none() && let Some(kube) = kube {
+                        session.consent_api = Some(ConsentApi::over(
                             kube.client().clone(),
                             kube.namespace().to_string(),
                             &config.settings.consent_configmap,
                         ));
                     }
-                    if let Some(api) = &consent_api {
-                        tasks.push(spawn_reporter(api.clone(), tx.clone()));
+                    if let Some(api) = &session.consent_api {
+                        tasks.push(spawn_reporter(api.clone(), session.epoch, tx.clone()));
                     }
                 }
-                Msg::Reporter(observed) => app.on_reporter(*observed),
+                Msg::Reporter(epoch, observed) => {
+                    if epoch == session.epoch {
+                        app.on_reporter(*observed);
+                    }
+                }
+                Msg::Namespaces { context, listed, default } => {
+                    app.on_namespaces(&context, listed, &default);
+                }
                 Msg::History(view) => app.on_history(*view),
                 Msg::Approved(result) => {
                     app.on_approved(result);
                     // The consent's new version, and soon the reporter's acknowledgement.
-                    if let Some(api) = &consent_api {
-                        tasks.push(spawn_reporter(api.clone(), tx.clone()));
+                    if let Some(api) = &session.consent_api {
+                        tasks.push(spawn_reporter(api.clone(), session.epoch, tx.clone()));
                     }
                 }
                 Msg::Outcome(insert_id, outcome) => {
@@ -227,9 +265,10 @@ async fn event_loop(
                         tracing::warn!(%error, "the send could not be kept for later sessions");
                     }
                 }
+                Msg::Forward(view) => app.on_forward(view),
                 Msg::SchedulerChanged => {
                     if let Some(Effect::Refresh) = app.on_action(keys::Action::Refresh) {
-                        tasks.push(spawn_refresh(&sources, tx.clone()));
+                        tasks.push(spawn_refresh(&session, tx.clone()));
                     }
                 }
             },
@@ -251,9 +290,35 @@ fn without_colour(no_color: Option<&std::ffi::OsStr>, term: Option<&std::ffi::Os
 
 /// Reads the in-cluster reporter's status and consent after each collection; nothing when
 /// there is no usable Kubernetes configuration.
-fn spawn_reporter(api: ConsentApi, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
+fn spawn_reporter(api: ConsentApi, epoch: u64, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let _ = tx.send(Msg::Reporter(Box::new(api.observe().await)));
+        let _ = tx.send(Msg::Reporter(epoch, Box::new(api.observe().await)));
+    })
+}
+
+/// Lists the namespaces of `context` for the switch picker (the namespace in use first).
+fn spawn_namespaces(
+    target: &crate::k8s::KubeTarget,
+    context: String,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> JoinHandle<()> {
+    let mut target = target.clone();
+    target.context = Some(context.clone());
+    let default = target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| crate::k8s::DEFAULT_NAMESPACE.to_string());
+    target.namespace = None;
+    tokio::spawn(async move {
+        let listed =
+            tokio::time::timeout(Duration::from_secs(3), crate::k8s::list_namespaces(&target))
+                .await
+                .unwrap_or_else(|_| Err("the API server did not answer within 3s".into()));
+        let _ = tx.send(Msg::Namespaces {
+            context,
+            listed,
+            default,
+        });
     })
 }
 
@@ -305,8 +370,9 @@ fn spawn_approve(
 }
 
 /// One collection over the kept connections (one at a time: the app never starts two).
-fn spawn_refresh(sources: &Arc<Mutex<Sources>>, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
-    let sources = Arc::clone(sources);
+fn spawn_refresh(session: &session::Session, tx: mpsc::UnboundedSender<Msg>) -> JoinHandle<()> {
+    let sources = Arc::clone(&session.sources);
+    let epoch = session.epoch;
     tokio::spawn(async move {
         let mut sources = sources.lock().await;
         let snapshot = sources.collect().await;
@@ -320,6 +386,7 @@ fn spawn_refresh(sources: &Arc<Mutex<Sources>>, tx: mpsc::UnboundedSender<Msg>) 
         let kube_server = sources.kube_server().map(str::to_string);
         let kube = sources.kube().cloned();
         let _ = tx.send(Msg::Collected {
+            epoch,
             snapshot,
             kube_server,
             kube,

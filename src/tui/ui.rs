@@ -15,6 +15,7 @@ use super::app::{
 };
 use super::keys::{BINDINGS, Context, hints, keys_text};
 use super::layout::{self, Fit, TREND_WIDTH, ellipsize, text_width};
+use super::switch::Picker;
 use crate::consent::ConsentReading;
 use crate::ledger::{
     ConsentRecord, Entry, LEDGER_CONFIGMAP, Listed, Record, Verification, diff_events, printable,
@@ -293,13 +294,21 @@ fn header(app: &App, width: u16) -> Vec<Line<'static>> {
         ]),
         source_line(
             source_spans(
-                match &app.info.scheduler_port_from {
-                    Some(from) => format!("scheduler {} (port from {from})", app.info.scheduler),
-                    None => format!("scheduler {}", app.info.scheduler),
+                match (&app.forward, &app.info.scheduler_port_from) {
+                    (Some(forward), _) => format!("scheduler {}", forward.describe()),
+                    (None, Some(from)) => {
+                        format!("scheduler {} (port from {from})", app.info.scheduler)
+                    }
+                    (None, None) => format!("scheduler {}", app.info.scheduler),
                 },
                 &app.scheduler_state(),
                 "Seldon ",
-                port_forward_hint(&app.info.scheduler),
+                // Over hodometer's own forward there is no `kubectl port-forward` to check; a
+                // refused forward offers doing it by hand.
+                match &app.forward {
+                    None => port_forward_hint(&app.info.scheduler),
+                    Some(forward) => forward_fallback(forward),
+                },
             ),
             width,
         ),
@@ -339,6 +348,18 @@ fn header(app: &App, width: u16) -> Vec<Line<'static>> {
         ));
     }
     lines
+}
+
+/// The `kubectl port-forward` way around a port-forward the API server refused.
+fn forward_fallback(forward: &crate::k8s::forward::ForwardView) -> Option<String> {
+    matches!(
+        forward.state,
+        crate::k8s::forward::LinkState::Failed {
+            permanent: true,
+            ..
+        }
+    )
+    .then(|| format!(" — {}", forward.fallback))
 }
 
 /// A source's line: when it is too long, its name gives way (with `…`) before its state.
@@ -406,12 +427,16 @@ fn source_spans(
         }
         SourceState::Connected(None) => ("connected".to_string(), SHARED),
         SourceState::NotUsed(why) => (format!("not used: {why}"), WITHHELD),
+        SourceState::Reconnecting(why) => (format!("reconnecting: {why}"), WARN),
         SourceState::Down(why) => {
             let why = why.strip_prefix("scheduler ").unwrap_or(why);
             // The connection check says "connection refused"; a call that failed mid-way quotes
             // the OS: "Connection refused (os error 111)".
             let hint = refused_hint
-                .filter(|_| why.to_ascii_lowercase().contains("connection refused"))
+                .filter(|hint| {
+                    hint.contains("forward by hand")
+                        || why.to_ascii_lowercase().contains("connection refused")
+                })
                 .unwrap_or_default();
             (format!("down: {why}{hint}"), BAD)
         }
@@ -1284,6 +1309,14 @@ fn render_dialog(app: &App, dialog: &Dialog, frame: &mut Frame, within: Rect) {
                 0,
             );
         }
+        Dialog::Switch(picker) => {
+            let (title, lines, scroll) = switch_lines(app, picker);
+            let keys: Vec<(&str, &str)> = hints(picker.key_context())
+                .into_iter()
+                .map(|(label, help, _)| (label, help))
+                .collect();
+            render_box(frame, within, title, lines, keys_line(&keys), scroll);
+        }
         Dialog::Sends { selected } => {
             let lines = app
                 .sends
@@ -1893,6 +1926,70 @@ fn render_help(app: &App, frame: &mut Frame, within: Rect) {
         keys_line(&[("↑/↓", "scroll"), ("Esc", "close")]),
         app.dialog_scroll,
     );
+}
+
+/// The context switch picker: contexts, then the chosen one's namespaces (or a field to type
+/// one into when they cannot be listed).
+fn switch_lines(app: &App, picker: &Picker) -> (String, Vec<Line<'static>>, u16) {
+    let list = |names: &[String], selected: usize, current: Option<&String>| {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mark = if current == Some(name) {
+                    " (in use)"
+                } else {
+                    ""
+                };
+                if i == selected {
+                    Line::styled(format!("> {name}{mark}"), Style::new().reversed())
+                } else {
+                    Line::raw(format!("  {name}{mark}"))
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    // The keys are in the footer, as for every dialog.
+    match picker {
+        Picker::Contexts {
+            names,
+            current,
+            selected,
+        } => {
+            let lines = list(names, *selected, current.as_ref());
+            (" switch context ".into(), lines, app.dialog_scroll)
+        }
+        Picker::Listing { context } => (
+            format!(" context {context} "),
+            vec![Line::styled("listing its namespaces…", WARN)],
+            0,
+        ),
+        Picker::Namespaces {
+            context,
+            names,
+            selected,
+        } => {
+            let lines = list(names, *selected, None);
+            (format!(" context {context}: namespace "), lines, 0)
+        }
+        Picker::Typing {
+            context,
+            typed,
+            why,
+        } => (
+            format!(" context {context}: namespace "),
+            vec![
+                Line::styled(format!("cannot list the namespaces: {why}"), HINT),
+                Line::raw("type the Seldon namespace:"),
+                Line::from(vec![
+                    Span::raw("> "),
+                    Span::styled(typed.clone(), Style::new().bold()),
+                    Span::styled("▏", WARN),
+                ]),
+            ],
+            0,
+        ),
+    }
 }
 
 /// Rows `lines` take when wrapped to `width` columns, so a popup fits all of its text.

@@ -152,6 +152,10 @@ impl SimProcess {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self._child.id()
+    }
+
     pub fn port_arg(&self) -> String {
         self.port.to_string()
     }
