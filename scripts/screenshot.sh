@@ -27,6 +27,7 @@ socket="hodometer-shot-$$"
 tmx() { tmux -L "$socket" "$@"; }
 cleanup() {
   tmx kill-server 2>/dev/null || true
+  rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$socket" # kill-server leaves its socket file behind
   rm -rf "$work"
 }
 trap cleanup EXIT
