@@ -656,7 +656,6 @@ fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path) -> std::process
 
 #[test]
 fn the_demo_is_a_sandbox_for_kubectl_and_hodometer_as_the_person() {
-    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     assert!(
         std::process::Command::new("kubectl")
@@ -715,20 +714,10 @@ fn the_demo_is_a_sandbox_for_kubectl_and_hodometer_as_the_person() {
         "yaml",
     ]);
     assert!(manifest.status.success());
-    let mut apply = kubectl(&kubeconfig, &home)
-        .args(["apply", "--validate=false", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl apply");
-    apply
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&manifest.stdout)
-        .expect("write manifest");
-    let applied = apply.wait_with_output().expect("kubectl apply");
+    let applied = piped_into(
+        kubectl(&kubeconfig, &home).args(["apply", "--validate=false", "-f", "-"]),
+        &manifest.stdout,
+    );
     assert!(
         applied.status.success(),
         "kubectl apply: {}",
@@ -786,20 +775,10 @@ fn the_demo_is_a_sandbox_for_kubectl_and_hodometer_as_the_person() {
             "-o",
             "yaml",
         ]);
-        let mut apply = kubectl(&kubeconfig, &home)
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl apply");
-        apply
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&manifest.stdout)
-            .expect("write manifest");
-        let applied = apply.wait_with_output().expect("kubectl apply");
+        let applied = piped_into(
+            kubectl(&kubeconfig, &home).args(["apply", "-f", "-"]),
+            &manifest.stdout,
+        );
         assert!(
             applied.status.success(),
             "kubectl 1.{minor} apply with validation: {}",
@@ -849,4 +828,22 @@ fn the_demo_is_a_sandbox_for_kubectl_and_hodometer_as_the_person() {
     );
     assert!(screen.contains("hodometer consent show"), "{screen}");
     assert!(!sandbox.exists(), "the sandbox is removed on exit");
+}
+
+/// Runs `command` with `input` on its standard input (`kubectl apply -f -`), and its output.
+fn piped_into(command: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write the input");
+    child.wait_with_output().expect("wait")
 }
