@@ -1275,6 +1275,7 @@ fn a_concurrent_write_to_the_ledger_is_a_conflict_read_again_never_overwritten()
     // Someone else writes the ledger (a label) between the daemon's appends: the version the
     // daemon planned its next append on is stale.
     for round in 0..3 {
+        let sends_before = entries_of(&history_json(&sim), "send").len();
         let patch = json!({"metadata": {"labels": {"touched": round.to_string()}}});
         let (status, body) = admin_request(
             &addr,
@@ -1284,7 +1285,10 @@ fn a_concurrent_write_to_the_ledger_is_a_conflict_read_again_never_overwritten()
             &patch,
         );
         assert_eq!(status, 200, "{body}");
-        std::thread::sleep(Duration::from_millis(1500));
+        // The daemon appended after this write: its append went through the stale version.
+        wait_for("the daemon's next append after the write", || {
+            (entries_of(&history_json(&sim), "send").len() > sends_before).then_some(())
+        });
     }
     wait_for("a conflict read again", || {
         daemon
