@@ -1124,6 +1124,28 @@ fn verify_names_an_edited_entry_and_a_pinned_head_catches_a_rewritten_chain() {
         stderr.contains(&format!("entry {} ({key})", target["seq"])),
         "{stderr}"
     );
+    // Whoever may edit the ledger may plant characters a terminal obeys: the listings show them
+    // escaped, never raw.
+    let planted = tampered.replacen("\\\"ip\\\":\\\"1", "\\\"ip\\\":\\\"1\u{202e}\u{9b}", 1);
+    assert_ne!(planted, tampered);
+    let (status, body) = admin_request(
+        &addr,
+        "PATCH",
+        LEDGER,
+        "application/merge-patch+json",
+        &json!({"data": {key.clone(): planted}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    for format in ["json", "yaml"] {
+        let out = history(&sim, &["-o", format]);
+        let shown = text(&out.stdout);
+        assert!(shown.contains(&key), "{format}: {shown}");
+        assert!(
+            !shown.contains('\u{202e}') && !shown.contains('\u{9b}'),
+            "{format} emitted the planted characters raw"
+        );
+    }
+    assert!(text(&history(&sim, &["-o", "json"]).stdout).contains("\\u202e"));
 
     // A writer who rebuilds a consistent chain (and the status's head) passes a plain verify,
     // but not against the head pinned before.

@@ -171,8 +171,8 @@ fn print_list(
         })
     };
     match output {
-        Output::Json => println!("{:#}", document()),
-        Output::Yaml => print!("{}", serde_saphyr::to_string(&document())?),
+        Output::Json => println!("{}", people_json(&document())),
+        Output::Yaml => print!("{}", people_yaml(&document())?),
         Output::Table => print!("{}", table(&checkpoint, &entries, &head)),
     }
     Ok(ExitCode::SUCCESS)
@@ -295,8 +295,8 @@ fn show(
 ) -> anyhow::Result<ExitCode> {
     let (listed, entry) = find(data, seq)?;
     match (output, &entry.record) {
-        (Output::Json, _) => println!("{:#}", entry_json(&listed)),
-        (Output::Yaml, _) => print!("{}", serde_saphyr::to_string(&entry_json(&listed))?),
+        (Output::Json, _) => println!("{}", people_json(&entry_json(&listed))),
+        (Output::Yaml, _) => print!("{}", people_yaml(&entry_json(&listed))?),
         (Output::Table, Record::Send(send)) if raw => {
             let mut out = std::io::stdout().lock();
             out.write_all(send.event.as_bytes())?;
@@ -323,6 +323,17 @@ fn show(
 }
 
 /// As [`printable`], keeping the line breaks of pretty JSON.
+/// JSON for a person's terminal: the ledger's text came from a ConfigMap anyone with `edit` may
+/// write, and serde_json leaves DEL, C1, bidi and zero-width characters raw.
+fn people_json(value: &serde_json::Value) -> String {
+    crate::payload::ascii_json(&format!("{value:#}"))
+}
+
+/// YAML for a person's terminal, through the one sanitiser (`output::value_to_yaml`).
+fn people_yaml(value: &serde_json::Value) -> anyhow::Result<String> {
+    crate::output::value_to_yaml(value).map_err(anyhow::Error::msg)
+}
+
 fn printable_lines(text: &str) -> String {
     text.lines().map(printable).collect::<Vec<_>>().join("\n")
 }
@@ -341,8 +352,8 @@ fn diff(
     };
     let diff = ledger::diff_events(&event(a)?, &event(b)?);
     match output {
-        Output::Json => println!("{:#}", serde_json::to_value(&diff)?),
-        Output::Yaml => print!("{}", serde_saphyr::to_string(&diff)?),
+        Output::Json => println!("{}", people_json(&serde_json::to_value(&diff)?)),
+        Output::Yaml => print!("{}", people_yaml(&serde_json::to_value(&diff)?)?),
         Output::Table => {
             if diff.is_empty() {
                 println!("entries {a} and {b} send the same fields and values");
